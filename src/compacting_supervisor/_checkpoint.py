@@ -1,0 +1,131 @@
+"""The checkpoint rewrite: a new head that differs from the old one only in ``messages``.
+
+This follows the recipe measured in ``langgraph-internals.md``: a fresh id sorting after the
+head, a new timestamp, only the messages channel version bumped (and listed in
+``new_versions`` so every saver stores the new value under a new key), everything else
+copied, ``source="update"`` and ``step + 1`` in the metadata, and the compacted checkpoint's
+id recorded. Pure functions: the callers do the saver I/O.
+"""
+
+from __future__ import annotations
+
+import copy
+from datetime import UTC, datetime
+from typing import Any
+
+from langchain_core.messages import BaseMessage
+from langgraph.checkpoint.base import (
+    BaseCheckpointSaver,
+    Checkpoint,
+    CheckpointMetadata,
+    CheckpointTuple,
+)
+from langgraph.checkpoint.base.id import uuid6
+
+from compacting_supervisor._cut import METADATA_KEY
+from compacting_supervisor.errors import StaleCheckpointError, ThreadBusyError
+
+_ID_ATTEMPTS = 50
+
+
+def head_config(thread_id: str, checkpoint_ns: str = "") -> dict[str, Any]:
+    """Return the config that reads a thread's newest checkpoint."""
+    return {"configurable": {"thread_id": thread_id, "checkpoint_ns": checkpoint_ns}}
+
+
+def check_head(
+    head: CheckpointTuple | None,
+    *,
+    thread_id: str,
+    expected_checkpoint_id: str | None,
+) -> CheckpointTuple:
+    """Return ``head`` if a compaction may be written on it, else raise.
+
+    Raises:
+        StaleCheckpointError: There is no head, or it is not the expected checkpoint.
+        ThreadBusyError: The head has pending writes (an interrupt, or a half-finished step).
+    """
+    if head is None:
+        msg = f"Thread {thread_id!r} has no checkpoint to compact."
+        raise StaleCheckpointError(
+            msg, thread_id=thread_id, expected_checkpoint_id=expected_checkpoint_id
+        )
+    head_id = head.checkpoint["id"]
+    if expected_checkpoint_id is not None and head_id != expected_checkpoint_id:
+        msg = (
+            f"Thread {thread_id!r} moved on while the compaction was prepared "
+            f"(head {head_id}, expected {expected_checkpoint_id}); nothing was written."
+        )
+        raise StaleCheckpointError(
+            msg,
+            thread_id=thread_id,
+            expected_checkpoint_id=expected_checkpoint_id,
+            head_checkpoint_id=head_id,
+        )
+    if head.pending_writes:
+        channels = sorted({w[1] for w in head.pending_writes})
+        msg = (
+            f"Thread {thread_id!r} has pending writes ({', '.join(channels)}): it is "
+            "interrupted or mid-step; compaction waits for a later turn."
+        )
+        raise ThreadBusyError(msg, thread_id=thread_id, reason="pending writes")
+    return head
+
+
+def _new_id_after(head_id: str, step: int) -> str:
+    for _ in range(_ID_ATTEMPTS):
+        new_id = str(uuid6(clock_seq=step))
+        if new_id > head_id:
+            return new_id
+    msg = (
+        f"Could not make a checkpoint id that sorts after the head {head_id} "
+        "(is the system clock behind the checkpoint's time?). Nothing was written."
+    )
+    raise StaleCheckpointError(msg, head_checkpoint_id=head_id)
+
+
+def build_compacted_checkpoint(
+    head: CheckpointTuple,
+    saver: BaseCheckpointSaver[Any],
+    *,
+    messages_key: str,
+    messages: list[BaseMessage],
+    details: dict[str, Any],
+) -> tuple[Checkpoint, CheckpointMetadata, dict[str, Any]]:
+    """Build the checkpoint, metadata and ``new_versions`` for ``saver.put``.
+
+    Args:
+        head: The thread's current head (already checked with `check_head`).
+        saver: The saver that will store it (it picks the next channel version).
+        messages_key: The messages channel.
+        messages: The compacted messages.
+        details: Counts recorded in the metadata under ``"compacting_supervisor"``.
+
+    Returns:
+        ``(checkpoint, metadata, new_versions)``.
+    """
+    old = head.checkpoint
+    step = int(head.metadata.get("step", -1)) + 1
+    versions = dict(old["channel_versions"])
+    current = max(versions.values()) if versions else None
+    new_version = saver.get_next_version(current, None)
+    versions[messages_key] = new_version
+    values = dict(old["channel_values"])
+    values[messages_key] = list(messages)
+    updated = old.get("updated_channels")
+    checkpoint: Checkpoint = {
+        **old,  # type: ignore[typeddict-item]
+        "id": _new_id_after(old["id"], step),
+        "ts": datetime.now(UTC).isoformat(),
+        "channel_values": values,
+        "channel_versions": versions,
+        "versions_seen": copy.deepcopy(old["versions_seen"]),
+        "updated_channels": list(updated) if updated is not None else None,
+    }
+    metadata: CheckpointMetadata = {
+        "source": "update",
+        "step": step,
+        "parents": dict(head.metadata.get("parents", {}) or {}),
+        METADATA_KEY: {"compacted_checkpoint_id": old["id"], **details},  # type: ignore[typeddict-unknown-key]
+    }
+    return checkpoint, metadata, {messages_key: new_version}

@@ -1,0 +1,140 @@
+"""Where a history may be cut: the system prefix, the running summary, safe boundaries.
+
+A history is read as ``[system messages..., running summary?, conversation...]``. The
+oldest ``ratio`` of the conversation is evicted, with the cut moved to a safe boundary:
+
+- an AIMessage with tool calls never parts from its ToolMessages (parallel calls and
+  supervisor hand-off pairs included), in either direction;
+- the kept part never starts with a ToolMessage;
+- the latest human message always stays in the kept part;
+- at least one message is evicted and at least one kept.
+
+Everything here is pure: messages in, a plan out.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
+
+SUMMARY_MARKER = "summarization"
+"""Value of ``additional_kwargs["lc_source"]`` on a summary message (LangChain's own marker)."""
+
+METADATA_KEY = "compacting_supervisor"
+"""Key under which the summary message and checkpoints carry this package's metadata."""
+
+
+def is_summary(message: BaseMessage) -> bool:
+    """Return whether ``message`` is a running summary written by a compaction."""
+    return (
+        isinstance(message, HumanMessage)
+        and message.additional_kwargs.get("lc_source") == SUMMARY_MARKER
+    )
+
+
+@dataclass(frozen=True)
+class HistoryParts:
+    """A history split into the parts compaction treats differently."""
+
+    system: list[BaseMessage]
+    """Leading system messages, kept first and verbatim."""
+    summary: BaseMessage | None
+    """The running summary right after them, if a compaction already happened."""
+    conversation: list[BaseMessage]
+    """Everything after: the part that can be cut."""
+
+
+def split_history(messages: Sequence[BaseMessage]) -> HistoryParts:
+    """Split ``messages`` into system prefix, running summary and conversation."""
+    i = 0
+    while i < len(messages) and isinstance(messages[i], SystemMessage):
+        i += 1
+    summary = None
+    if i < len(messages) and is_summary(messages[i]):
+        summary = messages[i]
+        return HistoryParts(list(messages[:i]), summary, list(messages[i + 1 :]))
+    return HistoryParts(list(messages[:i]), None, list(messages[i:]))
+
+
+@dataclass(frozen=True)
+class CutPlan:
+    """What a compaction evicts and what it keeps."""
+
+    parts: HistoryParts
+    """The history the plan was made from."""
+    evicted: list[BaseMessage]
+    """The oldest conversation messages, to be folded into the summary."""
+    kept: list[BaseMessage]
+    """The newest conversation messages, kept verbatim."""
+
+
+def _blocked_cuts(conversation: Sequence[BaseMessage]) -> list[bool]:
+    """Mark each cut position ``c`` (evict ``conversation[:c]``) that splits a tool group."""
+    n = len(conversation)
+    call_pos: dict[str, int] = {}
+    result_pos: dict[str, list[int]] = {}
+    for i, message in enumerate(conversation):
+        if isinstance(message, AIMessage):
+            for call in message.tool_calls:
+                if call.get("id"):
+                    call_pos.setdefault(str(call["id"]), i)
+        elif isinstance(message, ToolMessage):
+            result_pos.setdefault(str(message.tool_call_id), []).append(i)
+    # A difference array over cut positions: a group spanning [lo, hi] blocks lo < c <= hi.
+    delta = [0] * (n + 2)
+    for call_id, positions in result_pos.items():
+        lo = min([*positions, call_pos.get(call_id, positions[0])])
+        hi = max([*positions, call_pos.get(call_id, positions[0])])
+        if hi > lo:
+            delta[lo + 1] += 1
+            delta[hi + 1] -= 1
+    blocked = []
+    running = 0
+    for c in range(n + 1):
+        running += delta[c]
+        blocked.append(running > 0)
+    return blocked
+
+
+def plan_cut(messages: Sequence[BaseMessage], ratio: float) -> CutPlan | None:
+    """Choose the messages to evict for a compaction.
+
+    The target is the oldest ``floor(ratio * len(conversation))`` messages (at least one).
+    The cut then moves back, summarising less, to the nearest safe boundary; only when no
+    safe boundary exists before the target does it move forward.
+
+    Args:
+        messages: The thread's messages.
+        ratio: The fraction of the conversation to evict, in (0, 1).
+
+    Returns:
+        The plan, or None when no safe cut exists (too few messages, or everything before
+        the latest human message is one tool group).
+    """
+    parts = split_history(messages)
+    conversation = parts.conversation
+    n = len(conversation)
+    if n < 2:
+        return None
+    last_human = max(
+        (i for i, m in enumerate(conversation) if isinstance(m, HumanMessage) and not is_summary(m)),
+        default=None,
+    )
+    upper = last_human if last_human is not None else n - 1
+    if upper < 1:
+        return None
+    blocked = _blocked_cuts(conversation)
+
+    def safe(c: int) -> bool:
+        return not blocked[c] and not isinstance(conversation[c], ToolMessage)
+
+    target = min(max(1, math.floor(ratio * n + 1e-9)), upper)
+    cut = next((c for c in range(target, 0, -1) if safe(c)), None)
+    if cut is None:
+        cut = next((c for c in range(target + 1, upper + 1) if safe(c)), None)
+    if cut is None:
+        return None
+    return CutPlan(parts=parts, evicted=conversation[:cut], kept=conversation[cut:])

@@ -1,0 +1,78 @@
+"""Exceptions raised when a compaction cannot be carried out.
+
+Every one of them means the thread's history was left exactly as it was.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "CompactionError",
+    "StaleCheckpointError",
+    "SummarizationError",
+    "ThreadBusyError",
+]
+
+
+class CompactionError(Exception):
+    """A compaction did not happen; the thread's history is unchanged.
+
+    Attributes:
+        thread_id: The thread that was being compacted, when known.
+    """
+
+    def __init__(self, message: str, *, thread_id: str | None = None) -> None:
+        super().__init__(message)
+        self.thread_id = thread_id
+
+
+class SummarizationError(CompactionError):
+    """The summariser raised, timed out, or returned empty or placeholder text.
+
+    Attributes:
+        text: What the summariser returned, when it returned something unusable.
+    """
+
+    def __init__(
+        self, message: str, *, thread_id: str | None = None, text: str | None = None
+    ) -> None:
+        super().__init__(message, thread_id=thread_id)
+        self.text = text
+
+
+class ThreadBusyError(CompactionError):
+    """The thread is not idle (an interrupt, pending writes or tasks still to run).
+
+    Compacting it now would drop the interrupt or re-run finished work, so the compaction
+    waits for a later turn.
+
+    Attributes:
+        reason: What keeps the thread busy.
+    """
+
+    def __init__(self, message: str, *, thread_id: str | None = None, reason: str = "") -> None:
+        super().__init__(message, thread_id=thread_id)
+        self.reason = reason
+
+
+class StaleCheckpointError(CompactionError):
+    """The thread's head checkpoint moved while the compaction was being prepared.
+
+    A run finished meanwhile; writing the compaction would hide that turn, so nothing was
+    written.
+
+    Attributes:
+        expected_checkpoint_id: The checkpoint the compaction was computed from.
+        head_checkpoint_id: The thread's head when the compaction was about to be written.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        thread_id: str | None = None,
+        expected_checkpoint_id: str | None = None,
+        head_checkpoint_id: str | None = None,
+    ) -> None:
+        super().__init__(message, thread_id=thread_id)
+        self.expected_checkpoint_id = expected_checkpoint_id
+        self.head_checkpoint_id = head_checkpoint_id

