@@ -69,7 +69,7 @@ class _CharEstimate:
 
 
 _encodings: dict[str, tuple[_Encoding, bool]] = {}
-_encodings_lock = threading.Lock()
+_encodings_lock = threading.RLock()
 
 
 def _encoding_name_for_model(model: str) -> str:

@@ -1,0 +1,174 @@
+"""Point 7: exact token counts with tiktoken, cached per message, working offline."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+import tiktoken.load
+from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage
+from langchain_openai import ChatOpenAI
+
+from compacting_supervisor import TokenCounter, count_tokens
+from compacting_supervisor import token_counter as token_counter_module
+
+MESSAGES = [
+    SystemMessage("You are an HR assistant. Be brief."),
+    HumanMessage("Show me all candidates, please."),
+    AIMessage(
+        "",
+        name="supervisor",
+        tool_calls=[{"name": "transfer_to_candidates_agent", "args": {}, "id": "call_1"}],
+    ),
+    ToolMessage("Successfully transferred to candidates_agent", tool_call_id="call_1",
+                name="transfer_to_candidates_agent"),
+    AIMessage(
+        "Let me look.",
+        name="candidates_agent",
+        tool_calls=[
+            {"name": "list_candidates", "args": {"role": "engineer", "limit": 5}, "id": "c2"},
+            {"name": "read_cv", "args": {"name": "Zoë Ångström"}, "id": "c3"},
+        ],
+    ),
+    ToolMessage('[{"name": "Alice", "years": 7}, {"name": "Bob", "years": 3}]', tool_call_id="c2"),
+    ToolMessage("Zoë: 10 years of Rust, speaks 日本語.", tool_call_id="c3"),
+    AIMessage("Alice (7 years) and Bob (3 years); Zoë knows Rust.", name="candidates_agent"),
+    HumanMessage([{"type": "text", "text": "Tell me about Alice."}, "and Bob"]),
+]
+
+
+def test_hello_costs_eight_tokens() -> None:
+    # 3 per message + "user" (1) + "Hello" (1) + 3 reply priming.
+    assert count_tokens([HumanMessage("Hello")]) == 8
+
+
+def test_empty_list_costs_nothing() -> None:
+    assert count_tokens([]) == 0
+
+
+@pytest.mark.parametrize("i", range(len(MESSAGES)))
+def test_each_message_matches_langchain_openai(i: int) -> None:
+    reference = ChatOpenAI(model="gpt-4", api_key="unused")
+    message = MESSAGES[i]
+    assert count_tokens([message]) == reference.get_num_tokens_from_messages([message])
+
+
+def test_whole_history_matches_langchain_openai() -> None:
+    reference = ChatOpenAI(model="gpt-4", api_key="unused")
+    expected = reference.get_num_tokens_from_messages(MESSAGES)
+    assert count_tokens(MESSAGES) == expected
+    assert count_tokens(MESSAGES, model="gpt-4") == expected
+    assert count_tokens(MESSAGES, encoding="cl100k_base") == expected
+
+
+def test_tool_calls_and_names_are_counted() -> None:
+    plain = AIMessage("Let me look.")
+    named = AIMessage("Let me look.", name="candidates_agent")
+    calling = AIMessage("Let me look.", tool_calls=[{"name": "read_cv", "args": {"n": 1}, "id": "x"}])
+    assert count_tokens([named]) > count_tokens([plain])
+    assert count_tokens([calling]) > count_tokens([plain])
+
+
+class _CountingEncoding:
+    def __init__(self, inner: object) -> None:
+        self.inner = inner
+        self.name = inner.name  # type: ignore[attr-defined]
+        self.calls = 0
+
+    def encode(self, text: str, **kwargs: object) -> list[int]:
+        self.calls += 1
+        return self.inner.encode(text, **kwargs)  # type: ignore[attr-defined, no-any-return]
+
+
+def _spy(counter: TokenCounter) -> _CountingEncoding:
+    spy = _CountingEncoding(counter._ensure_encoding())
+    counter._encoding = spy
+    return spy
+
+
+def test_a_turn_costs_only_its_new_messages() -> None:
+    counter = TokenCounter()
+    spy = _spy(counter)
+    thread = [HumanMessage(f"message {i}", id=f"m{i}") for i in range(1000)]
+    full = counter.count(thread)
+    first_pass = spy.calls
+    assert first_pass >= 1000
+    thread += [HumanMessage("a new question", id="new1"), AIMessage("an answer", id="new2")]
+    assert counter.count(thread) == full + counter.count_message(thread[-2]) + counter.count_message(
+        thread[-1]
+    )
+    # Only the two new messages were encoded (content + role each), none of the 1,000 old ones.
+    assert spy.calls - first_pass == 4
+
+
+def test_edited_message_with_the_same_id_is_recounted() -> None:
+    counter = TokenCounter()
+    short = counter.count([HumanMessage("hi", id="same")])
+    longer = counter.count([HumanMessage("hi there, a much longer message now", id="same")])
+    assert longer > short
+
+
+def test_messages_rebuilt_from_a_checkpoint_hit_the_cache() -> None:
+    counter = TokenCounter()
+    counter.count([HumanMessage("hello world", id="a")])
+    spy = _spy(counter)
+    counter.count([HumanMessage("hello world", id="a")])  # a new object, same message
+    assert spy.calls == 0
+
+
+def test_cl100k_needs_no_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_network(*args: object, **kwargs: object) -> bytes:
+        raise ConnectionError("no network in this test")
+
+    monkeypatch.setattr(tiktoken.load, "read_file", no_network)
+    monkeypatch.setenv("TIKTOKEN_CACHE_DIR", "/nonexistent-cache-dir")
+    monkeypatch.setattr(token_counter_module, "_encodings", {})
+    counter = TokenCounter()
+    assert counter.exact
+    assert counter.count([HumanMessage("Hello")]) == 8
+
+
+def test_unavailable_encoding_falls_back_to_cl100k_and_says_so(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def no_network(*args: object, **kwargs: object) -> bytes:
+        raise ConnectionError("no network in this test")
+
+    monkeypatch.setattr(tiktoken.load, "read_file", no_network)
+    monkeypatch.setattr(token_counter_module, "_encodings", {})
+    with caplog.at_level(logging.WARNING, logger="compacting_supervisor.token_counter"):
+        counter = TokenCounter(model="gpt-4o")
+        assert counter.encoding_name == "o200k_base"
+        assert counter.count(MESSAGES) == count_tokens(MESSAGES)
+    assert not counter.exact
+    assert "o200k_base" in caplog.text
+    assert "TIKTOKEN_CACHE_DIR" in caplog.text
+
+
+def test_no_encoding_at_all_estimates_and_says_so(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import tiktoken
+
+    def broken(name: str) -> object:
+        raise ConnectionError("nothing loads")
+
+    monkeypatch.setattr(tiktoken, "get_encoding", broken)
+    monkeypatch.setattr(token_counter_module, "_encodings", {})
+    with caplog.at_level(logging.WARNING):
+        counter = TokenCounter()
+        tokens = counter.count([HumanMessage("x" * 400)])
+    assert not counter.exact
+    assert 100 <= tokens <= 120
+    assert "estimating 4 characters per token" in caplog.text
+
+
+def test_model_names_pick_their_encoding() -> None:
+    assert TokenCounter(model="gpt-4").encoding_name == "cl100k_base"
+    assert TokenCounter(model="openai:gpt-4o-mini").encoding_name == "o200k_base"
+    assert TokenCounter().encoding_name == "cl100k_base"
+
+
+def test_bad_model_name_is_rejected() -> None:
+    with pytest.raises(ValueError, match="`model`"):
+        TokenCounter(model="")
