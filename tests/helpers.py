@@ -96,7 +96,7 @@ def anthropic_format(messages: Sequence[BaseMessage]) -> tuple[Any, list[dict[st
     """Format messages the way langchain-anthropic sends them; raises if it refuses."""
     from langchain_anthropic.chat_models import _format_messages
 
-    return _format_messages(list(messages))
+    return _format_messages(list(messages), model="claude-sonnet-4-5")
 
 
 def anthropic_violations(messages: Sequence[BaseMessage]) -> list[str]:

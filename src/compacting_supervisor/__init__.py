@@ -7,6 +7,7 @@ the thread's checkpoint, leaving every other channel and every earlier checkpoin
 
 from compacting_supervisor.errors import (
     CompactionError,
+    NoReductionError,
     StaleCheckpointError,
     SummarizationError,
     ThreadBusyError,
@@ -30,6 +31,7 @@ __all__ = [
     "ExtractiveSummarizer",
     "HistoryManager",
     "MessageCompaction",
+    "NoReductionError",
     "StaleCheckpointError",
     "SummarizationError",
     "ThreadBusyError",

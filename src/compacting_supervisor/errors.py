@@ -7,6 +7,7 @@ from __future__ import annotations
 
 __all__ = [
     "CompactionError",
+    "NoReductionError",
     "StaleCheckpointError",
     "SummarizationError",
     "ThreadBusyError",
@@ -76,3 +77,22 @@ class StaleCheckpointError(CompactionError):
         super().__init__(message, thread_id=thread_id)
         self.expected_checkpoint_id = expected_checkpoint_id
         self.head_checkpoint_id = head_checkpoint_id
+
+
+class NoReductionError(CompactionError):
+    """The compacted history would not be smaller than the current one; nothing was written.
+
+    This happens when the summary is longer than the few messages it would replace: raise
+    ``compaction_ratio`` or lower ``max_summary_tokens``.
+
+    Attributes:
+        tokens_before: Tokens of the current history.
+        tokens_after: Tokens the compacted history would have had.
+    """
+
+    def __init__(
+        self, message: str, *, thread_id: str | None = None, tokens_before: int, tokens_after: int
+    ) -> None:
+        super().__init__(message, thread_id=thread_id)
+        self.tokens_before = tokens_before
+        self.tokens_after = tokens_after

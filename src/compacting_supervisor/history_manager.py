@@ -21,7 +21,7 @@ from langgraph.checkpoint.base import BaseCheckpointSaver, CheckpointTuple
 
 from compacting_supervisor._checkpoint import build_compacted_checkpoint, check_head, head_config
 from compacting_supervisor._cut import METADATA_KEY, SUMMARY_MARKER, plan_cut
-from compacting_supervisor.errors import CompactionError, ThreadBusyError
+from compacting_supervisor.errors import CompactionError, NoReductionError, ThreadBusyError
 from compacting_supervisor.results import CompactionResult, MessageCompaction
 from compacting_supervisor.summarizers import (
     ChatModelSummarizer,
@@ -101,8 +101,10 @@ class HistoryManager:
         memory_saver: The checkpointer holding the threads. Defaults to the checkpointer of
             the graph a `CompactingSupervisor` wraps.
         model: The summariser: a LangChain chat model or a ``"provider:model"`` string
-            (``"openai:gpt-4o-mini"``). With None, an embedded extractive summariser is used:
-            offline and deterministic, but an LLM summarises far better.
+            (``"openai:gpt-4o-mini"``), or any object with ``summarize``/``asummarize``
+            (see `compacting_supervisor.summarizers.Summarizer`). With None, the embedded
+            `ExtractiveSummarizer` is used: offline and deterministic, but an LLM
+            summarises far better (a hint says so once).
         prompt: The summariser's system prompt (``{max_words}`` is filled in). Defaults to
             `compacting_supervisor.summarizers.DEFAULT_SUMMARY_PROMPT`.
         summary_timeout: Seconds to wait for the summariser; past that the compaction is
@@ -124,7 +126,7 @@ class HistoryManager:
         self,
         memory_saver: BaseCheckpointSaver[Any] | None = None,
         *,
-        model: BaseChatModel | str | None = None,
+        model: BaseChatModel | str | Summarizer | None = None,
         prompt: str | None = None,
         summary_timeout: float | None = 120.0,
         max_summary_tokens: int | None = None,
@@ -156,12 +158,19 @@ class HistoryManager:
             msg = "`prompt` must be a non-empty string (the summariser's system prompt) or None."
             raise ValueError(msg)
         self.memory_saver = memory_saver
-        self.model = resolve_chat_model(model) if model is not None else None
-        self.summarizer: Summarizer = (
-            ChatModelSummarizer(self.model, prompt=prompt, timeout=summary_timeout)
-            if self.model is not None
-            else ExtractiveSummarizer()
-        )
+        self.model: BaseChatModel | None = None
+        self.summarizer: Summarizer
+        if isinstance(model, Summarizer) and not isinstance(model, BaseChatModel):
+            self.summarizer = model
+            self._chosen_summarizer = True
+        else:
+            self.model = resolve_chat_model(model) if model is not None else None
+            self.summarizer = (
+                ChatModelSummarizer(self.model, prompt=prompt, timeout=summary_timeout)
+                if self.model is not None
+                else ExtractiveSummarizer()
+            )
+            self._chosen_summarizer = self.model is not None
         self.max_summary_tokens = max_summary_tokens
         self.token_counter = token_counter or TokenCounter()
         self.messages_key = messages_key
@@ -369,6 +378,19 @@ class HistoryManager:
             "tokens_before": counter.count(state.messages),
             "tokens_after": counter.count(compaction.messages),
         }
+        if details["tokens_after"] >= details["tokens_before"]:
+            msg = (
+                f"Compacting thread {thread_id!r} would not shrink it ({details['tokens_before']} "
+                f"-> {details['tokens_after']} tokens): the summary is longer than the "
+                f"{len(compaction.summarized)} message(s) it replaces. Nothing was written; "
+                "raise `compaction_ratio` or lower `max_summary_tokens`."
+            )
+            raise NoReductionError(
+                msg,
+                thread_id=thread_id,
+                tokens_before=details["tokens_before"],
+                tokens_after=details["tokens_after"],
+            )
         config: RunnableConfig = {
             "configurable": {
                 **head_config(thread_id)["configurable"],
@@ -488,7 +510,7 @@ class HistoryManager:
 
     def _note_offline_default(self) -> None:
         global _warned_offline_default  # noqa: PLW0603 - said once per process
-        if self.model is None and not _warned_offline_default:
+        if not self._chosen_summarizer and not _warned_offline_default:
             _warned_offline_default = True
             logger.warning(
                 "compacting-supervisor is summarising with its embedded offline extractive "

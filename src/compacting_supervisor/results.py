@@ -66,6 +66,9 @@ class CompactionResult:
     """Seconds the compaction took, summariser included."""
     error: str | None = None
     """Why nothing was written, for ``"failed"`` and ``"skipped"``."""
+    still_over_limit: bool = False
+    """The compacted thread is still over the supervisor's ``token_limit`` (a very large
+    message is kept, or the summary target is too high); the next turn compacts again."""
     extra: dict[str, Any] = field(default_factory=dict)
     """Room for details that do not fit the fields above."""
 

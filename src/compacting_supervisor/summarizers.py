@@ -192,13 +192,21 @@ def _gist(text: str, limit: int) -> str:
     return sentence
 
 
+_ITEM = re.compile(r"^- (?P<who>[^:]+): (?P<text>.*)$")
+_MARKER = re.compile(r"^- … (?P<count>\d+) more earlier items? …$")
+
+
 class ExtractiveSummarizer:
     """The offline default: keeps the first sentence of each message, under its speaker.
 
     Deterministic, no model, no network. Each compaction appends one line per evicted
-    message to the previous summary's lines; when the result would exceed ``max_tokens``
-    (estimated at 4 characters per token), lines are shortened, then the middle ones are
-    folded into a count, so the earliest and the latest facts stay.
+    message to the previous summary's lines. When the result would exceed ``max_tokens``
+    (estimated at 4 characters per token), every line is shortened first; if that is not
+    enough, the middle lines are folded into one ``- … N more earlier items …`` line, so
+    the earliest and the latest facts stay and the count of folded messages stays right.
+
+    Pass an instance as ``HistoryManager(model=ExtractiveSummarizer())`` to choose it
+    explicitly (and silence the one-time hint that an LLM summarises better).
     """
 
     _HEADER = "Earlier conversation (extractive summary, oldest first):"
@@ -208,19 +216,18 @@ class ExtractiveSummarizer:
         self, previous: str | None, messages: Sequence[BaseMessage], *, max_tokens: int
     ) -> str:
         """Return the previous summary's lines plus one line per evicted message."""
-        old_lines = self._lines_of(previous)
-        new_items = [
-            (_speaker(m), _text_of(m.content) or self._calls_text(m)) for m in messages
-        ]
-        new_items = [(who, text) for who, text in new_items if text.strip()]
-        budget = max(40, max_tokens * 4)
+        items = self._items_of(previous)
+        for message in messages:
+            text = _text_of(message.content) or self._calls_text(message)
+            if text.strip():
+                items.append((_speaker(message), " ".join(text.split())))
+        budget = max(60, max_tokens * 4) - len(self._HEADER) - 1
+        lines: list[str] = []
         for limit in self._LIMITS:
-            lines = [_gist(line, limit) for line in old_lines]
-            lines += [f"- {who}: {_gist(text, limit)}" for who, text in new_items]
-            body = "\n".join(lines)
-            if len(body) + len(self._HEADER) <= budget:
-                return f"{self._HEADER}\n{body}"
-        return f"{self._HEADER}\n{self._fold_middle(lines, budget)}"
+            lines = [self._render(item, limit) for item in items]
+            if sum(len(line) + 1 for line in lines) <= budget:
+                return "\n".join([self._HEADER, *lines])
+        return "\n".join([self._HEADER, *self._fold_middle(items, budget)])
 
     async def asummarize(
         self, previous: str | None, messages: Sequence[BaseMessage], *, max_tokens: int
@@ -228,14 +235,29 @@ class ExtractiveSummarizer:
         """Async form of `summarize` (pure computation, no I/O)."""
         return self.summarize(previous, messages, max_tokens=max_tokens)
 
-    def _lines_of(self, previous: str | None) -> list[str]:
+    @staticmethod
+    def _render(item: tuple[str, str | int], limit: int) -> str:
+        who, text = item
+        if isinstance(text, int):
+            return f"- … {text} more earlier item{'s' if text != 1 else ''} …"
+        return f"- {who}: {_gist(text, limit)}"
+
+    def _items_of(self, previous: str | None) -> list[tuple[str, str | int]]:
         if not previous:
             return []
         lines = [line for line in previous.splitlines() if line.strip()]
-        if lines and lines[0] == self._HEADER:
-            return lines[1:]
-        # A summary written by an LLM: keep it whole as the first item.
-        return [f"- earlier summary: {' '.join(previous.split())}"]
+        if not lines or lines[0] != self._HEADER:
+            # A summary written by an LLM: keep it whole as the first item.
+            return [("earlier summary", " ".join(previous.split()))]
+        items: list[tuple[str, str | int]] = []
+        for line in lines[1:]:
+            if marker := _MARKER.match(line):
+                items.append(("…", int(marker.group("count"))))
+            elif item := _ITEM.match(line):
+                items.append((item.group("who"), item.group("text")))
+            else:
+                items.append(("earlier summary", line))
+        return items
 
     @staticmethod
     def _calls_text(message: BaseMessage) -> str:
@@ -243,28 +265,38 @@ class ExtractiveSummarizer:
             return "called " + ", ".join(c["name"] for c in message.tool_calls)
         return ""
 
-    @staticmethod
-    def _fold_middle(lines: list[str], budget: int) -> str:
+    def _fold_middle(self, items: list[tuple[str, str | int]], budget: int) -> list[str]:
+        """Keep the oldest and newest items at the shortest length; count the rest."""
+        limit = self._LIMITS[-1]
         head: list[str] = []
         tail: list[str] = []
-        size = 40
-        i, j = 0, len(lines) - 1
-        while i <= j:
-            for side in ("head", "tail"):
-                if i > j:
-                    break
-                line = lines[i] if side == "head" else lines[j]
-                if size + len(line) + 1 > budget:
-                    omitted = j - i + 1
-                    return "\n".join([*head, f"- … {omitted} more earlier items …", *tail[::-1]])
-                size += len(line) + 1
-                if side == "head":
-                    head.append(line)
-                    i += 1
-                else:
-                    tail.append(line)
-                    j -= 1
-        return "\n".join([*head, *tail[::-1]])
+        size = len(self._render(("…", 10**6), limit)) + 1  # room for the marker
+        i, j = 0, len(items) - 1
+        open_sides = {"head", "tail"}
+        side = "head"
+        while i <= j and open_sides:
+            if side not in open_sides:
+                side = "tail" if side == "head" else "head"
+            index = i if side == "head" else j
+            if isinstance(items[index][1], int):  # an earlier fold stays inside the new one
+                open_sides.discard(side)
+                continue
+            line = self._render(items[index], limit)
+            if size + len(line) + 1 > budget:
+                break
+            size += len(line) + 1
+            if side == "head":
+                head.append(line)
+                i += 1
+            else:
+                tail.append(line)
+                j -= 1
+            side = "tail" if side == "head" else "head"
+        if i > j:
+            return [*head, *tail[::-1]]
+        # Everything from i to j is folded, earlier markers included, into one count.
+        folded = sum(t if isinstance(t, int) else 1 for _, t in items[i : j + 1])
+        return [*head, self._render(("…", folded), limit), *tail[::-1]]
 
 
 _executor_lock = threading.Lock()

@@ -9,6 +9,7 @@ it is logged, reported in the stream, and kept as the thread's last result.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
@@ -20,7 +21,12 @@ from langchain_core.runnables.config import merge_configs
 from langgraph.checkpoint.base import BaseCheckpointSaver
 
 from compacting_supervisor._checkpoint import head_config
-from compacting_supervisor.errors import CompactionError, StaleCheckpointError, ThreadBusyError
+from compacting_supervisor.errors import (
+    CompactionError,
+    NoReductionError,
+    StaleCheckpointError,
+    ThreadBusyError,
+)
 from compacting_supervisor.history_manager import HistoryManager, _check_ratio
 from compacting_supervisor.results import CompactionResult
 from compacting_supervisor.summarizers import SUMMARIZER_TAG
@@ -409,7 +415,7 @@ class CompactingSupervisor:
         started: float,
         messages: list[BaseMessage] | None,
     ) -> CompactionResult:
-        skipped = isinstance(exc, ThreadBusyError | StaleCheckpointError)
+        skipped = isinstance(exc, ThreadBusyError | StaleCheckpointError | NoReductionError)
         if skipped:
             logger.info("Compaction of thread %s skipped: %s", thread_id, exc)
         else:
@@ -438,6 +444,16 @@ class CompactingSupervisor:
         )
 
     def _record(self, result: CompactionResult) -> CompactionResult:
+        if result.succeeded and result.tokens_after > self.token_limit:
+            logger.warning(
+                "Thread %s is still over the token limit after compaction (%d > %d tokens): "
+                "a large message is kept or the summary is long. It will compact again after "
+                "the next turn; consider a higher `compaction_ratio` or `token_limit`.",
+                result.thread_id,
+                result.tokens_after,
+                self.token_limit,
+            )
+            result = dataclasses.replace(result, still_over_limit=True)
         self._results[result.thread_id] = result
         return result
 

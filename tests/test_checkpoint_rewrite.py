@@ -1,0 +1,283 @@
+"""Points 4, 5 and 8: the checkpoint rewrite, on InMemorySaver and SQLite, sync and async."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
+from langgraph.checkpoint.sqlite import SqliteSaver
+from langgraph.types import Command, interrupt
+
+from compacting_supervisor import (
+    CompactingSupervisor,
+    HistoryManager,
+    StaleCheckpointError,
+    ThreadBusyError,
+)
+from compacting_supervisor._cut import is_summary
+
+from .helpers import anthropic_violations, chat_graph, openai_violations, tool_agent
+
+CONFIG = {"configurable": {"thread_id": "thread-1"}}
+
+
+def _history(supervisor: CompactingSupervisor) -> list[tuple[str | None, list[Any]]]:
+    """Every checkpoint of the thread with its messages, oldest first."""
+    return [
+        (s.config["configurable"]["checkpoint_id"], list(s.values.get("messages", [])))
+        for s in reversed(list(supervisor.get_state_history(CONFIG)))
+    ]
+
+
+async def _ahistory(supervisor: CompactingSupervisor) -> list[tuple[str | None, list[Any]]]:
+    return [
+        (s.config["configurable"]["checkpoint_id"], list(s.values.get("messages", [])))
+        async for s in supervisor.aget_state_history(CONFIG)
+    ][::-1]
+
+
+def _assert_clean_rewrite(before: Any, after: Any, saver: Any) -> None:
+    """The invariants of a correct compaction, given the head tuples around it."""
+    old, new = before.checkpoint, after.checkpoint
+    assert new["id"] > old["id"]
+    assert new["ts"] > old["ts"]
+    assert after.parent_config["configurable"]["checkpoint_id"] == old["id"]
+    assert after.metadata["source"] == "update"
+    assert after.metadata["step"] == before.metadata["step"] + 1
+    assert after.metadata["compacting_supervisor"]["compacted_checkpoint_id"] == old["id"]
+    changed = {k for k in new["channel_versions"] if new["channel_versions"][k] != old["channel_versions"].get(k)}
+    assert changed == {"messages"}
+    assert new["channel_versions"]["messages"] > old["channel_versions"]["messages"]
+    assert new["versions_seen"] == old["versions_seen"]
+    assert new["updated_channels"] == old.get("updated_channels")
+    for key, value in old["channel_values"].items():
+        if key != "messages":
+            assert new["channel_values"][key] == value
+
+
+def _run_turns(supervisor: CompactingSupervisor, n: int, start: int = 0) -> None:
+    for i in range(start, start + n):
+        supervisor.invoke({"messages": [HumanMessage(f"turn {i}: tell me more")]}, CONFIG)
+
+
+async def _arun_turns(supervisor: CompactingSupervisor, n: int, start: int = 0) -> None:
+    for i in range(start, start + n):
+        await supervisor.ainvoke({"messages": [HumanMessage(f"turn {i}: tell me more")]}, CONFIG)
+
+
+def test_compaction_rewrites_only_messages_and_loses_nothing(saver: Any) -> None:
+    supervisor = CompactingSupervisor(chat_graph(saver), token_limit=100_000)
+    _run_turns(supervisor, 6)
+    before = saver.get_tuple(CONFIG)
+    history_before = _history(supervisor)
+    old_messages = supervisor.get_state(CONFIG).values["messages"]
+
+    result = supervisor.compact(CONFIG)
+
+    assert result is not None and result.succeeded
+    after = saver.get_tuple(CONFIG)
+    _assert_clean_rewrite(before, after, saver)
+    assert result.previous_checkpoint_id == before.checkpoint["id"]
+    assert result.checkpoint_id == after.checkpoint["id"]
+    messages = supervisor.get_state(CONFIG).values["messages"]
+    assert is_summary(messages[0])
+    assert messages[1:] == old_messages[-len(messages) + 1 :]
+    assert result.messages_before == len(old_messages) == 12
+    assert result.messages_summarized == 6
+    assert result.messages_after == len(messages) == 7
+    assert result.tokens_after < result.tokens_before
+    # Nothing lost, nothing corrupted: every earlier checkpoint reads exactly as before.
+    history_after = _history(supervisor)
+    assert history_after[:-1] == history_before
+    assert history_after[-1] == (result.checkpoint_id, messages)
+
+
+async def test_async_compaction_rewrites_only_messages_and_loses_nothing(asaver: Any) -> None:
+    supervisor = CompactingSupervisor(chat_graph(asaver), token_limit=100_000)
+    await _arun_turns(supervisor, 6)
+    before = await asaver.aget_tuple(CONFIG)
+    history_before = await _ahistory(supervisor)
+
+    result = await supervisor.acompact(CONFIG)
+
+    assert result is not None and result.succeeded
+    after = await asaver.aget_tuple(CONFIG)
+    _assert_clean_rewrite(before, after, asaver)
+    history_after = await _ahistory(supervisor)
+    assert history_after[:-1] == history_before
+    assert is_summary(history_after[-1][1][0])
+
+
+def test_next_turn_appends_after_the_compacted_history(saver: Any) -> None:
+    supervisor = CompactingSupervisor(chat_graph(saver), token_limit=100_000)
+    _run_turns(supervisor, 4)
+    supervisor.compact(CONFIG)
+    compacted = supervisor.get_state(CONFIG).values["messages"]
+    out = supervisor.invoke({"messages": [HumanMessage("after the compaction")]}, CONFIG)
+    assert out["messages"][: len(compacted)] == compacted
+    assert [m.type for m in out["messages"][len(compacted) :]] == ["human", "ai"]
+    assert out["messages"][-2].content == "after the compaction"
+    assert supervisor.get_state(CONFIG).next == ()
+
+
+async def test_async_next_turn_appends_after_the_compacted_history(asaver: Any) -> None:
+    supervisor = CompactingSupervisor(chat_graph(asaver), token_limit=100_000)
+    await _arun_turns(supervisor, 4)
+    await supervisor.acompact(CONFIG)
+    compacted = (await supervisor.aget_state(CONFIG)).values["messages"]
+    out = await supervisor.ainvoke({"messages": [HumanMessage("after the compaction")]}, CONFIG)
+    assert out["messages"][: len(compacted)] == compacted
+    assert out["messages"][-2].content == "after the compaction"
+
+
+def test_running_summary_carries_early_facts_through_many_compactions(saver: Any) -> None:
+    supervisor = CompactingSupervisor(
+        chat_graph(saver), HistoryManager(max_summary_tokens=2_000), token_limit=300
+    )
+    supervisor.invoke({"messages": [HumanMessage("My employee number is 88231.")]}, CONFIG)
+    _run_turns(supervisor, 12)
+    compactions = [
+        s for s in supervisor.get_state_history(CONFIG) if s.metadata.get("source") == "update"
+    ]
+    assert len(compactions) >= 3
+    summary = supervisor.get_state(CONFIG).values["messages"][0]
+    assert is_summary(summary)
+    assert "88231" in summary.content
+    assert summary.response_metadata["compacting_supervisor"]["compactions"] == len(compactions)
+
+
+def test_llm_summariser_gets_previous_summary_and_only_new_messages(saver: Any) -> None:
+    from compacting_supervisor.testing import ScriptedChatModel
+
+    summaries = iter(["FIRST SUMMARY with code 4242.", "SECOND SUMMARY keeps code 4242."])
+    model = ScriptedChatModel(responses=[lambda messages: next(summaries)])
+    supervisor = CompactingSupervisor(
+        chat_graph(saver), HistoryManager(model=model), token_limit=100_000
+    )
+    _run_turns(supervisor, 4)
+    supervisor.compact(CONFIG)
+    _run_turns(supervisor, 3, start=4)
+    supervisor.compact(CONFIG)
+
+    first, second = (call[-1].content for call in model.calls)
+    assert "(none yet)" in first
+    assert "turn 0" in first
+    assert "FIRST SUMMARY with code 4242." in second  # the running summary is fed back...
+    assert "turn 0" not in second  # ...instead of the messages it already covers
+    assert "Here is a summary" not in second.split("<new_messages>")[1]
+    assert "turn 4" in second
+    messages = supervisor.get_state(CONFIG).values["messages"]
+    assert messages[0].content.endswith("SECOND SUMMARY keeps code 4242.")
+    assert sum(is_summary(m) for m in messages) == 1
+
+
+def test_compacted_sqlite_history_survives_a_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "threads.sqlite"
+    with sqlite3.connect(path, check_same_thread=False) as conn:
+        supervisor = CompactingSupervisor(chat_graph(SqliteSaver(conn)), token_limit=100_000)
+        _run_turns(supervisor, 5)
+        result = supervisor.compact(CONFIG)
+        expected = supervisor.get_state(CONFIG).values["messages"]
+    with sqlite3.connect(path, check_same_thread=False) as conn:
+        reopened = CompactingSupervisor(chat_graph(SqliteSaver(conn)), token_limit=100_000)
+        state = reopened.get_state(CONFIG)
+        assert state.config["configurable"]["checkpoint_id"] == result.checkpoint_id
+        assert state.values["messages"] == expected
+        out = reopened.invoke({"messages": [HumanMessage("still here?")]}, CONFIG)
+        assert out["messages"][: len(expected)] == expected
+
+
+def _interrupting_graph(checkpointer: Any) -> Any:
+    from langgraph.graph import START, MessagesState, StateGraph
+
+    def ask(state: MessagesState) -> dict[str, Any]:
+        answer = interrupt("approve?")
+        return {"messages": [AIMessage(f"approved: {answer}. " + "details " * 60)]}
+
+    builder = StateGraph(MessagesState)
+    builder.add_node("ask", ask)
+    builder.add_edge(START, "ask")
+    return builder.compile(checkpointer=checkpointer)
+
+
+def test_interrupted_thread_is_not_compacted_until_it_resumes(saver: Any) -> None:
+    supervisor = CompactingSupervisor(_interrupting_graph(saver), token_limit=50)
+    for i in range(3):
+        supervisor.invoke({"messages": [HumanMessage(f"request {i} " + "words " * 40)]}, CONFIG)
+        if i < 2:
+            supervisor.invoke(Command(resume="yes"), CONFIG)
+    state = supervisor.get_state(CONFIG)
+    assert state.interrupts
+    assert supervisor.last_compaction(CONFIG).status == "skipped"
+    head = saver.get_tuple(CONFIG).checkpoint["id"]
+    with pytest.raises(ThreadBusyError):
+        supervisor.compact(CONFIG)
+    assert saver.get_tuple(CONFIG).checkpoint["id"] == head  # nothing written
+    interrupt_id = state.interrupts[0].id
+    out = supervisor.invoke(Command(resume={interrupt_id: "yes"}), CONFIG)
+    assert out["messages"][-1].content.startswith("approved: yes")
+    assert supervisor.last_compaction(CONFIG).status == "compacted"
+
+
+async def test_async_interrupted_thread_is_not_compacted(asaver: Any) -> None:
+    supervisor = CompactingSupervisor(_interrupting_graph(asaver), token_limit=50)
+    await supervisor.ainvoke({"messages": [HumanMessage("request " + "words " * 80)]}, CONFIG)
+    assert supervisor.last_compaction(CONFIG).status == "skipped"
+    with pytest.raises(ThreadBusyError):
+        await supervisor.acompact(CONFIG)
+    out = await supervisor.ainvoke(Command(resume="ok"), CONFIG)
+    assert out["messages"][-1].content.startswith("approved: ok")
+
+
+def test_stale_head_writes_nothing(saver: Any) -> None:
+    supervisor = CompactingSupervisor(chat_graph(saver), token_limit=100_000)
+    history = supervisor.history_manager
+    _run_turns(supervisor, 3)
+    snapshot = supervisor.get_state(CONFIG)
+    compaction = history.compact_messages(snapshot.values["messages"], compaction_ratio=0.5)
+    _run_turns(supervisor, 1, start=3)  # a run finishes meanwhile
+    head = saver.get_tuple(CONFIG)
+    with pytest.raises(StaleCheckpointError):
+        history.replace_thread_history(snapshot.config, compaction.messages)
+    assert saver.get_tuple(CONFIG).checkpoint["id"] == head.checkpoint["id"]
+    # Against the current head it goes through.
+    new_config = history.replace_thread_history(CONFIG, compaction.messages)
+    assert saver.get_tuple(CONFIG).checkpoint["id"] == new_config["configurable"]["checkpoint_id"]
+
+
+async def test_async_stale_head_writes_nothing(asaver: Any) -> None:
+    supervisor = CompactingSupervisor(chat_graph(asaver), token_limit=100_000)
+    history = supervisor.history_manager
+    await _arun_turns(supervisor, 3)
+    snapshot = await supervisor.aget_state(CONFIG)
+    compaction = await history.acompact_messages(snapshot.values["messages"])
+    await _arun_turns(supervisor, 1, start=3)
+    with pytest.raises(StaleCheckpointError):
+        await history.areplace_thread_history(snapshot.config, compaction.messages)
+
+
+def test_compacted_tool_history_is_accepted_by_openai_and_anthropic(saver: Any) -> None:
+    supervisor = CompactingSupervisor(tool_agent(saver), token_limit=350, compaction_ratio=0.6)
+    for city_turn in range(6):
+        supervisor.invoke({"messages": [HumanMessage(f"Trip {city_turn}: weather?")]}, CONFIG)
+    compactions = [
+        s for s in supervisor.get_state_history(CONFIG) if s.metadata.get("source") == "update"
+    ]
+    assert compactions
+    messages = supervisor.get_state(CONFIG).values["messages"]
+    assert any(isinstance(m, ToolMessage) for m in messages)
+    assert openai_violations(messages) == []
+    assert anthropic_violations(messages) == []
+    for snapshot in compactions:
+        assert openai_violations(snapshot.values["messages"]) == []
+        assert anthropic_violations(snapshot.values["messages"]) == []
+
+
+def test_the_rule_checkers_catch_broken_histories() -> None:
+    call = AIMessage("", tool_calls=[{"name": "lookup", "args": {}, "id": "c1"}])
+    assert openai_violations([HumanMessage("hi"), call, HumanMessage("?")])
+    assert openai_violations([HumanMessage("hi"), ToolMessage("orphan", tool_call_id="zz")])
+    assert anthropic_violations([AIMessage("I start"), HumanMessage("hi")])
