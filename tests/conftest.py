@@ -27,7 +27,7 @@ def offline_tiktoken_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator
     """
     cache = tmp_path_factory.mktemp("tiktoken-cache")
     source = Path(tiktoken_ext.__path__[0]) / "data" / "cl100k_base.tiktoken"
-    shutil.copy(source, cache / hashlib.sha1(CL100K_URL.encode()).hexdigest())  # noqa: S324
+    shutil.copy(source, cache / hashlib.sha1(CL100K_URL.encode()).hexdigest())
     mp = pytest.MonkeyPatch()
     mp.setenv("TIKTOKEN_CACHE_DIR", str(cache))
     yield cache

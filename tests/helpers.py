@@ -112,7 +112,9 @@ def anthropic_violations(messages: Sequence[BaseMessage]) -> list[str]:
         results = [b["tool_use_id"] for b in blocks if b.get("type") == "tool_result"]
         if results:
             previous = formatted[i - 1]["content"] if i else []
-            uses = {b["id"] for b in previous if isinstance(b, dict) and b.get("type") == "tool_use"}
+            uses = {
+                b["id"] for b in previous if isinstance(b, dict) and b.get("type") == "tool_use"
+            }
             if not set(results) <= uses:
                 problems.append(f"{i}: tool_result without the tool_use right before it")
     if formatted and formatted[0]["role"] != "user":

@@ -48,7 +48,11 @@ def _assert_clean_rewrite(before: Any, after: Any, saver: Any) -> None:
     assert after.metadata["source"] == "update"
     assert after.metadata["step"] == before.metadata["step"] + 1
     assert after.metadata["compacting_supervisor"]["compacted_checkpoint_id"] == old["id"]
-    changed = {k for k in new["channel_versions"] if new["channel_versions"][k] != old["channel_versions"].get(k)}
+    changed = {
+        k
+        for k in new["channel_versions"]
+        if new["channel_versions"][k] != old["channel_versions"].get(k)
+    }
     assert changed == {"messages"}
     assert new["channel_versions"]["messages"] > old["channel_versions"]["messages"]
     assert new["versions_seen"] == old["versions_seen"]

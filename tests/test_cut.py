@@ -61,10 +61,13 @@ def test_previous_summary_is_set_apart_not_summarised_as_conversation() -> None:
 def test_parallel_tool_calls_stay_with_their_results() -> None:
     messages: list[BaseMessage] = [
         HumanMessage("weather in Paris and Rome?"),
-        AIMessage("", tool_calls=[
-            {"name": "lookup", "args": {"city": "Paris"}, "id": "p"},
-            {"name": "lookup", "args": {"city": "Rome"}, "id": "r"},
-        ]),
+        AIMessage(
+            "",
+            tool_calls=[
+                {"name": "lookup", "args": {"city": "Paris"}, "id": "p"},
+                {"name": "lookup", "args": {"city": "Rome"}, "id": "r"},
+            ],
+        ),
         ToolMessage("sunny", tool_call_id="p"),
         ToolMessage("rainy", tool_call_id="r"),
         AIMessage("Paris sunny, Rome rainy."),
@@ -80,12 +83,18 @@ def test_parallel_tool_calls_stay_with_their_results() -> None:
 def test_handoff_pair_is_never_split() -> None:
     messages: list[BaseMessage] = [
         HumanMessage("list candidates"),
-        AIMessage("", name="supervisor", tool_calls=[
-            {"name": "transfer_to_candidates_agent", "args": {}, "id": "t1"}]),
+        AIMessage(
+            "",
+            name="supervisor",
+            tool_calls=[{"name": "transfer_to_candidates_agent", "args": {}, "id": "t1"}],
+        ),
         ToolMessage("Successfully transferred to candidates_agent", tool_call_id="t1"),
         AIMessage("Alice and Bob.", name="candidates_agent"),
-        AIMessage("Transferring back to supervisor", name="candidates_agent", tool_calls=[
-            {"name": "transfer_back_to_supervisor", "args": {}, "id": "t2"}]),
+        AIMessage(
+            "Transferring back to supervisor",
+            name="candidates_agent",
+            tool_calls=[{"name": "transfer_back_to_supervisor", "args": {}, "id": "t2"}],
+        ),
         ToolMessage("Successfully transferred back to supervisor", tool_call_id="t2"),
         AIMessage("Alice and Bob are the candidates.", name="supervisor"),
         HumanMessage("tell me about Alice"),
@@ -136,12 +145,20 @@ def _random_history(rng: random.Random) -> list[BaseMessage]:
         messages.append(HumanMessage(f"human {turn}"))
         for step in range(rng.randint(0, 3)):
             calls = [
-                {"name": rng.choice(["lookup", "transfer_to_agent"]), "args": {"n": k},
-                 "id": f"c{turn}_{step}_{k}"}
+                {
+                    "name": rng.choice(["lookup", "transfer_to_agent"]),
+                    "args": {"n": k},
+                    "id": f"c{turn}_{step}_{k}",
+                }
                 for k in range(rng.randint(1, 3))
             ]
-            messages.append(AIMessage(rng.choice(["", "let me check"]), tool_calls=calls,
-                                      name=rng.choice([None, "supervisor", "agent"])))
+            messages.append(
+                AIMessage(
+                    rng.choice(["", "let me check"]),
+                    tool_calls=calls,
+                    name=rng.choice([None, "supervisor", "agent"]),
+                )
+            )
             messages += [ToolMessage(f"result {c['id']}", tool_call_id=c["id"]) for c in calls]
         messages.append(AIMessage(f"answer {turn}", name=rng.choice([None, "agent"])))
     return messages

@@ -20,8 +20,11 @@ MESSAGES = [
         name="supervisor",
         tool_calls=[{"name": "transfer_to_candidates_agent", "args": {}, "id": "call_1"}],
     ),
-    ToolMessage("Successfully transferred to candidates_agent", tool_call_id="call_1",
-                name="transfer_to_candidates_agent"),
+    ToolMessage(
+        "Successfully transferred to candidates_agent",
+        tool_call_id="call_1",
+        name="transfer_to_candidates_agent",
+    ),
     AIMessage(
         "Let me look.",
         name="candidates_agent",
@@ -64,7 +67,9 @@ def test_whole_history_matches_langchain_openai() -> None:
 def test_tool_calls_and_names_are_counted() -> None:
     plain = AIMessage("Let me look.")
     named = AIMessage("Let me look.", name="candidates_agent")
-    calling = AIMessage("Let me look.", tool_calls=[{"name": "read_cv", "args": {"n": 1}, "id": "x"}])
+    calling = AIMessage(
+        "Let me look.", tool_calls=[{"name": "read_cv", "args": {"n": 1}, "id": "x"}]
+    )
     assert count_tokens([named]) > count_tokens([plain])
     assert count_tokens([calling]) > count_tokens([plain])
 
@@ -94,9 +99,9 @@ def test_a_turn_costs_only_its_new_messages() -> None:
     first_pass = spy.calls
     assert first_pass >= 1000
     thread += [HumanMessage("a new question", id="new1"), AIMessage("an answer", id="new2")]
-    assert counter.count(thread) == full + counter.count_message(thread[-2]) + counter.count_message(
-        thread[-1]
-    )
+    assert counter.count(thread) == full + counter.count_message(
+        thread[-2]
+    ) + counter.count_message(thread[-1])
     # Only the two new messages were encoded (content + role each), none of the 1,000 old ones.
     assert spy.calls - first_pass == 4
 

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import copy
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from langchain_core.messages import BaseMessage
+from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import (
     BaseCheckpointSaver,
     Checkpoint,
@@ -28,7 +29,7 @@ from compacting_supervisor.errors import StaleCheckpointError, ThreadBusyError
 _ID_ATTEMPTS = 50
 
 
-def head_config(thread_id: str, checkpoint_ns: str = "") -> dict[str, Any]:
+def head_config(thread_id: str, checkpoint_ns: str = "") -> RunnableConfig:
     """Return the config that reads a thread's newest checkpoint."""
     return {"configurable": {"thread_id": thread_id, "checkpoint_ns": checkpoint_ns}}
 
@@ -114,7 +115,7 @@ def build_compacted_checkpoint(
     values[messages_key] = list(messages)
     updated = old.get("updated_channels")
     checkpoint: Checkpoint = {
-        **old,  # type: ignore[typeddict-item]
+        **old,
         "id": _new_id_after(old["id"], step),
         "ts": datetime.now(UTC).isoformat(),
         "channel_values": values,
@@ -122,10 +123,10 @@ def build_compacted_checkpoint(
         "versions_seen": copy.deepcopy(old["versions_seen"]),
         "updated_channels": list(updated) if updated is not None else None,
     }
-    metadata: CheckpointMetadata = {
+    metadata: dict[str, Any] = {
         "source": "update",
         "step": step,
         "parents": dict(head.metadata.get("parents", {}) or {}),
-        METADATA_KEY: {"compacted_checkpoint_id": old["id"], **details},  # type: ignore[typeddict-unknown-key]
+        METADATA_KEY: {"compacted_checkpoint_id": old["id"], **details},
     }
-    return checkpoint, metadata, {messages_key: new_version}
+    return checkpoint, cast(CheckpointMetadata, metadata), {messages_key: new_version}

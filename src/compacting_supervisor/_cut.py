@@ -120,7 +120,11 @@ def plan_cut(messages: Sequence[BaseMessage], ratio: float) -> CutPlan | None:
     if n < 2:
         return None
     last_human = max(
-        (i for i, m in enumerate(conversation) if isinstance(m, HumanMessage) and not is_summary(m)),
+        (
+            i
+            for i, m in enumerate(conversation)
+            if isinstance(m, HumanMessage) and not is_summary(m)
+        ),
         default=None,
     )
     upper = last_human if last_human is not None else n - 1

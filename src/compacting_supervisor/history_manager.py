@@ -142,14 +142,20 @@ class HistoryManager:
         if summary_timeout is not None and not (
             isinstance(summary_timeout, int | float) and summary_timeout > 0
         ):
-            msg = f"`summary_timeout` must be a positive number of seconds or None, got {summary_timeout!r}."
+            msg = (
+                "`summary_timeout` must be a positive number of seconds or None, "
+                f"got {summary_timeout!r}."
+            )
             raise ValueError(msg)
         if max_summary_tokens is not None and not (
             isinstance(max_summary_tokens, int)
             and not isinstance(max_summary_tokens, bool)
             and max_summary_tokens > 0
         ):
-            msg = f"`max_summary_tokens` must be a positive integer or None, got {max_summary_tokens!r}."
+            msg = (
+                "`max_summary_tokens` must be a positive integer or None, "
+                f"got {max_summary_tokens!r}."
+            )
             raise ValueError(msg)
         if not isinstance(messages_key, str) or not messages_key:
             msg = f"`messages_key` must be the name of the messages channel, got {messages_key!r}."
@@ -270,9 +276,7 @@ class HistoryManager:
             StaleCheckpointError: A run finished meanwhile; nothing was written.
         """
         thread_id = _thread_id(config)
-        flow = self._thread_flow(
-            thread_id, graph, compaction_ratio, trigger, max_summary_tokens
-        )
+        flow = self._thread_flow(thread_id, graph, compaction_ratio, trigger, max_summary_tokens)
         return self._drive(flow, thread_id=thread_id)
 
     async def acompact_thread(
@@ -286,9 +290,7 @@ class HistoryManager:
     ) -> CompactionResult | None:
         """Async form of `compact_thread`."""
         thread_id = _thread_id(config)
-        flow = self._thread_flow(
-            thread_id, graph, compaction_ratio, trigger, max_summary_tokens
-        )
+        flow = self._thread_flow(thread_id, graph, compaction_ratio, trigger, max_summary_tokens)
         return await self._adrive(flow, thread_id=thread_id)
 
     # ------------------------------------------------------------------ the flows
@@ -364,33 +366,35 @@ class HistoryManager:
         started = time.perf_counter()
         state: _ThreadState = yield _ReadState(thread_id, graph)
         if state.busy:
-            msg = f"Thread {thread_id!r} is not idle ({state.busy}); compaction waits for a later turn."
+            msg = (
+                f"Thread {thread_id!r} is not idle ({state.busy}); "
+                "compaction waits for a later turn."
+            )
             raise ThreadBusyError(msg, thread_id=thread_id, reason=state.busy)
         compaction = yield from self._messages_flow(state.messages, ratio, max_summary_tokens)
         if compaction is None:
             return None
         counter = self.token_counter
+        tokens_before = counter.count(state.messages)
+        tokens_after = counter.count(compaction.messages)
+        if tokens_after >= tokens_before:
+            msg = (
+                f"Compacting thread {thread_id!r} would not shrink it ({tokens_before} "
+                f"-> {tokens_after} tokens): the summary is longer than the "
+                f"{len(compaction.summarized)} message(s) it replaces. Nothing was written; "
+                "raise `compaction_ratio` or lower `max_summary_tokens`."
+            )
+            raise NoReductionError(
+                msg, thread_id=thread_id, tokens_before=tokens_before, tokens_after=tokens_after
+            )
         details = {
             "trigger": trigger,
             "messages_before": len(state.messages),
             "messages_after": len(compaction.messages),
             "messages_summarized": len(compaction.summarized),
-            "tokens_before": counter.count(state.messages),
-            "tokens_after": counter.count(compaction.messages),
+            "tokens_before": tokens_before,
+            "tokens_after": tokens_after,
         }
-        if details["tokens_after"] >= details["tokens_before"]:
-            msg = (
-                f"Compacting thread {thread_id!r} would not shrink it ({details['tokens_before']} "
-                f"-> {details['tokens_after']} tokens): the summary is longer than the "
-                f"{len(compaction.summarized)} message(s) it replaces. Nothing was written; "
-                "raise `compaction_ratio` or lower `max_summary_tokens`."
-            )
-            raise NoReductionError(
-                msg,
-                thread_id=thread_id,
-                tokens_before=details["tokens_before"],
-                tokens_after=details["tokens_after"],
-            )
         config: RunnableConfig = {
             "configurable": {
                 **head_config(thread_id)["configurable"],
@@ -402,11 +406,11 @@ class HistoryManager:
             thread_id=thread_id,
             status="compacted",
             trigger=trigger,
-            tokens_before=details["tokens_before"],
-            tokens_after=details["tokens_after"],
-            messages_before=details["messages_before"],
-            messages_after=details["messages_after"],
-            messages_summarized=details["messages_summarized"],
+            tokens_before=tokens_before,
+            tokens_after=tokens_after,
+            messages_before=len(state.messages),
+            messages_after=len(compaction.messages),
+            messages_summarized=len(compaction.summarized),
             previous_checkpoint_id=state.checkpoint_id,
             checkpoint_id=new_config["configurable"]["checkpoint_id"],
             summary=compaction.summary,
@@ -468,7 +472,9 @@ class HistoryManager:
                 elif isinstance(op, _Summarize):
                     answer = self._summarize_sync(op)
                 else:
-                    answer = self._saver().put(op.config, op.checkpoint, op.metadata, op.new_versions)
+                    answer = self._saver().put(
+                        op.config, op.checkpoint, op.metadata, op.new_versions
+                    )
                 op = flow.send(answer)
         except StopIteration as stop:
             return stop.value  # type: ignore[no-any-return]

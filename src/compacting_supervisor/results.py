@@ -35,8 +35,18 @@ class CompactionResult:
     """The outcome of one compaction of a thread (or of an attempt that changed nothing).
 
     Example:
-        >>> result = supervisor.compact(config)  # doctest: +SKIP
-        >>> print(f"{result.tokens_before} -> {result.tokens_after} tokens")  # doctest: +SKIP
+        >>> from langgraph.checkpoint.memory import InMemorySaver
+        >>> from compacting_supervisor import CompactingSupervisor
+        >>> from compacting_supervisor.testing import echo_graph
+        >>> supervisor = CompactingSupervisor(echo_graph(checkpointer=InMemorySaver()))
+        >>> config = {"configurable": {"thread_id": "t"}}
+        >>> for _ in range(3):
+        ...     _ = supervisor.invoke({"messages": [("user", "Hi")]}, config)
+        >>> result = supervisor.compact(config)
+        >>> result.status, result.messages_before, result.messages_summarized
+        ('compacted', 6, 3)
+        >>> result.tokens_after < result.tokens_before
+        True
     """
 
     thread_id: str

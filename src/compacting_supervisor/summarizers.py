@@ -111,7 +111,10 @@ def validate_summary(text: str) -> str:
         msg = f"The summariser returned empty or placeholder text ({stripped[:60]!r})."
         raise SummarizationError(msg, text=text)
     if lowered.startswith(_REFUSAL_PREFIXES):
-        msg = f"The summariser returned a refusal or an error instead of a summary: {stripped[:120]!r}."
+        msg = (
+            "The summariser returned a refusal or an error instead of a summary: "
+            f"{stripped[:120]!r}."
+        )
         raise SummarizationError(msg, text=text)
     return stripped
 

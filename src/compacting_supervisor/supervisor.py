@@ -56,23 +56,39 @@ class _EventMapper:
         if mode == "updates":
             if not namespace and isinstance(payload, dict) and payload.get(_INTERRUPT):
                 self.interrupts.extend(payload[_INTERRUPT])
-                return {"type": "interrupt", "thread_id": self.thread_id,
-                        "interrupts": list(payload[_INTERRUPT])}
+                return {
+                    "type": "interrupt",
+                    "thread_id": self.thread_id,
+                    "interrupts": list(payload[_INTERRUPT]),
+                }
             return None
         message, metadata = payload
         if SUMMARIZER_TAG in (metadata.get("tags") or ()):
             return None  # A summariser call nested in a run: never the user's tokens.
         node = metadata.get("langgraph_node")
-        agent = namespace[0].split(":")[0] if namespace else (getattr(message, "name", None) or node)
+        agent = (
+            namespace[0].split(":")[0] if namespace else (getattr(message, "name", None) or node)
+        )
         from_model = isinstance(message, AIMessageChunk) or "ls_provider" in metadata
         if isinstance(message, AIMessage) and from_model:
             text = message.text
             if not text:
                 return None
-            return {"type": "token", "content": text, "node": node, "agent": agent,
-                    "namespace": namespace, "message_id": message.id}
-        return {"type": "message", "message": message, "node": node, "agent": agent,
-                "namespace": namespace}
+            return {
+                "type": "token",
+                "content": text,
+                "node": node,
+                "agent": agent,
+                "namespace": namespace,
+                "message_id": message.id,
+            }
+        return {
+            "type": "message",
+            "message": message,
+            "node": node,
+            "agent": agent,
+            "namespace": namespace,
+        }
 
 
 def _native_final_values(
@@ -154,7 +170,9 @@ class CompactingSupervisor:
             raise ValueError(msg)
         _check_ratio(compaction_ratio)
         if history_manager is not None and not isinstance(history_manager, HistoryManager):
-            msg = f"`history_manager` must be a HistoryManager, got {type(history_manager).__name__}."
+            msg = (
+                f"`history_manager` must be a HistoryManager, got {type(history_manager).__name__}."
+            )
             raise TypeError(msg)
         manager = history_manager or HistoryManager()
         key = manager.messages_key
@@ -203,9 +221,7 @@ class CompactingSupervisor:
         self._auto_compact(thread_id, _messages_of(output, self.history_manager.messages_key))
         return output
 
-    async def ainvoke(
-        self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
-    ) -> Any:
+    async def ainvoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
         """Async form of `invoke`."""
         thread_id = self._thread_id(config)
         output = await self.agent.ainvoke(input, config, **kwargs)
@@ -306,8 +322,12 @@ class CompactingSupervisor:
     ) -> Iterator[dict[str, Any]]:
         if result is not None:
             yield result.to_event()
-        yield {"type": "end", "thread_id": thread_id, "values": mapper.values,
-               "interrupts": mapper.interrupts}
+        yield {
+            "type": "end",
+            "thread_id": thread_id,
+            "values": mapper.values,
+            "interrupts": mapper.interrupts,
+        }
 
     def _values_messages(self, values: Any) -> list[BaseMessage] | None:
         return _messages_of(values, self.history_manager.messages_key)
@@ -497,8 +517,10 @@ class CompactingSupervisor:
         """Async form of `update_state`."""
         return await self.agent.aupdate_state(config, values, **kwargs)  # type: ignore[no-any-return]
 
-    def with_config(self, config: RunnableConfig | None = None, **kwargs: Any) -> CompactingSupervisor:
-        """Return a wrapper of ``graph.with_config(...)`` sharing this one's settings and results."""
+    def with_config(
+        self, config: RunnableConfig | None = None, **kwargs: Any
+    ) -> CompactingSupervisor:
+        """Return a wrapper of ``graph.with_config(...)`` sharing settings and results."""
         clone = copy.copy(self)
         clone.agent = self.agent.with_config(config, **kwargs)
         return clone

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import Any, cast
 
 from langchain_core.callbacks import CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel
@@ -54,7 +54,7 @@ class ScriptedChatModel(BaseChatModel):
     def _llm_type(self) -> str:
         return "scripted-chat-model"
 
-    def bind_tools(self, tools: Sequence[Any], **kwargs: Any) -> ScriptedChatModel:  # type: ignore[override]
+    def bind_tools(self, tools: Sequence[Any], **kwargs: Any) -> ScriptedChatModel:
         """Accept tools like a real model; the script decides whether to call them."""
         return self
 
@@ -78,7 +78,7 @@ class ScriptedChatModel(BaseChatModel):
             entry = entry(list(messages))
         if isinstance(entry, str):
             return AIMessage(entry)
-        return entry.model_copy(deep=True)
+        return cast(AIMessage, entry.model_copy(deep=True))
 
     def _generate(
         self,
@@ -117,7 +117,9 @@ class ScriptedChatModel(BaseChatModel):
                 )
             )
 
-    async def _agenerate(self, messages: list[BaseMessage], *args: Any, **kwargs: Any) -> ChatResult:
+    async def _agenerate(
+        self, messages: list[BaseMessage], *args: Any, **kwargs: Any
+    ) -> ChatResult:
         if self.delay:
             await asyncio.sleep(self.delay)
             saved, self.delay = self.delay, 0.0

@@ -108,7 +108,7 @@ def _load_encoding_uncached(name: str) -> tuple[_Encoding, bool]:
         return tiktoken.get_encoding(name), True
     except Exception as exc:  # tiktoken raises requests' ConnectionError offline
         if name != DEFAULT_ENCODING:
-            fallback, exact = _load_encoding(DEFAULT_ENCODING)
+            fallback, _ = _load_encoding(DEFAULT_ENCODING)
             logger.warning(
                 "Could not load the tiktoken encoding %r (%s). Counting tokens with %r "
                 "instead, which is close but not exact. For exact counts offline, put the "
@@ -157,7 +157,7 @@ def _block_texts(block: Any) -> tuple[list[str], int]:
     if kind in ("tool_use", "tool_call"):
         args = block.get("input", block.get("args", {}))
         return [str(block.get("name", "")), json.dumps(args, ensure_ascii=False)], 0
-    if kind == "reasoning" or kind == "thinking":
+    if kind in {"reasoning", "thinking"}:
         return [str(block.get("reasoning", block.get("thinking", "")))], 0
     return [json.dumps(block, ensure_ascii=False, default=str)], 0
 
@@ -256,8 +256,10 @@ def _cache_key(message: BaseMessage) -> tuple[Any, ...] | None:
     """Identify a message's countable content cheaply; None disables caching for it."""
     content = message.content
     try:
-        fingerprint: Any = hash(content) if isinstance(content, str) else hash(
-            json.dumps(content, sort_keys=True, default=str)
+        fingerprint: Any = (
+            hash(content)
+            if isinstance(content, str)
+            else hash(json.dumps(content, sort_keys=True, default=str))
         )
     except TypeError:
         return None
@@ -265,8 +267,14 @@ def _cache_key(message: BaseMessage) -> tuple[Any, ...] | None:
     if isinstance(message, AIMessage) and message.tool_calls:
         calls = hash(json.dumps([(c["name"], c["args"]) for c in message.tool_calls], default=str))
     tool_call_id = getattr(message, "tool_call_id", None)
-    return (message.id, message.type, getattr(message, "name", None), fingerprint, calls,
-            bool(tool_call_id))
+    return (
+        message.id,
+        message.type,
+        getattr(message, "name", None),
+        fingerprint,
+        calls,
+        bool(tool_call_id),
+    )
 
 
 _default_counters: dict[tuple[str | None, str | None], TokenCounter] = {}
