@@ -40,7 +40,12 @@ from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.graph import END, START, MessagesState, StateGraph
 from openai import OpenAIError
 
-from compacting_supervisor import SUMMARY_PREFIX, CompactingSupervisor, HistoryManager
+from compacting_supervisor import (
+    SUMMARY_PREFIX,
+    CompactingSupervisor,
+    ExtractiveSummarizer,
+    HistoryManager,
+)
 from compacting_supervisor.testing import ScriptedChatModel
 
 SCRIPTED = "scripted"
@@ -159,7 +164,8 @@ def make_models(
     """The agent's chat model and the history manager (with its summariser) for ``--model``."""
     if model == SCRIPTED:
         agent_model: BaseChatModel = ScriptedChatModel(responses=[scripted_reply])
-        summariser: BaseChatModel | str | None = None  # the embedded offline summariser
+        # Chosen explicitly, so the one-time "an LLM summarises better" hint stays quiet.
+        summariser: BaseChatModel | str | ExtractiveSummarizer = ExtractiveSummarizer()
     elif base_url is None:
         agent_model = ChatOpenAI(model=model.removeprefix("openai:"))
         summariser = model  # HistoryManager also accepts a "provider:model" string

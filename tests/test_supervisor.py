@@ -1,0 +1,923 @@
+"""`CompactingSupervisor` as a user sees it: when it compacts, what it returns and streams.
+
+Every check that touches a checkpointer runs on InMemorySaver and on a SQLite file (sync),
+and on InMemorySaver and AsyncSqliteSaver (async). The agent is a one-node chat graph on a
+scripted model that streams its replies word by word; the summariser is a scripted model
+whose summary carries the unique word ``ZEBRA-SUMMARY``, so its tokens can be looked for.
+
+- Trigger: no compaction (and no summariser call, no extra state read) under
+  ``token_limit``; after a run that leaves the thread over it, the thread starts with the
+  summary and is smaller, with ``tokens_before`` counted on the run's own messages.
+- ``invoke`` returns what the graph returns; ``stream`` yields token / compaction / end
+  events, or the graph's native chunks unchanged when ``stream_mode`` is given.
+- The summariser's tokens never reach a stream, nested in an outer graph included.
+- A failing summariser (error, timeout, empty, placeholder, refusal) never fails the run
+  and leaves the history exactly as it was; a working one compacts the next turn.
+- Bad settings and configs raise naming the parameter before anything runs.
+- ``with_config``, the forwarded graph API, and manual ``compact`` / ``acompact``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import re
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage
+from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.graph import START, MessagesState, StateGraph
+
+from compacting_supervisor import (
+    SUMMARY_PREFIX,
+    CompactingSupervisor,
+    CompactionResult,
+    HistoryManager,
+    SummarizationError,
+    count_tokens,
+)
+from compacting_supervisor.testing import ScriptedChatModel
+from tests.helpers import chat_graph
+
+LIMIT = 80  # one turn (~44 tokens) stays under it, two turns (~88) go over
+MARK = "ZEBRA-SUMMARY"
+SUMMARY = f"{MARK} the user sent two short messages and got long replies."
+THREAD = "t1"
+
+
+# ---------------------------------------------------------------------------- helpers
+
+
+def cfg(thread: str = THREAD) -> dict[str, Any]:
+    return {"configurable": {"thread_id": thread}}
+
+
+def user(i: int) -> dict[str, Any]:
+    return {"messages": [("user", f"message {i}")]}
+
+
+def agent_model() -> ScriptedChatModel:
+    """The agent's model: 'Reply N: ...', long enough that two turns cross LIMIT."""
+    counter = itertools.count(1)
+    return ScriptedChatModel(
+        responses=[
+            lambda messages: (
+                f"Reply {next(counter)}: noted your message '{messages[-1].text}'. Here is a "
+                "fairly long answer with details so that the thread grows quickly."
+            )
+        ]
+    )
+
+
+def summarizer(text: str = SUMMARY) -> ScriptedChatModel:
+    return ScriptedChatModel(responses=[text])
+
+
+def build(
+    checkpointer: Any, *, limit: int = LIMIT, summary_model: Any = None
+) -> tuple[Any, CompactingSupervisor, ScriptedChatModel, ScriptedChatModel]:
+    """A chat graph on ``checkpointer``, its supervisor, the agent's and summariser's models."""
+    model = agent_model()
+    summ = summary_model or summarizer()
+    graph = chat_graph(checkpointer, model=model)
+    supervisor = CompactingSupervisor(graph, HistoryManager(model=summ), token_limit=limit)
+    return graph, supervisor, model, summ
+
+
+def view(messages: list[BaseMessage]) -> list[tuple[str, str, str | None]]:
+    return [(type(m).__name__, m.text, m.id) for m in messages]
+
+
+def contents(messages: list[BaseMessage]) -> list[tuple[str, str]]:
+    return [(type(m).__name__, m.text) for m in messages]
+
+
+def is_summary(message: BaseMessage) -> bool:
+    return isinstance(message, HumanMessage) and message.text.startswith(SUMMARY_PREFIX)
+
+
+def shape(x: Any) -> Any:
+    """Structure and message texts of a stream chunk, with ids and other strings blanked."""
+    if isinstance(x, BaseMessage):
+        return (type(x).__name__, x.text)
+    if isinstance(x, dict):
+        return (type(x).__name__, {k: shape(v) for k, v in x.items()})
+    if isinstance(x, list | tuple):
+        return (type(x).__name__, [shape(v) for v in x])
+    if isinstance(x, str):
+        return "str"
+    return type(x).__name__
+
+
+def spy(monkeypatch: pytest.MonkeyPatch, graph: Any, name: str) -> list[Any]:
+    """Record every call of ``graph.<name>`` (on this graph instance only)."""
+    calls: list[Any] = []
+    original = getattr(graph, name)
+    if name.startswith("a"):
+
+        async def wrapper(*args: Any, **kwargs: Any) -> Any:
+            calls.append(args)
+            return await original(*args, **kwargs)
+
+    else:
+
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            calls.append(args)
+            return original(*args, **kwargs)
+
+    monkeypatch.setattr(graph, name, wrapper)
+    return calls
+
+
+def messages_at(supervisor: CompactingSupervisor, thread: str, checkpoint_id: str) -> list[Any]:
+    config = {"configurable": {"thread_id": thread, "checkpoint_id": checkpoint_id}}
+    return supervisor.get_state(config).values["messages"]
+
+
+def sources(saver: Any, thread: str = THREAD) -> list[str]:
+    return [c.metadata["source"] for c in saver.list(cfg(thread))]
+
+
+async def asources(saver: Any, thread: str = THREAD) -> list[str]:
+    return [c.metadata["source"] async for c in saver.alist(cfg(thread))]
+
+
+async def acollect(iterator: Any) -> list[Any]:
+    return [item async for item in iterator]
+
+
+def check_compacted(
+    result: CompactionResult | None, before: list[BaseMessage], after: list[BaseMessage]
+) -> None:
+    """``before`` (the run's messages) was compacted into ``after`` (the state now)."""
+    assert result is not None
+    assert result.status == "compacted"
+    assert result.thread_id == THREAD
+    assert is_summary(after[0])
+    assert MARK in after[0].text
+    assert result.tokens_before == count_tokens(before) > LIMIT
+    assert count_tokens(after) == result.tokens_after < result.tokens_before
+    # The kept messages are the newest ones, verbatim.
+    kept = after[1:]
+    assert kept
+    assert view(kept) == view(before[-len(kept) :])
+
+
+def check_events(
+    events: list[dict[str, Any]], supervisor: CompactingSupervisor, *, compacted: bool
+) -> list[BaseMessage]:
+    """The event stream of one turn; returns the run's final messages (from ``end``)."""
+    assert {e["type"] for e in events} <= {"token", "message", "compaction", "end"}
+    end = events[-1]
+    assert end["type"] == "end"
+    assert end["thread_id"] == THREAD
+    assert [e for e in events if e["type"] == "end"] == [end]
+    final = end["values"]["messages"]
+    answer = final[-1]
+    assert isinstance(answer, AIMessage)
+    tokens = [e for e in events if e["type"] == "token"]
+    assert len(tokens) > 5  # word by word
+    assert "".join(e["content"] for e in tokens) == answer.text
+    for event in tokens:
+        assert event["content"]
+        assert event["node"] == "assistant"
+        assert event["agent"] == "assistant"
+    compactions = [e for e in events if e["type"] == "compaction"]
+    result = supervisor.last_compaction(THREAD)
+    if compacted:
+        assert len(compactions) == 1
+        event = compactions[0]
+        assert events[-2] is event
+        assert event["status"] == "compacted"
+        assert event["tokens_before"] > event["tokens_after"]
+        assert result is not None
+        assert event["result"] == result
+        for field in ("status", "tokens_before", "tokens_after", "checkpoint_id", "summary"):
+            assert event[field] == getattr(result, field)
+        assert view(final) == view(messages_at(supervisor, THREAD, result.previous_checkpoint_id))
+    else:
+        assert compactions == []
+        assert result is None
+        assert view(final) == view(supervisor.get_state(cfg()).values["messages"])
+    return final
+
+
+# ---------------------------------------------------------------------------- 1. trigger
+
+
+def run_sync(supervisor: CompactingSupervisor, method: str, i: int) -> list[BaseMessage]:
+    if method == "invoke":
+        return supervisor.invoke(user(i), cfg())["messages"]
+    events = list(supervisor.stream(user(i), cfg()))
+    return events[-1]["values"]["messages"]
+
+
+async def run_async(supervisor: CompactingSupervisor, method: str, i: int) -> list[BaseMessage]:
+    if method == "ainvoke":
+        return (await supervisor.ainvoke(user(i), cfg()))["messages"]
+    events = await acollect(supervisor.astream(user(i), cfg()))
+    return events[-1]["values"]["messages"]
+
+
+@pytest.mark.parametrize("method", ["invoke", "stream"])
+def test_compacts_only_after_a_run_over_the_limit(
+    saver: Any, method: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    graph, supervisor, model, summ = build(saver)
+    reads = spy(monkeypatch, graph, "get_state") + spy(monkeypatch, graph, "aget_state")
+    first = run_sync(supervisor, method, 1)
+    assert count_tokens(first) <= LIMIT
+    assert summ.calls == []
+    assert supervisor.last_compaction(THREAD) is None
+    assert reads == []  # the count came from the run's own output
+    assert view(supervisor.get_state(cfg()).values["messages"]) == view(first)
+
+    second = run_sync(supervisor, method, 2)
+    assert len(model.calls) == 2
+    assert len(summ.calls) == 1
+    after = supervisor.get_state(cfg()).values["messages"]
+    result = supervisor.last_compaction(THREAD)
+    check_compacted(result, second, after)
+    assert result.trigger == "token_limit"
+    assert sources(saver)[0] == "update"
+
+
+@pytest.mark.parametrize("method", ["ainvoke", "astream"])
+async def test_compacts_only_after_a_run_over_the_limit_async(
+    asaver: Any, method: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    graph, supervisor, model, summ = build(asaver)
+    reads = spy(monkeypatch, graph, "get_state") + spy(monkeypatch, graph, "aget_state")
+    first = await run_async(supervisor, method, 1)
+    assert count_tokens(first) <= LIMIT
+    assert summ.calls == []
+    assert supervisor.last_compaction(THREAD) is None
+    assert reads == []
+    assert view((await supervisor.aget_state(cfg())).values["messages"]) == view(first)
+
+    second = await run_async(supervisor, method, 2)
+    assert len(model.calls) == 2
+    assert len(summ.calls) == 1
+    after = (await supervisor.aget_state(cfg())).values["messages"]
+    result = supervisor.last_compaction(THREAD)
+    check_compacted(result, second, after)
+    assert result.trigger == "token_limit"
+    assert (await asources(asaver))[0] == "update"
+
+
+def test_under_the_limit_reads_no_state_sync_spy_sees_reads(
+    saver: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The spy does see state reads: a native stream without values must read the state."""
+    graph, supervisor, _, _ = build(saver, limit=10_000)
+    reads = spy(monkeypatch, graph, "get_state")
+    list(supervisor.stream(user(1), cfg(), stream_mode="updates"))
+    assert len(reads) == 1
+    assert supervisor.last_compaction(THREAD) is None
+
+
+# ---------------------------------------------------------------------------- 2. invoke
+
+
+def test_invoke_returns_what_the_graph_returns(
+    saver: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    graph, supervisor, _, _ = build(saver)
+    reference = chat_graph(InMemorySaver(), model=agent_model())
+    returned: list[Any] = []
+    original = graph.invoke
+
+    def recording_invoke(*args: Any, **kwargs: Any) -> Any:
+        returned.append(original(*args, **kwargs))
+        return returned[-1]
+
+    monkeypatch.setattr(graph, "invoke", recording_invoke)
+    for i in (1, 2):  # the second turn is compacted after it returns
+        got = supervisor.invoke(user(i), cfg())
+        want = reference.invoke(user(i), cfg("reference"))
+        assert got is returned[-1]
+        assert type(got) is type(want)
+        assert got.keys() == want.keys()
+        assert contents(got["messages"]) == contents(want["messages"])
+        assert [m.id for m in got["messages"]] != [m.id for m in want["messages"]]
+    assert supervisor.last_compaction(THREAD).status == "compacted"
+
+    got = supervisor.invoke(user(3), cfg(), version="v2")
+    want = reference.invoke(user(3), cfg("reference"), version="v2")
+    assert type(got) is type(want)
+    assert got is returned[-1]
+
+
+async def test_ainvoke_returns_what_the_graph_returns(
+    asaver: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    graph, supervisor, _, _ = build(asaver)
+    reference = chat_graph(InMemorySaver(), model=agent_model())
+    returned: list[Any] = []
+    original = graph.ainvoke
+
+    async def recording_ainvoke(*args: Any, **kwargs: Any) -> Any:
+        returned.append(await original(*args, **kwargs))
+        return returned[-1]
+
+    monkeypatch.setattr(graph, "ainvoke", recording_ainvoke)
+    for i in (1, 2):
+        got = await supervisor.ainvoke(user(i), cfg())
+        want = await reference.ainvoke(user(i), cfg("reference"))
+        assert got is returned[-1]
+        assert type(got) is type(want)
+        assert got.keys() == want.keys()
+        assert contents(got["messages"]) == contents(want["messages"])
+        assert [m.id for m in got["messages"]] != [m.id for m in want["messages"]]
+    assert supervisor.last_compaction(THREAD).status == "compacted"
+
+    got = await supervisor.ainvoke(user(3), cfg(), version="v2")
+    want = await reference.ainvoke(user(3), cfg("reference"), version="v2")
+    assert type(got) is type(want)
+    assert got is returned[-1]
+
+
+# ---------------------------------------------------------------------------- 3. streams
+
+
+def test_stream_events(saver: Any) -> None:
+    _, supervisor, _, _ = build(saver)
+    check_events(list(supervisor.stream(user(1), cfg())), supervisor, compacted=False)
+    final = check_events(list(supervisor.stream(user(2), cfg())), supervisor, compacted=True)
+    after = supervisor.get_state(cfg()).values["messages"]
+    check_compacted(supervisor.last_compaction(THREAD), final, after)
+
+
+async def test_astream_events(asaver: Any) -> None:
+    _, supervisor, _, _ = build(asaver)
+    events = await acollect(supervisor.astream(user(1), cfg()))
+    check_events(events, supervisor, compacted=False)
+    events = await acollect(supervisor.astream(user(2), cfg()))
+    final = check_events(events, supervisor, compacted=True)
+    after = (await supervisor.aget_state(cfg())).values["messages"]
+    check_compacted(supervisor.last_compaction(THREAD), final, after)
+
+
+NATIVE_MODES = [
+    pytest.param({"stream_mode": "updates"}, id="updates"),
+    pytest.param({"stream_mode": ["values", "messages"]}, id="values+messages"),
+    pytest.param({"stream_mode": "values", "subgraphs": True}, id="values-subgraphs"),
+    pytest.param({"stream_mode": "values", "version": "v2"}, id="values-v2"),
+    pytest.param({"stream_mode": ["updates", "messages"], "version": "v2"}, id="updates-v2"),
+]
+
+
+def check_native(
+    supervisor: CompactingSupervisor, got: list[Any], want: list[Any], before: list[Any]
+) -> None:
+    assert len(got) == len(want)
+    assert [shape(c) for c in got] == [shape(c) for c in want]
+    assert not any(isinstance(c, dict) and c.get("type") == "compaction" for c in got)
+    result = supervisor.last_compaction(THREAD)
+    assert result is not None
+    assert result.trigger == "token_limit"
+    before = messages_at(supervisor, THREAD, result.previous_checkpoint_id)
+    check_compacted(result, before, supervisor.get_state(cfg()).values["messages"])
+
+
+@pytest.mark.parametrize("kwargs", NATIVE_MODES)
+def test_stream_with_stream_mode_yields_native_chunks(saver: Any, kwargs: dict[str, Any]) -> None:
+    _, supervisor, _, _ = build(saver)
+    reference = chat_graph(InMemorySaver(), model=agent_model())
+    supervisor.invoke(user(1), cfg())
+    reference.invoke(user(1), cfg("reference"))
+    got = list(supervisor.stream(user(2), cfg(), **kwargs))
+    want = list(reference.stream(user(2), cfg("reference"), **kwargs))
+    check_native(supervisor, got, want, want)
+
+
+@pytest.mark.parametrize("kwargs", NATIVE_MODES)
+async def test_astream_with_stream_mode_yields_native_chunks(
+    asaver: Any, kwargs: dict[str, Any]
+) -> None:
+    _, supervisor, _, _ = build(asaver)
+    reference = chat_graph(InMemorySaver(), model=agent_model())
+    await supervisor.ainvoke(user(1), cfg())
+    await reference.ainvoke(user(1), cfg("reference"))
+    got = await acollect(supervisor.astream(user(2), cfg(), **kwargs))
+    want = await acollect(reference.astream(user(2), cfg("reference"), **kwargs))
+    assert len(got) == len(want)
+    assert [shape(c) for c in got] == [shape(c) for c in want]
+    assert not any(isinstance(c, dict) and c.get("type") == "compaction" for c in got)
+    result = supervisor.last_compaction(THREAD)
+    assert result is not None
+    assert result.trigger == "token_limit"
+    previous = {"configurable": {**cfg()["configurable"], "checkpoint_id": result.previous_checkpoint_id}}
+    before = (await supervisor.aget_state(previous)).values["messages"]
+    check_compacted(result, before, (await supervisor.aget_state(cfg())).values["messages"])
+
+
+# ---------------------------------------------------------------------------- 4. clean streams
+
+
+def texts_of_events(events: list[dict[str, Any]]) -> list[str]:
+    """The texts of the token and message events (what a UI would show)."""
+    out = []
+    for event in events:
+        if event["type"] == "token":
+            out.append(event["content"])
+        elif event["type"] == "message":
+            out.append(event["message"].text)
+    return out
+
+
+def test_summarizer_tokens_never_reach_the_stream(saver: Any) -> None:
+    _, supervisor, _, summ = build(saver)
+    events = [e for i in (1, 2) for e in supervisor.stream(user(i), cfg())]
+    chunks = list(supervisor.stream(user(3), cfg(), stream_mode="messages"))
+    assert len(summ.calls) == 2
+    texts = texts_of_events(events) + [message.text for message, _ in chunks]
+    assert texts
+    assert not any(MARK in text for text in texts)
+    assert MARK in supervisor.get_state(cfg()).values["messages"][0].text
+
+
+async def test_summarizer_tokens_never_reach_the_astream(asaver: Any) -> None:
+    _, supervisor, _, summ = build(asaver)
+    events = [e for i in (1, 2) for e in await acollect(supervisor.astream(user(i), cfg()))]
+    chunks = await acollect(supervisor.astream(user(3), cfg(), stream_mode="messages"))
+    assert len(summ.calls) == 2
+    texts = texts_of_events(events) + [message.text for message, _ in chunks]
+    assert texts
+    assert not any(MARK in text for text in texts)
+    assert MARK in (await supervisor.aget_state(cfg())).values["messages"][0].text
+
+
+def outer_graph(inner: CompactingSupervisor, checkpointer: Any = None) -> Any:
+    """A graph whose one node calls the inner supervisor on its own thread."""
+
+    def call(state: MessagesState) -> dict[str, Any]:
+        out = inner.invoke({"messages": [("user", state["messages"][-1].text)]}, cfg())
+        return {"messages": [out["messages"][-1]]}
+
+    async def acall(state: MessagesState) -> dict[str, Any]:
+        out = await inner.ainvoke({"messages": [("user", state["messages"][-1].text)]}, cfg())
+        return {"messages": [out["messages"][-1]]}
+
+    from langchain_core.runnables import RunnableLambda
+
+    builder = StateGraph(MessagesState)
+    builder.add_node("outer", RunnableLambda(call, afunc=acall))
+    builder.add_edge(START, "outer")
+    return builder.compile(checkpointer=checkpointer)
+
+
+def check_outer_chunks(
+    chunks: list[Any], inner: CompactingSupervisor, summ: ScriptedChatModel, subgraphs: bool
+) -> None:
+    pairs = [c[1] if subgraphs else c for c in chunks]
+    assert not any(MARK in message.text for message, _ in pairs)
+    inner_tokens = [
+        message.text
+        for message, meta in pairs
+        if isinstance(message, AIMessageChunk) and meta.get("langgraph_node") == "assistant"
+    ]
+    if subgraphs:  # LangGraph shows a nested graph's tokens only with subgraphs=True
+        assert len(inner_tokens) > 5
+        assert "".join(inner_tokens).startswith("Reply 2: noted your message 'message 2'")
+    assert len(summ.calls) == 1
+    assert inner.last_compaction(THREAD).status == "compacted"
+
+
+@pytest.mark.parametrize("subgraphs", [True, False])
+def test_nested_in_an_outer_graph_the_summarizer_stays_out_of_its_stream(
+    saver: Any, subgraphs: bool
+) -> None:
+    _, inner, _, summ = build(saver)
+    outer = outer_graph(inner)
+    list(outer.stream(user(1), stream_mode="messages", subgraphs=subgraphs))
+    chunks = list(outer.stream(user(2), stream_mode="messages", subgraphs=subgraphs))
+    check_outer_chunks(chunks, inner, summ, subgraphs)
+    assert MARK in inner.get_state(cfg()).values["messages"][0].text
+
+
+@pytest.mark.parametrize("subgraphs", [True, False])
+async def test_nested_in_an_outer_graph_the_summarizer_stays_out_of_its_astream(
+    asaver: Any, subgraphs: bool
+) -> None:
+    _, inner, _, summ = build(asaver)
+    outer = outer_graph(inner)
+    await acollect(outer.astream(user(1), stream_mode="messages", subgraphs=subgraphs))
+    chunks = await acollect(outer.astream(user(2), stream_mode="messages", subgraphs=subgraphs))
+    check_outer_chunks(chunks, inner, summ, subgraphs)
+    assert MARK in (await inner.aget_state(cfg())).values["messages"][0].text
+
+
+def test_nested_supervisors_event_stream_shows_inner_tokens_only(saver: Any) -> None:
+    _, inner, _, summ = build(saver)
+    outer = CompactingSupervisor(outer_graph(inner, saver), token_limit=10_000)
+    list(outer.stream(user(1), cfg("outer")))
+    events = list(outer.stream(user(2), cfg("outer")))
+    assert len(summ.calls) == 1
+    assert inner.last_compaction(THREAD).status == "compacted"
+    tokens = [e for e in events if e["type"] == "token"]
+    assert "".join(e["content"] for e in tokens).startswith("Reply 2: noted")
+    assert {(e["node"], e["agent"]) for e in tokens} == {("assistant", "outer")}
+    assert not any(MARK in text for text in texts_of_events(events))
+
+
+# ---------------------------------------------------------------------------- 5. failures
+
+
+def raising() -> HistoryManager:
+    return HistoryManager(model=ScriptedChatModel(responses=[RuntimeError("boom")]))
+
+
+def slow() -> HistoryManager:
+    return HistoryManager(model=ScriptedChatModel(responses=["x"], delay=2), summary_timeout=0.2)
+
+
+def answering(text: str) -> Callable[[], HistoryManager]:
+    return lambda: HistoryManager(model=ScriptedChatModel(responses=[text]))
+
+
+FAILURES = [
+    pytest.param(raising, "boom", id="raises"),
+    pytest.param(slow, "did not answer within 0.2 s", id="timeout"),
+    pytest.param(answering(""), "empty or placeholder", id="empty"),
+    pytest.param(
+        answering("Previous conversation was too long to summarize."),
+        "placeholder",
+        id="placeholder",
+    ),
+    pytest.param(answering("I'm sorry, I can't help with that."), "refusal", id="refusal"),
+]
+
+
+def check_failed(
+    supervisor: CompactingSupervisor, cause: str, trigger: str, messages: list[BaseMessage]
+) -> None:
+    result = supervisor.last_compaction(THREAD)
+    assert result is not None
+    assert result.status == "failed"
+    assert result.trigger == trigger
+    assert result.checkpoint_id is None
+    assert cause in result.error
+    if trigger == "token_limit":
+        assert result.tokens_before == result.tokens_after == count_tokens(messages)
+
+
+def check_warned(caplog: pytest.LogCaptureFixture, cause: str) -> None:
+    warnings = [
+        r for r in caplog.records if r.levelno == logging.WARNING and "failed" in r.getMessage()
+    ]
+    assert warnings
+    assert THREAD in warnings[-1].getMessage()
+    assert cause in warnings[-1].getMessage()
+    caplog.clear()
+
+
+@pytest.mark.parametrize(("manager", "cause"), FAILURES)
+def test_a_failing_summarizer_leaves_the_history_intact(
+    saver: Any,
+    manager: Callable[[], HistoryManager],
+    cause: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, logger="compacting_supervisor")
+    graph = chat_graph(saver, model=agent_model())
+    supervisor = CompactingSupervisor(graph, manager(), token_limit=LIMIT)
+    supervisor.invoke(user(1), cfg())
+
+    out = supervisor.invoke(user(2), cfg())
+    assert out["messages"][-1].text.startswith("Reply 2: noted your message 'message 2'")
+    assert view(supervisor.get_state(cfg()).values["messages"]) == view(out["messages"])
+    assert "update" not in sources(saver)
+    check_failed(supervisor, cause, "token_limit", out["messages"])
+    check_warned(caplog, cause)
+
+    events = list(supervisor.stream(user(3), cfg()))
+    final = events[-1]["values"]["messages"]
+    assert final[-1].text.startswith("Reply 3: noted")
+    [event] = [e for e in events if e["type"] == "compaction"]
+    assert event["status"] == "failed"
+    assert cause in event["error"]
+    assert view(supervisor.get_state(cfg()).values["messages"]) == view(final)
+    check_failed(supervisor, cause, "token_limit", final)
+    check_warned(caplog, cause)
+
+    with pytest.raises(SummarizationError, match=re.escape(cause)):
+        supervisor.compact(cfg())
+    assert view(supervisor.get_state(cfg()).values["messages"]) == view(final)
+    assert "update" not in sources(saver)
+    check_failed(supervisor, cause, "manual", final)
+
+    working = CompactingSupervisor(graph, HistoryManager(model=summarizer()), token_limit=LIMIT)
+    out = working.invoke(user(4), cfg())
+    after = working.get_state(cfg()).values["messages"]
+    check_compacted(working.last_compaction(THREAD), out["messages"], after)
+    assert sources(saver)[0] == "update"
+
+
+@pytest.mark.parametrize(("manager", "cause"), FAILURES)
+async def test_a_failing_summarizer_leaves_the_history_intact_async(
+    asaver: Any,
+    manager: Callable[[], HistoryManager],
+    cause: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, logger="compacting_supervisor")
+    graph = chat_graph(asaver, model=agent_model())
+    supervisor = CompactingSupervisor(graph, manager(), token_limit=LIMIT)
+    await supervisor.ainvoke(user(1), cfg())
+
+    async def state() -> list[BaseMessage]:
+        return (await supervisor.aget_state(cfg())).values["messages"]
+
+    out = await supervisor.ainvoke(user(2), cfg())
+    assert out["messages"][-1].text.startswith("Reply 2: noted your message 'message 2'")
+    assert view(await state()) == view(out["messages"])
+    assert "update" not in await asources(asaver)
+    check_failed(supervisor, cause, "token_limit", out["messages"])
+    check_warned(caplog, cause)
+
+    events = await acollect(supervisor.astream(user(3), cfg()))
+    final = events[-1]["values"]["messages"]
+    assert final[-1].text.startswith("Reply 3: noted")
+    [event] = [e for e in events if e["type"] == "compaction"]
+    assert event["status"] == "failed"
+    assert cause in event["error"]
+    assert view(await state()) == view(final)
+    check_failed(supervisor, cause, "token_limit", final)
+    check_warned(caplog, cause)
+
+    with pytest.raises(SummarizationError, match=re.escape(cause)):
+        await supervisor.acompact(cfg())
+    assert view(await state()) == view(final)
+    assert "update" not in await asources(asaver)
+    check_failed(supervisor, cause, "manual", final)
+
+    working = CompactingSupervisor(graph, HistoryManager(model=summarizer()), token_limit=LIMIT)
+    out = await working.ainvoke(user(4), cfg())
+    after = (await working.aget_state(cfg())).values["messages"]
+    check_compacted(working.last_compaction(THREAD), out["messages"], after)
+    assert (await asources(asaver))[0] == "update"
+
+
+# ---------------------------------------------------------------------------- 6. bad input
+
+
+def check_nothing_ran(model: ScriptedChatModel, saver: Any) -> None:
+    assert model.calls == []
+    assert list(saver.list(None)) == []
+
+
+@pytest.mark.parametrize("ratio", [0, 1, 1.5, -0.1, True, "0.5"])
+def test_bad_compaction_ratio(saver: Any, ratio: Any) -> None:
+    model = agent_model()
+    with pytest.raises((ValueError, TypeError), match="`compaction_ratio`") as info:
+        CompactingSupervisor(chat_graph(saver, model=model), compaction_ratio=ratio)
+    assert "between 0 and 1" in str(info.value)
+    assert repr(ratio) in str(info.value)
+    check_nothing_ran(model, saver)
+
+
+@pytest.mark.parametrize("limit", [0, -5, 1.5, True])
+def test_bad_token_limit(saver: Any, limit: Any) -> None:
+    model = agent_model()
+    with pytest.raises((ValueError, TypeError), match="`token_limit`") as info:
+        CompactingSupervisor(chat_graph(saver, model=model), token_limit=limit)
+    assert "positive integer" in str(info.value)
+    check_nothing_ran(model, saver)
+
+
+def test_graph_without_checkpointer_and_no_memory_saver(saver: Any) -> None:
+    model = agent_model()
+    with pytest.raises(ValueError, match="`agent`") as info:
+        CompactingSupervisor(chat_graph(None, model=model))
+    assert "compile(checkpointer=" in str(info.value)
+    assert "memory_saver" in str(info.value)
+    check_nothing_ran(model, saver)
+
+
+def test_uncompiled_state_graph(saver: Any) -> None:
+    builder = StateGraph(MessagesState)
+    builder.add_node("assistant", lambda state: {"messages": []})
+    builder.add_edge(START, "assistant")
+    with pytest.raises(TypeError, match="`agent`") as info:
+        CompactingSupervisor(builder, HistoryManager(memory_saver=saver))
+    assert "graph.compile(checkpointer=...)" in str(info.value)
+    assert list(saver.list(None)) == []
+
+
+def test_graph_without_messages_channel(saver: Any) -> None:
+    from typing_extensions import TypedDict
+
+    class Counter(TypedDict):
+        count: int
+
+    builder = StateGraph(Counter)
+    builder.add_node("step", lambda state: {"count": state["count"] + 1})
+    builder.add_edge(START, "step")
+    with pytest.raises(ValueError, match="`agent`") as info:
+        CompactingSupervisor(builder.compile(checkpointer=saver))
+    assert "'messages'" in str(info.value)
+    assert "messages_key" in str(info.value)
+    assert list(saver.list(None)) == []
+
+
+BAD_CONFIGS = [
+    pytest.param(None, id="none"),
+    pytest.param({}, id="empty"),
+    pytest.param({"configurable": {}}, id="no-thread"),
+    pytest.param({"configurable": {"thread_id": ""}}, id="empty-thread"),
+]
+
+
+def check_config_error(info: pytest.ExceptionInfo[ValueError]) -> None:
+    message = str(info.value)
+    assert "`config`" in message
+    assert "{'configurable': {'thread_id':" in message
+
+
+@pytest.mark.parametrize("config", BAD_CONFIGS)
+@pytest.mark.parametrize("call", ["invoke", "stream", "native-stream", "compact"])
+def test_config_without_thread_id(saver: Any, config: Any, call: str) -> None:
+    _, supervisor, model, summ = build(saver)
+    with pytest.raises(ValueError, match="`config`") as info:
+        if call == "invoke":
+            supervisor.invoke(user(1), config)
+        elif call == "stream":
+            list(supervisor.stream(user(1), config))
+        elif call == "native-stream":
+            list(supervisor.stream(user(1), config, stream_mode="values"))
+        else:
+            supervisor.compact(config)
+    check_config_error(info)
+    check_nothing_ran(model, saver)
+    assert summ.calls == []
+
+
+@pytest.mark.parametrize("config", BAD_CONFIGS)
+@pytest.mark.parametrize("call", ["ainvoke", "astream", "native-astream", "acompact"])
+async def test_config_without_thread_id_async(asaver: Any, config: Any, call: str) -> None:
+    _, supervisor, model, summ = build(asaver)
+    with pytest.raises(ValueError, match="`config`") as info:
+        if call == "ainvoke":
+            await supervisor.ainvoke(user(1), config)
+        elif call == "astream":
+            await acollect(supervisor.astream(user(1), config))
+        elif call == "native-astream":
+            await acollect(supervisor.astream(user(1), config, stream_mode="values"))
+        else:
+            await supervisor.acompact(config)
+    check_config_error(info)
+    assert model.calls == []
+    assert summ.calls == []
+    assert [c async for c in asaver.alist(None)] == []
+
+
+def test_graph_without_checkpointer_runs_on_memory_saver(saver: Any) -> None:
+    model = agent_model()
+    graph = chat_graph(None, model=model)
+    manager = HistoryManager(memory_saver=saver, model=summarizer())
+    supervisor = CompactingSupervisor(graph, manager, token_limit=LIMIT)
+    supervisor.invoke(user(1), cfg())
+    assert sources(saver)
+    out = supervisor.invoke(user(2), cfg())
+    after = supervisor.get_state(cfg()).values["messages"]
+    check_compacted(supervisor.last_compaction(THREAD), out["messages"], after)
+    out = supervisor.invoke(user(3), cfg())  # the next turn continues from the compacted thread
+    assert is_summary(out["messages"][0])
+    assert graph.checkpointer is None  # the user's graph itself was not changed
+
+
+async def test_graph_without_checkpointer_runs_on_memory_saver_async(asaver: Any) -> None:
+    graph = chat_graph(None, model=agent_model())
+    manager = HistoryManager(memory_saver=asaver, model=summarizer())
+    supervisor = CompactingSupervisor(graph, manager, token_limit=LIMIT)
+    await supervisor.ainvoke(user(1), cfg())
+    assert await asources(asaver)
+    out = await supervisor.ainvoke(user(2), cfg())
+    after = (await supervisor.aget_state(cfg())).values["messages"]
+    check_compacted(supervisor.last_compaction(THREAD), out["messages"], after)
+    out = await supervisor.ainvoke(user(3), cfg())
+    assert is_summary(out["messages"][0])
+    assert graph.checkpointer is None
+
+
+# ---------------------------------------------------------------------------- 7. graph API
+
+
+def test_with_config_and_graph_api(saver: Any) -> None:
+    graph, supervisor, _, _ = build(saver)
+    bound = supervisor.with_config(configurable={"thread_id": THREAD})
+    bound.invoke(user(1))
+    out = bound.invoke(user(2))
+    assert supervisor.last_compaction(THREAD) is bound.last_compaction(THREAD)
+    after = supervisor.get_state(cfg()).values["messages"]
+    check_compacted(supervisor.last_compaction(THREAD), out["messages"], after)
+    events = list(bound.stream(user(3)))
+    assert events[-1]["thread_id"] == THREAD
+    assert supervisor.last_compaction(THREAD) is bound.last_compaction(THREAD)
+
+    assert view(supervisor.get_state(cfg()).values["messages"]) == view(
+        graph.get_state(cfg()).values["messages"]
+    )
+    ours = [s.config["configurable"]["checkpoint_id"] for s in supervisor.get_state_history(cfg())]
+    theirs = [s.config["configurable"]["checkpoint_id"] for s in graph.get_state_history(cfg())]
+    assert ours == theirs
+    assert len(ours) > 5
+
+    note = HumanMessage("A note added by hand.", id="note-1")
+    supervisor.update_state(cfg(), {"messages": [note]})
+    assert view(graph.get_state(cfg()).values["messages"][-1:]) == view([note])
+    assert view(supervisor.get_state(cfg()).values["messages"][-1:]) == view([note])
+
+    assert "assistant" in supervisor.get_graph().nodes
+
+
+async def test_with_config_and_graph_api_async(asaver: Any) -> None:
+    graph, supervisor, _, _ = build(asaver)
+    bound = supervisor.with_config(configurable={"thread_id": THREAD})
+    await bound.ainvoke(user(1))
+    out = await bound.ainvoke(user(2))
+    assert supervisor.last_compaction(THREAD) is bound.last_compaction(THREAD)
+    after = (await supervisor.aget_state(cfg())).values["messages"]
+    check_compacted(supervisor.last_compaction(THREAD), out["messages"], after)
+    events = await acollect(bound.astream(user(3)))
+    assert events[-1]["thread_id"] == THREAD
+
+    assert view((await supervisor.aget_state(cfg())).values["messages"]) == view(
+        (await graph.aget_state(cfg())).values["messages"]
+    )
+    ours = [
+        s.config["configurable"]["checkpoint_id"]
+        async for s in supervisor.aget_state_history(cfg())
+    ]
+    theirs = [
+        s.config["configurable"]["checkpoint_id"] async for s in graph.aget_state_history(cfg())
+    ]
+    assert ours == theirs
+    assert len(ours) > 5
+
+    note = HumanMessage("A note added by hand.", id="note-1")
+    await supervisor.aupdate_state(cfg(), {"messages": [note]})
+    assert view((await graph.aget_state(cfg())).values["messages"][-1:]) == view([note])
+
+
+def test_results_are_shared_both_ways(saver: Any) -> None:
+    _, supervisor, _, _ = build(saver)
+    bound = supervisor.with_config(configurable={"thread_id": "elsewhere"})
+    for i in (1, 2):
+        supervisor.invoke(user(i), cfg())
+    assert bound.last_compaction(THREAD) is supervisor.last_compaction(THREAD)
+    assert bound.last_compaction(THREAD).status == "compacted"
+    assert bound.last_compaction("elsewhere") is None
+    assert supervisor.get_state(cfg("elsewhere")).values == {}
+
+
+# ---------------------------------------------------------------------------- 8. compact
+
+
+def test_manual_compact(saver: Any) -> None:
+    _, supervisor, _, summ = build(saver, limit=10_000)
+    assert supervisor.compact(cfg()) is None  # empty thread
+    supervisor.update_state(cfg(), {"messages": [HumanMessage("only one", id="one")]})
+    assert supervisor.compact(cfg()) is None  # one message
+    assert view(supervisor.get_state(cfg()).values["messages"]) == [("HumanMessage", "only one", "one")]
+    assert supervisor.last_compaction(THREAD) is None
+    assert summ.calls == []
+
+    supervisor.invoke(user(1), cfg())
+    out = supervisor.invoke(user(2), cfg())
+    assert supervisor.last_compaction(THREAD) is None  # under the limit
+    result = supervisor.compact(cfg())
+    assert result is supervisor.last_compaction(THREAD)
+    assert result.trigger == "manual"
+    assert len(summ.calls) == 1
+    after = supervisor.get_state(cfg()).values["messages"]
+    assert is_summary(after[0])
+    assert MARK in after[0].text
+    assert result.tokens_before == count_tokens(out["messages"])
+    assert count_tokens(after) == result.tokens_after < result.tokens_before
+    assert view(after[1:]) == view(out["messages"][-len(after) + 1 :])
+
+
+async def test_manual_acompact(asaver: Any) -> None:
+    _, supervisor, _, summ = build(asaver, limit=10_000)
+    assert await supervisor.acompact(cfg()) is None
+    await supervisor.aupdate_state(cfg(), {"messages": [HumanMessage("only one", id="one")]})
+    assert await supervisor.acompact(cfg()) is None
+    assert supervisor.last_compaction(THREAD) is None
+    assert summ.calls == []
+
+    await supervisor.ainvoke(user(1), cfg())
+    out = await supervisor.ainvoke(user(2), cfg())
+    assert supervisor.last_compaction(THREAD) is None
+    result = await supervisor.acompact(cfg())
+    assert result is supervisor.last_compaction(THREAD)
+    assert result.trigger == "manual"
+    assert len(summ.calls) == 1
+    after = (await supervisor.aget_state(cfg())).values["messages"]
+    assert is_summary(after[0])
+    assert result.tokens_before == count_tokens(out["messages"])
+    assert count_tokens(after) == result.tokens_after < result.tokens_before
+    assert view(after[1:]) == view(out["messages"][-len(after) + 1 :])
