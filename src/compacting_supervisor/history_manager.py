@@ -10,9 +10,9 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Generator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage, HumanMessage
@@ -453,66 +453,53 @@ class HistoryManager:
         busy = "pending writes" if head.pending_writes else None
         return _ThreadState(list(values.get(self.messages_key) or []), head.checkpoint["id"], busy)
 
-    def _summarize_sync(self, op: _Summarize) -> str:
-        return self.summarizer.summarize(op.previous, op.messages, max_tokens=op.max_tokens)
+    def _perform(self, op: _Op) -> Any:
+        if isinstance(op, _ReadState):
+            cfg = head_config(op.thread_id)
+            if op.graph is not None:
+                return self._state_from_snapshot(op.graph.get_state(cfg))
+            return self._state_from_head(self._saver().get_tuple(cfg))
+        if isinstance(op, _ReadHead):
+            return self._saver().get_tuple(head_config(op.thread_id))
+        if isinstance(op, _Summarize):
+            return self.summarizer.summarize(op.previous, op.messages, max_tokens=op.max_tokens)
+        return self._saver().put(op.config, op.checkpoint, op.metadata, op.new_versions)
+
+    async def _aperform(self, op: _Op) -> Any:
+        if isinstance(op, _ReadState):
+            cfg = head_config(op.thread_id)
+            if op.graph is not None:
+                return self._state_from_snapshot(await op.graph.aget_state(cfg))
+            return self._state_from_head(await self._saver().aget_tuple(cfg))
+        if isinstance(op, _ReadHead):
+            return await self._saver().aget_tuple(head_config(op.thread_id))
+        if isinstance(op, _Summarize):
+            return await self.summarizer.asummarize(
+                op.previous, op.messages, max_tokens=op.max_tokens
+            )
+        return await self._saver().aput(op.config, op.checkpoint, op.metadata, op.new_versions)
 
     def _drive(self, flow: _Flow[_T], *, thread_id: str | None) -> _T:
-        try:
-            op = next(flow)
-            while True:
-                if isinstance(op, _ReadState):
-                    cfg = head_config(op.thread_id)
-                    answer: Any = (
-                        self._state_from_snapshot(op.graph.get_state(cfg))
-                        if op.graph is not None
-                        else self._state_from_head(self._saver().get_tuple(cfg))
-                    )
-                elif isinstance(op, _ReadHead):
-                    answer = self._saver().get_tuple(head_config(op.thread_id))
-                elif isinstance(op, _Summarize):
-                    answer = self._summarize_sync(op)
-                else:
-                    answer = self._saver().put(
-                        op.config, op.checkpoint, op.metadata, op.new_versions
-                    )
-                op = flow.send(answer)
-        except StopIteration as stop:
-            return stop.value  # type: ignore[no-any-return]
-        except CompactionError as exc:
-            exc.thread_id = exc.thread_id or thread_id
-            raise
-        finally:
-            flow.close()
+        run = _FlowRun(flow, thread_id)
+        while run.op is not None:
+            try:
+                answer = self._perform(run.op)
+            except Exception as exc:
+                run.throw(exc)
+            else:
+                run.send(answer)
+        return run.result
 
     async def _adrive(self, flow: _Flow[_T], *, thread_id: str | None) -> _T:
-        try:
-            op = next(flow)
-            while True:
-                if isinstance(op, _ReadState):
-                    cfg = head_config(op.thread_id)
-                    answer: Any = (
-                        self._state_from_snapshot(await op.graph.aget_state(cfg))
-                        if op.graph is not None
-                        else self._state_from_head(await self._saver().aget_tuple(cfg))
-                    )
-                elif isinstance(op, _ReadHead):
-                    answer = await self._saver().aget_tuple(head_config(op.thread_id))
-                elif isinstance(op, _Summarize):
-                    answer = await self.summarizer.asummarize(
-                        op.previous, op.messages, max_tokens=op.max_tokens
-                    )
-                else:
-                    answer = await self._saver().aput(
-                        op.config, op.checkpoint, op.metadata, op.new_versions
-                    )
-                op = flow.send(answer)
-        except StopIteration as stop:
-            return stop.value  # type: ignore[no-any-return]
-        except CompactionError as exc:
-            exc.thread_id = exc.thread_id or thread_id
-            raise
-        finally:
-            flow.close()
+        run = _FlowRun(flow, thread_id)
+        while run.op is not None:
+            try:
+                answer = await self._aperform(run.op)
+            except Exception as exc:
+                run.throw(exc)
+            else:
+                run.send(answer)
+        return run.result
 
     def _note_offline_default(self) -> None:
         global _warned_offline_default  # noqa: PLW0603 - said once per process
@@ -524,6 +511,37 @@ class HistoryManager:
                 "HistoryManager(model=...) (a chat model or 'openai:gpt-4o-mini') for real "
                 "summaries."
             )
+
+
+class _FlowRun(Generic[_T]):
+    """Steps a flow for a driver: the driver only performs the I/O each step asks for."""
+
+    def __init__(self, flow: _Flow[_T], thread_id: str | None) -> None:
+        self._flow = flow
+        self._thread_id = thread_id
+        self.op: _Op | None = None
+        self.result: _T
+        self._advance(lambda: next(flow))
+
+    def send(self, answer: Any) -> None:
+        self._advance(lambda: self._flow.send(answer))
+
+    def throw(self, exc: Exception) -> None:
+        self._advance(lambda: self._flow.throw(exc))
+
+    def _advance(self, step: Callable[[], _Op]) -> None:
+        try:
+            self.op = step()
+        except StopIteration as stop:
+            self.op = None
+            self.result = stop.value
+        except CompactionError as exc:
+            exc.thread_id = exc.thread_id or self._thread_id
+            self._flow.close()
+            raise
+        except BaseException:
+            self._flow.close()
+            raise
 
 
 def _check_ratio(ratio: float) -> None:
