@@ -22,12 +22,15 @@ from __future__ import annotations
 import itertools
 import logging
 import re
+import sqlite3
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypedDict
 
 import pytest
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage
+from langchain_core.runnables import RunnableLambda
 from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.graph import START, MessagesState, StateGraph
 
 from compacting_supervisor import (
@@ -38,12 +41,13 @@ from compacting_supervisor import (
     SummarizationError,
     count_tokens,
 )
-from compacting_supervisor.testing import ScriptedChatModel
-from tests.helpers import chat_graph
+from compacting_supervisor.testing import ScriptedChatModel, echo_graph
 
-LIMIT = 80  # one turn (~44 tokens) stays under it, two turns (~88) go over
+from .helpers import chat_graph
+
+LIMIT = 70  # one turn (41 tokens) stays under it, two turns (79) go over
 MARK = "ZEBRA-SUMMARY"
-SUMMARY = f"{MARK} the user sent two short messages and got long replies."
+SUMMARY = f"{MARK} two greetings were exchanged."
 THREAD = "t1"
 
 
@@ -111,23 +115,28 @@ def shape(x: Any) -> Any:
     return type(x).__name__
 
 
-def spy(monkeypatch: pytest.MonkeyPatch, graph: Any, name: str) -> list[Any]:
-    """Record every call of ``graph.<name>`` (on this graph instance only)."""
-    calls: list[Any] = []
-    original = getattr(graph, name)
-    if name.startswith("a"):
+def spy(monkeypatch: pytest.MonkeyPatch, graph: Any, *names: str) -> list[str]:
+    """Record the name of every call of ``graph.<name>`` (on this graph instance only)."""
+    calls: list[str] = []
 
-        async def wrapper(*args: Any, **kwargs: Any) -> Any:
-            calls.append(args)
-            return await original(*args, **kwargs)
+    def wrap(name: str) -> Any:
+        original = getattr(graph, name)
+        if name.startswith("a"):
 
-    else:
+            async def awrapper(*args: Any, **kwargs: Any) -> Any:
+                calls.append(name)
+                return await original(*args, **kwargs)
+
+            return awrapper
 
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            calls.append(args)
+            calls.append(name)
             return original(*args, **kwargs)
 
-    monkeypatch.setattr(graph, name, wrapper)
+        return wrapper
+
+    for name in names:
+        monkeypatch.setattr(graph, name, wrap(name))
     return calls
 
 
@@ -196,11 +205,9 @@ def check_events(
         assert event["result"] == result
         for field in ("status", "tokens_before", "tokens_after", "checkpoint_id", "summary"):
             assert event[field] == getattr(result, field)
-        assert view(final) == view(messages_at(supervisor, THREAD, result.previous_checkpoint_id))
     else:
         assert compactions == []
         assert result is None
-        assert view(final) == view(supervisor.get_state(cfg()).values["messages"])
     return final
 
 
@@ -226,7 +233,7 @@ def test_compacts_only_after_a_run_over_the_limit(
     saver: Any, method: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     graph, supervisor, model, summ = build(saver)
-    reads = spy(monkeypatch, graph, "get_state") + spy(monkeypatch, graph, "aget_state")
+    reads = spy(monkeypatch, graph, "get_state", "aget_state")
     first = run_sync(supervisor, method, 1)
     assert count_tokens(first) <= LIMIT
     assert summ.calls == []
@@ -249,7 +256,7 @@ async def test_compacts_only_after_a_run_over_the_limit_async(
     asaver: Any, method: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     graph, supervisor, model, summ = build(asaver)
-    reads = spy(monkeypatch, graph, "get_state") + spy(monkeypatch, graph, "aget_state")
+    reads = spy(monkeypatch, graph, "get_state", "aget_state")
     first = await run_async(supervisor, method, 1)
     assert count_tokens(first) <= LIMIT
     assert summ.calls == []
@@ -267,23 +274,31 @@ async def test_compacts_only_after_a_run_over_the_limit_async(
     assert (await asources(asaver))[0] == "update"
 
 
-def test_under_the_limit_reads_no_state_sync_spy_sees_reads(
+def test_without_values_in_the_output_the_state_is_read(
     saver: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The spy does see state reads: a native stream without values must read the state."""
-    graph, supervisor, _, _ = build(saver, limit=10_000)
-    reads = spy(monkeypatch, graph, "get_state")
+    """A native stream with no values chunk: the wrapper reads the state to count."""
+    graph, supervisor, _, _ = build(saver)
+    reads = spy(monkeypatch, graph, "get_state", "aget_state")
     list(supervisor.stream(user(1), cfg(), stream_mode="updates"))
-    assert len(reads) == 1
+    assert reads == ["get_state"]
+    assert supervisor.last_compaction(THREAD) is None
+
+
+async def test_without_values_in_the_output_the_state_is_read_async(
+    asaver: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    graph, supervisor, _, _ = build(asaver)
+    reads = spy(monkeypatch, graph, "get_state", "aget_state")
+    await acollect(supervisor.astream(user(1), cfg(), stream_mode="updates"))
+    assert reads == ["aget_state"]
     assert supervisor.last_compaction(THREAD) is None
 
 
 # ---------------------------------------------------------------------------- 2. invoke
 
 
-def test_invoke_returns_what_the_graph_returns(
-    saver: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_invoke_returns_what_the_graph_returns(saver: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     graph, supervisor, _, _ = build(saver)
     reference = chat_graph(InMemorySaver(), model=agent_model())
     returned: list[Any] = []
@@ -344,20 +359,30 @@ async def test_ainvoke_returns_what_the_graph_returns(
 
 def test_stream_events(saver: Any) -> None:
     _, supervisor, _, _ = build(saver)
-    check_events(list(supervisor.stream(user(1), cfg())), supervisor, compacted=False)
+    final = check_events(list(supervisor.stream(user(1), cfg())), supervisor, compacted=False)
+    assert view(final) == view(supervisor.get_state(cfg()).values["messages"])
     final = check_events(list(supervisor.stream(user(2), cfg())), supervisor, compacted=True)
-    after = supervisor.get_state(cfg()).values["messages"]
-    check_compacted(supervisor.last_compaction(THREAD), final, after)
+    result = supervisor.last_compaction(THREAD)
+    assert view(final) == view(messages_at(supervisor, THREAD, result.previous_checkpoint_id))
+    check_compacted(result, final, supervisor.get_state(cfg()).values["messages"])
 
 
 async def test_astream_events(asaver: Any) -> None:
     _, supervisor, _, _ = build(asaver)
     events = await acollect(supervisor.astream(user(1), cfg()))
-    check_events(events, supervisor, compacted=False)
+    final = check_events(events, supervisor, compacted=False)
+    assert view(final) == view((await supervisor.aget_state(cfg())).values["messages"])
     events = await acollect(supervisor.astream(user(2), cfg()))
     final = check_events(events, supervisor, compacted=True)
-    after = (await supervisor.aget_state(cfg())).values["messages"]
-    check_compacted(supervisor.last_compaction(THREAD), final, after)
+    result = supervisor.last_compaction(THREAD)
+    history = [s async for s in supervisor.aget_state_history(cfg())]
+    [previous] = [
+        s
+        for s in history
+        if s.config["configurable"]["checkpoint_id"] == result.previous_checkpoint_id
+    ]
+    assert view(final) == view(previous.values["messages"])
+    check_compacted(result, final, history[0].values["messages"])
 
 
 NATIVE_MODES = [
@@ -369,17 +394,9 @@ NATIVE_MODES = [
 ]
 
 
-def check_native(
-    supervisor: CompactingSupervisor, got: list[Any], want: list[Any], before: list[Any]
-) -> None:
+def check_native_chunks(got: list[Any], want: list[Any]) -> None:
     assert len(got) == len(want)
     assert [shape(c) for c in got] == [shape(c) for c in want]
-    assert not any(isinstance(c, dict) and c.get("type") == "compaction" for c in got)
-    result = supervisor.last_compaction(THREAD)
-    assert result is not None
-    assert result.trigger == "token_limit"
-    before = messages_at(supervisor, THREAD, result.previous_checkpoint_id)
-    check_compacted(result, before, supervisor.get_state(cfg()).values["messages"])
 
 
 @pytest.mark.parametrize("kwargs", NATIVE_MODES)
@@ -390,7 +407,13 @@ def test_stream_with_stream_mode_yields_native_chunks(saver: Any, kwargs: dict[s
     reference.invoke(user(1), cfg("reference"))
     got = list(supervisor.stream(user(2), cfg(), **kwargs))
     want = list(reference.stream(user(2), cfg("reference"), **kwargs))
-    check_native(supervisor, got, want, want)
+    check_native_chunks(got, want)
+    result = supervisor.last_compaction(THREAD)
+    assert result is not None
+    assert result.trigger == "token_limit"
+    before = messages_at(supervisor, THREAD, result.previous_checkpoint_id)
+    assert contents(before) == contents(reference.get_state(cfg("reference")).values["messages"])
+    check_compacted(result, before, supervisor.get_state(cfg()).values["messages"])
 
 
 @pytest.mark.parametrize("kwargs", NATIVE_MODES)
@@ -403,14 +426,15 @@ async def test_astream_with_stream_mode_yields_native_chunks(
     await reference.ainvoke(user(1), cfg("reference"))
     got = await acollect(supervisor.astream(user(2), cfg(), **kwargs))
     want = await acollect(reference.astream(user(2), cfg("reference"), **kwargs))
-    assert len(got) == len(want)
-    assert [shape(c) for c in got] == [shape(c) for c in want]
-    assert not any(isinstance(c, dict) and c.get("type") == "compaction" for c in got)
+    check_native_chunks(got, want)
     result = supervisor.last_compaction(THREAD)
     assert result is not None
     assert result.trigger == "token_limit"
-    previous = {"configurable": {**cfg()["configurable"], "checkpoint_id": result.previous_checkpoint_id}}
+    previous = {
+        "configurable": {"thread_id": THREAD, "checkpoint_id": result.previous_checkpoint_id}
+    }
     before = (await supervisor.aget_state(previous)).values["messages"]
+    assert contents(before) == contents(reference.get_state(cfg("reference")).values["messages"])
     check_compacted(result, before, (await supervisor.aget_state(cfg())).values["messages"])
 
 
@@ -460,8 +484,6 @@ def outer_graph(inner: CompactingSupervisor, checkpointer: Any = None) -> Any:
     async def acall(state: MessagesState) -> dict[str, Any]:
         out = await inner.ainvoke({"messages": [("user", state["messages"][-1].text)]}, cfg())
         return {"messages": [out["messages"][-1]]}
-
-    from langchain_core.runnables import RunnableLambda
 
     builder = StateGraph(MessagesState)
     builder.add_node("outer", RunnableLambda(call, afunc=acall))
@@ -519,7 +541,20 @@ def test_nested_supervisors_event_stream_shows_inner_tokens_only(saver: Any) -> 
     assert inner.last_compaction(THREAD).status == "compacted"
     tokens = [e for e in events if e["type"] == "token"]
     assert "".join(e["content"] for e in tokens).startswith("Reply 2: noted")
-    assert {(e["node"], e["agent"]) for e in tokens} == {("assistant", "outer")}
+    assert {e["node"] for e in tokens} == {"assistant"}
+    assert not any(MARK in text for text in texts_of_events(events))
+
+
+async def test_nested_supervisors_event_astream_shows_inner_tokens_only(asaver: Any) -> None:
+    _, inner, _, summ = build(asaver)
+    outer = CompactingSupervisor(outer_graph(inner, asaver), token_limit=10_000)
+    await acollect(outer.astream(user(1), cfg("outer")))
+    events = await acollect(outer.astream(user(2), cfg("outer")))
+    assert len(summ.calls) == 1
+    assert inner.last_compaction(THREAD).status == "compacted"
+    tokens = [e for e in events if e["type"] == "token"]
+    assert "".join(e["content"] for e in tokens).startswith("Reply 2: noted")
+    assert {e["node"] for e in tokens} == {"assistant"}
     assert not any(MARK in text for text in texts_of_events(events))
 
 
@@ -708,8 +743,6 @@ def test_uncompiled_state_graph(saver: Any) -> None:
 
 
 def test_graph_without_messages_channel(saver: Any) -> None:
-    from typing_extensions import TypedDict
-
     class Counter(TypedDict):
         count: int
 
@@ -741,15 +774,14 @@ def check_config_error(info: pytest.ExceptionInfo[ValueError]) -> None:
 @pytest.mark.parametrize("call", ["invoke", "stream", "native-stream", "compact"])
 def test_config_without_thread_id(saver: Any, config: Any, call: str) -> None:
     _, supervisor, model, summ = build(saver)
+    calls = {
+        "invoke": lambda: supervisor.invoke(user(1), config),
+        "stream": lambda: list(supervisor.stream(user(1), config)),
+        "native-stream": lambda: list(supervisor.stream(user(1), config, stream_mode="values")),
+        "compact": lambda: supervisor.compact(config),
+    }
     with pytest.raises(ValueError, match="`config`") as info:
-        if call == "invoke":
-            supervisor.invoke(user(1), config)
-        elif call == "stream":
-            list(supervisor.stream(user(1), config))
-        elif call == "native-stream":
-            list(supervisor.stream(user(1), config, stream_mode="values"))
-        else:
-            supervisor.compact(config)
+        calls[call]()
     check_config_error(info)
     check_nothing_ran(model, saver)
     assert summ.calls == []
@@ -759,15 +791,16 @@ def test_config_without_thread_id(saver: Any, config: Any, call: str) -> None:
 @pytest.mark.parametrize("call", ["ainvoke", "astream", "native-astream", "acompact"])
 async def test_config_without_thread_id_async(asaver: Any, config: Any, call: str) -> None:
     _, supervisor, model, summ = build(asaver)
+    calls = {
+        "ainvoke": lambda: supervisor.ainvoke(user(1), config),
+        "astream": lambda: acollect(supervisor.astream(user(1), config)),
+        "native-astream": lambda: acollect(
+            supervisor.astream(user(1), config, stream_mode="values")
+        ),
+        "acompact": lambda: supervisor.acompact(config),
+    }
     with pytest.raises(ValueError, match="`config`") as info:
-        if call == "ainvoke":
-            await supervisor.ainvoke(user(1), config)
-        elif call == "astream":
-            await acollect(supervisor.astream(user(1), config))
-        elif call == "native-astream":
-            await acollect(supervisor.astream(user(1), config, stream_mode="values"))
-        else:
-            await supervisor.acompact(config)
+        await calls[call]()
     check_config_error(info)
     assert model.calls == []
     assert summ.calls == []
@@ -874,15 +907,31 @@ def test_results_are_shared_both_ways(saver: Any) -> None:
     assert supervisor.get_state(cfg("elsewhere")).values == {}
 
 
+async def test_results_are_shared_both_ways_async(asaver: Any) -> None:
+    _, supervisor, _, _ = build(asaver)
+    bound = supervisor.with_config(configurable={"thread_id": "elsewhere"})
+    for i in (1, 2):
+        await supervisor.ainvoke(user(i), cfg())
+    assert bound.last_compaction(THREAD) is supervisor.last_compaction(THREAD)
+    assert bound.last_compaction(THREAD).status == "compacted"
+    assert bound.last_compaction("elsewhere") is None
+    assert (await supervisor.aget_state(cfg("elsewhere"))).values == {}
+
+
 # ---------------------------------------------------------------------------- 8. compact
 
 
 def test_manual_compact(saver: Any) -> None:
     _, supervisor, _, summ = build(saver, limit=10_000)
     assert supervisor.compact(cfg()) is None  # empty thread
-    supervisor.update_state(cfg(), {"messages": [HumanMessage("only one", id="one")]})
-    assert supervisor.compact(cfg()) is None  # one message
-    assert view(supervisor.get_state(cfg()).values["messages"]) == [("HumanMessage", "only one", "one")]
+    supervisor.update_state(
+        cfg("single"), {"messages": [HumanMessage("only one", id="one")]}, as_node="assistant"
+    )
+    assert supervisor.compact(cfg("single")) is None  # one message
+    assert view(supervisor.get_state(cfg("single")).values["messages"]) == [
+        ("HumanMessage", "only one", "one")
+    ]
+    assert supervisor.last_compaction("single") is None
     assert supervisor.last_compaction(THREAD) is None
     assert summ.calls == []
 
@@ -904,8 +953,11 @@ def test_manual_compact(saver: Any) -> None:
 async def test_manual_acompact(asaver: Any) -> None:
     _, supervisor, _, summ = build(asaver, limit=10_000)
     assert await supervisor.acompact(cfg()) is None
-    await supervisor.aupdate_state(cfg(), {"messages": [HumanMessage("only one", id="one")]})
-    assert await supervisor.acompact(cfg()) is None
+    await supervisor.aupdate_state(
+        cfg("single"), {"messages": [HumanMessage("only one", id="one")]}, as_node="assistant"
+    )
+    assert await supervisor.acompact(cfg("single")) is None
+    assert supervisor.last_compaction("single") is None
     assert supervisor.last_compaction(THREAD) is None
     assert summ.calls == []
 
@@ -921,3 +973,20 @@ async def test_manual_acompact(asaver: Any) -> None:
     assert result.tokens_before == count_tokens(out["messages"])
     assert count_tokens(after) == result.tokens_after < result.tokens_before
     assert view(after[1:]) == view(out["messages"][-len(after) + 1 :])
+
+
+def test_one_history_manager_serves_several_graphs(tmp_path: Any) -> None:
+    manager = HistoryManager(model=ScriptedChatModel(responses=["Short summary."]))
+    conn = sqlite3.connect(tmp_path / "second.sqlite", check_same_thread=False)
+    first = CompactingSupervisor(echo_graph(checkpointer=InMemorySaver()), manager, token_limit=150)
+    second = CompactingSupervisor(
+        echo_graph(checkpointer=SqliteSaver(conn)), manager, token_limit=150
+    )
+    config = {"configurable": {"thread_id": "t"}}
+    for _ in range(4):
+        first.invoke({"messages": [("user", "Tell me a story.")]}, config)
+        second.invoke({"messages": [("user", "Tell me a story.")]}, config)
+    assert first.last_compaction("t").status == "compacted"
+    assert second.last_compaction("t").status == "compacted"
+    assert manager.memory_saver is None  # the caller's manager is never re-pointed
+    conn.close()

@@ -50,11 +50,13 @@ _warned_offline_default = False
 class _ReadState:
     thread_id: str
     graph: Any
+    saver: BaseCheckpointSaver[Any]
 
 
 @dataclass(frozen=True)
 class _ReadHead:
     thread_id: str
+    saver: BaseCheckpointSaver[Any]
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,7 @@ class _Summarize:
 
 @dataclass(frozen=True)
 class _Put:
+    saver: BaseCheckpointSaver[Any]
     config: RunnableConfig
     checkpoint: Any
     metadata: Any
@@ -238,14 +241,14 @@ class HistoryManager:
             ThreadBusyError: The thread has pending writes (it is interrupted or mid-step).
             StaleCheckpointError: The head is not the checkpoint ``config`` names.
         """
-        flow = self._replace_flow(config, list(messages), {})
+        flow = self._replace_flow(config, list(messages), {}, self._saver(None))
         return self._drive(flow, thread_id=_thread_id(config))
 
     async def areplace_thread_history(
         self, config: RunnableConfig, messages: Sequence[BaseMessage]
     ) -> RunnableConfig:
         """Async form of `replace_thread_history`."""
-        flow = self._replace_flow(config, list(messages), {})
+        flow = self._replace_flow(config, list(messages), {}, self._saver(None))
         return await self._adrive(flow, thread_id=_thread_id(config))
 
     def compact_thread(
@@ -338,19 +341,20 @@ class HistoryManager:
         config: RunnableConfig,
         messages: list[BaseMessage],
         details: dict[str, Any],
+        saver: BaseCheckpointSaver[Any],
     ) -> _Flow[RunnableConfig]:
         thread_id = _thread_id(config)
         expected = (config.get("configurable") or {}).get("checkpoint_id")
-        head: CheckpointTuple | None = yield _ReadHead(thread_id)
+        head: CheckpointTuple | None = yield _ReadHead(thread_id, saver)
         head = check_head(head, thread_id=thread_id, expected_checkpoint_id=expected)
         checkpoint, metadata, versions = build_compacted_checkpoint(
             head,
-            self._saver(),
+            saver,
             messages_key=self.messages_key,
             messages=messages,
             details={"messages_before": None, "messages_after": len(messages), **details},
         )
-        new_config: RunnableConfig = yield _Put(head.config, checkpoint, metadata, versions)
+        new_config: RunnableConfig = yield _Put(saver, head.config, checkpoint, metadata, versions)
         logger.debug("Thread %s: wrote checkpoint %s.", thread_id, checkpoint["id"])
         return new_config
 
@@ -364,7 +368,8 @@ class HistoryManager:
     ) -> _Flow[CompactionResult | None]:
         _check_ratio(ratio)
         started = time.perf_counter()
-        state: _ThreadState = yield _ReadState(thread_id, graph)
+        saver = self._saver(graph)
+        state: _ThreadState = yield _ReadState(thread_id, graph, saver)
         if state.busy:
             msg = (
                 f"Thread {thread_id!r} is not idle ({state.busy}); "
@@ -401,7 +406,7 @@ class HistoryManager:
                 "checkpoint_id": state.checkpoint_id,
             }
         }
-        new_config = yield from self._replace_flow(config, compaction.messages, details)
+        new_config = yield from self._replace_flow(config, compaction.messages, details, saver)
         result = CompactionResult(
             thread_id=thread_id,
             status="compacted",
@@ -427,14 +432,18 @@ class HistoryManager:
 
     # ------------------------------------------------------------------ drivers
 
-    def _saver(self) -> BaseCheckpointSaver[Any]:
-        if self.memory_saver is None:
-            msg = (
-                "This HistoryManager has no checkpointer: pass `memory_saver=` or wrap a graph "
-                "compiled with a checkpointer in a CompactingSupervisor."
-            )
-            raise ValueError(msg)
-        return self.memory_saver
+    def _saver(self, graph: Any) -> BaseCheckpointSaver[Any]:
+        """The manager's own saver, else the checkpointer of the graph being compacted."""
+        if self.memory_saver is not None:
+            return self.memory_saver
+        checkpointer = getattr(graph, "checkpointer", None)
+        if isinstance(checkpointer, BaseCheckpointSaver):
+            return checkpointer
+        msg = (
+            "This HistoryManager has no checkpointer: pass `memory_saver=` or wrap a graph "
+            "compiled with a checkpointer in a CompactingSupervisor."
+        )
+        raise ValueError(msg)
 
     def _state_from_snapshot(self, snapshot: Any) -> _ThreadState:
         values = snapshot.values if isinstance(snapshot.values, dict) else {}
@@ -458,26 +467,26 @@ class HistoryManager:
             cfg = head_config(op.thread_id)
             if op.graph is not None:
                 return self._state_from_snapshot(op.graph.get_state(cfg))
-            return self._state_from_head(self._saver().get_tuple(cfg))
+            return self._state_from_head(op.saver.get_tuple(cfg))
         if isinstance(op, _ReadHead):
-            return self._saver().get_tuple(head_config(op.thread_id))
+            return op.saver.get_tuple(head_config(op.thread_id))
         if isinstance(op, _Summarize):
             return self.summarizer.summarize(op.previous, op.messages, max_tokens=op.max_tokens)
-        return self._saver().put(op.config, op.checkpoint, op.metadata, op.new_versions)
+        return op.saver.put(op.config, op.checkpoint, op.metadata, op.new_versions)
 
     async def _aperform(self, op: _Op) -> Any:
         if isinstance(op, _ReadState):
             cfg = head_config(op.thread_id)
             if op.graph is not None:
                 return self._state_from_snapshot(await op.graph.aget_state(cfg))
-            return self._state_from_head(await self._saver().aget_tuple(cfg))
+            return self._state_from_head(await op.saver.aget_tuple(cfg))
         if isinstance(op, _ReadHead):
-            return await self._saver().aget_tuple(head_config(op.thread_id))
+            return await op.saver.aget_tuple(head_config(op.thread_id))
         if isinstance(op, _Summarize):
             return await self.summarizer.asummarize(
                 op.previous, op.messages, max_tokens=op.max_tokens
             )
-        return await self._saver().aput(op.config, op.checkpoint, op.metadata, op.new_versions)
+        return await op.saver.aput(op.config, op.checkpoint, op.metadata, op.new_versions)
 
     def _drive(self, flow: _Flow[_T], *, thread_id: str | None) -> _T:
         run = _FlowRun(flow, thread_id)

@@ -193,6 +193,8 @@ class CompactingSupervisor:
                     "SqliteSaver), or pass HistoryManager(memory_saver=...)."
                 )
                 raise ValueError(msg)
+            # Bind a copy, so a manager shared by several supervisors is never re-pointed.
+            manager = copy.copy(manager)
             manager.memory_saver = checkpointer
         elif not isinstance(checkpointer, BaseCheckpointSaver):
             # The graph was compiled without one: run a copy of it on the manager's saver.
