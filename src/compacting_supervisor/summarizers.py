@@ -435,4 +435,5 @@ def resolve_chat_model(model: BaseChatModel | str) -> BaseChatModel:
             "or use an 'openai:<model>' string."
         )
         raise ValueError(msg) from exc
-    return init_chat_model(model)
+    chat: BaseChatModel = init_chat_model(model)
+    return chat
