@@ -990,3 +990,20 @@ def test_one_history_manager_serves_several_graphs(tmp_path: Any) -> None:
     assert second.last_compaction("t").status == "compacted"
     assert manager.memory_saver is None  # the caller's manager is never re-pointed
     conn.close()
+
+
+def test_tool_results_stream_as_message_events_of_their_node(saver: Any) -> None:
+    from langchain_core.messages import ToolMessage
+
+    from .helpers import tool_agent
+
+    supervisor = CompactingSupervisor(tool_agent(saver), token_limit=100_000)
+    events = list(supervisor.stream({"messages": [("user", "weather?")]}, cfg()))
+    results = [
+        e for e in events if e["type"] == "message" and isinstance(e["message"], ToolMessage)
+    ]
+    assert {e["message"].tool_call_id for e in results} == {
+        c["id"] for c in supervisor.get_state(cfg()).values["messages"][1].tool_calls
+    }
+    assert {(e["node"], e["agent"]) for e in results} == {("tools", "tools")}
+    assert "".join(e["content"] for e in events if e["type"] == "token").startswith("Both cities")

@@ -66,9 +66,10 @@ class _EventMapper:
         if SUMMARIZER_TAG in (metadata.get("tags") or ()):
             return None  # A summariser call nested in a run: never the user's tokens.
         node = metadata.get("langgraph_node")
-        agent = (
-            namespace[0].split(":")[0] if namespace else (getattr(message, "name", None) or node)
-        )
+        # A sub-agent's events come from its subgraph; at the top level an AIMessage may
+        # carry the agent's name (langgraph-supervisor tags them), else the node is the agent.
+        named = message.name if isinstance(message, AIMessage) else None
+        agent = namespace[0].split(":")[0] if namespace else (named or node)
         from_model = isinstance(message, AIMessageChunk) or "ls_provider" in metadata
         if isinstance(message, AIMessage) and from_model:
             text = message.text
