@@ -27,8 +27,9 @@ from compacting_supervisor.summarizers import (
     ChatModelSummarizer,
     ExtractiveSummarizer,
     Summarizer,
+    arun_summarizer,
     resolve_chat_model,
-    validate_summary,
+    run_summarizer,
 )
 from compacting_supervisor.token_counter import TokenCounter
 
@@ -169,17 +170,24 @@ class HistoryManager:
         self.memory_saver = memory_saver
         self.model: BaseChatModel | None = None
         self.summarizer: Summarizer
+        if prompt is not None and not isinstance(model, BaseChatModel | str):
+            msg = (
+                "`prompt` is the chat-model summariser's system prompt: pass it together with "
+                "`model=` (a chat model or 'provider:model' string), or drop it."
+            )
+            raise ValueError(msg)
         if isinstance(model, Summarizer) and not isinstance(model, BaseChatModel):
             self.summarizer = model
             self._chosen_summarizer = True
         else:
             self.model = resolve_chat_model(model) if model is not None else None
             self.summarizer = (
-                ChatModelSummarizer(self.model, prompt=prompt, timeout=summary_timeout)
+                ChatModelSummarizer(self.model, prompt=prompt)
                 if self.model is not None
                 else ExtractiveSummarizer()
             )
             self._chosen_summarizer = self.model is not None
+        self.summary_timeout = summary_timeout
         self.max_summary_tokens = max_summary_tokens
         self.token_counter = token_counter or TokenCounter()
         self.messages_key = messages_key
@@ -312,8 +320,7 @@ class HistoryManager:
         previous = _summary_text(plan.parts.summary)
         max_tokens = max_summary_tokens or self.max_summary_tokens or DEFAULT_MAX_SUMMARY_TOKENS
         self._note_offline_default()
-        text = yield _Summarize(previous, plan.evicted, max_tokens)
-        summary = validate_summary(text)
+        summary: str = yield _Summarize(previous, plan.evicted, max_tokens)
         earlier = _summary_meta(plan.parts.summary)
         summary_message = HumanMessage(
             content=SUMMARY_PREFIX + summary,
@@ -471,7 +478,13 @@ class HistoryManager:
         if isinstance(op, _ReadHead):
             return op.saver.get_tuple(head_config(op.thread_id))
         if isinstance(op, _Summarize):
-            return self.summarizer.summarize(op.previous, op.messages, max_tokens=op.max_tokens)
+            return run_summarizer(
+                self.summarizer,
+                op.previous,
+                op.messages,
+                max_tokens=op.max_tokens,
+                timeout=self.summary_timeout,
+            )
         return op.saver.put(op.config, op.checkpoint, op.metadata, op.new_versions)
 
     async def _aperform(self, op: _Op) -> Any:
@@ -483,8 +496,12 @@ class HistoryManager:
         if isinstance(op, _ReadHead):
             return await op.saver.aget_tuple(head_config(op.thread_id))
         if isinstance(op, _Summarize):
-            return await self.summarizer.asummarize(
-                op.previous, op.messages, max_tokens=op.max_tokens
+            return await arun_summarizer(
+                self.summarizer,
+                op.previous,
+                op.messages,
+                max_tokens=op.max_tokens,
+                timeout=self.summary_timeout,
             )
         return await op.saver.aput(op.config, op.checkpoint, op.metadata, op.new_versions)
 
