@@ -47,7 +47,7 @@ def check_head(
         ThreadBusyError: The head has pending writes (an interrupt, or a half-finished step).
     """
     if head is None:
-        msg = f"Thread {thread_id!r} has no checkpoint to compact."
+        msg = f"Thread {thread_id!r} has no checkpoint yet: there is no history to replace."
         raise StaleCheckpointError(
             msg, thread_id=thread_id, expected_checkpoint_id=expected_checkpoint_id
         )
@@ -124,6 +124,7 @@ def build_compacted_checkpoint(
         "updated_channels": list(updated) if updated is not None else None,
     }
     metadata: dict[str, Any] = {
+        **head.metadata,  # the run's own keys (user ids ...) stay filterable
         "source": "update",
         "step": step,
         "parents": dict(head.metadata.get("parents", {}) or {}),

@@ -168,6 +168,7 @@ class HistoryManager:
             msg = "`prompt` must be a non-empty string (the summariser's system prompt) or None."
             raise ValueError(msg)
         self.memory_saver = memory_saver
+        self._graph_savers: list[BaseCheckpointSaver[Any]] = []
         self.model: BaseChatModel | None = None
         self.summarizer: Summarizer
         if prompt is not None and not isinstance(model, BaseChatModel | str):
@@ -229,7 +230,7 @@ class HistoryManager:
         return await self._adrive(flow, thread_id=None)
 
     def replace_thread_history(
-        self, config: RunnableConfig, messages: Sequence[BaseMessage]
+        self, config: RunnableConfig, messages: Sequence[BaseMessage], *, graph: Any = None
     ) -> RunnableConfig:
         """Write ``messages`` as the thread's history in a new head checkpoint.
 
@@ -239,24 +240,31 @@ class HistoryManager:
         Args:
             config: Names the thread. When it also names a ``checkpoint_id`` (as the
                 ``config`` of a `StateSnapshot` does), nothing is written unless that
-                checkpoint is still the thread's head.
-            messages: The new messages.
+                checkpoint is still the thread's head: pass the config of the snapshot you
+                computed ``messages`` from, so a run that finished meanwhile is never hidden.
+            messages: The new messages (a non-empty list of LangChain messages).
+            graph: The compiled graph the thread belongs to. With it, the idle check also
+                sees tasks waiting to run and interrupts (e.g. ``interrupt_before``), not
+                only pending writes; it also supplies the checkpointer when the manager has
+                no ``memory_saver``.
 
         Returns:
             The config of the new checkpoint.
 
         Raises:
-            ThreadBusyError: The thread has pending writes (it is interrupted or mid-step).
-            StaleCheckpointError: The head is not the checkpoint ``config`` names.
+            ValueError: ``messages`` is not a non-empty list of messages.
+            ThreadBusyError: The thread is interrupted or mid-step.
+            StaleCheckpointError: The thread has no checkpoint, or its head is not the
+                checkpoint ``config`` names.
         """
-        flow = self._replace_flow(config, list(messages), {}, self._saver(None))
+        flow = self._public_replace_flow(config, messages, graph)
         return self._drive(flow, thread_id=_thread_id(config))
 
     async def areplace_thread_history(
-        self, config: RunnableConfig, messages: Sequence[BaseMessage]
+        self, config: RunnableConfig, messages: Sequence[BaseMessage], *, graph: Any = None
     ) -> RunnableConfig:
         """Async form of `replace_thread_history`."""
-        flow = self._replace_flow(config, list(messages), {}, self._saver(None))
+        flow = self._public_replace_flow(config, messages, graph)
         return await self._adrive(flow, thread_id=_thread_id(config))
 
     def compact_thread(
@@ -342,6 +350,29 @@ class HistoryManager:
             kept=plan.kept,
             previous_summary=previous,
         )
+
+    def _public_replace_flow(
+        self, config: RunnableConfig, messages: Sequence[BaseMessage], graph: Any
+    ) -> _Flow[RunnableConfig]:
+        thread_id = _thread_id(config)
+        if (
+            not isinstance(messages, list | tuple)
+            or not messages
+            or not all(isinstance(m, BaseMessage) for m in messages)
+        ):
+            msg = (
+                "`messages` must be a non-empty list of LangChain messages (HumanMessage, "
+                f"AIMessage ...), got {type(messages).__name__}; convert tuples or dicts with "
+                "langchain_core.messages.convert_to_messages first."
+            )
+            raise ValueError(msg)
+        saver = self._saver(graph)
+        if graph is not None:
+            state: _ThreadState = yield _ReadState(thread_id, graph, saver)
+            if state.busy:
+                msg = f"Thread {thread_id!r} is not idle ({state.busy}); nothing was written."
+                raise ThreadBusyError(msg, thread_id=thread_id, reason=state.busy)
+        return (yield from self._replace_flow(config, list(messages), {}, saver))
 
     def _replace_flow(
         self,
@@ -439,17 +470,32 @@ class HistoryManager:
 
     # ------------------------------------------------------------------ drivers
 
+    def _bind_graph_saver(self, saver: BaseCheckpointSaver[Any]) -> None:
+        """Remember the checkpointer of a graph this manager compacts (no `memory_saver`)."""
+        if not any(s is saver for s in self._graph_savers):
+            self._graph_savers.append(saver)
+
     def _saver(self, graph: Any) -> BaseCheckpointSaver[Any]:
-        """The manager's own saver, else the checkpointer of the graph being compacted."""
+        """`memory_saver`, else the checkpointer of the graph the thread belongs to."""
         if self.memory_saver is not None:
             return self.memory_saver
         checkpointer = getattr(graph, "checkpointer", None)
         if isinstance(checkpointer, BaseCheckpointSaver):
             return checkpointer
-        msg = (
-            "This HistoryManager has no checkpointer: pass `memory_saver=` or wrap a graph "
-            "compiled with a checkpointer in a CompactingSupervisor."
-        )
+        if len(self._graph_savers) == 1:
+            return self._graph_savers[0]
+        if self._graph_savers:
+            msg = (
+                "This HistoryManager serves several graphs with different checkpointers, so "
+                "it cannot tell which one holds the thread: pass `graph=` (the compiled graph) "
+                "or use the supervisor's `compact()`."
+            )
+        else:
+            msg = (
+                "This HistoryManager has no checkpointer yet: pass "
+                "HistoryManager(memory_saver=...), or wrap a graph compiled with a "
+                "checkpointer in a CompactingSupervisor first (its checkpointer is then used)."
+            )
         raise ValueError(msg)
 
     def _state_from_snapshot(self, snapshot: Any) -> _ThreadState:

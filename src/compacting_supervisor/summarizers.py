@@ -213,10 +213,12 @@ class ExtractiveSummarizer:
     """The offline default: keeps the first sentence of each message, under its speaker.
 
     Deterministic, no model, no network. Each compaction appends one line per evicted
-    message to the previous summary's lines. When the result would exceed ``max_tokens``
-    (estimated at 4 characters per token), every line is shortened first; if that is not
-    enough, the middle lines are folded into one ``- … N more earlier items …`` line, so
-    the earliest and the latest facts stay and the count of folded messages stays right.
+    message to the previous summary's lines. A previous summary it did not write (an LLM's,
+    or LangChain's middleware's) is carried whole. When its own lines would exceed
+    ``max_tokens`` (estimated at 4 characters per token), every line is shortened first;
+    if that is not enough, the middle lines are folded into one
+    ``- … N more earlier items …`` line, so the earliest and the latest facts stay and the
+    count of folded messages stays right.
 
     Pass an instance as ``HistoryManager(model=ExtractiveSummarizer())`` to choose it
     explicitly (and silence the one-time hint that an LLM summarises better).
@@ -238,7 +240,8 @@ class ExtractiveSummarizer:
         lines: list[str] = []
         for limit in self._LIMITS:
             lines = [self._render(item, limit) for item in items]
-            if sum(len(line) + 1 for line in lines) <= budget:
+            own = [line for line, item in zip(lines, items, strict=True) if item[0] != _FOREIGN]
+            if sum(len(line) + 1 for line in own) <= budget:
                 return "\n".join([self._HEADER, *lines])
         return "\n".join([self._HEADER, *self._fold_middle(items, budget)])
 
@@ -297,9 +300,10 @@ class ExtractiveSummarizer:
                 open_sides.discard(side)
                 continue
             line = self._render(items[index], limit)
-            if size + len(line) + 1 > budget and items[index][0] != _FOREIGN:
+            foreign = items[index][0] == _FOREIGN  # carried whole, outside the budget
+            if not foreign and size + len(line) + 1 > budget:
                 break
-            size += len(line) + 1
+            size += 0 if foreign else len(line) + 1
             if side == "head":
                 head.append(line)
                 i += 1

@@ -8,6 +8,7 @@ it is logged, reported in the stream, and kept as the thread's last result.
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import dataclasses
 import logging
@@ -37,6 +38,15 @@ __all__ = ["CompactingSupervisor"]
 
 _INTERRUPT = "__interrupt__"
 _EVENT_STREAM_MODES = ["messages", "updates", "values"]
+
+
+class _NoSafeCutError(CompactionError):
+    def __init__(self) -> None:
+        super().__init__(
+            "over the limit, but there is no safe place to cut: everything before the latest "
+            "human message is one tool-calling exchange, or the thread is too short. It "
+            "compacts once a later turn adds a safe boundary."
+        )
 
 
 class _EventMapper:
@@ -194,17 +204,18 @@ class CompactingSupervisor:
                     "SqliteSaver), or pass HistoryManager(memory_saver=...)."
                 )
                 raise ValueError(msg)
-            # Bind a copy, so a manager shared by several supervisors is never re-pointed.
-            manager = copy.copy(manager)
-            manager.memory_saver = checkpointer
+            # Threads are then compacted through the checkpointer of the graph they run on.
+            manager._bind_graph_saver(checkpointer)
         elif not isinstance(checkpointer, BaseCheckpointSaver):
             # The graph was compiled without one: run a copy of it on the manager's saver.
             agent = agent.copy(update={"checkpointer": manager.memory_saver})
         elif checkpointer is not manager.memory_saver:
-            logger.warning(
-                "The graph's checkpointer and `memory_saver` are different objects; they must "
-                "store the same threads or compactions will not be seen by the graph."
+            msg = (
+                "`memory_saver` is not the checkpointer `agent` was compiled with, so "
+                "compactions would be written where the graph never reads them: pass the same "
+                "object, or leave `memory_saver` unset to use the graph's checkpointer."
             )
+            raise ValueError(msg)
         self.agent = agent
         self.history_manager = manager
         self.token_limit = token_limit
@@ -315,6 +326,61 @@ class CompactingSupervisor:
             yield chunk
         await self._aauto_compact(thread_id, self._values_messages(values) if found else None)
 
+    def batch(
+        self,
+        inputs: Sequence[Any],
+        config: RunnableConfig | Sequence[RunnableConfig] | None = None,
+        **kwargs: Any,
+    ) -> list[Any]:
+        """Run `invoke` for each input (one config per input, or one for all), in order."""
+        configs = _configs_for(inputs, config)
+        return [self.invoke(i, c, **kwargs) for i, c in zip(inputs, configs, strict=True)]
+
+    async def abatch(
+        self,
+        inputs: Sequence[Any],
+        config: RunnableConfig | Sequence[RunnableConfig] | None = None,
+        **kwargs: Any,
+    ) -> list[Any]:
+        """Run `ainvoke` for each input concurrently (runs on one thread run in order)."""
+        configs = _configs_for(inputs, config)
+        by_thread: dict[str, list[int]] = {}
+        for index, c in enumerate(configs):
+            by_thread.setdefault(self._thread_id(c), []).append(index)
+        results: list[Any] = [None] * len(inputs)
+
+        async def run_thread(indexes: list[int]) -> None:
+            for index in indexes:
+                results[index] = await self.ainvoke(inputs[index], configs[index], **kwargs)
+
+        await asyncio.gather(*(run_thread(ix) for ix in by_thread.values()))
+        return results
+
+    def stream_events(
+        self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
+    ) -> Iterator[Any]:
+        """Pass ``graph.stream_events`` through, then compact the thread if over the limit."""
+        thread_id = self._thread_id(config)
+
+        def events() -> Iterator[Any]:
+            yield from self.agent.stream_events(input, config, **kwargs)
+            self._auto_compact(thread_id, None)
+
+        return events()
+
+    def astream_events(
+        self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
+    ) -> AsyncIterator[Any]:
+        """Pass ``graph.astream_events`` through, then compact the thread if over the limit."""
+        thread_id = self._thread_id(config)
+
+        async def events() -> AsyncIterator[Any]:
+            async for event in self.agent.astream_events(input, config, **kwargs):
+                yield event
+            await self._aauto_compact(thread_id, None)
+
+        return events()
+
     @staticmethod
     def _event_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
         passed = {k: v for k, v in kwargs.items() if k not in ("subgraphs", "version")}
@@ -355,7 +421,8 @@ class CompactingSupervisor:
                 head_config(thread_id), **self._compact_kwargs("manual")
             )
         except CompactionError as exc:
-            self._record(self._unchanged(thread_id, "manual", exc, started, None))
+            messages = self._read_messages(self.agent.get_state(head_config(thread_id)))
+            self._record(self._unchanged(thread_id, "manual", exc, started, messages))
             raise
         return self._record(result) if result is not None else None
 
@@ -368,7 +435,10 @@ class CompactingSupervisor:
                 head_config(thread_id), **self._compact_kwargs("manual")
             )
         except CompactionError as exc:
-            self._record(self._unchanged(thread_id, "manual", exc, started, None))
+            snapshot = await self.agent.aget_state(head_config(thread_id))
+            self._record(
+                self._unchanged(thread_id, "manual", exc, started, self._read_messages(snapshot))
+            )
             raise
         return self._record(result) if result is not None else None
 
@@ -399,7 +469,9 @@ class CompactingSupervisor:
             )
         except Exception as exc:  # a compaction problem never fails the user's run
             result = self._unchanged(thread_id, "token_limit", exc, started, messages)
-        return self._record(result) if result is not None else None
+        if result is None:
+            result = self._unchanged(thread_id, "token_limit", _NoSafeCutError(), started, messages)
+        return self._record(result)
 
     async def _aauto_compact(
         self, thread_id: str, messages: list[BaseMessage] | None
@@ -415,7 +487,9 @@ class CompactingSupervisor:
             )
         except Exception as exc:  # a compaction problem never fails the user's run
             result = self._unchanged(thread_id, "token_limit", exc, started, messages)
-        return self._record(result) if result is not None else None
+        if result is None:
+            result = self._unchanged(thread_id, "token_limit", _NoSafeCutError(), started, messages)
+        return self._record(result)
 
     def _compact_kwargs(self, trigger: str) -> dict[str, Any]:
         return {
@@ -438,7 +512,9 @@ class CompactingSupervisor:
         started: float,
         messages: list[BaseMessage] | None,
     ) -> CompactionResult:
-        skipped = isinstance(exc, ThreadBusyError | StaleCheckpointError | NoReductionError)
+        skipped = isinstance(
+            exc, ThreadBusyError | StaleCheckpointError | NoReductionError | _NoSafeCutError
+        )
         if skipped:
             logger.info("Compaction of thread %s skipped: %s", thread_id, exc)
         else:
@@ -539,6 +615,21 @@ class CompactingSupervisor:
             f"CompactingSupervisor(agent={getattr(self.agent, 'name', self.agent)!r}, "
             f"token_limit={self.token_limit}, compaction_ratio={self.compaction_ratio})"
         )
+
+
+def _configs_for(
+    inputs: Sequence[Any], config: RunnableConfig | Sequence[RunnableConfig] | None
+) -> list[RunnableConfig | None]:
+    if config is None or isinstance(config, dict):
+        return [config] * len(inputs)
+    configs: list[RunnableConfig | None] = list(config)
+    if len(configs) != len(inputs):
+        msg = (
+            "`config` must be one config or one per input: "
+            f"got {len(configs)} for {len(inputs)} inputs."
+        )
+        raise ValueError(msg)
+    return configs
 
 
 def _messages_of(output: Any, key: str) -> list[BaseMessage] | None:
