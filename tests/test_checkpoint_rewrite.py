@@ -285,3 +285,54 @@ def test_the_rule_checkers_catch_broken_histories() -> None:
     assert openai_violations([HumanMessage("hi"), call, HumanMessage("?")])
     assert openai_violations([HumanMessage("hi"), ToolMessage("orphan", tool_call_id="zz")])
     assert anthropic_violations([AIMessage("I start"), HumanMessage("hi")])
+
+
+async def test_async_running_summary_carries_early_facts(asaver: Any) -> None:
+    supervisor = CompactingSupervisor(
+        chat_graph(asaver), HistoryManager(max_summary_tokens=2_000), token_limit=300
+    )
+    await supervisor.ainvoke({"messages": [HumanMessage("My employee number is 88231.")]}, CONFIG)
+    await _arun_turns(supervisor, 12)
+    compactions = [
+        s
+        async for s in supervisor.aget_state_history(CONFIG)
+        if s.metadata.get("source") == "update"
+    ]
+    assert len(compactions) >= 3
+    summary = (await supervisor.aget_state(CONFIG)).values["messages"][0]
+    assert "88231" in summary.content
+    assert summary.response_metadata["compacting_supervisor"]["compactions"] == len(compactions)
+
+
+async def test_async_llm_summariser_gets_previous_summary(asaver: Any) -> None:
+    from compacting_supervisor.testing import ScriptedChatModel
+
+    summaries = iter(["FIRST SUMMARY with code 4242.", "SECOND SUMMARY keeps code 4242."])
+    model = ScriptedChatModel(responses=[lambda messages: next(summaries)])
+    supervisor = CompactingSupervisor(
+        chat_graph(asaver), HistoryManager(model=model), token_limit=100_000
+    )
+    await _arun_turns(supervisor, 4)
+    await supervisor.acompact(CONFIG)
+    await _arun_turns(supervisor, 3, start=4)
+    await supervisor.acompact(CONFIG)
+    second = model.calls[-1][-1].content
+    assert "FIRST SUMMARY with code 4242." in second
+    assert "turn 0" not in second
+    messages = (await supervisor.aget_state(CONFIG)).values["messages"]
+    assert messages[0].content.endswith("SECOND SUMMARY keeps code 4242.")
+
+
+async def test_async_compacted_tool_history_is_accepted_by_providers(asaver: Any) -> None:
+    supervisor = CompactingSupervisor(tool_agent(asaver), token_limit=350, compaction_ratio=0.6)
+    for turn in range(6):
+        await supervisor.ainvoke({"messages": [HumanMessage(f"Trip {turn}: weather?")]}, CONFIG)
+    compactions = [
+        s
+        async for s in supervisor.aget_state_history(CONFIG)
+        if s.metadata.get("source") == "update"
+    ]
+    assert compactions
+    for snapshot in [await supervisor.aget_state(CONFIG), *compactions]:
+        assert openai_violations(snapshot.values["messages"]) == []
+        assert anthropic_violations(snapshot.values["messages"]) == []
