@@ -13,6 +13,7 @@ from compacting_supervisor.errors import (
     ThreadBusyError,
 )
 from compacting_supervisor.history_manager import SUMMARY_PREFIX, HistoryManager
+from compacting_supervisor.locks import ThreadLockTimeoutError
 from compacting_supervisor.results import CompactionResult, MessageCompaction
 from compacting_supervisor.summarizers import (
     ChatModelSummarizer,
@@ -35,6 +36,7 @@ __all__ = [
     "StaleCheckpointError",
     "SummarizationError",
     "ThreadBusyError",
+    "ThreadLockTimeoutError",
     "TokenCounter",
     "count_tokens",
     "render_transcript",

@@ -9,11 +9,13 @@ it is logged, reported in the stream, and kept as the thread's last result.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import dataclasses
 import logging
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import AbstractContextManager
 from typing import Any
 
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
@@ -29,6 +31,7 @@ from compacting_supervisor.errors import (
     ThreadBusyError,
 )
 from compacting_supervisor.history_manager import HistoryManager, _check_ratio
+from compacting_supervisor.locks import ThreadLocks, alocks_for, locks_for
 from compacting_supervisor.results import CompactionResult
 from compacting_supervisor.summarizers import SUMMARIZER_TAG
 
@@ -142,6 +145,9 @@ class CompactingSupervisor:
         token_limit: Compact after a run that leaves more tokens than this in the thread.
         compaction_ratio: The fraction of the conversation each compaction summarises, in
             (0, 1): 0.5 summarises the older half, 0.8 all but the newest fifth.
+        lock_timeout: Seconds a run or compaction waits for its thread while another one
+            (in this process or another) is using it; past that it raises
+            `ThreadLockTimeoutError`. None waits as long as it takes.
 
     Raises:
         TypeError: ``agent`` is not a compiled graph.
@@ -167,6 +173,7 @@ class CompactingSupervisor:
         *,
         token_limit: int = 500,
         compaction_ratio: float = 0.5,
+        lock_timeout: float | None = None,
     ) -> None:
         if not all(hasattr(agent, a) for a in ("invoke", "stream", "get_state", "channels")):
             hint = (
@@ -180,6 +187,16 @@ class CompactingSupervisor:
             msg = f"`token_limit` must be a positive integer number of tokens, got {token_limit!r}."
             raise ValueError(msg)
         _check_ratio(compaction_ratio)
+        if lock_timeout is not None and (
+            isinstance(lock_timeout, bool)
+            or not isinstance(lock_timeout, int | float)
+            or lock_timeout <= 0
+        ):
+            msg = (
+                "`lock_timeout` must be a positive number of seconds or None, "
+                f"got {lock_timeout!r}."
+            )
+            raise ValueError(msg)
         if history_manager is not None and not isinstance(history_manager, HistoryManager):
             msg = (
                 f"`history_manager` must be a HistoryManager, got {type(history_manager).__name__}."
@@ -220,7 +237,9 @@ class CompactingSupervisor:
         self.history_manager = manager
         self.token_limit = token_limit
         self.compaction_ratio = compaction_ratio
+        self.lock_timeout = lock_timeout
         self._results: dict[str, CompactionResult] = {}
+        self._locks: ThreadLocks | None = None
 
     # ------------------------------------------------------------------ running the graph
 
@@ -231,17 +250,19 @@ class CompactingSupervisor:
             Exactly what the graph returns.
         """
         thread_id = self._thread_id(config)
-        output = self.agent.invoke(input, config, **kwargs)
-        self._auto_compact(thread_id, _messages_of(output, self.history_manager.messages_key))
+        with self._hold(thread_id):
+            output = self.agent.invoke(input, config, **kwargs)
+            self._auto_compact(thread_id, _messages_of(output, self.history_manager.messages_key))
         return output
 
     async def ainvoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
         """Async form of `invoke`."""
         thread_id = self._thread_id(config)
-        output = await self.agent.ainvoke(input, config, **kwargs)
-        await self._aauto_compact(
-            thread_id, _messages_of(output, self.history_manager.messages_key)
-        )
+        async with self._ahold(thread_id):
+            output = await self.agent.ainvoke(input, config, **kwargs)
+            await self._aauto_compact(
+                thread_id, _messages_of(output, self.history_manager.messages_key)
+            )
         return output
 
     def stream(
@@ -283,20 +304,22 @@ class CompactingSupervisor:
         self, thread_id: str, input: Any, config: Any, kwargs: dict[str, Any]
     ) -> Iterator[dict[str, Any]]:
         mapper = _EventMapper(thread_id)
-        for chunk in self.agent.stream(input, config, **self._event_kwargs(kwargs)):
-            if (event := mapper.feed(chunk)) is not None:
-                yield event
-        result = self._auto_compact(thread_id, self._values_messages(mapper.values))
+        with self._hold(thread_id):
+            for chunk in self.agent.stream(input, config, **self._event_kwargs(kwargs)):
+                if (event := mapper.feed(chunk)) is not None:
+                    yield event
+            result = self._auto_compact(thread_id, self._values_messages(mapper.values))
         yield from self._closing_events(thread_id, mapper, result)
 
     async def _aevent_stream(
         self, thread_id: str, input: Any, config: Any, kwargs: dict[str, Any]
     ) -> AsyncIterator[dict[str, Any]]:
         mapper = _EventMapper(thread_id)
-        async for chunk in self.agent.astream(input, config, **self._event_kwargs(kwargs)):
-            if (event := mapper.feed(chunk)) is not None:
-                yield event
-        result = await self._aauto_compact(thread_id, self._values_messages(mapper.values))
+        async with self._ahold(thread_id):
+            async for chunk in self.agent.astream(input, config, **self._event_kwargs(kwargs)):
+                if (event := mapper.feed(chunk)) is not None:
+                    yield event
+            result = await self._aauto_compact(thread_id, self._values_messages(mapper.values))
         for event in self._closing_events(thread_id, mapper, result):
             yield event
 
@@ -304,27 +327,29 @@ class CompactingSupervisor:
         self, thread_id: str, input: Any, config: Any, stream_mode: Any, kwargs: dict[str, Any]
     ) -> Iterator[Any]:
         found, values = False, None
-        for chunk in self.agent.stream(input, config, stream_mode=stream_mode, **kwargs):
-            is_values, payload = _native_final_values(
-                chunk, stream_mode, bool(kwargs.get("subgraphs")), kwargs.get("version")
-            )
-            if is_values:
-                found, values = True, payload
-            yield chunk
-        self._auto_compact(thread_id, self._values_messages(values) if found else None)
+        with self._hold(thread_id):
+            for chunk in self.agent.stream(input, config, stream_mode=stream_mode, **kwargs):
+                is_values, payload = _native_final_values(
+                    chunk, stream_mode, bool(kwargs.get("subgraphs")), kwargs.get("version")
+                )
+                if is_values:
+                    found, values = True, payload
+                yield chunk
+            self._auto_compact(thread_id, self._values_messages(values) if found else None)
 
     async def _anative_stream(
         self, thread_id: str, input: Any, config: Any, stream_mode: Any, kwargs: dict[str, Any]
     ) -> AsyncIterator[Any]:
         found, values = False, None
-        async for chunk in self.agent.astream(input, config, stream_mode=stream_mode, **kwargs):
-            is_values, payload = _native_final_values(
-                chunk, stream_mode, bool(kwargs.get("subgraphs")), kwargs.get("version")
-            )
-            if is_values:
-                found, values = True, payload
-            yield chunk
-        await self._aauto_compact(thread_id, self._values_messages(values) if found else None)
+        async with self._ahold(thread_id):
+            async for chunk in self.agent.astream(input, config, stream_mode=stream_mode, **kwargs):
+                is_values, payload = _native_final_values(
+                    chunk, stream_mode, bool(kwargs.get("subgraphs")), kwargs.get("version")
+                )
+                if is_values:
+                    found, values = True, payload
+                yield chunk
+            await self._aauto_compact(thread_id, self._values_messages(values) if found else None)
 
     def batch(
         self,
@@ -363,8 +388,9 @@ class CompactingSupervisor:
         thread_id = self._thread_id(config)
 
         def events() -> Iterator[Any]:
-            yield from self.agent.stream_events(input, config, **kwargs)
-            self._auto_compact(thread_id, None)
+            with self._hold(thread_id):
+                yield from self.agent.stream_events(input, config, **kwargs)
+                self._auto_compact(thread_id, None)
 
         return events()
 
@@ -375,9 +401,10 @@ class CompactingSupervisor:
         thread_id = self._thread_id(config)
 
         async def events() -> AsyncIterator[Any]:
-            async for event in self.agent.astream_events(input, config, **kwargs):
-                yield event
-            await self._aauto_compact(thread_id, None)
+            async with self._ahold(thread_id):
+                async for event in self.agent.astream_events(input, config, **kwargs):
+                    yield event
+                await self._aauto_compact(thread_id, None)
 
         return events()
 
@@ -415,31 +442,32 @@ class CompactingSupervisor:
             StaleCheckpointError: A run finished meanwhile; nothing was written.
         """
         thread_id = self._thread_id(config)
-        started = time.perf_counter()
-        try:
-            result = self.history_manager.compact_thread(
-                head_config(thread_id), **self._compact_kwargs("manual")
-            )
-        except CompactionError as exc:
-            messages = self._read_messages(self.agent.get_state(head_config(thread_id)))
-            self._record(self._unchanged(thread_id, "manual", exc, started, messages))
-            raise
+        with self._hold(thread_id):
+            started = time.perf_counter()
+            try:
+                result = self.history_manager.compact_thread(
+                    head_config(thread_id), **self._compact_kwargs("manual")
+                )
+            except CompactionError as exc:
+                messages = self._read_messages(self.agent.get_state(head_config(thread_id)))
+                self._record(self._unchanged(thread_id, "manual", exc, started, messages))
+                raise
         return self._record(result) if result is not None else None
 
     async def acompact(self, config: RunnableConfig) -> CompactionResult | None:
         """Async form of `compact`."""
         thread_id = self._thread_id(config)
-        started = time.perf_counter()
-        try:
-            result = await self.history_manager.acompact_thread(
-                head_config(thread_id), **self._compact_kwargs("manual")
-            )
-        except CompactionError as exc:
-            snapshot = await self.agent.aget_state(head_config(thread_id))
-            self._record(
-                self._unchanged(thread_id, "manual", exc, started, self._read_messages(snapshot))
-            )
-            raise
+        async with self._ahold(thread_id):
+            started = time.perf_counter()
+            try:
+                result = await self.history_manager.acompact_thread(
+                    head_config(thread_id), **self._compact_kwargs("manual")
+                )
+            except CompactionError as exc:
+                snapshot = await self.agent.aget_state(head_config(thread_id))
+                messages = self._read_messages(snapshot)
+                self._record(self._unchanged(thread_id, "manual", exc, started, messages))
+                raise
         return self._record(result) if result is not None else None
 
     def last_compaction(self, thread: str | RunnableConfig) -> CompactionResult | None:
@@ -490,6 +518,19 @@ class CompactingSupervisor:
         if result is None:
             result = self._unchanged(thread_id, "token_limit", _NoSafeCutError(), started, messages)
         return self._record(result)
+
+    def _hold(self, thread_id: str) -> AbstractContextManager[None]:
+        """The thread's lock: one run or compaction of a thread at a time, across processes."""
+        if self._locks is None:
+            self._locks = locks_for(self.history_manager._saver(self.agent))
+        return self._locks.hold(thread_id, timeout=self.lock_timeout)
+
+    @contextlib.asynccontextmanager
+    async def _ahold(self, thread_id: str) -> AsyncIterator[None]:
+        if self._locks is None:
+            self._locks = await alocks_for(self.history_manager._saver(self.agent))
+        async with self._locks.ahold(thread_id, timeout=self.lock_timeout):
+            yield
 
     def _compact_kwargs(self, trigger: str) -> dict[str, Any]:
         return {
@@ -587,14 +628,16 @@ class CompactingSupervisor:
         return self.agent.aget_state_history(config, **kwargs)  # type: ignore[no-any-return]
 
     def update_state(self, config: RunnableConfig, values: Any, **kwargs: Any) -> RunnableConfig:
-        """Update the thread's state, as ``graph.update_state``."""
-        return self.agent.update_state(config, values, **kwargs)  # type: ignore[no-any-return]
+        """Update the thread's state, as ``graph.update_state`` (holding the thread's lock)."""
+        with self._hold(self._thread_id(config)):
+            return self.agent.update_state(config, values, **kwargs)  # type: ignore[no-any-return]
 
     async def aupdate_state(
         self, config: RunnableConfig, values: Any, **kwargs: Any
     ) -> RunnableConfig:
         """Async form of `update_state`."""
-        return await self.agent.aupdate_state(config, values, **kwargs)  # type: ignore[no-any-return]
+        async with self._ahold(self._thread_id(config)):
+            return await self.agent.aupdate_state(config, values, **kwargs)  # type: ignore[no-any-return]
 
     def with_config(
         self, config: RunnableConfig | None = None, **kwargs: Any
