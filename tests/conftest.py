@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import sqlite3
 from collections.abc import AsyncIterator, Iterator
@@ -34,11 +35,39 @@ def offline_tiktoken_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator
     mp.undo()
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+POSTGRES_URL = os.environ.get(
+    "COMPACTING_SUPERVISOR_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test"
+)
+"""The real Postgres server the tests use; unreachable is a failure, never a skip."""
+
+_TABLES = "checkpoints, checkpoint_blobs, checkpoint_writes"
+
+
+def postgres_saver() -> Any:
+    """A context manager yielding a fresh PostgresSaver on empty tables."""
+    from contextlib import contextmanager
+
+    from langgraph.checkpoint.postgres import PostgresSaver
+
+    @contextmanager
+    def make() -> Iterator[Any]:
+        with PostgresSaver.from_conn_string(POSTGRES_URL) as s:
+            s.setup()
+            s.conn.execute(f"TRUNCATE {_TABLES}")
+            yield s
+
+    return make()
+
+
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
 def saver(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
-    """A sync checkpointer: InMemorySaver, or SqliteSaver on a real file."""
+    """A sync checkpointer: InMemorySaver, SqliteSaver on a real file, or PostgresSaver."""
     if request.param == "memory":
         yield InMemorySaver()
+        return
+    if request.param == "postgres":
+        with postgres_saver() as s:
+            yield s
         return
     conn = sqlite3.connect(tmp_path / "checkpoints.sqlite", check_same_thread=False)
     try:
@@ -47,11 +76,19 @@ def saver(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
         conn.close()
 
 
-@pytest.fixture(params=["memory", "aiosqlite"])
+@pytest.fixture(params=["memory", "aiosqlite", "apostgres"])
 async def asaver(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Any]:
-    """An async checkpointer: InMemorySaver, or AsyncSqliteSaver on a real file."""
+    """An async checkpointer: InMemorySaver, AsyncSqliteSaver on a file, AsyncPostgresSaver."""
     if request.param == "memory":
         yield InMemorySaver()
+        return
+    if request.param == "apostgres":
+        from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+
+        async with AsyncPostgresSaver.from_conn_string(POSTGRES_URL) as s:
+            await s.setup()
+            await s.conn.execute(f"TRUNCATE {_TABLES}")
+            yield s
         return
     async with AsyncSqliteSaver.from_conn_string(str(tmp_path / "checkpoints.sqlite")) as s:
         yield s
