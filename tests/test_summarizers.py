@@ -66,7 +66,7 @@ def _turns(supervisor: CompactingSupervisor, n: int) -> None:
 def test_custom_summariser_failures_leave_history_intact(
     saver: Any, summarizer: Any, cause: str
 ) -> None:
-    history = HistoryManager(model=summarizer, summary_timeout=0.3)
+    history = HistoryManager(model=summarizer, summary_timeout=0.3, summary_retries=0)
     supervisor = CompactingSupervisor(chat_graph(saver), history, token_limit=100_000)
     _turns(supervisor, 3)
     before = supervisor.get_state(CONFIG).values["messages"]
@@ -97,7 +97,7 @@ def test_custom_summariser_failures_leave_history_intact(
 async def test_async_custom_summariser_failures_leave_history_intact(
     asaver: Any, summarizer: Any, cause: str
 ) -> None:
-    history = HistoryManager(model=summarizer, summary_timeout=0.3)
+    history = HistoryManager(model=summarizer, summary_timeout=0.3, summary_retries=0)
     supervisor = CompactingSupervisor(chat_graph(asaver), history, token_limit=100_000)
     for i in range(3):
         await supervisor.ainvoke({"messages": [HumanMessage(f"turn {i}")]}, CONFIG)
@@ -192,7 +192,7 @@ def test_langchain_middleware_summary_is_folded_forward(saver: Any) -> None:
 def test_chat_model_summariser_reply_is_validated(saver: Any) -> None:
     model = ScriptedChatModel(responses=["I'm sorry, I can't help with that."])
     supervisor = CompactingSupervisor(
-        chat_graph(saver), HistoryManager(model=model), token_limit=100_000
+        chat_graph(saver), HistoryManager(model=model, retry_backoff=0), token_limit=100_000
     )
     _turns(supervisor, 3)
     with pytest.raises(SummarizationError, match="refusal"):

@@ -562,15 +562,19 @@ async def test_nested_supervisors_event_astream_shows_inner_tokens_only(asaver: 
 
 
 def raising() -> HistoryManager:
-    return HistoryManager(model=ScriptedChatModel(responses=[RuntimeError("boom")]))
+    return HistoryManager(
+        model=ScriptedChatModel(responses=[RuntimeError("boom")]), summary_retries=0
+    )
 
 
 def slow() -> HistoryManager:
-    return HistoryManager(model=ScriptedChatModel(responses=["x"], delay=2), summary_timeout=0.2)
+    return HistoryManager(
+        model=ScriptedChatModel(responses=["x"], delay=2), summary_timeout=0.2, summary_retries=0
+    )
 
 
 def answering(text: str) -> Callable[[], HistoryManager]:
-    return lambda: HistoryManager(model=ScriptedChatModel(responses=[text]))
+    return lambda: HistoryManager(model=ScriptedChatModel(responses=[text]), summary_retries=0)
 
 
 FAILURES = [

@@ -7,6 +7,7 @@ run the same generator, so ``compact_thread`` and ``acompact_thread`` cannot dri
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
@@ -15,13 +16,19 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import BaseMessage, HumanMessage
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver, CheckpointTuple
 
 from compacting_supervisor._checkpoint import build_compacted_checkpoint, check_head, head_config
 from compacting_supervisor._cut import METADATA_KEY, SUMMARY_MARKER, plan_cut
-from compacting_supervisor.errors import CompactionError, NoReductionError, ThreadBusyError
+from compacting_supervisor.errors import (
+    CompactionError,
+    NoReductionError,
+    SummarizationError,
+    ThreadBusyError,
+)
+from compacting_supervisor.redaction import redact_secrets
 from compacting_supervisor.results import CompactionResult, MessageCompaction
 from compacting_supervisor.summarizers import (
     ChatModelSummarizer,
@@ -68,6 +75,11 @@ class _Summarize:
 
 
 @dataclass(frozen=True)
+class _Sleep:
+    seconds: float
+
+
+@dataclass(frozen=True)
 class _Put:
     saver: BaseCheckpointSaver[Any]
     config: RunnableConfig
@@ -83,7 +95,7 @@ class _ThreadState:
     busy: str | None
 
 
-_Op = _ReadState | _ReadHead | _Summarize | _Put
+_Op = _ReadState | _ReadHead | _Summarize | _Sleep | _Put
 _Flow = Generator[_Op, Any, _T]
 
 
@@ -111,10 +123,21 @@ class HistoryManager:
             summarises far better (a hint says so once).
         prompt: The summariser's system prompt (``{max_words}`` is filled in). Defaults to
             `compacting_supervisor.summarizers.DEFAULT_SUMMARY_PROMPT`.
-        summary_timeout: Seconds to wait for the summariser; past that the compaction is
-            abandoned and the history left as it was. None waits forever.
+        summary_timeout: Seconds to wait for one summariser call; past that the call counts
+            as failed. None waits forever.
+        summary_retries: How many times a failed summariser call (an exception, a timeout,
+            empty, placeholder or refusal text) is retried before the compaction is given up
+            for this turn, with the history left as it was.
+        retry_backoff: Seconds before the first retry; doubled for each further one.
         max_summary_tokens: Target length of the running summary. None: a quarter of the
             supervisor's ``token_limit`` (1,000 when used on its own).
+        summary_input_tokens: The most the summariser reads in one call. Longer input is
+            summarised in pieces, each folded into the running summary, so nothing old is
+            dropped to make it fit. None: 60% of the chat model's ``max_input_tokens``
+            profile, else 32,000; no limit for a summariser that is not a chat model.
+        redact: Applied to every message before the summariser sees it (the messages kept
+            in the thread stay verbatim). Defaults to `redact_secrets` (API keys, tokens,
+            passwords, private keys); None sends messages as they are.
         token_counter: Counts tokens for the results. Defaults to ``TokenCounter()``
             (``cl100k_base``, exact offline).
         messages_key: The state channel that holds the conversation.
@@ -133,7 +156,11 @@ class HistoryManager:
         model: BaseChatModel | str | Summarizer | None = None,
         prompt: str | None = None,
         summary_timeout: float | None = 120.0,
+        summary_retries: int = 2,
+        retry_backoff: float = 0.5,
         max_summary_tokens: int | None = None,
+        summary_input_tokens: int | None = None,
+        redact: Callable[[BaseMessage], BaseMessage] | None = redact_secrets,
         token_counter: TokenCounter | None = None,
         messages_key: str = "messages",
     ) -> None:
@@ -188,8 +215,19 @@ class HistoryManager:
                 else ExtractiveSummarizer()
             )
             self._chosen_summarizer = self.model is not None
+        if redact is not None and not callable(redact):
+            msg = "`redact` must be a function from a message to a message, or None."
+            raise TypeError(msg)
         self.summary_timeout = summary_timeout
+        self.summary_retries = _check_count("summary_retries", summary_retries, minimum=0)
+        self.retry_backoff = _check_seconds("retry_backoff", retry_backoff, allow_zero=True)
         self.max_summary_tokens = max_summary_tokens
+        self.summary_input_tokens = (
+            None
+            if summary_input_tokens is None
+            else _check_count("summary_input_tokens", summary_input_tokens, minimum=200)
+        )
+        self.redact = redact
         self.token_counter = token_counter or TokenCounter()
         self.messages_key = messages_key
 
@@ -328,7 +366,7 @@ class HistoryManager:
         previous = _summary_text(plan.parts.summary)
         max_tokens = max_summary_tokens or self.max_summary_tokens or DEFAULT_MAX_SUMMARY_TOKENS
         self._note_offline_default()
-        summary: str = yield _Summarize(previous, plan.evicted, max_tokens)
+        summary: str = yield from self._summarize_flow(previous, plan.evicted, max_tokens)
         earlier = _summary_meta(plan.parts.summary)
         summary_message = HumanMessage(
             content=SUMMARY_PREFIX + summary,
@@ -350,6 +388,69 @@ class HistoryManager:
             kept=plan.kept,
             previous_summary=previous,
         )
+
+    def _summarize_flow(
+        self, previous: str | None, evicted: list[BaseMessage], max_tokens: int
+    ) -> _Flow[str]:
+        """Fold ``evicted`` into the summary: redacted, in pieces that fit, with retries."""
+        messages = [self.redact(m) for m in evicted] if self.redact else list(evicted)
+        summary = previous
+        chunks = self._chunks(messages, previous, max_tokens)
+        if len(chunks) > 1:
+            logger.info("Summarising %d messages in %d pieces.", len(messages), len(chunks))
+        text = ""
+        for chunk in chunks:  # never empty: a compaction evicts at least one message
+            text = yield from self._attempts(summary, chunk, max_tokens)
+            summary = text
+        return text
+
+    def _attempts(
+        self, previous: str | None, chunk: list[BaseMessage], max_tokens: int
+    ) -> _Flow[str]:
+        for attempt in range(self.summary_retries + 1):
+            try:
+                text: str = yield _Summarize(previous, chunk, max_tokens)
+            except SummarizationError as exc:
+                if attempt == self.summary_retries:
+                    raise
+                delay = self.retry_backoff * 2**attempt
+                logger.info("Summariser failed (%s); retrying in %.2f s.", exc, delay)
+                if delay:
+                    yield _Sleep(delay)
+            else:
+                return text
+        raise AssertionError  # pragma: no cover - the loop returns or raises
+
+    def _input_budget(self) -> int | None:
+        if self.summary_input_tokens is not None:
+            return self.summary_input_tokens
+        if self.model is None:
+            return None
+        profile = getattr(self.model, "profile", None) or {}
+        window = profile.get("max_input_tokens") if isinstance(profile, dict) else None
+        return int(window * 0.6) if isinstance(window, int) and window > 0 else 32_000
+
+    def _chunks(
+        self, messages: list[BaseMessage], previous: str | None, max_tokens: int
+    ) -> list[list[BaseMessage]]:
+        """Split ``messages`` into pieces whose transcript fits the summariser's input."""
+        budget = self._input_budget()
+        if budget is None:
+            return [messages]
+        count = self.token_counter.count_message
+        # Room for the prompt, the running summary (at most max_tokens) and the answer.
+        room = max(budget - max_tokens * 2 - 500, budget // 4, 100)
+        chunks: list[list[BaseMessage]] = [[]]
+        used = 0
+        for message in messages:
+            for piece in _split_message(message, room, count):
+                size = count(piece)
+                if chunks[-1] and used + size > room:
+                    chunks.append([])
+                    used = 0
+                chunks[-1].append(piece)
+                used += size
+        return chunks
 
     def _public_replace_flow(
         self, config: RunnableConfig, messages: Sequence[BaseMessage], graph: Any
@@ -523,6 +624,9 @@ class HistoryManager:
             return self._state_from_head(op.saver.get_tuple(cfg))
         if isinstance(op, _ReadHead):
             return op.saver.get_tuple(head_config(op.thread_id))
+        if isinstance(op, _Sleep):
+            time.sleep(op.seconds)
+            return None
         if isinstance(op, _Summarize):
             return run_summarizer(
                 self.summarizer,
@@ -541,6 +645,9 @@ class HistoryManager:
             return self._state_from_head(await op.saver.aget_tuple(cfg))
         if isinstance(op, _ReadHead):
             return await op.saver.aget_tuple(head_config(op.thread_id))
+        if isinstance(op, _Sleep):
+            await asyncio.sleep(op.seconds)
+            return None
         if isinstance(op, _Summarize):
             return await arun_summarizer(
                 self.summarizer,
@@ -614,6 +721,46 @@ class _FlowRun(Generic[_T]):
         except BaseException:
             self._flow.close()
             raise
+
+
+def _split_message(
+    message: BaseMessage, room: int, count: Callable[[BaseMessage], int]
+) -> list[BaseMessage]:
+    """Cut one message too large for the summariser's input into readable pieces."""
+    if count(message) <= room or not isinstance(message.content, str):
+        return [message]
+    text = message.content
+    size = max(200, len(text) * room // max(count(message), 1) - 40)
+    parts = [text[i : i + size] for i in range(0, len(text), size)]
+    return [
+        message.model_copy(
+            update={
+                "content": f"[part {n} of {len(parts)}] {part}",
+                **({"tool_calls": []} if n > 1 and isinstance(message, AIMessage) else {}),
+            }
+        )
+        for n, part in enumerate(parts, start=1)
+    ]
+
+
+def _check_count(name: str, value: Any, *, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        msg = f"`{name}` must be an integer of at least {minimum}, got {value!r}."
+        raise ValueError(msg)
+    return value
+
+
+def _check_seconds(name: str, value: Any, *, allow_zero: bool = False) -> float:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or value < 0
+        or (value == 0 and not allow_zero)
+    ):
+        kind = "non-negative" if allow_zero else "positive"
+        msg = f"`{name}` must be a {kind} number of seconds, got {value!r}."
+        raise ValueError(msg)
+    return float(value)
 
 
 def _check_ratio(ratio: float) -> None:

@@ -52,6 +52,22 @@ class _NoSafeCutError(CompactionError):
         )
 
 
+class _CircuitOpenError(CompactionError):
+    def __init__(self, failures: int, turns_left: int) -> None:
+        super().__init__(
+            f"paused after {failures} consecutive failed compactions; it tries again in "
+            f"{turns_left} turn(s) or on a manual compact()"
+        )
+
+
+@dataclasses.dataclass
+class _Circuit:
+    """A thread's circuit breaker: consecutive failures and turns left to wait."""
+
+    failures: int = 0
+    turns_to_wait: int = 0
+
+
 class _EventMapper:
     """Turns native ``(namespace, mode, payload)`` chunks into the wrapper's event dicts."""
 
@@ -148,6 +164,11 @@ class CompactingSupervisor:
         lock_timeout: Seconds a run or compaction waits for its thread while another one
             (in this process or another) is using it; past that it raises
             `ThreadLockTimeoutError`. None waits as long as it takes.
+        max_consecutive_failures: After this many failed compactions in a row on a thread
+            (each already retried by the history manager), automatic compaction of that
+            thread pauses (a circuit breaker).
+        failure_cooldown_turns: How many turns the pause lasts; then one attempt is made,
+            and a success closes the breaker. A successful manual `compact` closes it too.
 
     Raises:
         TypeError: ``agent`` is not a compiled graph.
@@ -174,6 +195,8 @@ class CompactingSupervisor:
         token_limit: int = 500,
         compaction_ratio: float = 0.5,
         lock_timeout: float | None = None,
+        max_consecutive_failures: int = 3,
+        failure_cooldown_turns: int = 5,
     ) -> None:
         if not all(hasattr(agent, a) for a in ("invoke", "stream", "get_state", "channels")):
             hint = (
@@ -237,7 +260,17 @@ class CompactingSupervisor:
         self.history_manager = manager
         self.token_limit = token_limit
         self.compaction_ratio = compaction_ratio
+        for name, value in (
+            ("max_consecutive_failures", max_consecutive_failures),
+            ("failure_cooldown_turns", failure_cooldown_turns),
+        ):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                msg = f"`{name}` must be a positive integer, got {value!r}."
+                raise ValueError(msg)
         self.lock_timeout = lock_timeout
+        self.max_consecutive_failures = max_consecutive_failures
+        self.failure_cooldown_turns = failure_cooldown_turns
+        self._circuits: dict[str, _Circuit] = {}
         self._results: dict[str, CompactionResult] = {}
         self._locks: ThreadLocks | None = None
 
@@ -491,6 +524,8 @@ class CompactingSupervisor:
         if not self.over_limit(messages):
             return None
         started = time.perf_counter()
+        if (paused := self._circuit_paused(thread_id, started, messages)) is not None:
+            return self._record(paused)
         try:
             result = self.history_manager.compact_thread(
                 head_config(thread_id), **self._compact_kwargs("token_limit")
@@ -509,6 +544,8 @@ class CompactingSupervisor:
         if not self.over_limit(messages):
             return None
         started = time.perf_counter()
+        if (paused := self._circuit_paused(thread_id, started, messages)) is not None:
+            return self._record(paused)
         try:
             result = await self.history_manager.acompact_thread(
                 head_config(thread_id), **self._compact_kwargs("token_limit")
@@ -554,7 +591,12 @@ class CompactingSupervisor:
         messages: list[BaseMessage] | None,
     ) -> CompactionResult:
         skipped = isinstance(
-            exc, ThreadBusyError | StaleCheckpointError | NoReductionError | _NoSafeCutError
+            exc,
+            ThreadBusyError
+            | StaleCheckpointError
+            | NoReductionError
+            | _NoSafeCutError
+            | _CircuitOpenError,
         )
         if skipped:
             logger.info("Compaction of thread %s skipped: %s", thread_id, exc)
@@ -583,7 +625,32 @@ class CompactingSupervisor:
             error=f"{type(exc).__name__}: {exc}",
         )
 
+    def _circuit_paused(
+        self, thread_id: str, started: float, messages: list[BaseMessage]
+    ) -> CompactionResult | None:
+        """A skipped result while the thread's circuit breaker is open, else None."""
+        circuit = self._circuits.get(thread_id)
+        if circuit is None or circuit.turns_to_wait == 0:
+            return None
+        circuit.turns_to_wait -= 1
+        error = _CircuitOpenError(circuit.failures, circuit.turns_to_wait)
+        return self._unchanged(thread_id, "token_limit", error, started, messages)
+
     def _record(self, result: CompactionResult) -> CompactionResult:
+        if result.status == "failed":
+            circuit = self._circuits.setdefault(result.thread_id, _Circuit())
+            circuit.failures += 1
+            if circuit.failures >= self.max_consecutive_failures:
+                circuit.turns_to_wait = self.failure_cooldown_turns
+                logger.warning(
+                    "Thread %s: %d compactions failed in a row; not trying again for %d turns "
+                    "(or until a manual compact succeeds).",
+                    result.thread_id,
+                    circuit.failures,
+                    self.failure_cooldown_turns,
+                )
+        elif result.succeeded:
+            self._circuits.pop(result.thread_id, None)
         if result.succeeded and result.tokens_after > self.token_limit:
             logger.warning(
                 "Thread %s is still over the token limit after compaction (%d > %d tokens): "

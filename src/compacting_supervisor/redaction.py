@@ -1,0 +1,101 @@
+"""Keep secrets out of summaries: a redaction hook and a built-in redactor.
+
+`HistoryManager` passes every message through its ``redact`` hook before the summariser
+sees it (the kept messages stay verbatim in the thread). The default, `redact_secrets`,
+replaces common credentials with ``[REDACTED:<kind>]``: API keys (OpenAI, Anthropic,
+AWS, GitHub, Slack, Google, Stripe), bearer tokens, JSON web tokens, passwords in URLs,
+``password=``-style assignments and PEM private keys.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from langchain_core.messages import AIMessage, BaseMessage
+
+__all__ = ["redact_secrets", "redact_text"]
+
+_PATTERNS: list[tuple[str, re.Pattern[str], str]] = [
+    (
+        "private-key",
+        re.compile(
+            r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----.*?-----END [A-Z0-9 ]*PRIVATE KEY-----",
+            re.DOTALL,
+        ),
+        "[REDACTED:private-key]",
+    ),
+    ("anthropic-key", re.compile(r"\bsk-ant-[A-Za-z0-9_\-]{20,}"), "[REDACTED:anthropic-key]"),
+    (
+        "openai-key",
+        re.compile(r"\bsk-(?:proj-|svcacct-)?[A-Za-z0-9_\-]{20,}"),
+        "[REDACTED:api-key]",
+    ),
+    (
+        "stripe-key",
+        re.compile(r"\b(?:sk|rk|pk)_(?:live|test)_[A-Za-z0-9]{16,}"),
+        "[REDACTED:api-key]",
+    ),
+    ("aws-access-key", re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"), "[REDACTED:aws-key]"),
+    (
+        "github-token",
+        re.compile(r"\b(?:gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{40,})"),
+        "[REDACTED:github-token]",
+    ),
+    ("slack-token", re.compile(r"\bxox[abposr]-[A-Za-z0-9\-]{10,}"), "[REDACTED:slack-token]"),
+    ("google-key", re.compile(r"\bAIza[0-9A-Za-z_\-]{35}\b"), "[REDACTED:api-key]"),
+    (
+        "jwt",
+        re.compile(r"\beyJ[A-Za-z0-9_\-]{8,}\.eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}"),
+        "[REDACTED:jwt]",
+    ),
+    ("bearer", re.compile(r"(?i)\b(bearer)\s+[A-Za-z0-9._~+/=\-]{12,}"), r"\1 [REDACTED:token]"),
+    (
+        "url-password",
+        re.compile(r"\b([a-z][a-z0-9+.\-]*://[^\s:/@]+:)[^\s@/]+(@)", re.IGNORECASE),
+        r"\1[REDACTED:password]\2",
+    ),
+    (
+        "assignment",
+        re.compile(
+            r"(?i)\b((?:password|passwd|pwd|secret|api[_-]?key|access[_-]?token|auth[_-]?token|"
+            r"client[_-]?secret)[\"']?\s*[:=]\s*[\"']?)([^\s\"',;}]{4,})"
+        ),
+        r"\1[REDACTED:secret]",
+    ),
+]
+
+
+def redact_text(text: str) -> str:
+    """Replace the secrets `redact_secrets` knows in ``text``.
+
+    Example:
+        >>> redact_text("key sk-abcdefghijklmnopqrstuvwx and postgres://bob:hunter2@db/x")
+        'key [REDACTED:api-key] and postgres://bob:[REDACTED:password]@db/x'
+    """
+    for _, pattern, replacement in _PATTERNS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+def _redact_value(value: Any) -> Any:
+    if isinstance(value, str):
+        return redact_text(value)
+    if isinstance(value, dict):
+        return {k: _redact_value(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_redact_value(v) for v in value]
+    return value
+
+
+def redact_secrets(message: BaseMessage) -> BaseMessage:
+    """Return a copy of ``message`` with common secrets replaced; the original is untouched.
+
+    Redacts the text content, text blocks, and the arguments of tool calls.
+    """
+    update: dict[str, Any] = {"content": _redact_value(message.content)}
+    if isinstance(message, AIMessage) and message.tool_calls:
+        update["tool_calls"] = [
+            {**call, "args": _redact_value(call["args"])} for call in message.tool_calls
+        ]
+    return message.model_copy(update=update)

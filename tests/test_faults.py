@@ -1,0 +1,278 @@
+"""Issue 3, points 4, 5, 6 and 8: retries, the circuit breaker, long input, secrets."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
+
+from compacting_supervisor import CompactingSupervisor, HistoryManager, SummarizationError
+from compacting_supervisor._cut import is_summary
+from compacting_supervisor.redaction import redact_secrets, redact_text
+from compacting_supervisor.testing import ScriptedChatModel
+
+from .helpers import chat_graph
+
+CONFIG = {"configurable": {"thread_id": "f"}}
+
+
+class RateLimitError(Exception):
+    """Stands in for a provider's 429."""
+
+
+def _turns(supervisor: CompactingSupervisor, n: int, text: str = "turn") -> None:
+    for i in range(n):
+        supervisor.invoke({"messages": [HumanMessage(f"{text} {i}")]}, CONFIG)
+
+
+@pytest.mark.parametrize(
+    "flaky",
+    [RateLimitError("429 Too Many Requests"), "", "I'm sorry, I can't help with that."],
+)
+def test_transient_failures_are_retried_with_backoff(
+    saver: Any, flaky: Any, monkeypatch: Any
+) -> None:
+    sleeps: list[float] = []
+    monkeypatch.setattr("compacting_supervisor.history_manager.time.sleep", sleeps.append)
+    model = ScriptedChatModel(
+        responses=[flaky, flaky, "A good summary of turns 0 to 2."], cycle=False
+    )
+    history = HistoryManager(model=model, summary_retries=2, retry_backoff=0.25)
+    supervisor = CompactingSupervisor(chat_graph(saver), history, token_limit=100_000)
+    _turns(supervisor, 4)
+    result = supervisor.compact(CONFIG)
+    assert result.succeeded
+    assert result.summary == "A good summary of turns 0 to 2."
+    assert len(model.calls) == 3
+    assert sleeps == [0.25, 0.5]
+
+
+async def test_async_retries_then_gives_up_with_history_intact(asaver: Any) -> None:
+    model = ScriptedChatModel(responses=[RateLimitError("429")])
+    history = HistoryManager(model=model, summary_retries=2, retry_backoff=0.01)
+    supervisor = CompactingSupervisor(chat_graph(asaver), history, token_limit=100_000)
+    for i in range(4):
+        await supervisor.ainvoke({"messages": [HumanMessage(f"turn {i}")]}, CONFIG)
+    before = (await supervisor.aget_state(CONFIG)).values["messages"]
+    with pytest.raises(SummarizationError, match="RateLimitError"):
+        await supervisor.acompact(CONFIG)
+    assert len(model.calls) == 3
+    assert (await supervisor.aget_state(CONFIG)).values["messages"] == before
+
+
+def test_error_text_is_never_written_as_a_summary(saver: Any) -> None:
+    model = ScriptedChatModel(responses=["Error: upstream model overloaded"])
+    history = HistoryManager(model=model, summary_retries=1, retry_backoff=0)
+    supervisor = CompactingSupervisor(chat_graph(saver), history, token_limit=150)
+    _turns(supervisor, 6)
+    for snapshot in supervisor.get_state_history(CONFIG):
+        for message in snapshot.values.get("messages", []):
+            assert "overloaded" not in str(message.content)
+
+
+def test_circuit_breaker_pauses_then_retries(saver: Any) -> None:
+    broken = ScriptedChatModel(responses=[RuntimeError("down")])
+    history = HistoryManager(model=broken, summary_retries=0)
+    supervisor = CompactingSupervisor(
+        chat_graph(saver),
+        history,
+        token_limit=150,
+        max_consecutive_failures=2,
+        failure_cooldown_turns=3,
+    )
+    statuses = []
+    for i in range(12):
+        supervisor.invoke({"messages": [HumanMessage(f"turn {i}")]}, CONFIG)
+        result = supervisor.last_compaction(CONFIG)
+        statuses.append(result.status if result else None)
+    # Two failures open the breaker, three turns are skipped, one attempt fails again ...
+    first_fail = statuses.index("failed")
+    assert statuses[first_fail : first_fail + 7] == [
+        "failed",
+        "failed",
+        "skipped",
+        "skipped",
+        "skipped",
+        "failed",
+        "skipped",
+    ]
+    assert "consecutive failed compactions" in supervisor.last_compaction(CONFIG).error
+    calls_while_open = len(broken.calls)
+    # ... and a manual compact with a working summariser closes it.
+    history.summarizer = HistoryManager(
+        model=ScriptedChatModel(responses=["Fixed summary."])
+    ).summarizer
+    assert supervisor.compact(CONFIG).succeeded
+    supervisor.invoke({"messages": [HumanMessage("after the fix " * 30)]}, CONFIG)
+    assert supervisor.last_compaction(CONFIG).status == "compacted"
+    assert calls_while_open == statuses.count("failed")
+
+
+def test_long_input_is_summarised_in_pieces_and_nothing_is_dropped(saver: Any) -> None:
+    seen: list[str] = []
+
+    def summarise(messages: list[BaseMessage]) -> str:
+        request = messages[-1].content
+        seen.append(request)
+        existing = re.search(r"<existing_summary>\n(.*?)\n</existing_summary>", request, re.S)
+        facts = re.findall(r"FACT-\d+", request.split("<new_messages>")[1])
+        earlier = existing.group(1) if existing and existing.group(1) != "(none yet)" else ""
+        return " ".join(dict.fromkeys((earlier + " " + " ".join(facts)).split()))
+
+    history = HistoryManager(
+        model=ScriptedChatModel(responses=[summarise]), summary_input_tokens=400
+    )
+    supervisor = CompactingSupervisor(chat_graph(saver), history, token_limit=100_000)
+    for i in range(12):
+        text = f"FACT-{i:02d} " + "padding words to make this message long. " * 12
+        supervisor.invoke({"messages": [HumanMessage(text)]}, CONFIG)
+    result = supervisor.compact(CONFIG)
+    assert len(seen) > 2  # it did not fit in one call
+    for request in seen:
+        transcript = request.split("<new_messages>")[1]
+        assert len(transcript) < 400 * 4 * 1.3
+    # Every evicted fact reached the summariser and is in the final running summary.
+    assert result.messages_summarized == 12
+    assert result.summary.split() == [f"FACT-{i:02d}" for i in range(6)]
+
+
+def test_one_huge_message_is_split_not_truncated(saver: Any) -> None:
+    calls: list[str] = []
+
+    def summarise(messages: list[BaseMessage]) -> str:
+        calls.append(messages[-1].content)
+        return f"summary after {len(calls)} pieces"
+
+    history = HistoryManager(
+        model=ScriptedChatModel(responses=[summarise]), summary_input_tokens=500
+    )
+    supervisor = CompactingSupervisor(chat_graph(saver), history, token_limit=100_000)
+    huge = "START " + "word " * 6000 + "END"
+    supervisor.invoke({"messages": [HumanMessage(huge)]}, CONFIG)
+    _turns(supervisor, 2)
+    supervisor.compact(CONFIG)
+    joined = "".join(calls)
+    assert "START" in joined
+    assert "END" in joined
+    assert len(calls) > 5
+    assert "[part 1 of" in calls[0]
+
+
+def test_still_over_the_limit_does_not_loop(saver: Any, caplog: pytest.LogCaptureFixture) -> None:
+    history = HistoryManager(model=ScriptedChatModel(responses=["Short summary."]))
+    supervisor = CompactingSupervisor(chat_graph(saver), history, token_limit=200)
+    _turns(supervisor, 2)
+    supervisor.invoke({"messages": [HumanMessage("huge " * 800)]}, CONFIG)
+    result = supervisor.last_compaction(CONFIG)
+    assert result.succeeded
+    assert result.still_over_limit
+    assert "still over the token limit" in caplog.text
+    calls = len(history.summarizer.model.calls)  # type: ignore[attr-defined]
+    assert calls == 1  # one compaction per turn, never a loop
+    supervisor.invoke({"messages": [HumanMessage("next")]}, CONFIG)
+    assert supervisor.get_state(CONFIG).values["messages"][-1].content.startswith("Reply")
+
+
+SECRETS = {
+    "sk-proj-abcdefghijklmnopqrstuvwxyz0123": "[REDACTED:api-key]",
+    "sk-ant-api03-abcdefghijklmnopqrstuvwxyz": "[REDACTED:anthropic-key]",
+    "AKIAIOSFODNN7EXAMPLE": "[REDACTED:aws-key]",
+    "ghp_abcdefghijklmnopqrstuvwxyz0123456789": "[REDACTED:github-token]",
+    "xoxb-123456789012-abcdefghijkl": "[REDACTED:slack-token]",
+    "AIzaSyA-abcdefghijklmnopqrstuvwxyz01234": "[REDACTED:api-key]",
+}
+
+
+@pytest.mark.parametrize(("secret", "replacement"), SECRETS.items())
+def test_known_keys_are_redacted(secret: str, replacement: str) -> None:
+    assert redact_text(f"use {secret} now") == f"use {replacement} now"
+
+
+def test_tokens_urls_passwords_and_private_keys_are_redacted() -> None:
+    text = (
+        "Authorization: Bearer abcdef1234567890abcdef\n"
+        "db: postgresql://admin:s3cr3t-pw@db.internal:5432/app\n"
+        'config: {"password": "hunter22", "api_key": "zzzz9999"}\n'
+        "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEA\n-----END RSA PRIVATE KEY-----\n"
+        "jwt eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.SflKxwRJSMeKKF2QT4fwpMeJf36"
+    )
+    redacted = redact_text(text)
+    for secret in (
+        "abcdef1234567890abcdef",
+        "s3cr3t-pw",
+        "hunter22",
+        "zzzz9999",
+        "MIIEowIBAAKCAQEA",
+        "SflKxwRJ",
+    ):
+        assert secret not in redacted
+    assert "postgresql://admin:[REDACTED:password]@db.internal:5432/app" in redacted
+    assert "Bearer [REDACTED:token]" in redacted
+
+
+def test_ordinary_text_is_left_alone() -> None:
+    text = "Alice has 7 years of Rust; the meeting is at 10:00 on 12 May in room sk-12."
+    assert redact_text(text) == text
+
+
+def test_secrets_never_reach_the_summariser_but_stay_in_kept_messages(saver: Any) -> None:
+    model = ScriptedChatModel(responses=["A summary without secrets."])
+    supervisor = CompactingSupervisor(
+        chat_graph(saver), HistoryManager(model=model), token_limit=100_000
+    )
+    key = "sk-proj-abcdefghijklmnopqrstuvwxyz0123"
+    supervisor.invoke({"messages": [HumanMessage(f"My key is {key}")]}, CONFIG)
+    tool_call = AIMessage("", tool_calls=[{"name": "login", "args": {"token": key}, "id": "c1"}])
+    assert key not in str(redact_secrets(tool_call).tool_calls)
+    _turns(supervisor, 3)
+    supervisor.compact(CONFIG)
+    assert key not in str(model.calls)
+    assert "[REDACTED:api-key]" in str(model.calls)
+    # The pre-compaction checkpoint still holds the user's own words verbatim.
+    history = list(supervisor.get_state_history(CONFIG))
+    assert any(key in str(s.values.get("messages")) for s in history)
+
+
+def test_a_custom_redaction_hook_is_applied(saver: Any) -> None:
+    model = ScriptedChatModel(responses=["ok summary"])
+
+    def hide_names(message: BaseMessage) -> BaseMessage:
+        return message.model_copy(
+            update={"content": str(message.content).replace("Alice", "[NAME]")}
+        )
+
+    history = HistoryManager(model=model, redact=hide_names)
+    supervisor = CompactingSupervisor(chat_graph(saver), history, token_limit=100_000)
+    supervisor.invoke({"messages": [HumanMessage("Alice called about her contract.")]}, CONFIG)
+    _turns(supervisor, 3)
+    supervisor.compact(CONFIG)
+    assert "Alice" not in model.calls[0][-1].content
+    assert "[NAME] called" in model.calls[0][-1].content
+
+
+def test_sub_agent_channels_never_reach_the_summary(saver: Any) -> None:
+    from langgraph.graph import START, MessagesState, StateGraph
+
+    class State(MessagesState):
+        scratchpad: str
+
+    def agent(state: State) -> dict[str, Any]:
+        return {
+            "messages": [AIMessage("Public answer.")],
+            "scratchpad": "PRIVATE-SCRATCH internal notes",
+        }
+
+    builder = StateGraph(State)
+    builder.add_node("agent", agent)
+    builder.add_edge(START, "agent")
+    model = ScriptedChatModel(responses=["The user asked four times; the agent answered."])
+    supervisor = CompactingSupervisor(
+        builder.compile(checkpointer=saver), HistoryManager(model=model), token_limit=100_000
+    )
+    _turns(supervisor, 4)
+    supervisor.compact(CONFIG)
+    assert "PRIVATE-SCRATCH" not in str(model.calls)
+    assert is_summary(supervisor.get_state(CONFIG).values["messages"][0])
+    assert supervisor.get_state(CONFIG).values["scratchpad"].startswith("PRIVATE-SCRATCH")
