@@ -5,6 +5,7 @@ limit, `HistoryManager` summarises the oldest part of the thread's messages and 
 the thread's checkpoint, leaving every other channel and every earlier checkpoint intact.
 """
 
+from compacting_supervisor.archive import ArchivedSession, Transcript
 from compacting_supervisor.errors import (
     CompactionError,
     NoReductionError,
@@ -14,6 +15,7 @@ from compacting_supervisor.errors import (
 )
 from compacting_supervisor.history_manager import SUMMARY_PREFIX, HistoryManager
 from compacting_supervisor.locks import ThreadLockTimeoutError
+from compacting_supervisor.redaction import redact_secrets, redact_text
 from compacting_supervisor.results import CompactionResult, MessageCompaction
 from compacting_supervisor.summarizers import (
     ChatModelSummarizer,
@@ -25,6 +27,7 @@ from compacting_supervisor.token_counter import TokenCounter, count_tokens
 
 __all__ = [
     "SUMMARY_PREFIX",
+    "ArchivedSession",
     "ChatModelSummarizer",
     "CompactingSupervisor",
     "CompactionError",
@@ -38,6 +41,9 @@ __all__ = [
     "ThreadBusyError",
     "ThreadLockTimeoutError",
     "TokenCounter",
+    "Transcript",
     "count_tokens",
+    "redact_secrets",
+    "redact_text",
     "render_transcript",
 ]

@@ -22,6 +22,7 @@ from langgraph.checkpoint.base import BaseCheckpointSaver, CheckpointTuple
 
 from compacting_supervisor._checkpoint import build_compacted_checkpoint, check_head, head_config
 from compacting_supervisor._cut import METADATA_KEY, SUMMARY_MARKER, plan_cut
+from compacting_supervisor.archive import Transcript, build_transcript
 from compacting_supervisor.errors import (
     CompactionError,
     NoReductionError,
@@ -65,6 +66,13 @@ class _ReadState:
 class _ReadHead:
     thread_id: str
     saver: BaseCheckpointSaver[Any]
+    checkpoint_id: str | None = None
+
+
+@dataclass(frozen=True)
+class _ListCompactions:
+    thread_id: str
+    saver: BaseCheckpointSaver[Any]
 
 
 @dataclass(frozen=True)
@@ -95,7 +103,7 @@ class _ThreadState:
     busy: str | None
 
 
-_Op = _ReadState | _ReadHead | _Summarize | _Sleep | _Put
+_Op = _ReadState | _ReadHead | _ListCompactions | _Summarize | _Sleep | _Put
 _Flow = Generator[_Op, Any, _T]
 
 
@@ -350,7 +358,47 @@ class HistoryManager:
         flow = self._thread_flow(thread_id, graph, compaction_ratio, trigger, max_summary_tokens)
         return await self._adrive(flow, thread_id=thread_id)
 
+    def transcript(self, config: RunnableConfig, *, graph: Any = None) -> Transcript:
+        """Return everything the thread ever held, across all its compactions.
+
+        Args:
+            config: Names the thread.
+            graph: The compiled graph the thread belongs to (supplies the checkpointer
+                when the manager has no ``memory_saver``).
+
+        Returns:
+            The archived sessions (one per compaction, with the summary that replaced
+            them) and the live part; ``.to_markdown()`` exports it.
+        """
+        thread_id = _thread_id(config)
+        return self._drive(self._transcript_flow(thread_id, graph), thread_id=thread_id)
+
+    async def atranscript(self, config: RunnableConfig, *, graph: Any = None) -> Transcript:
+        """Async form of `transcript`."""
+        thread_id = _thread_id(config)
+        return await self._adrive(self._transcript_flow(thread_id, graph), thread_id=thread_id)
+
     # ------------------------------------------------------------------ the flows
+
+    def _transcript_flow(self, thread_id: str, graph: Any) -> _Flow[Transcript]:
+        saver = self._saver(graph)
+        key = self.messages_key
+        updates: list[CheckpointTuple] = yield _ListCompactions(thread_id, saver)
+        compactions = []
+        for update in sorted(updates, key=lambda t: t.checkpoint["id"]):
+            details = update.metadata.get(METADATA_KEY)
+            if not isinstance(details, dict) or "compacted_checkpoint_id" not in details:
+                continue  # an ordinary update_state, not a compaction
+            parent_id = str(details["compacted_checkpoint_id"])
+            parent: CheckpointTuple | None = yield _ReadHead(thread_id, saver, parent_id)
+            before = list((parent.checkpoint["channel_values"] if parent else {}).get(key) or [])
+            after = list(update.checkpoint["channel_values"].get(key) or [])
+            compactions.append(
+                (update.checkpoint["id"], parent_id, update.checkpoint["ts"], before, after)
+            )
+        head: CheckpointTuple | None = yield _ReadHead(thread_id, saver)
+        current = list((head.checkpoint["channel_values"] if head else {}).get(key) or [])
+        return build_transcript(thread_id, compactions, current)
 
     def _messages_flow(
         self,
@@ -623,7 +671,9 @@ class HistoryManager:
                 return self._state_from_snapshot(op.graph.get_state(cfg))
             return self._state_from_head(op.saver.get_tuple(cfg))
         if isinstance(op, _ReadHead):
-            return op.saver.get_tuple(head_config(op.thread_id))
+            return op.saver.get_tuple(_checkpoint_config(op))
+        if isinstance(op, _ListCompactions):
+            return list(op.saver.list(head_config(op.thread_id), filter={"source": "update"}))
         if isinstance(op, _Sleep):
             time.sleep(op.seconds)
             return None
@@ -644,7 +694,10 @@ class HistoryManager:
                 return self._state_from_snapshot(await op.graph.aget_state(cfg))
             return self._state_from_head(await op.saver.aget_tuple(cfg))
         if isinstance(op, _ReadHead):
-            return await op.saver.aget_tuple(head_config(op.thread_id))
+            return await op.saver.aget_tuple(_checkpoint_config(op))
+        if isinstance(op, _ListCompactions):
+            cfg = head_config(op.thread_id)
+            return [t async for t in op.saver.alist(cfg, filter={"source": "update"})]
         if isinstance(op, _Sleep):
             await asyncio.sleep(op.seconds)
             return None
@@ -721,6 +774,13 @@ class _FlowRun(Generic[_T]):
         except BaseException:
             self._flow.close()
             raise
+
+
+def _checkpoint_config(op: _ReadHead) -> RunnableConfig:
+    config = head_config(op.thread_id)
+    if op.checkpoint_id is not None:
+        config["configurable"]["checkpoint_id"] = op.checkpoint_id
+    return config
 
 
 def _split_message(

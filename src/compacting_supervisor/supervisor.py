@@ -24,6 +24,7 @@ from langchain_core.runnables.config import merge_configs
 from langgraph.checkpoint.base import BaseCheckpointSaver
 
 from compacting_supervisor._checkpoint import head_config
+from compacting_supervisor.archive import Transcript
 from compacting_supervisor.errors import (
     CompactionError,
     NoReductionError,
@@ -502,6 +503,17 @@ class CompactingSupervisor:
                 self._record(self._unchanged(thread_id, "manual", exc, started, messages))
                 raise
         return self._record(result) if result is not None else None
+
+    def transcript(self, config: RunnableConfig) -> Transcript:
+        """Everything the thread ever held, across all compactions (see `Transcript`)."""
+        return self.history_manager.transcript(
+            head_config(self._thread_id(config)), graph=self.agent
+        )
+
+    async def atranscript(self, config: RunnableConfig) -> Transcript:
+        """Async form of `transcript`."""
+        thread_id = self._thread_id(config)
+        return await self.history_manager.atranscript(head_config(thread_id), graph=self.agent)
 
     def last_compaction(self, thread: str | RunnableConfig) -> CompactionResult | None:
         """Return the last compaction result of a thread (successful or not) in this process.

@@ -1,0 +1,153 @@
+"""The archive: every message a thread ever held, across all its compactions.
+
+A compaction never deletes anything: the checkpoint it compacted stays in the thread's
+history. `Transcript` puts the pieces back together: for each compaction, the messages it
+folded into the summary (read from the checkpoint it compacted) and the summary that
+replaced them; then the live part of the thread. Each message appears once, in order.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
+
+from compacting_supervisor._cut import is_summary
+
+__all__ = ["ArchivedSession", "Transcript"]
+
+
+@dataclass(frozen=True)
+class ArchivedSession:
+    """The messages one compaction folded into the running summary."""
+
+    checkpoint_id: str
+    """The checkpoint the compaction wrote."""
+    compacted_checkpoint_id: str
+    """The checkpoint it compacted, which still holds these messages verbatim."""
+    timestamp: str
+    """When the compaction happened (the new checkpoint's ``ts``)."""
+    messages: list[BaseMessage]
+    """The conversation messages it folded away, in their original order."""
+    summary: str
+    """The running summary that replaced them."""
+
+
+@dataclass(frozen=True)
+class Transcript:
+    """A thread's complete history: archived sessions, then the live conversation."""
+
+    thread_id: str
+    """The thread."""
+    system: list[BaseMessage] = field(default_factory=list)
+    """The system messages at the top of the thread."""
+    sessions: list[ArchivedSession] = field(default_factory=list)
+    """One entry per compaction, oldest first."""
+    live: list[BaseMessage] = field(default_factory=list)
+    """The conversation as it is now, after the running summary."""
+
+    @property
+    def messages(self) -> list[BaseMessage]:
+        """Every message the thread ever held, each once, in order (summaries excluded)."""
+        archived = [m for session in self.sessions for m in session.messages]
+        return [*self.system, *archived, *self.live]
+
+    def to_markdown(self) -> str:
+        """Render as Markdown: each archived session with its summary, then the live part."""
+        lines = [f"# Transcript of thread `{self.thread_id}`", ""]
+        total = len(self.messages)
+        lines += [
+            f"{total} messages, {len(self.sessions)} compaction(s). Every message the thread "
+            "ever held appears once below.",
+            "",
+        ]
+        if self.system:
+            lines += ["## System", ""]
+            lines += [_render(m) for m in self.system]
+        for number, session in enumerate(self.sessions, start=1):
+            lines += [
+                f"## Archived session {number}",
+                "",
+                f"*Compacted at {session.timestamp} (checkpoint `{session.checkpoint_id}`, "
+                f"the originals are in `{session.compacted_checkpoint_id}`).*",
+                "",
+            ]
+            lines += [_render(m) for m in session.messages]
+            lines += ["### The summary that replaced it", ""]
+            lines += [f"> {line}" if line else ">" for line in session.summary.splitlines()]
+            lines.append("")
+        lines += ["## Live conversation", ""]
+        lines += [_render(m) for m in self.live] or ["*(empty)*", ""]
+        return "\n".join(lines).rstrip() + "\n"
+
+
+def _text(message: BaseMessage) -> str:
+    content = message.content
+    if isinstance(content, str):
+        return content
+    parts = []
+    for block in content:
+        if isinstance(block, str):
+            parts.append(block)
+        elif isinstance(block, dict) and block.get("type") == "text":
+            parts.append(str(block.get("text", "")))
+        elif isinstance(block, dict):
+            parts.append(f"[{block.get('type', 'block')}]")
+    return "\n".join(parts)
+
+
+def _render(message: BaseMessage) -> str:
+    if isinstance(message, HumanMessage):
+        who = "user"
+    elif isinstance(message, SystemMessage):
+        who = "system"
+    elif isinstance(message, ToolMessage):
+        who = f"tool result{f' ({message.name})' if message.name else ''}"
+    elif isinstance(message, AIMessage):
+        who = message.name or "assistant"
+    else:
+        who = str(message.type)
+    out = [f"**{who}:** {_text(message)}".rstrip()]
+    if isinstance(message, AIMessage):
+        for call in message.tool_calls:
+            args = json.dumps(call["args"], ensure_ascii=False, default=str)
+            out.append(f"- calls `{call['name']}` with `{args}`")
+    return "\n".join(out) + "\n"
+
+
+def build_transcript(
+    thread_id: str,
+    compactions: list[tuple[str, str, str, list[BaseMessage], list[BaseMessage]]],
+    head: list[BaseMessage],
+) -> Transcript:
+    """Assemble a transcript from the thread's compactions and its head.
+
+    Args:
+        thread_id: The thread.
+        compactions: ``(checkpoint_id, compacted_checkpoint_id, ts, messages before,
+            messages after)`` for each compaction, oldest first.
+        head: The thread's current messages.
+    """
+    sessions = []
+    for checkpoint_id, compacted_id, ts, before, after in compactions:
+        kept = {m.id for m in after}
+        folded = [
+            m
+            for m in before
+            if not is_summary(m) and not isinstance(m, SystemMessage) and m.id not in kept
+        ]
+        summary = next((m for m in after if is_summary(m)), None)
+        text = _text(summary) if summary is not None else ""
+        sessions.append(
+            ArchivedSession(
+                checkpoint_id=checkpoint_id,
+                compacted_checkpoint_id=compacted_id,
+                timestamp=ts,
+                messages=folded,
+                summary=text.split("\n\n", 1)[-1] if summary is not None else "",
+            )
+        )
+    system: list[BaseMessage] = [m for m in head if isinstance(m, SystemMessage)]
+    live = [m for m in head if not isinstance(m, SystemMessage) and not is_summary(m)]
+    return Transcript(thread_id=thread_id, system=system, sessions=sessions, live=live)

@@ -1,0 +1,84 @@
+"""Issue 3, point 9: the complete transcript of a thread across all its compactions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from langchain_core.messages import HumanMessage, SystemMessage
+
+from compacting_supervisor import CompactingSupervisor, HistoryManager
+from compacting_supervisor.testing import ScriptedChatModel
+
+from .helpers import chat_graph, tool_agent
+
+CONFIG = {"configurable": {"thread_id": "archive"}}
+PLAIN = {"configurable": {"thread_id": "uncompacted"}}
+
+
+def _view(messages: list[Any]) -> list[tuple[str, Any, Any]]:
+    return [(m.type, m.content, getattr(m, "tool_calls", None)) for m in messages]
+
+
+def _summaries() -> ScriptedChatModel:
+    counter = iter(range(1, 1000))
+    return ScriptedChatModel(
+        responses=[lambda messages: f"Running summary number {next(counter)}."]
+    )
+
+
+def test_transcript_holds_every_message_once_in_order(saver: Any) -> None:
+    supervisor = CompactingSupervisor(
+        chat_graph(saver), HistoryManager(model=_summaries()), token_limit=250
+    )
+    reference = chat_graph(saver)  # the same conversation, never compacted
+    reference.update_state(PLAIN, {"messages": [SystemMessage("You are terse.")]})
+    supervisor.update_state(CONFIG, {"messages": [SystemMessage("You are terse.")]})
+    for i in range(14):
+        message = {"messages": [HumanMessage(f"Question {i}: what about item {i}?")]}
+        supervisor.invoke(message, CONFIG)
+        reference.invoke(message, PLAIN)
+
+    transcript = supervisor.transcript(CONFIG)
+    everything = reference.get_state(PLAIN).values["messages"]
+    assert len(transcript.sessions) >= 3
+    assert _view(transcript.messages) == _view(everything)
+    ids = [m.id for m in transcript.messages]
+    assert len(ids) == len(set(ids))
+    for number, session in enumerate(transcript.sessions, start=1):
+        assert session.summary == f"Running summary number {number}."
+        assert session.messages
+
+    markdown = transcript.to_markdown()
+    for i in range(14):
+        assert f"Question {i}: what about item {i}?" in markdown
+    for number in range(1, len(transcript.sessions) + 1):
+        assert f"## Archived session {number}" in markdown
+        assert f"> Running summary number {number}." in markdown
+    assert markdown.index("## Archived session 1") < markdown.index("## Live conversation")
+    assert markdown.count("**user:** Question 0:") == 1
+
+
+async def test_async_transcript_with_tool_calls(asaver: Any) -> None:
+    supervisor = CompactingSupervisor(
+        tool_agent(asaver), HistoryManager(model=_summaries()), token_limit=350
+    )
+    for i in range(6):
+        await supervisor.ainvoke({"messages": [HumanMessage(f"Trip {i}: weather?")]}, CONFIG)
+    transcript = await supervisor.atranscript(CONFIG)
+    assert transcript.sessions
+    messages = transcript.messages
+    assert [m.content for m in messages if m.type == "human"] == [
+        f"Trip {i}: weather?" for i in range(6)
+    ]
+    tool_results = [m for m in messages if m.type == "tool"]
+    assert len(tool_results) == 12  # two parallel lookups per turn, none lost
+    assert "calls `lookup`" in transcript.to_markdown()
+
+
+def test_a_thread_that_never_compacted_is_all_live(saver: Any) -> None:
+    supervisor = CompactingSupervisor(chat_graph(saver), token_limit=100_000)
+    supervisor.invoke({"messages": [HumanMessage("hello")]}, CONFIG)
+    transcript = supervisor.transcript(CONFIG)
+    assert transcript.sessions == []
+    assert transcript.live[0].content == "hello"
+    assert "## Live conversation" in transcript.to_markdown()
