@@ -107,7 +107,7 @@ def _render(message: BaseMessage) -> str:
     elif isinstance(message, AIMessage):
         who = message.name or "assistant"
     else:
-        who = str(message.type)
+        who = str(getattr(message, "role", None) or message.type)
     out = [f"**{who}:** {_text(message)}".rstrip()]
     if isinstance(message, AIMessage):
         for call in message.tool_calls:
@@ -131,12 +131,10 @@ def build_transcript(
     """
     sessions = []
     for checkpoint_id, compacted_id, ts, before, after in compactions:
-        kept = {m.id for m in after}
-        folded = [
-            m
-            for m in before
-            if not is_summary(m) and not isinstance(m, SystemMessage) and m.id not in kept
-        ]
+        # A compaction keeps a suffix of the conversation: what came before it was folded.
+        conversation = [m for m in before if not is_summary(m) and not isinstance(m, SystemMessage)]
+        kept = [m for m in after if not is_summary(m) and not isinstance(m, SystemMessage)]
+        folded = conversation[: len(conversation) - len(kept)] if kept else conversation
         summary = next((m for m in after if is_summary(m)), None)
         text = _text(summary) if summary is not None else ""
         sessions.append(

@@ -407,6 +407,7 @@ class HistoryManager:
         max_summary_tokens: int | None,
     ) -> _Flow[MessageCompaction | None]:
         _check_ratio(ratio)
+        _check_messages(messages, self.messages_key)
         plan = plan_cut(messages, ratio)
         if plan is None:
             logger.debug("Nothing to compact: no safe cut in %d messages.", len(messages))
@@ -774,6 +775,18 @@ class _FlowRun(Generic[_T]):
         except BaseException:
             self._flow.close()
             raise
+
+
+def _check_messages(messages: list[Any], key: str) -> None:
+    for index, message in enumerate(messages):
+        if not isinstance(message, BaseMessage):
+            msg = (
+                f"The {key!r} channel holds a {type(message).__name__} at index {index}, not a "
+                "LangChain message, so it cannot be compacted safely; nothing was written. "
+                "Give the channel the add_messages reducer (e.g. MessagesState) so inputs are "
+                "converted to messages."
+            )
+            raise CompactionError(msg)
 
 
 def _checkpoint_config(op: _ReadHead) -> RunnableConfig:

@@ -26,6 +26,8 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import (
     AIMessage,
     BaseMessage,
+    ChatMessage,
+    FunctionMessage,
     HumanMessage,
     SystemMessage,
     ToolMessage,
@@ -151,6 +153,10 @@ def _speaker(message: BaseMessage) -> str:
         return message.name or "assistant"
     if isinstance(message, SystemMessage):
         return "system"
+    if isinstance(message, ChatMessage):
+        return message.role
+    if isinstance(message, FunctionMessage):
+        return f"function result {message.name}"
     return str(message.type)
 
 

@@ -31,7 +31,7 @@ from compacting_supervisor.errors import (
     StaleCheckpointError,
     ThreadBusyError,
 )
-from compacting_supervisor.history_manager import HistoryManager, _check_ratio
+from compacting_supervisor.history_manager import HistoryManager, _check_messages, _check_ratio
 from compacting_supervisor.locks import ThreadLocks, alocks_for, locks_for
 from compacting_supervisor.results import CompactionResult
 from compacting_supervisor.summarizers import SUMMARIZER_TAG
@@ -531,8 +531,27 @@ class CompactingSupervisor:
     def _auto_compact(
         self, thread_id: str, messages: list[BaseMessage] | None
     ) -> CompactionResult | None:
+        started = time.perf_counter()
+        try:
+            return self._auto_compact_unguarded(thread_id, messages)
+        except Exception as exc:  # whatever happens, the user's run has already succeeded
+            return self._record(self._unchanged(thread_id, "token_limit", exc, started, None))
+
+    async def _aauto_compact(
+        self, thread_id: str, messages: list[BaseMessage] | None
+    ) -> CompactionResult | None:
+        started = time.perf_counter()
+        try:
+            return await self._aauto_compact_unguarded(thread_id, messages)
+        except Exception as exc:  # whatever happens, the user's run has already succeeded
+            return self._record(self._unchanged(thread_id, "token_limit", exc, started, None))
+
+    def _auto_compact_unguarded(
+        self, thread_id: str, messages: list[BaseMessage] | None
+    ) -> CompactionResult | None:
         if messages is None:
             messages = self._read_messages(self.agent.get_state(head_config(thread_id)))
+        _check_messages(messages, self.history_manager.messages_key)
         if not self.over_limit(messages):
             return None
         started = time.perf_counter()
@@ -548,11 +567,12 @@ class CompactingSupervisor:
             result = self._unchanged(thread_id, "token_limit", _NoSafeCutError(), started, messages)
         return self._record(result)
 
-    async def _aauto_compact(
+    async def _aauto_compact_unguarded(
         self, thread_id: str, messages: list[BaseMessage] | None
     ) -> CompactionResult | None:
         if messages is None:
             messages = self._read_messages(await self.agent.aget_state(head_config(thread_id)))
+        _check_messages(messages, self.history_manager.messages_key)
         if not self.over_limit(messages):
             return None
         started = time.perf_counter()
@@ -619,7 +639,10 @@ class CompactingSupervisor:
                 exc,
                 exc_info=not isinstance(exc, CompactionError),
             )
-        tokens = self.history_manager.token_counter.count(messages) if messages else 0
+        try:
+            tokens = self.history_manager.token_counter.count(messages) if messages else 0
+        except Exception:  # a channel holding things that are not messages
+            tokens = 0
         count = len(messages) if messages is not None else 0
         return CompactionResult(
             thread_id=thread_id,
