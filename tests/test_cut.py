@@ -184,3 +184,19 @@ def test_generated_histories_stay_valid_for_every_ratio(seed: int) -> None:
         assert anthropic_violations(compacted) == [], (seed, ratio)
         humans = [m for m in parts.conversation if isinstance(m, HumanMessage)]
         assert humans[-1] in plan.kept
+
+
+def test_tool_call_ids_reused_across_turns_still_allow_a_real_cut() -> None:
+    messages: list[BaseMessage] = []
+    for turn in range(10):
+        messages += [
+            HumanMessage(f"question {turn}"),
+            AIMessage("", tool_calls=[{"name": "lookup", "args": {"n": turn}, "id": "call_0"}]),
+            ToolMessage(f"result {turn}", tool_call_id="call_0"),
+            AIMessage(f"answer {turn}"),
+        ]
+    messages.append(HumanMessage("latest"))
+    plan = plan_cut(messages, 0.5)
+    assert plan is not None
+    assert len(plan.evicted) == 20
+    assert openai_violations([_summary(), *plan.kept]) == []

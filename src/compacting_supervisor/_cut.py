@@ -72,25 +72,25 @@ class CutPlan:
 
 
 def _blocked_cuts(conversation: Sequence[BaseMessage]) -> list[bool]:
-    """Mark each cut position ``c`` (evict ``conversation[:c]``) that splits a tool group."""
+    """Mark each cut position ``c`` (evict ``conversation[:c]``) that splits a tool group.
+
+    A tool result belongs to the latest earlier AIMessage that called its id, so models that
+    reuse ids across turns (``call_0`` every time) still get one small group per call.
+    """
     n = len(conversation)
-    call_pos: dict[str, int] = {}
-    result_pos: dict[str, list[int]] = {}
+    open_calls: dict[str, int] = {}
+    # A difference array over cut positions: a group spanning [lo, hi] blocks lo < c <= hi.
+    delta = [0] * (n + 2)
     for i, message in enumerate(conversation):
         if isinstance(message, AIMessage):
             for call in message.tool_calls:
                 if call.get("id"):
-                    call_pos.setdefault(str(call["id"]), i)
+                    open_calls[str(call["id"])] = i
         elif isinstance(message, ToolMessage):
-            result_pos.setdefault(str(message.tool_call_id), []).append(i)
-    # A difference array over cut positions: a group spanning [lo, hi] blocks lo < c <= hi.
-    delta = [0] * (n + 2)
-    for call_id, positions in result_pos.items():
-        lo = min([*positions, call_pos.get(call_id, positions[0])])
-        hi = max([*positions, call_pos.get(call_id, positions[0])])
-        if hi > lo:
-            delta[lo + 1] += 1
-            delta[hi + 1] -= 1
+            lo = open_calls.get(str(message.tool_call_id), i)
+            if i > lo:
+                delta[lo + 1] += 1
+                delta[i + 1] -= 1
     blocked = []
     running = 0
     for c in range(n + 1):

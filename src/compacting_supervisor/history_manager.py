@@ -35,6 +35,7 @@ from compacting_supervisor.summarizers import (
     ChatModelSummarizer,
     ExtractiveSummarizer,
     Summarizer,
+    _text_of,
     arun_summarizer,
     resolve_chat_model,
     run_summarizer,
@@ -848,7 +849,7 @@ def _check_ratio(ratio: float) -> None:
 def _summary_text(message: BaseMessage | None) -> str | None:
     if message is None:
         return None
-    text = message.content if isinstance(message.content, str) else str(message.text)
+    text = _text_of(message.content)
     return text.removeprefix(SUMMARY_PREFIX).strip() or None
 
 

@@ -239,8 +239,11 @@ class ExtractiveSummarizer:
         """Return the previous summary's lines plus one line per evicted message."""
         items = self._items_of(previous)
         for message in messages:
-            text = _text_of(message.content) or self._calls_text(message)
-            if text.strip():
+            calls = self._calls_text(message)
+            text = " ".join(_text_of(message.content).split())
+            if calls:  # tool calls are facts too: keep them with (or instead of) the text
+                text = f"{calls}: {text}" if text else calls
+            if text:
                 items.append((_speaker(message), " ".join(text.split())))
         budget = max(60, max_tokens * 4) - len(self._HEADER) - 1
         lines: list[str] = []
