@@ -212,3 +212,161 @@ def test_sigkill_at_any_moment_leaves_a_readable_resumable_thread(
             out = supervisor.invoke({"messages": [HumanMessage(turn_text(99, kill))]}, config)
             assert out["messages"][-1].content.startswith("Noted.")
     assert progressed == kills
+
+
+def _approval_graph(checkpointer: Any) -> Any:
+    from langchain_core.messages import AIMessage
+    from langgraph.graph import START, MessagesState, StateGraph
+    from langgraph.types import interrupt
+
+    def ask(state: MessagesState) -> dict[str, Any]:
+        answer = interrupt("approve?")
+        return {"messages": [AIMessage(f"approved: {answer}")]}
+
+    builder = StateGraph(MessagesState)
+    builder.add_node("ask", ask)
+    builder.add_edge(START, "ask")
+    return builder.compile(checkpointer=checkpointer)
+
+
+def test_resuming_from_inside_the_stream_loop_does_not_deadlock(saver: Any) -> None:
+    from langgraph.types import Command
+
+    from compacting_supervisor import CompactingSupervisor
+
+    supervisor = CompactingSupervisor(_approval_graph(saver), lock_timeout=3)
+    config = {"configurable": {"thread_id": "hitl"}}
+    resumed = None
+    for event in supervisor.stream({"messages": [HumanMessage("deploy?")]}, config):
+        if event["type"] == "interrupt":
+            supervisor.update_state(config, {"messages": [HumanMessage("note: approved by Ann")]})
+            resumed = supervisor.invoke(Command(resume="yes"), config)
+    assert resumed is not None
+    assert resumed["messages"][-1].content == "approved: yes"
+
+
+async def test_async_resuming_from_inside_the_stream_loop(asaver: Any) -> None:
+    from langgraph.types import Command
+
+    from compacting_supervisor import CompactingSupervisor
+
+    supervisor = CompactingSupervisor(_approval_graph(asaver), lock_timeout=3)
+    config = {"configurable": {"thread_id": "hitl"}}
+    async for event in supervisor.astream({"messages": [HumanMessage("deploy?")]}, config):
+        if event["type"] == "interrupt":
+            # Re-entering the thread from the consuming task must not deadlock (it would
+            # raise ThreadLockTimeoutError after 3 s). Whether a resume sent before the run
+            # has saved its interrupt finds it is LangGraph's business, as on the bare graph.
+            await supervisor.aupdate_state(config, {"messages": [HumanMessage("noted")]})
+    state = await supervisor.aget_state(config)
+    if state.interrupts:
+        await supervisor.ainvoke(Command(resume="yes"), config)
+    final = await supervisor.aget_state(config)
+    assert final.values["messages"][-1].content in ("approved: yes", "noted")
+
+
+async def test_other_tasks_still_wait_for_the_holder(asaver: Any) -> None:
+    import asyncio
+
+    locks = ThreadLocks()
+    order: list[str] = []
+
+    async def first() -> None:
+        async with locks.ahold("t"):
+            order.append("first in")
+            await asyncio.sleep(0.1)
+            order.append("first out")
+
+    async def second() -> None:
+        await asyncio.sleep(0.01)
+        async with locks.ahold("t"):
+            order.append("second in")
+
+    await asyncio.gather(first(), second())
+    assert order == ["first in", "first out", "second in"]
+
+
+def _advisory_locks_held() -> int:
+    import psycopg
+
+    from compacting_supervisor.locks import _PostgresBackend
+
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = %s",
+            (_PostgresBackend._NAMESPACE,),
+        ).fetchone()
+    return int(row[0])
+
+
+async def test_cancelled_postgres_acquire_gives_the_lock_back() -> None:
+    import asyncio
+
+    from compacting_supervisor.locks import _PostgresBackend
+
+    backend = _PostgresBackend(POSTGRES_URL)
+    real = backend.try_acquire
+
+    def slow(slot: int) -> bool:
+        time.sleep(0.3)  # the cancel lands while the query is in flight
+        return real(slot)
+
+    backend.try_acquire = slow  # type: ignore[method-assign]
+    locks = ThreadLocks(backend)
+
+    async def take() -> None:
+        async with locks.ahold("cancelled-thread"):
+            await asyncio.sleep(10)
+
+    task = asyncio.create_task(take())
+    await asyncio.sleep(0.05)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await asyncio.sleep(0.6)
+    assert _advisory_locks_held() == 0
+    other = ThreadLocks(_PostgresBackend(POSTGRES_URL))
+    with other.hold("cancelled-thread", timeout=1):
+        pass
+
+
+def test_postgres_lock_connection_reconnects() -> None:
+    import psycopg
+
+    from compacting_supervisor.locks import _PostgresBackend
+
+    backend = _PostgresBackend(POSTGRES_URL)
+    locks = ThreadLocks(backend)
+    with locks.hold("a"):
+        pass
+    pid = backend._conn.info.backend_pid
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    time.sleep(0.2)
+    with locks.hold("a", timeout=2):  # a broken session is replaced, the turn goes on
+        assert backend._conn.info.backend_pid != pid
+
+
+def _child_tries_lock(queue: Any) -> None:
+    from compacting_supervisor.locks import locks_for
+
+    with open_saver("postgres", POSTGRES_URL) as saver:
+        try:
+            with locks_for(saver).hold("forked", timeout=0.5):
+                queue.put("acquired")
+        except ThreadLockTimeoutError:
+            queue.put("excluded")
+
+
+def test_a_forked_worker_does_not_share_the_parents_lock_session() -> None:
+    from compacting_supervisor.locks import locks_for
+
+    with open_saver("postgres", POSTGRES_URL) as saver:
+        saver.setup()
+        context = multiprocessing.get_context("fork")
+        queue = context.Queue()
+        with locks_for(saver).hold("forked"):
+            child = context.Process(target=_child_tries_lock, args=(queue,))
+            child.start()
+            child.join(30)
+        assert queue.get(timeout=5) == "excluded"

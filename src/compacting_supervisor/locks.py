@@ -104,33 +104,104 @@ class _FileBackend:
 
 
 class _PostgresBackend:
-    """Session advisory locks on a connection used for nothing else."""
+    """Session advisory locks on a connection used for nothing else.
+
+    The connection is reopened when it breaks (a server restart, an idle timeout); the
+    locks it held are then gone, which the server also does for a dead process.
+    """
 
     _NAMESPACE = 0x43535550  # "CSUP": keeps our keys apart from the application's
 
     def __init__(self, conninfo: str) -> None:
+        self._conninfo = conninfo
+        self._lock = threading.Lock()
+        self._conn: Any = None
+
+    def _execute(self, query: str, params: tuple[int, int]) -> Any:
         import psycopg
 
-        self._conn = psycopg.connect(conninfo, autocommit=True)
-        self._lock = threading.Lock()
+        with self._lock:
+            for attempt in (1, 2):
+                if self._conn is None or self._conn.closed:
+                    self._conn = psycopg.connect(self._conninfo, autocommit=True)
+                try:
+                    return self._conn.execute(query, params).fetchone()
+                except psycopg.OperationalError:
+                    self._conn = None
+                    if attempt == 2:
+                        raise
+                    logger.warning("The Postgres lock connection broke; reconnecting.")
+            return None  # pragma: no cover - the loop returns or raises
 
     def slot(self, thread_id: str) -> int:
         return _hash(thread_id) % (1 << 31)
 
     def try_acquire(self, slot: int) -> bool:
-        with self._lock:
-            row = self._conn.execute(
-                "SELECT pg_try_advisory_lock(%s, %s)", (self._NAMESPACE, slot)
-            ).fetchone()
+        row = self._execute("SELECT pg_try_advisory_lock(%s, %s)", (self._NAMESPACE, slot))
         return bool(row and row[0])
 
     def release(self, slot: int) -> None:
-        with self._lock:
-            self._conn.execute("SELECT pg_advisory_unlock(%s, %s)", (self._NAMESPACE, slot))
+        try:
+            self._execute("SELECT pg_advisory_unlock(%s, %s)", (self._NAMESPACE, slot))
+        except Exception as exc:  # the session is gone, and its locks with it
+            logger.warning("Could not release a Postgres advisory lock (%s); it is gone.", exc)
+
+
+def _owner() -> tuple[str, int]:
+    """Who holds a lock: the current asyncio task, else the current OS thread."""
+    try:
+        task = asyncio.current_task()
+    except RuntimeError:
+        task = None
+    if task is not None:
+        return ("task", id(task))
+    return ("thread", threading.get_ident())
+
+
+class _Slot:
+    """An in-process lock that its owner (OS thread or asyncio task) can re-enter."""
+
+    def __init__(self) -> None:
+        self.owner: tuple[str, int] | None = None
+        self.depth = 0
+        self.cross_process = False  # whether the backend lock is held for this slot
+        self.changed = threading.Condition()
+
+    def try_enter(self, owner: tuple[str, int]) -> bool:
+        with self.changed:
+            if self.owner is None or self.owner == owner:
+                self.owner = owner
+                self.depth += 1
+                return True
+            return False
+
+    def enter(self, owner: tuple[str, int], timeout: float | None) -> bool:
+        with self.changed:
+            if not self.changed.wait_for(
+                lambda: self.owner is None or self.owner == owner, timeout=timeout
+            ):
+                return False
+            self.owner = owner
+            self.depth += 1
+            return True
+
+    def leave(self) -> bool:
+        """Step out once; True when the owner has left entirely."""
+        with self.changed:
+            self.depth -= 1
+            if self.depth:
+                return False
+            self.owner = None
+            self.changed.notify_all()
+            return True
 
 
 class ThreadLocks:
     """Per-thread locks for one checkpoint store, usable from threads and asyncio tasks.
+
+    The holder (an OS thread, or an asyncio task) may take the lock again while it holds
+    it: calling ``update_state`` or ``invoke(Command(resume=...))`` while consuming a
+    stream of the same thread works as it does on the bare graph.
 
     Args:
         backend: The cross-process lock, or None for in-process locking only.
@@ -138,72 +209,102 @@ class ThreadLocks:
 
     def __init__(self, backend: _Backend | None = None) -> None:
         self.backend: _Backend = backend or _NoBackend()
-        self._local: dict[Any, threading.Lock] = {}
+        self._slots: dict[Any, _Slot] = {}
         self._guard = threading.Lock()
 
-    def _local_lock(self, slot: Any) -> threading.Lock:
+    def _slot(self, slot: Any) -> _Slot:
         with self._guard:
-            return self._local.setdefault(slot, threading.Lock())
+            return self._slots.setdefault(slot, _Slot())
 
     @contextlib.contextmanager
     def hold(self, thread_id: str, *, timeout: float | None = None) -> Iterator[None]:
         """Hold the thread's lock for the block (blocking the calling OS thread)."""
-        slot = self.backend.slot(thread_id)
+        key = self.backend.slot(thread_id)
         deadline = None if timeout is None else time.monotonic() + timeout
-        local = self._local_lock(slot)
-        if not local.acquire(timeout=-1 if timeout is None else timeout):
+        slot = self._slot(key)
+        if not slot.enter(_owner(), timeout):
             raise ThreadLockTimeoutError(thread_id, timeout or 0.0)
         try:
-            delay = _POLL_START
-            while not self.backend.try_acquire(slot):
-                if deadline is not None and time.monotonic() >= deadline:
-                    raise ThreadLockTimeoutError(thread_id, timeout or 0.0)
-                time.sleep(delay)
-                delay = min(delay * 2, _POLL_MAX)
-            try:
-                yield
-            finally:
-                self.backend.release(slot)
+            if not slot.cross_process:
+                delay = _POLL_START
+                while not self.backend.try_acquire(key):
+                    if deadline is not None and time.monotonic() >= deadline:
+                        raise ThreadLockTimeoutError(thread_id, timeout or 0.0)
+                    time.sleep(delay)
+                    delay = min(delay * 2, _POLL_MAX)
+                slot.cross_process = True
+            yield
         finally:
-            local.release()
+            self._leave(slot, key)
+
+    def _leave(self, slot: _Slot, key: Any) -> None:
+        with slot.changed:
+            last = slot.depth == 1
+            if last and slot.cross_process:
+                slot.cross_process = False
+                self.backend.release(key)
+        slot.leave()
 
     @contextlib.asynccontextmanager
     async def ahold(self, thread_id: str, *, timeout: float | None = None) -> AsyncIterator[None]:
         """Hold the thread's lock for the block without blocking the event loop."""
-        slot = self.backend.slot(thread_id)
+        key = self.backend.slot(thread_id)
         deadline = None if timeout is None else time.monotonic() + timeout
-        local = self._local_lock(slot)
-        blocking_backend = isinstance(self.backend, _PostgresBackend)
+        slot = self._slot(key)
+        owner = _owner()
         delay = _POLL_START
-        while not local.acquire(blocking=False):
+        while not slot.try_enter(owner):
             if deadline is not None and time.monotonic() >= deadline:
                 raise ThreadLockTimeoutError(thread_id, timeout or 0.0)
             await asyncio.sleep(delay)
             delay = min(delay * 2, _POLL_MAX)
         try:
-            delay = _POLL_START
-            while not (
-                await asyncio.to_thread(self.backend.try_acquire, slot)
-                if blocking_backend
-                else self.backend.try_acquire(slot)
-            ):
-                if deadline is not None and time.monotonic() >= deadline:
-                    raise ThreadLockTimeoutError(thread_id, timeout or 0.0)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, _POLL_MAX)
-            try:
-                yield
-            finally:
-                if blocking_backend:
-                    await asyncio.to_thread(self.backend.release, slot)
-                else:
-                    self.backend.release(slot)
+            if not slot.cross_process:
+                delay = _POLL_START
+                while not await self._atry_backend(key):
+                    if deadline is not None and time.monotonic() >= deadline:
+                        raise ThreadLockTimeoutError(thread_id, timeout or 0.0)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, _POLL_MAX)
+                slot.cross_process = True
+            yield
         finally:
-            local.release()
+            if isinstance(self.backend, _PostgresBackend) and slot.depth == 1:
+                await asyncio.to_thread(self._leave, slot, key)
+            else:
+                self._leave(slot, key)
+
+    async def _atry_backend(self, key: Any) -> bool:
+        if not isinstance(self.backend, _PostgresBackend):
+            return self.backend.try_acquire(key)  # a non-blocking local call
+        attempt = asyncio.ensure_future(asyncio.to_thread(self.backend.try_acquire, key))
+        try:
+            return await asyncio.shield(attempt)
+        except asyncio.CancelledError:
+            # The query still runs in its worker thread: if it gets the lock, give it back.
+            backend = self.backend
+
+            def give_back(done: asyncio.Future[bool]) -> None:
+                if not done.cancelled() and done.exception() is None and done.result():
+                    threading.Thread(target=backend.release, args=(key,), daemon=True).start()
+
+            attempt.add_done_callback(give_back)
+            raise
 
 
 _registry: dict[Any, ThreadLocks] = {}
 _registry_guard = threading.Lock()
+
+
+def _forget_parent_locks() -> None:
+    # A forked child must not share the parent's lock file handle or Postgres session:
+    # its locks would be the parent's (both re-enter the same session's advisory locks).
+    global _registry_guard  # noqa: PLW0603 - a fresh guard: the parent's may be held
+    _registry.clear()
+    _registry_guard = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_parent_locks)
 
 
 def _shared(key: Any, make: Any) -> ThreadLocks:

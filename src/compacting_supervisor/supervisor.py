@@ -13,6 +13,7 @@ import contextlib
 import copy
 import dataclasses
 import logging
+import os
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import AbstractContextManager
@@ -274,6 +275,7 @@ class CompactingSupervisor:
         self._circuits: dict[str, _Circuit] = {}
         self._results: dict[str, CompactionResult] = {}
         self._locks: ThreadLocks | None = None
+        self._locks_pid = os.getpid()
 
     # ------------------------------------------------------------------ running the graph
 
@@ -590,14 +592,16 @@ class CompactingSupervisor:
 
     def _hold(self, thread_id: str) -> AbstractContextManager[None]:
         """The thread's lock: one run or compaction of a thread at a time, across processes."""
-        if self._locks is None:
+        if self._locks is None or self._locks_pid != os.getpid():  # a forked worker: its own
             self._locks = locks_for(self.history_manager._saver(self.agent))
+            self._locks_pid = os.getpid()
         return self._locks.hold(thread_id, timeout=self.lock_timeout)
 
     @contextlib.asynccontextmanager
     async def _ahold(self, thread_id: str) -> AsyncIterator[None]:
-        if self._locks is None:
+        if self._locks is None or self._locks_pid != os.getpid():
             self._locks = await alocks_for(self.history_manager._saver(self.agent))
+            self._locks_pid = os.getpid()
         async with self._locks.ahold(thread_id, timeout=self.lock_timeout):
             yield
 
