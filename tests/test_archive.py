@@ -82,3 +82,36 @@ def test_a_thread_that_never_compacted_is_all_live(saver: Any) -> None:
     assert transcript.sessions == []
     assert transcript.live[0].content == "hello"
     assert "## Live conversation" in transcript.to_markdown()
+
+
+def test_mid_thread_system_messages_are_archived(saver: Any) -> None:
+    supervisor = CompactingSupervisor(
+        chat_graph(saver), HistoryManager(model=_summaries()), token_limit=100_000
+    )
+    supervisor.update_state(CONFIG, {"messages": [SystemMessage("s-top")]})
+    supervisor.invoke({"messages": [HumanMessage("q1")]}, CONFIG)
+    supervisor.update_state(CONFIG, {"messages": [SystemMessage("s-mid")]})
+    for i in range(4):
+        supervisor.invoke({"messages": [HumanMessage(f"q{i + 2}")]}, CONFIG)
+    everything = [m.content for m in supervisor.get_state(CONFIG).values["messages"]]
+    supervisor.compact(CONFIG)
+    transcript = supervisor.transcript(CONFIG)
+    assert [m.content for m in transcript.messages] == everything
+    assert "s-mid" in transcript.to_markdown()
+
+
+def test_a_history_replacement_is_archived_not_mistaken_for_a_compaction(saver: Any) -> None:
+    supervisor = CompactingSupervisor(chat_graph(saver), token_limit=100_000)
+    for i in range(3):
+        supervisor.invoke({"messages": [HumanMessage(f"q{i}")]}, CONFIG)
+    snapshot = supervisor.get_state(CONFIG)
+    original = snapshot.values["messages"]
+    edited = [original[0].model_copy(update={"content": "q0 (edited)"}), *original[1:]]
+    supervisor.history_manager.replace_thread_history(
+        snapshot.config, edited, graph=supervisor.agent
+    )
+    transcript = supervisor.transcript(CONFIG)
+    assert [s.kind for s in transcript.sessions] == ["replacement"]
+    assert [m.content for m in transcript.sessions[0].messages] == ["q0"]
+    assert transcript.live[0].content == "q0 (edited)"
+    assert "removed or changed by a history replacement" in transcript.to_markdown()

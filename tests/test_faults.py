@@ -276,3 +276,29 @@ def test_sub_agent_channels_never_reach_the_summary(saver: Any) -> None:
     assert "PRIVATE-SCRATCH" not in str(model.calls)
     assert is_summary(supervisor.get_state(CONFIG).values["messages"][0])
     assert supervisor.get_state(CONFIG).values["scratchpad"].startswith("PRIVATE-SCRATCH")
+
+
+def test_a_huge_message_made_of_content_blocks_is_split_too(saver: Any) -> None:
+    calls: list[str] = []
+
+    def summarise(messages: list[BaseMessage]) -> str:
+        calls.append(messages[-1].content)
+        return f"summary after {len(calls)} pieces"
+
+    history = HistoryManager(
+        model=ScriptedChatModel(responses=[summarise]), summary_input_tokens=500
+    )
+    supervisor = CompactingSupervisor(chat_graph(saver), history, token_limit=10**9)
+    blocks = [
+        {"type": "text", "text": "START " + "word " * 3000},
+        {"type": "text", "text": "word " * 3000 + "END"},
+    ]
+    supervisor.invoke({"messages": [HumanMessage(blocks)]}, CONFIG)
+    _turns(supervisor, 2)
+    supervisor.compact(CONFIG)
+    assert len(calls) > 5
+    longest = max(len(history.token_counter._ensure_encoding().encode(c)) for c in calls)
+    assert longest < 1000  # no call carries the whole 6,000-word message
+    joined = "".join(calls)
+    assert "START" in joined
+    assert "END" in joined

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
 
-from compacting_supervisor._cut import is_summary
+from compacting_supervisor._cut import is_summary, split_history
 
 __all__ = ["ArchivedSession", "Transcript"]
 
@@ -31,7 +31,10 @@ class ArchivedSession:
     messages: list[BaseMessage]
     """The conversation messages it folded away, in their original order."""
     summary: str
-    """The running summary that replaced them."""
+    """The running summary that replaced them ("" for a replacement)."""
+    kind: str = "compaction"
+    """``"compaction"``, or ``"replacement"`` for a `replace_thread_history` that dropped
+    or changed messages (the messages listed are the ones it removed)."""
 
 
 @dataclass(frozen=True)
@@ -74,12 +77,21 @@ class Transcript:
                 "",
             ]
             lines += [_render(m) for m in session.messages]
+            if session.kind == "replacement":
+                lines += ["*These messages were removed or changed by a history replacement.*", ""]
+                continue
             lines += ["### The summary that replaced it", ""]
             lines += [f"> {line}" if line else ">" for line in session.summary.splitlines()]
             lines.append("")
         lines += ["## Live conversation", ""]
         lines += [_render(m) for m in self.live] or ["*(empty)*", ""]
         return "\n".join(lines).rstrip() + "\n"
+
+
+def _same(a: BaseMessage, b: BaseMessage) -> bool:
+    if a.id is not None and b.id is not None:
+        return a.id == b.id and a.content == b.content
+    return type(a) is type(b) and a.content == b.content
 
 
 def _text(message: BaseMessage) -> str:
@@ -118,7 +130,7 @@ def _render(message: BaseMessage) -> str:
 
 def build_transcript(
     thread_id: str,
-    compactions: list[tuple[str, str, str, list[BaseMessage], list[BaseMessage]]],
+    compactions: list[tuple[str, str, str, list[BaseMessage], list[BaseMessage], str]],
     head: list[BaseMessage],
 ) -> Transcript:
     """Assemble a transcript from the thread's compactions and its head.
@@ -126,15 +138,28 @@ def build_transcript(
     Args:
         thread_id: The thread.
         compactions: ``(checkpoint_id, compacted_checkpoint_id, ts, messages before,
-            messages after)`` for each compaction, oldest first.
+            messages after, kind)`` for each rewrite, oldest first.
         head: The thread's current messages.
     """
     sessions = []
-    for checkpoint_id, compacted_id, ts, before, after in compactions:
-        # A compaction keeps a suffix of the conversation: what came before it was folded.
-        conversation = [m for m in before if not is_summary(m) and not isinstance(m, SystemMessage)]
-        kept = [m for m in after if not is_summary(m) and not isinstance(m, SystemMessage)]
-        folded = conversation[: len(conversation) - len(kept)] if kept else conversation
+    for checkpoint_id, compacted_id, ts, before, after, kind in compactions:
+        conversation = split_history(before).conversation
+        if kind == "compaction":
+            # A compaction keeps a suffix of the conversation: what came before was folded.
+            kept = split_history(after).conversation
+            folded = conversation[: len(conversation) - len(kept)] if kept else conversation
+        else:
+            # A replacement may change anything: archive what is no longer there.
+            remaining = list(after)
+            folded = []
+            for message in [*split_history(before).system, *conversation]:
+                match = next((i for i, m in enumerate(remaining) if _same(m, message)), None)
+                if match is None:
+                    folded.append(message)
+                else:
+                    remaining.pop(match)
+            if not folded:
+                continue
         summary = next((m for m in after if is_summary(m)), None)
         text = _text(summary) if summary is not None else ""
         sessions.append(
@@ -144,8 +169,9 @@ def build_transcript(
                 timestamp=ts,
                 messages=folded,
                 summary=text.split("\n\n", 1)[-1] if summary is not None else "",
+                kind=kind,
             )
         )
-    system: list[BaseMessage] = [m for m in head if isinstance(m, SystemMessage)]
-    live = [m for m in head if not isinstance(m, SystemMessage) and not is_summary(m)]
+    parts = split_history(head)
+    system, live = parts.system, parts.conversation
     return Transcript(thread_id=thread_id, system=system, sessions=sessions, live=live)

@@ -395,7 +395,14 @@ class HistoryManager:
             before = list((parent.checkpoint["channel_values"] if parent else {}).get(key) or [])
             after = list(update.checkpoint["channel_values"].get(key) or [])
             compactions.append(
-                (update.checkpoint["id"], parent_id, update.checkpoint["ts"], before, after)
+                (
+                    update.checkpoint["id"],
+                    parent_id,
+                    update.checkpoint["ts"],
+                    before,
+                    after,
+                    str(details.get("kind", "compaction")),
+                )
             )
         head: CheckpointTuple | None = yield _ReadHead(thread_id, saver)
         current = list((head.checkpoint["channel_values"] if head else {}).get(key) or [])
@@ -523,7 +530,8 @@ class HistoryManager:
             if state.busy:
                 msg = f"Thread {thread_id!r} is not idle ({state.busy}); nothing was written."
                 raise ThreadBusyError(msg, thread_id=thread_id, reason=state.busy)
-        return (yield from self._replace_flow(config, list(messages), {}, saver))
+        details = {"kind": "replacement"}
+        return (yield from self._replace_flow(config, list(messages), details, saver))
 
     def _replace_flow(
         self,
@@ -582,6 +590,7 @@ class HistoryManager:
                 msg, thread_id=thread_id, tokens_before=tokens_before, tokens_after=tokens_after
             )
         details = {
+            "kind": "compaction",
             "trigger": trigger,
             "messages_before": len(state.messages),
             "messages_after": len(compaction.messages),
@@ -801,9 +810,11 @@ def _split_message(
     message: BaseMessage, room: int, count: Callable[[BaseMessage], int]
 ) -> list[BaseMessage]:
     """Cut one message too large for the summariser's input into readable pieces."""
-    if count(message) <= room or not isinstance(message.content, str):
+    if count(message) <= room:
         return [message]
-    text = message.content
+    text = _text_of(message.content)  # content blocks are read as their text
+    if not text:
+        return [message]
     size = max(200, len(text) * room // max(count(message), 1) - 40)
     parts = [text[i : i + size] for i in range(0, len(text), size)]
     return [
