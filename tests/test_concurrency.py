@@ -199,6 +199,8 @@ def test_sigkill_at_any_moment_leaves_a_readable_resumable_thread(
         time.sleep(rng.uniform(0.0, 0.25))  # then dies somewhere in a later turn or compaction
         child.send_signal(signal.SIGKILL)
         child.wait()
+        # Every turn the child saw complete (invoke returned) must have survived the kill.
+        reported = [0, *(int(line) for line in child.stdout.read().split())]
         progressed += 1
         with open_saver(kind, where) as saver:
             supervisor = supervisor_on(saver, token_limit=300)
@@ -207,6 +209,7 @@ def test_sigkill_at_any_moment_leaves_a_readable_resumable_thread(
             assert openai_violations(messages) == []
             markers = _markers(messages)
             assert len(markers) == len(set(markers))  # never a mix: no turn twice
+            assert {f"w{kill}-t{turn}" for turn in reported} <= set(markers)  # none lost
             _assert_valid_history(supervisor, config)
             # Resumable: a new turn runs and the thread keeps compacting.
             out = supervisor.invoke({"messages": [HumanMessage(turn_text(99, kill))]}, config)

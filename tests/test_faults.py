@@ -302,3 +302,40 @@ def test_a_huge_message_made_of_content_blocks_is_split_too(saver: Any) -> None:
     joined = "".join(calls)
     assert "START" in joined
     assert "END" in joined
+
+
+@pytest.mark.parametrize(
+    ("text", "secret"),
+    [
+        ("DB_PASSWORD=letmein", "letmein"),
+        ("AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", "wJalrXUtnFEMI"),
+        ("aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", "wJalrXUtnFEMI"),
+        ("MY_API_KEY=abc123def456", "abc123def456"),
+        ("redis://:pw12345@cache:6379/0", "pw12345"),
+        ("postgres://bob:p@ssw0rd@db/x", "ssw0rd"),
+        ("Authorization: Basic dXNlcjpwYXNzd29yZDEyMw==", "dXNlcjpwYXNzd29yZDEyMw"),
+        ("token=ghx7Yz9abcdef", "ghx7Yz9abcdef"),
+        ('password: "correct horse battery"', "horse"),
+        (
+            "-----BEGIN PGP PRIVATE KEY BLOCK-----\nlQOYBF0\n-----END PGP PRIVATE KEY BLOCK-----",
+            "lQOYBF0",
+        ),
+        ("-----BEGIN PRIVATE KEY-----\nMIIEvQ truncated key", "MIIEvQ"),
+    ],
+)
+def test_secrets_in_common_formats_are_redacted(text: str, secret: str) -> None:
+    assert secret not in redact_text(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "The secret: always be kind.",
+        "Bearer certificates are a thing.",
+        "pwd=/home/me",
+        "sk-learn-style-model-name-here",
+        "the token: parser",
+    ],
+)
+def test_ordinary_phrases_are_not_mangled(text: str) -> None:
+    assert redact_text(text) == text

@@ -16,11 +16,22 @@ from langchain_core.messages import AIMessage, BaseMessage
 
 __all__ = ["redact_secrets", "redact_text"]
 
+# A value that looks like a credential, not a word: it has a digit or a symbol in it.
+_CREDENTIAL = r"(?=[^\s\"',;}]*[0-9_\-+/=!@#$%^&*.~])[^\s\"',;}]{6,}"
+# Strong keywords: whatever follows them is a secret. Weak ones ("secret", "token") are
+# ordinary words too, so their value must also look like a credential.
+_STRONG = (
+    r"password|passwd|passphrase|secret[_-]?access[_-]?key|api[_-]?key|apikey|"
+    r"access[_-]?token|auth[_-]?token|refresh[_-]?token|client[_-]?secret|private[_-]?key"
+)
+_KEYWORDS = _STRONG + r"|secret|token"
+
 _PATTERNS: list[tuple[str, re.Pattern[str], str]] = [
     (
         "private-key",
         re.compile(
-            r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----.*?-----END [A-Z0-9 ]*PRIVATE KEY-----",
+            r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----.*?"
+            r"(?:-----END [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----|\Z)",
             re.DOTALL,
         ),
         "[REDACTED:private-key]",
@@ -28,7 +39,7 @@ _PATTERNS: list[tuple[str, re.Pattern[str], str]] = [
     ("anthropic-key", re.compile(r"\bsk-ant-[A-Za-z0-9_\-]{20,}"), "[REDACTED:anthropic-key]"),
     (
         "openai-key",
-        re.compile(r"\bsk-(?:proj-|svcacct-)?[A-Za-z0-9_\-]{20,}"),
+        re.compile(r"\bsk-(?:proj-|svcacct-|admin-)?(?=[A-Za-z_\-]*\d)[A-Za-z0-9_\-]{20,}"),
         "[REDACTED:api-key]",
     ),
     (
@@ -49,18 +60,32 @@ _PATTERNS: list[tuple[str, re.Pattern[str], str]] = [
         re.compile(r"\beyJ[A-Za-z0-9_\-]{8,}\.eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}"),
         "[REDACTED:jwt]",
     ),
-    ("bearer", re.compile(r"(?i)\b(bearer)\s+[A-Za-z0-9._~+/=\-]{12,}"), r"\1 [REDACTED:token]"),
     (
+        "http-auth",
+        re.compile(r"(?i)\b(bearer|basic|token)\s+(?=[A-Za-z._~+/=\-]*\d)[A-Za-z0-9._~+/=\-]{12,}"),
+        r"\1 [REDACTED:token]",
+    ),
+    (
+        # user:password@host, including passwords that contain "@" and an empty user.
         "url-password",
-        re.compile(r"\b([a-z][a-z0-9+.\-]*://[^\s:/@]+:)[^\s@/]+(@)", re.IGNORECASE),
+        re.compile(r"\b([a-z][a-z0-9+.\-]*://[^\s:/@]*:)[^\s/]+(@[^\s@/]+)", re.IGNORECASE),
         r"\1[REDACTED:password]\2",
     ),
     (
+        # KEY = "a quoted value, spaces allowed"
+        "quoted-assignment",
+        re.compile(rf"(?i)((?:\b|_)(?:{_KEYWORDS})[\"']?\s*[:=]\s*)([\"'])([^\"'\n]{{4,}})\2"),
+        r"\1\2[REDACTED:secret]\2",
+    ),
+    (
+        # DB_PASSWORD=..., aws_secret_access_key = ..., api_key: ...
         "assignment",
-        re.compile(
-            r"(?i)\b((?:password|passwd|pwd|secret|api[_-]?key|access[_-]?token|auth[_-]?token|"
-            r"client[_-]?secret)[\"']?\s*[:=]\s*[\"']?)([^\s\"',;}]{4,})"
-        ),
+        re.compile(rf"(?i)((?:\b|_)(?:{_STRONG})[\"']?\s*[:=]\s*)([^\s\"',;}}]{{4,}})"),
+        r"\1[REDACTED:secret]",
+    ),
+    (
+        "weak-assignment",
+        re.compile(rf"(?i)((?:\b|_)(?:secret|token)[\"']?\s*[:=]\s*)({_CREDENTIAL})"),
         r"\1[REDACTED:secret]",
     ),
 ]
