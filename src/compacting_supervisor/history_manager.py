@@ -22,6 +22,7 @@ from langgraph.checkpoint.base import BaseCheckpointSaver, CheckpointTuple
 
 from compacting_supervisor._checkpoint import build_compacted_checkpoint, check_head, head_config
 from compacting_supervisor._cut import METADATA_KEY, SUMMARY_MARKER, plan_cut
+from compacting_supervisor._settings import check_count, check_ratio, check_seconds
 from compacting_supervisor.archive import Transcript, build_transcript
 from compacting_supervisor.errors import (
     CompactionError,
@@ -179,24 +180,8 @@ class HistoryManager:
                 f"AsyncSqliteSaver, PostgresSaver ...), got {type(memory_saver).__name__}."
             )
             raise TypeError(msg)
-        if summary_timeout is not None and not (
-            isinstance(summary_timeout, int | float) and summary_timeout > 0
-        ):
-            msg = (
-                "`summary_timeout` must be a positive number of seconds or None, "
-                f"got {summary_timeout!r}."
-            )
-            raise ValueError(msg)
-        if max_summary_tokens is not None and not (
-            isinstance(max_summary_tokens, int)
-            and not isinstance(max_summary_tokens, bool)
-            and max_summary_tokens > 0
-        ):
-            msg = (
-                "`max_summary_tokens` must be a positive integer or None, "
-                f"got {max_summary_tokens!r}."
-            )
-            raise ValueError(msg)
+        check_seconds("summary_timeout", summary_timeout, allow_none=True)
+        check_count("max_summary_tokens", max_summary_tokens, allow_none=True)
         if not isinstance(messages_key, str) or not messages_key:
             msg = f"`messages_key` must be the name of the messages channel, got {messages_key!r}."
             raise ValueError(msg)
@@ -228,13 +213,11 @@ class HistoryManager:
             msg = "`redact` must be a function from a message to a message, or None."
             raise TypeError(msg)
         self.summary_timeout = summary_timeout
-        self.summary_retries = _check_count("summary_retries", summary_retries, minimum=0)
-        self.retry_backoff = _check_seconds("retry_backoff", retry_backoff, allow_zero=True)
+        self.summary_retries: int = check_count("summary_retries", summary_retries, minimum=0)
+        self.retry_backoff: float = check_seconds("retry_backoff", retry_backoff, allow_zero=True)
         self.max_summary_tokens = max_summary_tokens
-        self.summary_input_tokens = (
-            None
-            if summary_input_tokens is None
-            else _check_count("summary_input_tokens", summary_input_tokens, minimum=200)
+        self.summary_input_tokens: int | None = check_count(
+            "summary_input_tokens", summary_input_tokens, minimum=200, allow_none=True
         )
         self.redact = redact
         self.token_counter = token_counter or TokenCounter()
@@ -414,7 +397,7 @@ class HistoryManager:
         ratio: float,
         max_summary_tokens: int | None,
     ) -> _Flow[MessageCompaction | None]:
-        _check_ratio(ratio)
+        check_ratio(ratio)
         _check_messages(messages, self.messages_key)
         plan = plan_cut(messages, ratio)
         if plan is None:
@@ -563,7 +546,7 @@ class HistoryManager:
         trigger: str,
         max_summary_tokens: int | None,
     ) -> _Flow[CompactionResult | None]:
-        _check_ratio(ratio)
+        check_ratio(ratio)
         started = time.perf_counter()
         saver = self._saver(graph)
         state: _ThreadState = yield _ReadState(thread_id, graph, saver)
@@ -826,35 +809,6 @@ def _split_message(
         )
         for n, part in enumerate(parts, start=1)
     ]
-
-
-def _check_count(name: str, value: Any, *, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        msg = f"`{name}` must be an integer of at least {minimum}, got {value!r}."
-        raise ValueError(msg)
-    return value
-
-
-def _check_seconds(name: str, value: Any, *, allow_zero: bool = False) -> float:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or value < 0
-        or (value == 0 and not allow_zero)
-    ):
-        kind = "non-negative" if allow_zero else "positive"
-        msg = f"`{name}` must be a {kind} number of seconds, got {value!r}."
-        raise ValueError(msg)
-    return float(value)
-
-
-def _check_ratio(ratio: float) -> None:
-    if isinstance(ratio, bool) or not isinstance(ratio, int | float) or not 0 < ratio < 1:
-        msg = (
-            "`compaction_ratio` must be between 0 and 1 (exclusive), e.g. 0.5 to summarise "
-            f"the older half, got {ratio!r}."
-        )
-        raise ValueError(msg)
 
 
 def _summary_text(message: BaseMessage | None) -> str | None:

@@ -25,6 +25,7 @@ from langchain_core.runnables.config import merge_configs
 from langgraph.checkpoint.base import BaseCheckpointSaver
 
 from compacting_supervisor._checkpoint import head_config
+from compacting_supervisor._settings import check_count, check_ratio, check_seconds
 from compacting_supervisor.archive import Transcript
 from compacting_supervisor.errors import (
     CompactionError,
@@ -32,7 +33,7 @@ from compacting_supervisor.errors import (
     StaleCheckpointError,
     ThreadBusyError,
 )
-from compacting_supervisor.history_manager import HistoryManager, _check_messages, _check_ratio
+from compacting_supervisor.history_manager import HistoryManager, _check_messages
 from compacting_supervisor.locks import ThreadLocks, alocks_for, locks_for
 from compacting_supervisor.results import CompactionResult
 from compacting_supervisor.summarizers import SUMMARIZER_TAG
@@ -208,20 +209,9 @@ class CompactingSupervisor:
             )
             msg = f"`agent` must be a compiled LangGraph graph, got {type(agent).__name__}.{hint}"
             raise TypeError(msg)
-        if isinstance(token_limit, bool) or not isinstance(token_limit, int) or token_limit <= 0:
-            msg = f"`token_limit` must be a positive integer number of tokens, got {token_limit!r}."
-            raise ValueError(msg)
-        _check_ratio(compaction_ratio)
-        if lock_timeout is not None and (
-            isinstance(lock_timeout, bool)
-            or not isinstance(lock_timeout, int | float)
-            or lock_timeout <= 0
-        ):
-            msg = (
-                "`lock_timeout` must be a positive number of seconds or None, "
-                f"got {lock_timeout!r}."
-            )
-            raise ValueError(msg)
+        check_count("token_limit", token_limit, unit=" number of tokens")
+        check_ratio(compaction_ratio)
+        check_seconds("lock_timeout", lock_timeout, allow_none=True)
         if history_manager is not None and not isinstance(history_manager, HistoryManager):
             msg = (
                 f"`history_manager` must be a HistoryManager, got {type(history_manager).__name__}."
@@ -262,13 +252,8 @@ class CompactingSupervisor:
         self.history_manager = manager
         self.token_limit = token_limit
         self.compaction_ratio = compaction_ratio
-        for name, value in (
-            ("max_consecutive_failures", max_consecutive_failures),
-            ("failure_cooldown_turns", failure_cooldown_turns),
-        ):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                msg = f"`{name}` must be a positive integer, got {value!r}."
-                raise ValueError(msg)
+        check_count("max_consecutive_failures", max_consecutive_failures)
+        check_count("failure_cooldown_turns", failure_cooldown_turns)
         self.lock_timeout = lock_timeout
         self.max_consecutive_failures = max_consecutive_failures
         self.failure_cooldown_turns = failure_cooldown_turns
