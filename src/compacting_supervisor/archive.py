@@ -11,9 +11,10 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
-from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
+from langchain_core.messages import AIMessage, BaseMessage
 
 from compacting_supervisor._cut import is_summary, split_history
+from compacting_supervisor.summarizers import _speaker, _text_of
 
 __all__ = ["ArchivedSession", "Transcript"]
 
@@ -95,32 +96,11 @@ def _same(a: BaseMessage, b: BaseMessage) -> bool:
 
 
 def _text(message: BaseMessage) -> str:
-    content = message.content
-    if isinstance(content, str):
-        return content
-    parts = []
-    for block in content:
-        if isinstance(block, str):
-            parts.append(block)
-        elif isinstance(block, dict) and block.get("type") == "text":
-            parts.append(str(block.get("text", "")))
-        elif isinstance(block, dict):
-            parts.append(f"[{block.get('type', 'block')}]")
-    return "\n".join(parts)
+    return _text_of(message.content, mark_blocks=True)
 
 
 def _render(message: BaseMessage) -> str:
-    if isinstance(message, HumanMessage):
-        who = "user"
-    elif isinstance(message, SystemMessage):
-        who = "system"
-    elif isinstance(message, ToolMessage):
-        who = f"tool result{f' ({message.name})' if message.name else ''}"
-    elif isinstance(message, AIMessage):
-        who = message.name or "assistant"
-    else:
-        who = str(getattr(message, "role", None) or message.type)
-    out = [f"**{who}:** {_text(message)}".rstrip()]
+    out = [f"**{_speaker(message)}:** {_text(message)}".rstrip()]
     if isinstance(message, AIMessage):
         for call in message.tool_calls:
             args = json.dumps(call["args"], ensure_ascii=False, default=str)

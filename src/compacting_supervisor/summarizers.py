@@ -130,7 +130,11 @@ def validate_summary(text: Any) -> str:
     return stripped
 
 
-def _text_of(content: Any) -> str:
+def _text_of(content: Any, *, mark_blocks: bool = False) -> str:
+    """The text of message content; images read ``[image]``, other blocks are skipped.
+
+    With ``mark_blocks``, every other block reads ``[<its type>]`` instead.
+    """
     if isinstance(content, str):
         return content
     parts = []
@@ -141,6 +145,8 @@ def _text_of(content: Any) -> str:
             parts.append(str(block.get("text", "")))
         elif isinstance(block, dict) and block.get("type") in ("image", "image_url"):
             parts.append("[image]")
+        elif isinstance(block, dict) and mark_blocks:
+            parts.append(f"[{block.get('type', 'block')}]")
     return "\n".join(p for p in parts if p)
 
 
