@@ -536,9 +536,9 @@ class CompactingSupervisor:
     def _auto_compact_unguarded(
         self, thread_id: str, messages: list[BaseMessage] | None
     ) -> CompactionResult | None:
-        if messages is None:
+        if messages is None:  # a run's output already holds only messages (_messages_of)
             messages = self._read_messages(self.agent.get_state(head_config(thread_id)))
-        _check_messages(messages, self.history_manager.messages_key)
+            _check_messages(messages, self.history_manager.messages_key)
         if not self.over_limit(messages):
             return None
         started = time.perf_counter()
@@ -557,9 +557,9 @@ class CompactingSupervisor:
     async def _aauto_compact_unguarded(
         self, thread_id: str, messages: list[BaseMessage] | None
     ) -> CompactionResult | None:
-        if messages is None:
+        if messages is None:  # a run's output already holds only messages (_messages_of)
             messages = self._read_messages(await self.agent.aget_state(head_config(thread_id)))
-        _check_messages(messages, self.history_manager.messages_key)
+            _check_messages(messages, self.history_manager.messages_key)
         if not self.over_limit(messages):
             return None
         started = time.perf_counter()
