@@ -138,7 +138,18 @@ def test_long_input_is_summarised_in_pieces_and_nothing_is_dropped(saver: Any) -
     assert result.summary.split() == [f"FACT-{i:02d}" for i in range(6)]
 
 
-def test_one_huge_message_is_split_not_truncated(saver: Any) -> None:
+@pytest.mark.parametrize(
+    "content",
+    [
+        "START " + "word " * 6000 + "END",
+        [
+            {"type": "text", "text": "START " + "word " * 3000},
+            {"type": "text", "text": "word " * 3000 + "END"},
+        ],
+    ],
+    ids=["text", "content-blocks"],
+)
+def test_one_huge_message_is_split_not_truncated(saver: Any, content: Any) -> None:
     calls: list[str] = []
 
     def summarise(messages: list[BaseMessage]) -> str:
@@ -148,16 +159,17 @@ def test_one_huge_message_is_split_not_truncated(saver: Any) -> None:
     history = HistoryManager(
         model=ScriptedChatModel(responses=[summarise]), summary_input_tokens=500
     )
-    supervisor = CompactingSupervisor(chat_graph(saver), history, token_limit=100_000)
-    huge = "START " + "word " * 6000 + "END"
-    supervisor.invoke({"messages": [HumanMessage(huge)]}, CONFIG)
+    supervisor = CompactingSupervisor(chat_graph(saver), history, token_limit=10**9)
+    supervisor.invoke({"messages": [HumanMessage(content)]}, CONFIG)
     _turns(supervisor, 2)
     supervisor.compact(CONFIG)
+    assert len(calls) > 5
+    assert "[part 1 of" in calls[0]
+    longest = max(len(history.token_counter._ensure_encoding().encode(c)) for c in calls)
+    assert longest < 1000  # no call carries the whole 6,000-word message
     joined = "".join(calls)
     assert "START" in joined
     assert "END" in joined
-    assert len(calls) > 5
-    assert "[part 1 of" in calls[0]
 
 
 def test_still_over_the_limit_does_not_loop(saver: Any, caplog: pytest.LogCaptureFixture) -> None:
@@ -276,32 +288,6 @@ def test_sub_agent_channels_never_reach_the_summary(saver: Any) -> None:
     assert "PRIVATE-SCRATCH" not in str(model.calls)
     assert is_summary(supervisor.get_state(CONFIG).values["messages"][0])
     assert supervisor.get_state(CONFIG).values["scratchpad"].startswith("PRIVATE-SCRATCH")
-
-
-def test_a_huge_message_made_of_content_blocks_is_split_too(saver: Any) -> None:
-    calls: list[str] = []
-
-    def summarise(messages: list[BaseMessage]) -> str:
-        calls.append(messages[-1].content)
-        return f"summary after {len(calls)} pieces"
-
-    history = HistoryManager(
-        model=ScriptedChatModel(responses=[summarise]), summary_input_tokens=500
-    )
-    supervisor = CompactingSupervisor(chat_graph(saver), history, token_limit=10**9)
-    blocks = [
-        {"type": "text", "text": "START " + "word " * 3000},
-        {"type": "text", "text": "word " * 3000 + "END"},
-    ]
-    supervisor.invoke({"messages": [HumanMessage(blocks)]}, CONFIG)
-    _turns(supervisor, 2)
-    supervisor.compact(CONFIG)
-    assert len(calls) > 5
-    longest = max(len(history.token_counter._ensure_encoding().encode(c)) for c in calls)
-    assert longest < 1000  # no call carries the whole 6,000-word message
-    joined = "".join(calls)
-    assert "START" in joined
-    assert "END" in joined
 
 
 @pytest.mark.parametrize(
