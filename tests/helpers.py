@@ -11,7 +11,7 @@ from langchain_core.tools import tool
 from langgraph.graph import START, MessagesState, StateGraph
 from langgraph.prebuilt import create_react_agent
 
-from compacting_supervisor.testing import ScriptedChatModel
+from compacting_supervisor.testing import ScriptedChatModel, echo_graph
 
 _ids = itertools.count()
 
@@ -20,7 +20,7 @@ def fresh_id(prefix: str = "call") -> str:
     return f"{prefix}_{next(_ids)}"
 
 
-def chat_graph(checkpointer: Any, model: Any = None, **compile_kwargs: Any) -> Any:
+def chat_graph(checkpointer: Any, model: Any = None) -> Any:
     """A one-node chat graph; the model answers 'Reply N: ...' with some bulk."""
     counter = itertools.count(1)
     model = model or ScriptedChatModel(
@@ -32,14 +32,21 @@ def chat_graph(checkpointer: Any, model: Any = None, **compile_kwargs: Any) -> A
             )
         ]
     )
+    return echo_graph(checkpointer=checkpointer, model=model, node="assistant")
 
-    def assistant(state: MessagesState) -> dict[str, Any]:
-        return {"messages": [model.invoke(state["messages"])]}
+
+def approval_graph(checkpointer: Any, *, padding: str = "") -> Any:
+    """A graph whose only node pauses on ``interrupt("approve?")``, then answers."""
+    from langgraph.types import interrupt
+
+    def ask(state: MessagesState) -> dict[str, Any]:
+        answer = interrupt("approve?")
+        return {"messages": [AIMessage(f"approved: {answer}{'. ' + padding if padding else ''}")]}
 
     builder = StateGraph(MessagesState)
-    builder.add_node("assistant", assistant)
-    builder.add_edge(START, "assistant")
-    return builder.compile(checkpointer=checkpointer, **compile_kwargs)
+    builder.add_node("ask", ask)
+    builder.add_edge(START, "ask")
+    return builder.compile(checkpointer=checkpointer)
 
 
 @tool

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 from langgraph.checkpoint.sqlite import SqliteSaver
-from langgraph.types import Command, interrupt
+from langgraph.types import Command
 
 from compacting_supervisor import (
     CompactingSupervisor,
@@ -19,7 +19,13 @@ from compacting_supervisor import (
 )
 from compacting_supervisor._cut import is_summary
 
-from .helpers import anthropic_violations, chat_graph, openai_violations, tool_agent
+from .helpers import (
+    anthropic_violations,
+    approval_graph,
+    chat_graph,
+    openai_violations,
+    tool_agent,
+)
 
 CONFIG = {"configurable": {"thread_id": "thread-1"}}
 
@@ -195,16 +201,7 @@ def test_compacted_sqlite_history_survives_a_reopen(tmp_path: Path) -> None:
 
 
 def _interrupting_graph(checkpointer: Any) -> Any:
-    from langgraph.graph import START, MessagesState, StateGraph
-
-    def ask(state: MessagesState) -> dict[str, Any]:
-        answer = interrupt("approve?")
-        return {"messages": [AIMessage(f"approved: {answer}. " + "details " * 60)]}
-
-    builder = StateGraph(MessagesState)
-    builder.add_node("ask", ask)
-    builder.add_edge(START, "ask")
-    return builder.compile(checkpointer=checkpointer)
+    return approval_graph(checkpointer, padding="details " * 60)
 
 
 def test_interrupted_thread_is_not_compacted_until_it_resumes(saver: Any) -> None:

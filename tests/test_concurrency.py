@@ -21,7 +21,7 @@ from compacting_supervisor._cut import is_summary
 from compacting_supervisor.locks import ThreadLocks, _FileBackend
 
 from .conftest import POSTGRES_URL
-from .helpers import openai_violations
+from .helpers import approval_graph, openai_violations
 from .workers import open_saver, send_turns, supervisor_on, turn_text
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -217,27 +217,12 @@ def test_sigkill_at_any_moment_leaves_a_readable_resumable_thread(
     assert progressed == kills
 
 
-def _approval_graph(checkpointer: Any) -> Any:
-    from langchain_core.messages import AIMessage
-    from langgraph.graph import START, MessagesState, StateGraph
-    from langgraph.types import interrupt
-
-    def ask(state: MessagesState) -> dict[str, Any]:
-        answer = interrupt("approve?")
-        return {"messages": [AIMessage(f"approved: {answer}")]}
-
-    builder = StateGraph(MessagesState)
-    builder.add_node("ask", ask)
-    builder.add_edge(START, "ask")
-    return builder.compile(checkpointer=checkpointer)
-
-
 def test_resuming_from_inside_the_stream_loop_does_not_deadlock(saver: Any) -> None:
     from langgraph.types import Command
 
     from compacting_supervisor import CompactingSupervisor
 
-    supervisor = CompactingSupervisor(_approval_graph(saver), lock_timeout=3)
+    supervisor = CompactingSupervisor(approval_graph(saver), lock_timeout=3)
     config = {"configurable": {"thread_id": "hitl"}}
     resumed = None
     for event in supervisor.stream({"messages": [HumanMessage("deploy?")]}, config):
@@ -253,7 +238,7 @@ async def test_async_resuming_from_inside_the_stream_loop(asaver: Any) -> None:
 
     from compacting_supervisor import CompactingSupervisor
 
-    supervisor = CompactingSupervisor(_approval_graph(asaver), lock_timeout=3)
+    supervisor = CompactingSupervisor(approval_graph(asaver), lock_timeout=3)
     config = {"configurable": {"thread_id": "hitl"}}
     async for event in supervisor.astream({"messages": [HumanMessage("deploy?")]}, config):
         if event["type"] == "interrupt":

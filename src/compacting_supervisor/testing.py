@@ -140,10 +140,12 @@ def echo_graph(
     *,
     checkpointer: BaseCheckpointSaver[Any] | None = None,
     model: BaseChatModel | None = None,
+    node: str = "agent",
 ) -> Any:
     """A one-node chat graph (``MessagesState``) compiled with ``checkpointer``.
 
-    With no ``model`` it answers every message with a fixed three-sentence reply.
+    With no ``model`` it answers every message with a fixed three-sentence reply. ``node``
+    names the node that calls the model.
     """
     chat = model or ScriptedChatModel(
         responses=[
@@ -157,6 +159,6 @@ def echo_graph(
         return {"messages": [chat.invoke(state["messages"])]}
 
     builder = StateGraph(MessagesState)
-    builder.add_node("agent", respond)
-    builder.add_edge(START, "agent")
+    builder.add_node(node, respond)
+    builder.add_edge(START, node)
     return builder.compile(checkpointer=checkpointer)
