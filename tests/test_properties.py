@@ -206,14 +206,18 @@ def _tool_round(draw: st.DrawFn, ids: _Ids) -> list[BaseMessage]:
         body: Any = draw(_short_text)
         if draw(st.booleans()):
             body = [{"type": "text", "text": draw(_text)}]
+        metadata: dict[str, Any] = {}
         if call["name"].startswith("transfer_"):
             body = f"Successfully transferred ({call['name']})"
+            if draw(st.booleans()):  # marked as langgraph-supervisor marks its hand-offs
+                metadata = {"__handoff_destination": call["name"].removeprefix("transfer_to_")}
         results.append(
             ToolMessage(
                 body,
                 tool_call_id=call["id"],
                 name=draw(st.sampled_from([None, call["name"]])),
                 status=draw(st.sampled_from(["success", "success", "error"])),
+                response_metadata=metadata,
                 id=ids.message(),
             )
         )
@@ -370,11 +374,27 @@ def _visible_text(content: Any) -> str:
     return "\n".join(parts)
 
 
-def _summarisable(message: BaseMessage) -> bool:
-    """Whether the extractive summariser should write a line for ``message``."""
+def _summarisable(message: BaseMessage, handoffs: set[str]) -> bool:
+    """Whether the extractive summariser should write a line for ``message``.
+
+    ``handoffs`` holds the ids of the batch's tool calls whose results are marked as
+    hand-offs: those results, and calls that are all hand-offs with no text, get no line.
+    """
+    if isinstance(message, ToolMessage) and message.tool_call_id in handoffs:
+        return False
     if _visible_text(message.content).strip():
         return True
-    return isinstance(message, AIMessage) and bool(message.tool_calls)
+    if isinstance(message, AIMessage) and message.tool_calls:
+        return not all(call["id"] in handoffs for call in message.tool_calls)
+    return False
+
+
+def _handoff_ids(batch: Sequence[BaseMessage]) -> set[str]:
+    return {
+        m.tool_call_id
+        for m in batch
+        if isinstance(m, ToolMessage) and "__handoff_destination" in m.response_metadata
+    }
 
 
 def _summary_body(message: BaseMessage) -> str:
@@ -482,7 +502,8 @@ def _check_compaction(
             if _MARKER_LINE.match(old) or _MARKER_LINE.match(new):
                 break
             assert _same_item(old, new), (old, new)
-    expected = _items(body) + sum(1 for m in result.summarized if _summarisable(m))
+    handoffs = _handoff_ids(result.summarized)
+    expected = _items(body) + sum(1 for m in result.summarized if _summarisable(m, handoffs))
     assert _items(summary_text) == expected
 
 

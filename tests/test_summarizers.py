@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import pytest
-from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
 
 from compacting_supervisor import (
     CompactingSupervisor,
@@ -197,3 +197,70 @@ def test_chat_model_summariser_reply_is_validated(saver: Any) -> None:
     _turns(supervisor, 3)
     with pytest.raises(SummarizationError, match="refusal"):
         supervisor.compact(CONFIG)
+
+
+def test_extractive_skips_supervisor_handoffs_and_shows_call_arguments() -> None:
+    from langgraph_supervisor.handoff import create_handoff_back_messages
+
+    handoff = AIMessage(
+        "", tool_calls=[{"name": "transfer_to_calendar_agent", "args": {}, "id": "h1"}]
+    )
+    handoff_result = ToolMessage(
+        "Successfully transferred to calendar_agent",
+        tool_call_id="h1",
+        name="transfer_to_calendar_agent",
+        response_metadata={"__handoff_destination": "calendar_agent"},
+    )
+    book = AIMessage(
+        "",
+        name="calendar_agent",
+        tool_calls=[
+            {
+                "name": "schedule_interview",
+                "args": {"candidate": "Alice", "when": "Tue 10:00"},
+                "id": "c1",
+            }
+        ],
+    )
+    booked = ToolMessage(
+        "Booked INT-2041: Alice Chen, Tuesday 10:00, room Tagus.", tool_call_id="c1"
+    )
+    echo = AIMessage(
+        "Booked INT-2041: Alice Chen, Tuesday 10:00, room Tagus. Invitations sent.",
+        name="calendar_agent",
+    )
+    back, back_result = create_handoff_back_messages("calendar_agent", "supervisor")
+    messages = [
+        HumanMessage("Book Alice on Tuesday at 10:00."),
+        handoff,
+        handoff_result,
+        book,
+        booked,
+        echo,
+        back,
+        back_result,
+        AIMessage("ok", name="supervisor"),
+        HumanMessage("ok"),
+    ]
+    summary = ExtractiveSummarizer().summarize(None, messages, max_tokens=1000)
+    lines = summary.splitlines()[1:]
+    assert "transfer" not in summary.lower()
+    assert lines == [
+        "- user: Book Alice on Tuesday at 10:00.",
+        "- calendar_agent: called schedule_interview(candidate=Alice, when=Tue 10:00)",
+        "- tool result: Booked INT-2041: Alice Chen, Tuesday 10:00, room Tagus.",
+        "- calendar_agent: (repeats a line above)",
+        "- supervisor: ok",
+        "- user: ok",  # short lines are kept even when they repeat
+    ]
+
+
+def test_extractive_keeps_a_tool_named_like_a_handoff() -> None:
+    """Only results marked as hand-offs are skipped: a banking tool keeps its line."""
+    call = AIMessage(
+        "", tool_calls=[{"name": "transfer_to_savings", "args": {"amount": 500}, "id": "t1"}]
+    )
+    result = ToolMessage("Moved EUR 500 to savings.", tool_call_id="t1")
+    summary = ExtractiveSummarizer().summarize(None, [call, result], max_tokens=1000)
+    assert "transfer_to_savings(amount=500)" in summary
+    assert "Moved EUR 500 to savings." in summary

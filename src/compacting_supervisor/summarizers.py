@@ -216,7 +216,42 @@ def _gist(text: str, limit: int) -> str:
     return sentence
 
 
+def _call_text(call: Any) -> str:
+    """``read_cv(name=Alice)``: a tool call with its arguments, each shortened."""
+    args = call.get("args") or {}
+    shown = ", ".join(f"{key}={_gist(str(value), 40)}" for key, value in args.items())
+    return f"{call['name']}({shown})"
+
+
+# langgraph-supervisor marks its hand-off tool results (and hand-backs) with these keys.
+_HANDOFF_KEYS = ("__handoff_destination", "__is_handoff_back")
+
+
+def _handoff_call_ids(messages: Sequence[BaseMessage]) -> set[str]:
+    """Ids of the tool calls whose results are supervisor hand-offs."""
+    return {
+        message.tool_call_id
+        for message in messages
+        if isinstance(message, ToolMessage)
+        and any(key in message.response_metadata for key in _HANDOFF_KEYS)
+    }
+
+
+def _is_handoff(message: BaseMessage, handoff_ids: set[str]) -> bool:
+    """A hand-off's call or result: routing between agents, not part of the conversation."""
+    if isinstance(message, ToolMessage):
+        return message.tool_call_id in handoff_ids
+    if isinstance(message, AIMessage) and message.tool_calls:
+        if any(key in message.response_metadata for key in _HANDOFF_KEYS):
+            return True
+        only_handoffs = all(call.get("id") in handoff_ids for call in message.tool_calls)
+        return only_handoffs and not _text_of(message.content).strip()
+    return False
+
+
 _FOREIGN = "earlier summary"
+_REPEAT = "(repeats a line above)"
+_MIN_REPEAT = 40  # shorter lines ("ok", "thanks") are kept even when they repeat
 _ITEM = re.compile(r"^- (?P<who>[^:]+): (?P<text>.*)$")
 _MARKER = re.compile(r"^- … (?P<count>\d+) more earlier items? …$")
 
@@ -225,10 +260,13 @@ class ExtractiveSummarizer:
     """The offline default: keeps the first sentence of each message, under its speaker.
 
     Deterministic, no model, no network. Each compaction appends one line per evicted
-    message to the previous summary's lines. A previous summary it did not write (an LLM's,
-    or LangChain's middleware's) is carried whole. When its own lines would exceed
-    ``max_tokens`` (estimated at 4 characters per token), every line is shortened first;
-    if that is not enough, the middle lines are folded into one
+    message to the previous summary's lines; a tool call shows its arguments, a line that
+    only repeats an earlier one of the same compaction (an agent echoing its tool result)
+    reads ``(repeats a line above)``, and langgraph-supervisor hand-offs ("Successfully
+    transferred to ...") get no line. A previous summary it did not write (an LLM's, or
+    LangChain's middleware's) is carried whole. When its own lines would exceed
+    ``max_tokens`` (estimated at 4 characters per token), every line is shortened first
+    (down to 80 characters); if that is not enough, the middle lines are folded into one
     ``- … N more earlier items …`` line, so the earliest and the latest facts stay and the
     count of folded messages stays right.
 
@@ -237,20 +275,30 @@ class ExtractiveSummarizer:
     """
 
     _HEADER = "Earlier conversation (extractive summary, oldest first):"
-    _LIMITS = (200, 120, 80, 50, 30)
+    _LIMITS = (200, 120, 80)
 
     def summarize(
         self, previous: str | None, messages: Sequence[BaseMessage], *, max_tokens: int
     ) -> str:
         """Return the previous summary's lines plus one line per evicted message."""
         items = self._items_of(previous)
+        handoffs = _handoff_call_ids(messages)
+        seen: set[str] = set()
         for message in messages:
+            if _is_handoff(message, handoffs):
+                continue  # "Successfully transferred to ..." carries no fact worth a line
             calls = self._calls_text(message)
             text = " ".join(_text_of(message.content).split())
             if calls:  # tool calls are facts too: keep them with (or instead of) the text
                 text = f"{calls}: {text}" if text else calls
-            if text:
-                items.append((_speaker(message), " ".join(text.split())))
+            if not text:
+                continue
+            text = " ".join(text.split())
+            gist = _gist(text, self._LIMITS[0])
+            if gist in seen and len(gist) >= _MIN_REPEAT:  # an agent echoing a tool result
+                text = _REPEAT
+            seen.add(gist)
+            items.append((_speaker(message), text))
         budget = max(60, max_tokens * 4) - len(self._HEADER) - 1
         lines: list[str] = []
         for limit in self._LIMITS:
@@ -295,7 +343,7 @@ class ExtractiveSummarizer:
     @staticmethod
     def _calls_text(message: BaseMessage) -> str:
         if isinstance(message, AIMessage) and message.tool_calls:
-            return "called " + ", ".join(c["name"] for c in message.tool_calls)
+            return "called " + ", ".join(_call_text(c) for c in message.tool_calls)
         return ""
 
     def _fold_middle(self, items: list[tuple[str, str | int]], budget: int) -> list[str]:
