@@ -15,7 +15,7 @@ import dataclasses
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterator, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 
@@ -293,7 +293,7 @@ class CompactingSupervisor:
         *,
         stream_mode: Any = None,
         **kwargs: Any,
-    ) -> Iterator[Any]:
+    ) -> Generator[Any, None, None]:
         """Stream a run, then compact the thread if it is over the limit.
 
         Without ``stream_mode`` this yields event dicts: ``{"type": "token", "content",
@@ -301,6 +301,9 @@ class CompactingSupervisor:
         nodes add (tool results, hand-offs), ``"interrupt"``, one ``"compaction"`` when a
         compaction was attempted, and a final ``"end"`` with the run's values. With
         ``stream_mode`` it yields LangGraph's native chunks unchanged.
+
+        The thread stays locked until the stream ends: close a stream you stop reading
+        early (``close()``, or ``contextlib.closing``).
         """
         thread_id = self._thread_id(config)
         if stream_mode is not None:
@@ -314,8 +317,12 @@ class CompactingSupervisor:
         *,
         stream_mode: Any = None,
         **kwargs: Any,
-    ) -> AsyncIterator[Any]:
-        """Async form of `stream`."""
+    ) -> AsyncGenerator[Any, None]:
+        """Async form of `stream`.
+
+        Close a stream you stop reading early (``await aclose()``, or
+        ``contextlib.aclosing``): the thread stays locked until it ends.
+        """
         thread_id = self._thread_id(config)
         if stream_mode is not None:
             return self._anative_stream(thread_id, input, config, stream_mode, kwargs)
@@ -323,7 +330,7 @@ class CompactingSupervisor:
 
     def _event_stream(
         self, thread_id: str, input: Any, config: Any, kwargs: dict[str, Any]
-    ) -> Iterator[dict[str, Any]]:
+    ) -> Generator[dict[str, Any], None, None]:
         mapper = _EventMapper(thread_id)
         with self._hold(thread_id):
             for chunk in self.agent.stream(input, config, **self._event_kwargs(kwargs)):
@@ -334,7 +341,7 @@ class CompactingSupervisor:
 
     async def _aevent_stream(
         self, thread_id: str, input: Any, config: Any, kwargs: dict[str, Any]
-    ) -> AsyncIterator[dict[str, Any]]:
+    ) -> AsyncGenerator[dict[str, Any], None]:
         mapper = _EventMapper(thread_id)
         async with self._ahold(thread_id):
             async for chunk in self.agent.astream(input, config, **self._event_kwargs(kwargs)):
@@ -346,7 +353,7 @@ class CompactingSupervisor:
 
     def _native_stream(
         self, thread_id: str, input: Any, config: Any, stream_mode: Any, kwargs: dict[str, Any]
-    ) -> Iterator[Any]:
+    ) -> Generator[Any, None, None]:
         found, values = False, None
         with self._hold(thread_id):
             for chunk in self.agent.stream(input, config, stream_mode=stream_mode, **kwargs):
@@ -360,7 +367,7 @@ class CompactingSupervisor:
 
     async def _anative_stream(
         self, thread_id: str, input: Any, config: Any, stream_mode: Any, kwargs: dict[str, Any]
-    ) -> AsyncIterator[Any]:
+    ) -> AsyncGenerator[Any, None]:
         found, values = False, None
         async with self._ahold(thread_id):
             async for chunk in self.agent.astream(input, config, stream_mode=stream_mode, **kwargs):

@@ -8,6 +8,7 @@ LangGraph agent built on it behaves like one built on a real model, with no netw
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, cast
@@ -48,7 +49,10 @@ class ScriptedChatModel(BaseChatModel):
     """Seconds to wait before answering (to exercise timeouts)."""
     calls: list[list[BaseMessage]] = Field(default_factory=list)
     """The messages of every call, in order."""
+    record_calls: bool = True
+    """Keep ``calls``; turn it off for a long-running server, where they would pile up."""
     _index: int = PrivateAttr(default=0)
+    _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
 
     @property
     def _llm_type(self) -> str:
@@ -59,17 +63,19 @@ class ScriptedChatModel(BaseChatModel):
         return self
 
     def _next_reply(self, messages: list[BaseMessage]) -> AIMessage:
-        self.calls.append(list(messages))
-        if not self.responses:
-            msg = "ScriptedChatModel has an empty script: pass responses=[...]"
-            raise ValueError(msg)
-        if self._index >= len(self.responses):
-            if not self.cycle:
-                msg = f"ScriptedChatModel's script of {len(self.responses)} replies ran out."
-                raise IndexError(msg)
-            self._index = 0
-        entry = self.responses[self._index]
-        self._index += 1
+        with self._lock:  # concurrent runs (threads of a server) share the script
+            if self.record_calls:
+                self.calls.append(list(messages))
+            if not self.responses:
+                msg = "ScriptedChatModel has an empty script: pass responses=[...]"
+                raise ValueError(msg)
+            if self._index >= len(self.responses):
+                if not self.cycle:
+                    msg = f"ScriptedChatModel's script of {len(self.responses)} replies ran out."
+                    raise IndexError(msg)
+                self._index = 0
+            entry = self.responses[self._index]
+            self._index += 1
         if self.delay:
             time.sleep(self.delay)
         if isinstance(entry, BaseException):
