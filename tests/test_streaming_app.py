@@ -17,7 +17,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,11 +25,10 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
-from langchain_core.messages import BaseMessage, HumanMessage
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
-from starlette.routing import Route
+
+from .openai_server import openai_server
 
 APP_PATH = Path(__file__).resolve().parents[1] / "examples" / "streaming_app.py"
 
@@ -581,54 +580,26 @@ async def test_a_turn_outlives_its_client_and_shutdown_waits_for_it(
 # --------------------------------------------------------------------------- a real model
 
 
-def fake_openai_server(calls: list[dict[str, Any]]) -> Starlette:
-    """An OpenAI-compatible chat completions endpoint (streaming and not), for --base-url."""
-
-    async def completions(request: Request) -> Response:
-        body = await request.json()
-        calls.append(body)
-        system = body["messages"][0]["content"]
-        if "running summary" in system:  # the summariser's prompt
-            text = "Bob asked several questions about trains."
-        else:
-            text = f"Real model reply {len(calls)}: trains leave hourly from the main station."
-        base = {"id": f"chatcmpl-{len(calls)}", "created": 1, "model": body["model"]}
-        if not body.get("stream"):
-            choice = {"index": 0, "message": {"role": "assistant", "content": text}}
-            usage = {"prompt_tokens": 10, "completion_tokens": 10, "total_tokens": 20}
-            return JSONResponse(
-                {
-                    **base,
-                    "object": "chat.completion",
-                    "choices": [{**choice, "finish_reason": "stop"}],
-                    "usage": usage,
-                }
-            )
-
-        async def chunks() -> AsyncIterator[str]:
-            words = text.split(" ")
-            for i, word in enumerate(words):
-                piece = word if i == len(words) - 1 else word + " "
-                delta = {"role": "assistant", "content": piece} if i == 0 else {"content": piece}
-                choice = {"index": 0, "delta": delta, "finish_reason": None}
-                chunk = {**base, "object": "chat.completion.chunk", "choices": [choice]}
-                yield f"data: {json.dumps(chunk)}\n\n"
-            last = {"index": 0, "delta": {}, "finish_reason": "stop"}
-            yield f"data: {json.dumps({**base, 'object': 'chat.completion.chunk', 'choices': [last]})}\n\n"
-            yield "data: [DONE]\n\n"
-
-        return StreamingResponse(chunks(), media_type="text/event-stream")
-
-    return Starlette(routes=[Route("/v1/chat/completions", completions, methods=["POST"])])
+def real_model_reply(messages: list[BaseMessage], body: dict[str, Any]) -> AIMessage:
+    """What the model behind ``--base-url`` answers: a summary, or the nth reply."""
+    if "running summary" in messages[0].text:  # the summariser's prompt
+        return AIMessage("Bob asked several questions about trains.")
+    turn = sum(isinstance(m, HumanMessage) for m in messages)
+    return AIMessage(f"Real model reply {turn}: trains leave hourly from the main station.")
 
 
 async def test_a_real_model_behind_base_url_streams_and_summarises(
     tmp_path: Path, serve: Callable[[Any], LiveServer], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
-    calls: list[dict[str, Any]] = []
-    openai = serve(fake_openai_server(calls))
-    agent, summariser = streaming_app.make_models("openai:fake-model", f"{openai.url}/v1")
+    with openai_server(real_model_reply) as openai:
+        await talk_to_a_real_model(tmp_path, serve, openai.base_url, openai.requests)
+
+
+async def talk_to_a_real_model(
+    tmp_path: Path, serve: Callable[[Any], LiveServer], base_url: str, calls: list[dict[str, Any]]
+) -> None:
+    agent, summariser = streaming_app.make_models("openai:fake-model", base_url)
     assert summariser is agent  # the real model also writes the summaries
     server = serve(make_app(tmp_path, model=agent, summarizer=summariser, token_limit=150))
     async with client(server) as http:

@@ -1,0 +1,364 @@
+"""Open the checkpoint store a command line names: a SQLite file or a Postgres URL.
+
+Opening never creates anything: a missing file is an error, not a new database, and a
+database without LangGraph's checkpoint tables is reported as such instead of being set up.
+SQLite files are opened read-only (``mode=ro``) unless a command writes, and Postgres
+sessions are made read-only the same way.
+
+Besides the saver, a `CheckpointStore` answers the one question the saver API cannot
+answer cheaply: which threads exist, with their checkpoint and compaction counts. It reads
+only the ``checkpoints`` table's ids and JSON metadata for that, so listing a large store
+deserialises nothing; the caller reads each thread's head through the saver.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import sqlite3
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from langgraph.checkpoint.base import BaseCheckpointSaver
+
+from compacting_supervisor._checkpoint import head_config
+from compacting_supervisor._cut import METADATA_KEY
+
+__all__ = [
+    "CheckpointStore",
+    "CompactionRecord",
+    "StoreError",
+    "StoreUnavailableError",
+    "ThreadHead",
+    "ThreadStats",
+    "display_name",
+    "is_postgres_url",
+    "open_store",
+]
+
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+
+
+class StoreError(Exception):
+    """The named store cannot be used: a missing file, or not a LangGraph checkpoint store."""
+
+
+class StoreUnavailableError(Exception):
+    """The store could not be reached (the server is down, the file is locked ...)."""
+
+
+@dataclass(frozen=True)
+class ThreadStats:
+    """What the ``checkpoints`` table says about one thread, without deserialising it."""
+
+    thread_id: str
+    """The thread."""
+    checkpoints: int
+    """Checkpoints of the thread in the root namespace."""
+    compactions: int
+    """Checkpoints written by a compaction (metadata ``kind`` ``"compaction"``)."""
+    replacements: int
+    """Checkpoints written by ``replace_thread_history`` (``kind`` ``"replacement"``)."""
+    head_checkpoint_id: str
+    """The newest checkpoint: the thread's head."""
+
+
+@dataclass(frozen=True)
+class ThreadHead:
+    """A thread's newest checkpoint, as far as the command line needs it."""
+
+    checkpoint_id: str
+    """The head checkpoint."""
+    timestamp: str
+    """When it was written (ISO 8601, UTC)."""
+    messages: Any
+    """The messages channel's value (a list of messages), or None when it has none."""
+    channels: list[str]
+    """The state's channels, LangGraph's internal ones left out."""
+
+
+@dataclass(frozen=True)
+class CompactionRecord:
+    """One compaction (or history replacement), read from its checkpoint's metadata."""
+
+    checkpoint_id: str
+    """The checkpoint the compaction wrote."""
+    compacted_checkpoint_id: str
+    """The checkpoint it compacted, which still holds the original messages."""
+    timestamp: str
+    """When it was written (ISO 8601, UTC)."""
+    kind: str
+    """``"compaction"``, or ``"replacement"`` for a ``replace_thread_history``."""
+    trigger: str | None
+    """``"token_limit"`` after a run, ``"manual"`` for ``compact()``, when recorded."""
+    tokens_before: int | None
+    """Tokens of the messages channel before, when recorded."""
+    tokens_after: int | None
+    """Tokens after, when recorded."""
+    messages_before: int | None
+    """Messages before, when recorded."""
+    messages_after: int | None
+    """Messages after, when recorded."""
+    messages_summarized: int | None
+    """Messages folded into the summary, when recorded."""
+
+
+def is_postgres_url(db: str) -> bool:
+    """Whether ``db`` names a Postgres database rather than a SQLite file."""
+    return db.lower().startswith(POSTGRES_SCHEMES)
+
+
+def display_name(db: str) -> str:
+    """``db`` fit to print: a Postgres URL's password is masked."""
+    return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", db) if is_postgres_url(db) else db
+
+
+class CheckpointStore:
+    """An opened checkpoint store: the saver, and thread statistics read with SQL.
+
+    Args:
+        saver: The checkpointer on the store.
+        name: How to name the store in messages (no password).
+        dialect: ``"sqlite"`` or ``"postgres"``.
+        connection: The connection the saver uses.
+    """
+
+    def __init__(
+        self, saver: BaseCheckpointSaver[Any], *, name: str, dialect: str, connection: Any
+    ) -> None:
+        self.saver = saver
+        self.name = name
+        self.dialect = dialect
+        self._conn = connection
+
+    def thread_stats(self, thread_id: str | None = None) -> list[ThreadStats]:
+        """Every thread's statistics, most recently updated first (or one thread's).
+
+        Args:
+            thread_id: Only this thread; an empty list when it does not exist.
+        """
+        marker = "?" if self.dialect == "sqlite" else "%s"
+        if self.dialect == "sqlite":
+            # instr() first: only the few compaction rows have their JSON parsed.
+            meta = (
+                f"CASE WHEN instr(CAST(metadata AS TEXT), '{METADATA_KEY}') > 0 "
+                "AND json_valid(CAST(metadata AS TEXT)) THEN CAST(metadata AS TEXT) END"
+            )
+            compacted = f"json_type({meta}, '$.{METADATA_KEY}.compacted_checkpoint_id') IS NOT NULL"
+            kind = f"COALESCE(json_extract({meta}, '$.{METADATA_KEY}.kind'), 'compaction')"
+        else:
+            compacted = f"(metadata -> '{METADATA_KEY}' -> 'compacted_checkpoint_id') IS NOT NULL"
+            kind = f"COALESCE(metadata -> '{METADATA_KEY}' ->> 'kind', 'compaction')"
+        where = f" AND thread_id = {marker}" if thread_id is not None else ""
+        query = f"""
+            SELECT thread_id,
+                   COUNT(*),
+                   SUM(CASE WHEN compacted AND kind = 'compaction' THEN 1 ELSE 0 END),
+                   SUM(CASE WHEN compacted AND kind = 'replacement' THEN 1 ELSE 0 END),
+                   MAX(checkpoint_id)
+            FROM (SELECT thread_id, checkpoint_id, {compacted} AS compacted, {kind} AS kind
+                  FROM checkpoints WHERE checkpoint_ns = ''{where}) AS root
+            GROUP BY thread_id
+            ORDER BY MAX(checkpoint_id) DESC"""
+        rows = self._rows(query, () if thread_id is None else (thread_id,))
+        return [
+            ThreadStats(str(row[0]), int(row[1]), int(row[2] or 0), int(row[3] or 0), str(row[4]))
+            for row in rows
+        ]
+
+    def head(self, thread_id: str, messages_key: str) -> ThreadHead | None:
+        """The thread's newest checkpoint in the root namespace, or None if it has none."""
+        head = self.saver.get_tuple(head_config(thread_id))
+        if head is None:
+            return None
+        checkpoint = head.checkpoint
+        values = checkpoint["channel_values"]
+        channels = {*values, *checkpoint["channel_versions"]}
+        return ThreadHead(
+            checkpoint_id=checkpoint["id"],
+            timestamp=str(checkpoint["ts"]),
+            messages=values.get(messages_key),
+            channels=sorted(c for c in channels if not c.startswith(("__", "branch:"))),
+        )
+
+    def compactions(self, thread_id: str) -> list[CompactionRecord]:
+        """The thread's compactions and history replacements, oldest first."""
+        records = []
+        for update in self.saver.list(head_config(thread_id), filter={"source": "update"}):
+            details = update.metadata.get(METADATA_KEY)
+            if not isinstance(details, dict) or "compacted_checkpoint_id" not in details:
+                continue  # an ordinary update_state, not a compaction
+            records.append(
+                CompactionRecord(
+                    checkpoint_id=update.checkpoint["id"],
+                    compacted_checkpoint_id=str(details["compacted_checkpoint_id"]),
+                    timestamp=str(update.checkpoint["ts"]),
+                    kind=str(details.get("kind", "compaction")),
+                    trigger=details.get("trigger"),
+                    tokens_before=details.get("tokens_before"),
+                    tokens_after=details.get("tokens_after"),
+                    messages_before=details.get("messages_before"),
+                    messages_after=details.get("messages_after"),
+                    messages_summarized=details.get("messages_summarized"),
+                )
+            )
+        return sorted(records, key=lambda r: r.checkpoint_id)
+
+    def thread_ids(self) -> list[str]:
+        """Every thread id in the store."""
+        rows = self._rows("SELECT DISTINCT thread_id FROM checkpoints WHERE checkpoint_ns = ''")
+        return [str(row[0]) for row in rows]
+
+    def _rows(self, query: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        lock = getattr(self.saver, "lock", None) or contextlib.nullcontext()
+        with lock:
+            if self.dialect == "sqlite":
+                return list(self._conn.execute(query, params).fetchall())
+            from psycopg.rows import tuple_row
+
+            with self._conn.cursor(row_factory=tuple_row) as cur:
+                cur.execute(query, params)
+                return list(cur.fetchall())
+
+
+@contextlib.contextmanager
+def open_store(db: str, *, read_only: bool = True) -> Iterator[CheckpointStore]:
+    """Open the checkpoint store ``db`` names, creating nothing.
+
+    Args:
+        db: A SQLite file path, or a ``postgresql://`` / ``postgres://`` URL.
+        read_only: Open so that nothing can be written (the default).
+
+    Yields:
+        The store; its connection closes when the block ends.
+
+    Raises:
+        StoreError: The file is missing or unreadable, the database is not a LangGraph
+            checkpoint store, or Postgres support is not installed.
+        StoreUnavailableError: The Postgres server could not be reached.
+    """
+    opener = _open_postgres if is_postgres_url(db) else _open_sqlite
+    with opener(db, read_only) as store:
+        yield store
+
+
+@contextlib.contextmanager
+def _open_sqlite(db: str, read_only: bool) -> Iterator[CheckpointStore]:
+    from langgraph.checkpoint.sqlite import SqliteSaver
+
+    path = Path(db)
+    if not path.exists():
+        msg = f"{db}: no such file (give the SQLite file your graph's SqliteSaver writes to)."
+        raise StoreError(msg)
+    if path.is_dir():
+        msg = f"{db} is a directory, not a SQLite checkpoint file."
+        raise StoreError(msg)
+    if not os.access(path, os.R_OK if read_only else os.R_OK | os.W_OK):
+        msg = f"{db}: permission denied ({'read' if read_only else 'read and write'} access)."
+        raise StoreError(msg)
+    # A URI with mode=ro/rw never creates the file; as_uri() escapes '?', '#' and '%'.
+    uri = f"{path.resolve().as_uri()}?mode={'ro' if read_only else 'rw'}"
+    try:
+        conn = sqlite3.connect(uri, uri=True, check_same_thread=False)
+    except sqlite3.Error as exc:
+        msg = f"{db}: cannot open it as a SQLite database ({exc})."
+        raise StoreError(msg) from exc
+    try:
+        has_task_path = _check_sqlite_schema(conn, db)
+        saver = SqliteSaver(conn)
+        # The tables exist: skip setup(), which would run DDL (and set WAL mode).
+        saver.is_setup = True
+        if not has_task_path:
+            saver._has_task_path = False  # what setup() does for a database from before it
+        yield CheckpointStore(saver, name=db, dialect="sqlite", connection=conn)
+    finally:
+        conn.close()
+
+
+def _check_sqlite_schema(conn: sqlite3.Connection, db: str) -> bool:
+    """Raise unless ``conn`` holds SqliteSaver's tables; return whether writes has task_path."""
+    not_store = f"{db} is not a LangGraph checkpoint store"
+    try:
+        tables = {
+            row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+        }
+    except sqlite3.DatabaseError as exc:  # "file is not a database"
+        msg = f"{not_store}: it is not a SQLite database ({exc})."
+        raise StoreError(msg) from exc
+    missing = [t for t in ("checkpoints", "writes") if t not in tables]
+    if missing:
+        msg = (
+            f"{not_store}: it has no {' or '.join(repr(t) for t in missing)} table "
+            "(a SqliteSaver creates them on first use)."
+        )
+        raise StoreError(msg)
+    try:
+        conn.execute(
+            "SELECT thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, type, "
+            "checkpoint, metadata FROM checkpoints LIMIT 0"
+        )
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(writes)")}
+    except sqlite3.DatabaseError as exc:
+        msg = f"{not_store}: its 'checkpoints' table has other columns ({exc})."
+        raise StoreError(msg) from exc
+    return "task_path" in columns
+
+
+@contextlib.contextmanager
+def _open_postgres(db: str, read_only: bool) -> Iterator[CheckpointStore]:
+    try:
+        import psycopg
+        from langgraph.checkpoint.postgres import PostgresSaver
+        from psycopg.rows import dict_row
+    except ImportError as exc:
+        msg = (
+            "Postgres support is not installed: "
+            'pip install "compacting-supervisor[postgres]"'
+            f" ({exc})."
+        )
+        raise StoreError(msg) from exc
+    name = display_name(db)
+    try:
+        # The connection PostgresSaver.from_conn_string would open.
+        conn = psycopg.Connection.connect(
+            db, autocommit=True, prepare_threshold=0, row_factory=dict_row
+        )
+    except psycopg.ProgrammingError as exc:  # a malformed URL
+        msg = f"{name} is not a valid Postgres URL ({exc})."
+        raise StoreError(msg) from exc
+    except psycopg.Error as exc:
+        msg = f"cannot connect to {name}: {' '.join(str(exc).split())}"
+        raise StoreUnavailableError(msg) from exc
+    with conn:
+        if read_only:
+            conn.execute("SET default_transaction_read_only = on")
+        saver = PostgresSaver(conn)
+        _check_postgres_schema(conn, name, len(saver.MIGRATIONS) - 1)
+        yield CheckpointStore(saver, name=name, dialect="postgres", connection=conn)
+
+
+def _check_postgres_schema(conn: Any, name: str, expected_version: int) -> None:
+    """Raise unless ``conn``'s search path holds PostgresSaver's tables, fully migrated."""
+    tables = ("checkpoints", "checkpoint_blobs", "checkpoint_writes", "checkpoint_migrations")
+    row = conn.execute(
+        "SELECT " + ", ".join(f"to_regclass('{t}') IS NOT NULL AS {t}" for t in tables)
+    ).fetchone()
+    missing = [t for t in tables if not row[t]]
+    if missing:
+        msg = (
+            f"{name} is not a LangGraph checkpoint store: it has no "
+            f"{', '.join(missing)} table{'s' if len(missing) > 1 else ''} "
+            "(PostgresSaver.setup() creates them; check the database and search_path)."
+        )
+        raise StoreError(msg)
+    version = conn.execute("SELECT MAX(v) AS v FROM checkpoint_migrations").fetchone()["v"]
+    if version is None or version < expected_version:
+        msg = (
+            f"{name} holds an older LangGraph checkpoint schema (version {version}, this "
+            f"langgraph-checkpoint-postgres needs {expected_version}): run "
+            "PostgresSaver.setup() once from your application to migrate it."
+        )
+        raise StoreError(msg)
