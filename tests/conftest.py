@@ -6,9 +6,11 @@ import hashlib
 import os
 import shutil
 import sqlite3
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 import tiktoken_ext
@@ -35,10 +37,31 @@ def offline_tiktoken_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator
     mp.undo()
 
 
-POSTGRES_URL = os.environ.get(
+POSTGRES_SERVER = os.environ.get(
     "COMPACTING_SUPERVISOR_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test"
 )
 """The real Postgres server the tests use; unreachable is a failure, never a skip."""
+
+_SCHEMA = f"compacting_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+POSTGRES_URL = (
+    f"{POSTGRES_SERVER}{'&' if '?' in POSTGRES_SERVER else '?'}"
+    f"options={quote(f'-csearch_path={_SCHEMA}')}"
+)
+"""The server, in a schema of this test run's own: parallel runs never share tables."""
+
+
+@pytest.fixture(scope="session", autouse=True)
+def postgres_schema() -> Iterator[str]:
+    """Create this run's schema, and drop it at the end."""
+    import psycopg
+
+    with psycopg.connect(POSTGRES_SERVER, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {_SCHEMA}")
+    try:
+        yield _SCHEMA
+    finally:
+        with psycopg.connect(POSTGRES_SERVER, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA {_SCHEMA} CASCADE")
 
 _TABLES = "checkpoints, checkpoint_blobs, checkpoint_writes"
 

@@ -14,9 +14,18 @@ from compacting_supervisor.errors import (
     ThreadBusyError,
 )
 from compacting_supervisor.history_manager import SUMMARY_PREFIX, HistoryManager
+from compacting_supervisor.keep import KeepMessages, KeepPolicy, KeepRatio, KeepTokens
 from compacting_supervisor.locks import ThreadLockTimeoutError
+from compacting_supervisor.offload import (
+    DirectoryResultStore,
+    LangGraphResultStore,
+    OffloadError,
+    OffloadToolResults,
+    ResultStore,
+    read_tool_result_tool,
+)
 from compacting_supervisor.redaction import redact_secrets, redact_text
-from compacting_supervisor.results import CompactionResult, MessageCompaction
+from compacting_supervisor.results import CompactionResult, MessageCompaction, ThreadStats
 from compacting_supervisor.summarizers import (
     ChatModelSummarizer,
     ExtractiveSummarizer,
@@ -24,25 +33,56 @@ from compacting_supervisor.summarizers import (
 )
 from compacting_supervisor.supervisor import CompactingSupervisor
 from compacting_supervisor.token_counter import TokenCounter, count_tokens
+from compacting_supervisor.triggers import (
+    AllOf,
+    AnyOf,
+    ContextFraction,
+    MessageCount,
+    Repetition,
+    TimeSinceCompaction,
+    TokenLimit,
+    Trigger,
+    When,
+)
 
 __all__ = [
     "SUMMARY_PREFIX",
+    "AllOf",
+    "AnyOf",
     "ArchivedSession",
     "ChatModelSummarizer",
     "CompactingSupervisor",
     "CompactionError",
     "CompactionResult",
+    "ContextFraction",
+    "DirectoryResultStore",
     "ExtractiveSummarizer",
     "HistoryManager",
+    "KeepMessages",
+    "KeepPolicy",
+    "KeepRatio",
+    "KeepTokens",
+    "LangGraphResultStore",
     "MessageCompaction",
+    "MessageCount",
     "NoReductionError",
+    "OffloadError",
+    "OffloadToolResults",
+    "Repetition",
+    "ResultStore",
     "StaleCheckpointError",
     "SummarizationError",
     "ThreadBusyError",
     "ThreadLockTimeoutError",
+    "ThreadStats",
+    "TimeSinceCompaction",
     "TokenCounter",
+    "TokenLimit",
     "Transcript",
+    "Trigger",
+    "When",
     "count_tokens",
+    "read_tool_result_tool",
     "redact_secrets",
     "redact_text",
     "render_transcript",

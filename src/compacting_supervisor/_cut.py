@@ -14,11 +14,12 @@ Everything here is pure: messages in, a plan out.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
+
+from compacting_supervisor.keep import KeepPolicy, as_keep_policy
 
 SUMMARY_MARKER = "summarization"
 """Value of ``additional_kwargs["lc_source"]`` on a summary message (LangChain's own marker)."""
@@ -99,16 +100,17 @@ def _blocked_cuts(conversation: Sequence[BaseMessage]) -> list[bool]:
     return blocked
 
 
-def plan_cut(messages: Sequence[BaseMessage], ratio: float) -> CutPlan | None:
+def plan_cut(messages: Sequence[BaseMessage], keep: float | KeepPolicy) -> CutPlan | None:
     """Choose the messages to evict for a compaction.
 
-    The target is the oldest ``floor(ratio * len(conversation))`` messages (at least one).
-    The cut then moves back, summarising less, to the nearest safe boundary; only when no
-    safe boundary exists before the target does it move forward.
+    The target is what ``keep`` proposes: with a ratio, the oldest
+    ``floor(ratio * len(conversation))`` messages (at least one). The cut then moves back,
+    summarising less, to the nearest safe boundary; only when no safe boundary exists
+    before the target does it move forward.
 
     Args:
         messages: The thread's messages.
-        ratio: The fraction of the conversation to evict, in (0, 1).
+        keep: The fraction of the conversation to evict, in (0, 1), or a `KeepPolicy`.
 
     Returns:
         The plan, or None when no safe cut exists (too few messages, or everything before
@@ -135,7 +137,9 @@ def plan_cut(messages: Sequence[BaseMessage], ratio: float) -> CutPlan | None:
     def safe(c: int) -> bool:
         return not blocked[c] and not isinstance(conversation[c], ToolMessage)
 
-    target = min(max(1, math.floor(ratio * n + 1e-9)), upper)
+    target = min(as_keep_policy(keep).evict_target(conversation), upper)
+    if target < 1:
+        return None  # the policy keeps everything
     cut = next((c for c in range(target, 0, -1) if safe(c)), None)
     if cut is None:
         cut = next((c for c in range(target + 1, upper + 1) if safe(c)), None)

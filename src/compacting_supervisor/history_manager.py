@@ -22,7 +22,7 @@ from langgraph.checkpoint.base import BaseCheckpointSaver, CheckpointTuple
 
 from compacting_supervisor._checkpoint import build_compacted_checkpoint, check_head, head_config
 from compacting_supervisor._cut import METADATA_KEY, SUMMARY_MARKER, plan_cut
-from compacting_supervisor._settings import check_count, check_ratio, check_seconds
+from compacting_supervisor._settings import check_count, check_seconds
 from compacting_supervisor.archive import Transcript, build_transcript
 from compacting_supervisor.errors import (
     CompactionError,
@@ -30,8 +30,9 @@ from compacting_supervisor.errors import (
     SummarizationError,
     ThreadBusyError,
 )
+from compacting_supervisor.keep import KeepPolicy, KeepRatio
 from compacting_supervisor.redaction import redact_secrets
-from compacting_supervisor.results import CompactionResult, MessageCompaction
+from compacting_supervisor.results import CompactionResult, MessageCompaction, ThreadStats
 from compacting_supervisor.summarizers import (
     ChatModelSummarizer,
     ExtractiveSummarizer,
@@ -118,6 +119,27 @@ def _thread_id(config: RunnableConfig | None, parameter: str = "config") -> str:
         )
         raise ValueError(msg)
     return str(thread_id)
+
+
+def _keep_policy(keep: Any) -> KeepPolicy:
+    if isinstance(keep, KeepPolicy):
+        return keep
+    if isinstance(keep, int | float) and not isinstance(keep, bool):
+        return KeepRatio(keep)
+    msg = (
+        "`keep` must be a KeepPolicy (KeepMessages(20), KeepTokens(2000), KeepRatio(0.5)), "
+        f"got {type(keep).__name__}."
+    )
+    raise TypeError(msg)
+
+
+@dataclass
+class _SummarizerUsage:
+    """What the summariser was asked during one compaction."""
+
+    calls: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
 
 
 class HistoryManager:
@@ -230,6 +252,7 @@ class HistoryManager:
         messages: Sequence[BaseMessage],
         *,
         compaction_ratio: float = 0.5,
+        keep: KeepPolicy | None = None,
         max_summary_tokens: int | None = None,
     ) -> MessageCompaction | None:
         """Compact a message list in memory: choose the cut and summarise. No saver I/O.
@@ -237,6 +260,8 @@ class HistoryManager:
         Args:
             messages: The history to compact.
             compaction_ratio: The fraction of the conversation to summarise, in (0, 1).
+            keep: What to keep verbatim instead (`KeepMessages`, `KeepTokens`); overrides
+                ``compaction_ratio``.
             max_summary_tokens: Overrides the manager's summary length target.
 
         Returns:
@@ -245,7 +270,7 @@ class HistoryManager:
         Raises:
             SummarizationError: The summariser failed; nothing should be written.
         """
-        flow = self._messages_flow(list(messages), compaction_ratio, max_summary_tokens)
+        flow = self._messages_flow(list(messages), keep or compaction_ratio, max_summary_tokens)
         return self._drive(flow, thread_id=None)
 
     async def acompact_messages(
@@ -253,10 +278,11 @@ class HistoryManager:
         messages: Sequence[BaseMessage],
         *,
         compaction_ratio: float = 0.5,
+        keep: KeepPolicy | None = None,
         max_summary_tokens: int | None = None,
     ) -> MessageCompaction | None:
         """Async form of `compact_messages`."""
-        flow = self._messages_flow(list(messages), compaction_ratio, max_summary_tokens)
+        flow = self._messages_flow(list(messages), keep or compaction_ratio, max_summary_tokens)
         return await self._adrive(flow, thread_id=None)
 
     def replace_thread_history(
@@ -302,6 +328,7 @@ class HistoryManager:
         config: RunnableConfig,
         *,
         compaction_ratio: float = 0.5,
+        keep: KeepPolicy | None = None,
         graph: Any = None,
         trigger: str = "manual",
         max_summary_tokens: int | None = None,
@@ -311,6 +338,8 @@ class HistoryManager:
         Args:
             config: Names the thread.
             compaction_ratio: The fraction of the conversation to summarise.
+            keep: What to keep verbatim instead (`KeepMessages`, `KeepTokens`); overrides
+                ``compaction_ratio``.
             graph: The compiled graph the thread belongs to; lets the idle check see tasks
                 waiting to run and interrupts, not only pending writes.
             trigger: Recorded in the result (``"manual"``, ``"token_limit"``).
@@ -325,7 +354,8 @@ class HistoryManager:
             StaleCheckpointError: A run finished meanwhile; nothing was written.
         """
         thread_id = _thread_id(config)
-        flow = self._thread_flow(thread_id, graph, compaction_ratio, trigger, max_summary_tokens)
+        policy = keep or compaction_ratio
+        flow = self._thread_flow(thread_id, graph, policy, trigger, max_summary_tokens)
         return self._drive(flow, thread_id=thread_id)
 
     async def acompact_thread(
@@ -333,13 +363,15 @@ class HistoryManager:
         config: RunnableConfig,
         *,
         compaction_ratio: float = 0.5,
+        keep: KeepPolicy | None = None,
         graph: Any = None,
         trigger: str = "manual",
         max_summary_tokens: int | None = None,
     ) -> CompactionResult | None:
         """Async form of `compact_thread`."""
         thread_id = _thread_id(config)
-        flow = self._thread_flow(thread_id, graph, compaction_ratio, trigger, max_summary_tokens)
+        policy = keep or compaction_ratio
+        flow = self._thread_flow(thread_id, graph, policy, trigger, max_summary_tokens)
         return await self._adrive(flow, thread_id=thread_id)
 
     def transcript(self, config: RunnableConfig, *, graph: Any = None) -> Transcript:
@@ -362,7 +394,52 @@ class HistoryManager:
         thread_id = _thread_id(config)
         return await self._adrive(self._transcript_flow(thread_id, graph), thread_id=thread_id)
 
+    def thread_stats(self, config: RunnableConfig, *, graph: Any = None) -> ThreadStats:
+        """Return a thread's size now and the totals of its compactions (any process's).
+
+        Args:
+            config: Names the thread.
+            graph: The compiled graph the thread belongs to (supplies the checkpointer
+                when the manager has no ``memory_saver``).
+        """
+        thread_id = _thread_id(config)
+        return self._drive(self._stats_flow(thread_id, graph), thread_id=thread_id)
+
+    async def athread_stats(self, config: RunnableConfig, *, graph: Any = None) -> ThreadStats:
+        """Async form of `thread_stats`."""
+        thread_id = _thread_id(config)
+        return await self._adrive(self._stats_flow(thread_id, graph), thread_id=thread_id)
+
     # ------------------------------------------------------------------ the flows
+
+    def _stats_flow(self, thread_id: str, graph: Any) -> _Flow[ThreadStats]:
+        saver = self._saver(graph)
+        updates: list[CheckpointTuple] = yield _ListCompactions(thread_id, saver)
+        compactions = [
+            (update.checkpoint["ts"], details)
+            for update in updates
+            if isinstance(details := update.metadata.get(METADATA_KEY), dict)
+            and details.get("kind", "compaction") == "compaction"
+            and "compacted_checkpoint_id" in details
+        ]
+        head: CheckpointTuple | None = yield _ReadHead(thread_id, saver)
+        messages = list(
+            (head.checkpoint["channel_values"] if head else {}).get(self.messages_key) or []
+        )
+
+        def total(key: str) -> int:
+            return sum(int(d.get(key) or 0) for _, d in compactions)
+
+        return ThreadStats(
+            thread_id=thread_id,
+            messages=len(messages),
+            tokens=self.token_counter.count(messages),
+            compactions=len(compactions),
+            tokens_saved=total("tokens_before") - total("tokens_after"),
+            messages_summarized=total("messages_summarized"),
+            summarizer_tokens=total("summarizer_input_tokens") + total("summarizer_output_tokens"),
+            last_compaction_at=max((ts for ts, _ in compactions), default=None),
+        )
 
     def _transcript_flow(self, thread_id: str, graph: Any) -> _Flow[Transcript]:
         saver = self._saver(graph)
@@ -394,19 +471,20 @@ class HistoryManager:
     def _messages_flow(
         self,
         messages: list[BaseMessage],
-        ratio: float,
+        keep: KeepPolicy | float,
         max_summary_tokens: int | None,
     ) -> _Flow[MessageCompaction | None]:
-        check_ratio(ratio)
+        keep = _keep_policy(keep)
         _check_messages(messages, self.messages_key)
-        plan = plan_cut(messages, ratio)
+        plan = plan_cut(messages, keep)
         if plan is None:
             logger.debug("Nothing to compact: no safe cut in %d messages.", len(messages))
             return None
         previous = _summary_text(plan.parts.summary)
         max_tokens = max_summary_tokens or self.max_summary_tokens or DEFAULT_MAX_SUMMARY_TOKENS
         self._note_offline_default()
-        summary: str = yield from self._summarize_flow(previous, plan.evicted, max_tokens)
+        usage = _SummarizerUsage()
+        summary: str = yield from self._summarize_flow(previous, plan.evicted, max_tokens, usage)
         earlier = _summary_meta(plan.parts.summary)
         summary_message = HumanMessage(
             content=SUMMARY_PREFIX + summary,
@@ -417,6 +495,9 @@ class HistoryManager:
                     "compactions": int(earlier.get("compactions", 0)) + 1,
                     "messages_summarized": int(earlier.get("messages_summarized", 0))
                     + len(plan.evicted),
+                    "compacted_at": time.time(),
+                    # Usage reported on these messages describes a longer history.
+                    "messages_kept": len(plan.kept),
                 }
             },
         )
@@ -427,10 +508,17 @@ class HistoryManager:
             summarized=plan.evicted,
             kept=plan.kept,
             previous_summary=previous,
+            summarizer_calls=usage.calls,
+            summarizer_input_tokens=usage.input_tokens,
+            summarizer_output_tokens=usage.output_tokens,
         )
 
     def _summarize_flow(
-        self, previous: str | None, evicted: list[BaseMessage], max_tokens: int
+        self,
+        previous: str | None,
+        evicted: list[BaseMessage],
+        max_tokens: int,
+        usage: _SummarizerUsage,
     ) -> _Flow[str]:
         """Fold ``evicted`` into the summary: redacted, in pieces that fit, with retries."""
         messages = [self.redact(m) for m in evicted] if self.redact else list(evicted)
@@ -440,14 +528,21 @@ class HistoryManager:
             logger.info("Summarising %d messages in %d pieces.", len(messages), len(chunks))
         text = ""
         for chunk in chunks:  # never empty: a compaction evicts at least one message
-            text = yield from self._attempts(summary, chunk, max_tokens)
+            text = yield from self._attempts(summary, chunk, max_tokens, usage)
             summary = text
         return text
 
     def _attempts(
-        self, previous: str | None, chunk: list[BaseMessage], max_tokens: int
+        self,
+        previous: str | None,
+        chunk: list[BaseMessage],
+        max_tokens: int,
+        usage: _SummarizerUsage,
     ) -> _Flow[str]:
+        sent = self._summarizer_input_tokens(previous, chunk, max_tokens)
         for attempt in range(self.summary_retries + 1):
+            usage.calls += 1
+            usage.input_tokens += sent
             try:
                 text: str = yield _Summarize(previous, chunk, max_tokens)
             except SummarizationError as exc:
@@ -458,8 +553,25 @@ class HistoryManager:
                 if delay:
                     yield _Sleep(delay)
             else:
+                usage.output_tokens += self.token_counter.count_text(text)
                 return text
         raise AssertionError  # pragma: no cover - the loop returns or raises
+
+    def _summarizer_input_tokens(
+        self, previous: str | None, chunk: list[BaseMessage], max_tokens: int
+    ) -> int:
+        """What one summariser call reads: its exact prompt where it can tell, else the input."""
+        prompt_messages = getattr(self.summarizer, "prompt_messages", None)
+        if callable(prompt_messages):
+            try:
+                return self.token_counter.count(
+                    prompt_messages(previous, chunk, max_tokens=max_tokens)
+                )
+            except Exception:  # a custom summariser's helper: fall back to the input
+                logger.debug("prompt_messages failed; counting the summariser's input instead.")
+        if isinstance(self.summarizer, ExtractiveSummarizer):
+            return 0  # no model reads anything
+        return self.token_counter.count(chunk) + self.token_counter.count_text(previous or "")
 
     def _input_budget(self) -> int | None:
         if self.summary_input_tokens is not None:
@@ -542,11 +654,11 @@ class HistoryManager:
         self,
         thread_id: str,
         graph: Any,
-        ratio: float,
+        keep: KeepPolicy | float,
         trigger: str,
         max_summary_tokens: int | None,
     ) -> _Flow[CompactionResult | None]:
-        check_ratio(ratio)
+        keep = _keep_policy(keep)
         started = time.perf_counter()
         saver = self._saver(graph)
         state: _ThreadState = yield _ReadState(thread_id, graph, saver)
@@ -556,7 +668,7 @@ class HistoryManager:
                 "compaction waits for a later turn."
             )
             raise ThreadBusyError(msg, thread_id=thread_id, reason=state.busy)
-        compaction = yield from self._messages_flow(state.messages, ratio, max_summary_tokens)
+        compaction = yield from self._messages_flow(state.messages, keep, max_summary_tokens)
         if compaction is None:
             return None
         counter = self.token_counter
@@ -580,6 +692,11 @@ class HistoryManager:
             "messages_summarized": len(compaction.summarized),
             "tokens_before": tokens_before,
             "tokens_after": tokens_after,
+            "reduction": round(1 - tokens_after / tokens_before, 4),
+            "summarizer_calls": compaction.summarizer_calls,
+            "summarizer_input_tokens": compaction.summarizer_input_tokens,
+            "summarizer_output_tokens": compaction.summarizer_output_tokens,
+            "duration": round(time.perf_counter() - started, 4),
         }
         config: RunnableConfig = {
             "configurable": {
@@ -601,13 +718,24 @@ class HistoryManager:
             checkpoint_id=new_config["configurable"]["checkpoint_id"],
             summary=compaction.summary,
             duration=time.perf_counter() - started,
+            summarizer_calls=compaction.summarizer_calls,
+            summarizer_input_tokens=compaction.summarizer_input_tokens,
+            summarizer_output_tokens=compaction.summarizer_output_tokens,
         )
         logger.info(
-            "Thread %s compacted: %d -> %d tokens, %d messages summarised.",
+            "Thread %s compacted (trigger %s): %d -> %d tokens (-%.0f%%), %d messages "
+            "summarised; summariser %d call(s), %d in / %d out tokens; %.3f s.",
             thread_id,
+            trigger,
             result.tokens_before,
             result.tokens_after,
+            result.reduction * 100,
             result.messages_summarized,
+            result.summarizer_calls,
+            result.summarizer_input_tokens,
+            result.summarizer_output_tokens,
+            result.duration,
+            extra={"compaction": result.to_event() | {"result": None}},
         )
         return result
 

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from langchain_core.messages import BaseMessage
 
-__all__ = ["CompactionResult", "CompactionStatus", "MessageCompaction"]
+__all__ = ["CompactionResult", "CompactionStatus", "MessageCompaction", "ThreadStats"]
 
 CompactionStatus = Literal["compacted", "failed", "skipped"]
 
@@ -28,6 +28,12 @@ class MessageCompaction:
     """The conversation messages kept verbatim."""
     previous_summary: str | None = None
     """The running summary this one extends, if there was one."""
+    summarizer_calls: int = 0
+    """Summariser calls made (pieces of a long input, retries included)."""
+    summarizer_input_tokens: int = 0
+    """Tokens the summariser read, over all its calls (0 for the extractive summariser)."""
+    summarizer_output_tokens: int = 0
+    """Tokens of the summaries it wrote."""
 
 
 @dataclass(frozen=True)
@@ -79,6 +85,12 @@ class CompactionResult:
     still_over_limit: bool = False
     """The compacted thread is still over the supervisor's ``token_limit`` (a very large
     message is kept, or the summary target is too high); the next turn compacts again."""
+    summarizer_calls: int = 0
+    """Summariser calls made (pieces of a long input, retries included)."""
+    summarizer_input_tokens: int = 0
+    """Tokens the summariser read over all its calls (0 for the extractive summariser)."""
+    summarizer_output_tokens: int = 0
+    """Tokens of the summaries it wrote."""
     extra: dict[str, Any] = field(default_factory=dict)
     """Room for details that do not fit the fields above."""
 
@@ -92,8 +104,55 @@ class CompactionResult:
         """How many tokens the compaction removed from the messages channel."""
         return self.tokens_before - self.tokens_after
 
+    @property
+    def reduction(self) -> float:
+        """The fraction of the thread's tokens the compaction removed (0.0 to 1.0)."""
+        return self.tokens_saved / self.tokens_before if self.tokens_before else 0.0
+
     def to_event(self) -> dict[str, Any]:
         """Return the ``{"type": "compaction", ...}`` stream event for this result."""
         event: dict[str, Any] = {"type": "compaction", **asdict(self)}
+        event["reduction"] = self.reduction
+        event["tokens_saved"] = self.tokens_saved
         event["result"] = self
         return event
+
+
+@dataclass(frozen=True)
+class ThreadStats:
+    """A thread's context use and its compactions, read from its checkpoints.
+
+    Example:
+        >>> from langgraph.checkpoint.memory import InMemorySaver
+        >>> from compacting_supervisor import CompactingSupervisor
+        >>> from compacting_supervisor.testing import echo_graph
+        >>> supervisor = CompactingSupervisor(echo_graph(checkpointer=InMemorySaver()))
+        >>> config = {"configurable": {"thread_id": "t"}}
+        >>> for _ in range(3):
+        ...     _ = supervisor.invoke({"messages": [("user", "Hi")]}, config)
+        >>> _ = supervisor.compact(config)
+        >>> stats = supervisor.thread_stats("t")
+        >>> stats.compactions, stats.tokens_saved > 0
+        (1, True)
+    """
+
+    thread_id: str
+    """The thread."""
+    messages: int
+    """Messages in the thread now."""
+    tokens: int
+    """Tokens of those messages (exact count)."""
+    compactions: int
+    """Compactions written to the thread, by any process."""
+    tokens_saved: int
+    """Tokens all those compactions removed, summed."""
+    messages_summarized: int
+    """Messages folded into the running summary, summed."""
+    summarizer_tokens: int
+    """Tokens the summariser read and wrote, summed (where recorded)."""
+    last_compaction_at: str | None = None
+    """When the last compaction was written (the checkpoint's ISO timestamp)."""
+    token_limit: int | None = None
+    """The limit the supervisor compacts at (None when read without a supervisor)."""
+    utilisation: float | None = None
+    """``tokens / token_limit``: 1.0 is at the limit (None without a supervisor)."""

@@ -26,6 +26,7 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 
 from compacting_supervisor._checkpoint import head_config
 from compacting_supervisor._settings import check_count, check_ratio, check_seconds
+from compacting_supervisor._usage import context_tokens, declared_tokens, summary_details
 from compacting_supervisor.archive import Transcript
 from compacting_supervisor.errors import (
     CompactionError,
@@ -34,9 +35,18 @@ from compacting_supervisor.errors import (
     ThreadBusyError,
 )
 from compacting_supervisor.history_manager import HistoryManager, _check_messages
+from compacting_supervisor.keep import KeepPolicy, KeepRatio
 from compacting_supervisor.locks import ThreadLocks, alocks_for, locks_for
-from compacting_supervisor.results import CompactionResult
+from compacting_supervisor.results import CompactionResult, ThreadStats
 from compacting_supervisor.summarizers import SUMMARIZER_TAG
+from compacting_supervisor.triggers import (
+    AllOf,
+    AnyOf,
+    ContextFraction,
+    TokenLimit,
+    Trigger,
+    TriggerContext,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -161,9 +171,18 @@ class CompactingSupervisor:
             a messages channel.
         history_manager: Compacts and rewrites threads. Defaults to ``HistoryManager()``:
             the graph's checkpointer and the embedded offline summariser.
-        token_limit: Compact after a run that leaves more tokens than this in the thread.
+        token_limit: Compact after a run that leaves more tokens than this in the thread
+            (unless ``trigger`` says otherwise); also the size the summary is scaled to.
         compaction_ratio: The fraction of the conversation each compaction summarises, in
             (0, 1): 0.5 summarises the older half, 0.8 all but the newest fifth.
+        trigger: When to compact instead of ``TokenLimit(token_limit)``: `ContextFraction`,
+            `MessageCount`, `TimeSinceCompaction`, `When`, `Repetition`, or a combination
+            (``AnyOf``/``|``, ``AllOf``/``&``).
+        keep: What each compaction keeps verbatim instead of ``compaction_ratio``:
+            `KeepMessages` (the newest N messages) or `KeepTokens` (the newest N tokens).
+        system_prompt: The agent's own system prompt (text, or its size in tokens), which
+            the state does not hold; counted with the thread's messages.
+        tools: The agent's tools (or their schemas' size in tokens); counted likewise.
         lock_timeout: Seconds a run or compaction waits for its thread while another one
             (in this process or another) is using it; past that it raises
             `ThreadLockTimeoutError`. None waits as long as it takes.
@@ -197,6 +216,10 @@ class CompactingSupervisor:
         *,
         token_limit: int = 500,
         compaction_ratio: float = 0.5,
+        trigger: Trigger | None = None,
+        keep: KeepPolicy | None = None,
+        system_prompt: str | int | None = None,
+        tools: Sequence[Any] | int | None = None,
         lock_timeout: float | None = None,
         max_consecutive_failures: int = 3,
         failure_cooldown_turns: int = 5,
@@ -248,10 +271,23 @@ class CompactingSupervisor:
                 "object, or leave `memory_saver` unset to use the graph's checkpointer."
             )
             raise ValueError(msg)
+        if trigger is not None and not isinstance(trigger, Trigger):
+            msg = (
+                "`trigger` must be a Trigger (TokenLimit, ContextFraction, MessageCount, "
+                f"TimeSinceCompaction, When, Repetition, AnyOf, AllOf), got {trigger!r}."
+            )
+            raise TypeError(msg)
+        if keep is not None and not isinstance(keep, KeepPolicy):
+            msg = f"`keep` must be a KeepPolicy (KeepMessages(20), KeepTokens(2000)), got {keep!r}."
+            raise TypeError(msg)
         self.agent = agent
         self.history_manager = manager
         self.token_limit = token_limit
         self.compaction_ratio = compaction_ratio
+        self.trigger: Trigger = trigger or TokenLimit(token_limit)
+        self.keep: KeepPolicy = keep or KeepRatio(compaction_ratio)
+        self.overhead_tokens = declared_tokens(system_prompt, tools, manager.token_counter)
+        self._first_seen: dict[str, float] = {}
         check_count("max_consecutive_failures", max_consecutive_failures)
         check_count("failure_cooldown_turns", failure_cooldown_turns)
         self.lock_timeout = lock_timeout
@@ -273,7 +309,7 @@ class CompactingSupervisor:
         thread_id = self._thread_id(config)
         with self._hold(thread_id):
             output = self.agent.invoke(input, config, **kwargs)
-            self._auto_compact(thread_id, _messages_of(output, self.history_manager.messages_key))
+            self._auto_compact(thread_id, output)
         return output
 
     async def ainvoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
@@ -281,9 +317,7 @@ class CompactingSupervisor:
         thread_id = self._thread_id(config)
         async with self._ahold(thread_id):
             output = await self.agent.ainvoke(input, config, **kwargs)
-            await self._aauto_compact(
-                thread_id, _messages_of(output, self.history_manager.messages_key)
-            )
+            await self._aauto_compact(thread_id, output)
         return output
 
     def stream(
@@ -336,7 +370,7 @@ class CompactingSupervisor:
             for chunk in self.agent.stream(input, config, **self._event_kwargs(kwargs)):
                 if (event := mapper.feed(chunk)) is not None:
                     yield event
-            result = self._auto_compact(thread_id, self._values_messages(mapper.values))
+            result = self._auto_compact(thread_id, mapper.values)
         yield from self._closing_events(thread_id, mapper, result)
 
     async def _aevent_stream(
@@ -347,7 +381,7 @@ class CompactingSupervisor:
             async for chunk in self.agent.astream(input, config, **self._event_kwargs(kwargs)):
                 if (event := mapper.feed(chunk)) is not None:
                     yield event
-            result = await self._aauto_compact(thread_id, self._values_messages(mapper.values))
+            result = await self._aauto_compact(thread_id, mapper.values)
         for event in self._closing_events(thread_id, mapper, result):
             yield event
 
@@ -363,7 +397,7 @@ class CompactingSupervisor:
                 if is_values:
                     found, values = True, payload
                 yield chunk
-            self._auto_compact(thread_id, self._values_messages(values) if found else None)
+            self._auto_compact(thread_id, values if found else None)
 
     async def _anative_stream(
         self, thread_id: str, input: Any, config: Any, stream_mode: Any, kwargs: dict[str, Any]
@@ -377,7 +411,7 @@ class CompactingSupervisor:
                 if is_values:
                     found, values = True, payload
                 yield chunk
-            await self._aauto_compact(thread_id, self._values_messages(values) if found else None)
+            await self._aauto_compact(thread_id, values if found else None)
 
     def batch(
         self,
@@ -509,6 +543,30 @@ class CompactingSupervisor:
         thread_id = self._thread_id(config)
         return await self.history_manager.atranscript(head_config(thread_id), graph=self.agent)
 
+    def thread_stats(self, thread: str | RunnableConfig) -> ThreadStats:
+        """Return the thread's size, utilisation of the limit, and compaction totals.
+
+        Read from the checkpoints, so compactions by other processes count too.
+
+        Args:
+            thread: A thread id or a config naming one.
+        """
+        thread_id = thread if isinstance(thread, str) else self._thread_id(thread)
+        stats = self.history_manager.thread_stats(head_config(thread_id), graph=self.agent)
+        return self._with_limit(stats)
+
+    async def athread_stats(self, thread: str | RunnableConfig) -> ThreadStats:
+        """Async form of `thread_stats`."""
+        thread_id = thread if isinstance(thread, str) else self._thread_id(thread)
+        stats = await self.history_manager.athread_stats(head_config(thread_id), graph=self.agent)
+        return self._with_limit(stats)
+
+    def _with_limit(self, stats: ThreadStats) -> ThreadStats:
+        limit = self._token_threshold()
+        return dataclasses.replace(
+            stats, token_limit=limit, utilisation=round(stats.tokens / limit, 4)
+        )
+
     def last_compaction(self, thread: str | RunnableConfig) -> CompactionResult | None:
         """Return the last compaction result of a thread (successful or not) in this process.
 
@@ -520,66 +578,90 @@ class CompactingSupervisor:
 
     def over_limit(self, messages: Sequence[BaseMessage]) -> bool:
         """Whether ``messages`` hold more than ``token_limit`` tokens."""
-        return self.history_manager.token_counter.count(messages) > self.token_limit
+        return self.context_tokens(messages) > self.token_limit
 
-    def _auto_compact(
-        self, thread_id: str, messages: list[BaseMessage] | None
-    ) -> CompactionResult | None:
+    def context_tokens(self, messages: Sequence[BaseMessage]) -> int:
+        """The tokens the model is sent for ``messages``.
+
+        The provider's reported usage on the newest answer, where trustworthy, plus an exact
+        count of the messages after it; else an exact count. The declared ``system_prompt``
+        and ``tools`` are included.
+        """
+        counter = self.history_manager.token_counter
+        return context_tokens(messages, counter, self.overhead_tokens)
+
+    def _trigger_context(
+        self, thread_id: str, messages: list[BaseMessage], values: Any
+    ) -> TriggerContext:
+        details = summary_details(messages)
+        compacted_at = details.get("compacted_at")
+        return TriggerContext(
+            thread_id=thread_id,
+            messages=messages,
+            tokens=self.context_tokens(messages),
+            values=values if isinstance(values, dict) else {},
+            last_compaction_at=compacted_at if isinstance(compacted_at, int | float) else None,
+            first_seen_at=self._first_seen.setdefault(thread_id, time.time()),
+        )
+
+    def _auto_compact(self, thread_id: str, values: Any) -> CompactionResult | None:
         started = time.perf_counter()
         try:
-            return self._auto_compact_unguarded(thread_id, messages)
+            return self._auto_compact_unguarded(thread_id, values)
         except Exception as exc:  # whatever happens, the user's run has already succeeded
-            return self._record(self._unchanged(thread_id, "token_limit", exc, started, None))
+            return self._record(self._unchanged(thread_id, self.trigger.name, exc, started, None))
 
-    async def _aauto_compact(
-        self, thread_id: str, messages: list[BaseMessage] | None
-    ) -> CompactionResult | None:
+    async def _aauto_compact(self, thread_id: str, values: Any) -> CompactionResult | None:
         started = time.perf_counter()
         try:
-            return await self._aauto_compact_unguarded(thread_id, messages)
+            return await self._aauto_compact_unguarded(thread_id, values)
         except Exception as exc:  # whatever happens, the user's run has already succeeded
-            return self._record(self._unchanged(thread_id, "token_limit", exc, started, None))
+            return self._record(self._unchanged(thread_id, self.trigger.name, exc, started, None))
 
-    def _auto_compact_unguarded(
-        self, thread_id: str, messages: list[BaseMessage] | None
-    ) -> CompactionResult | None:
-        if messages is None:  # a run's output already holds only messages (_messages_of)
-            messages = self._read_messages(self.agent.get_state(head_config(thread_id)))
+    def _auto_compact_unguarded(self, thread_id: str, values: Any) -> CompactionResult | None:
+        messages = self._values_messages(values)
+        if messages is None:  # the output does not carry the messages: read the state
+            snapshot = self.agent.get_state(head_config(thread_id))
+            values, messages = snapshot.values, self._read_messages(snapshot)
             _check_messages(messages, self.history_manager.messages_key)
-        if not self.over_limit(messages):
+        reason = self.trigger.check(self._trigger_context(thread_id, messages, values))
+        if reason is None:
             return None
         started = time.perf_counter()
-        if (paused := self._circuit_paused(thread_id, started, messages)) is not None:
+        if (paused := self._circuit_paused(thread_id, reason, started, messages)) is not None:
             return self._record(paused)
         try:
             result = self.history_manager.compact_thread(
-                head_config(thread_id), **self._compact_kwargs("token_limit")
+                head_config(thread_id), **self._compact_kwargs(reason)
             )
         except Exception as exc:  # a compaction problem never fails the user's run
-            result = self._unchanged(thread_id, "token_limit", exc, started, messages)
+            result = self._unchanged(thread_id, reason, exc, started, messages)
         if result is None:
-            result = self._unchanged(thread_id, "token_limit", _NoSafeCutError(), started, messages)
+            result = self._unchanged(thread_id, reason, _NoSafeCutError(), started, messages)
         return self._record(result)
 
     async def _aauto_compact_unguarded(
-        self, thread_id: str, messages: list[BaseMessage] | None
+        self, thread_id: str, values: Any
     ) -> CompactionResult | None:
-        if messages is None:  # a run's output already holds only messages (_messages_of)
-            messages = self._read_messages(await self.agent.aget_state(head_config(thread_id)))
+        messages = self._values_messages(values)
+        if messages is None:  # the output does not carry the messages: read the state
+            snapshot = await self.agent.aget_state(head_config(thread_id))
+            values, messages = snapshot.values, self._read_messages(snapshot)
             _check_messages(messages, self.history_manager.messages_key)
-        if not self.over_limit(messages):
+        reason = self.trigger.check(self._trigger_context(thread_id, messages, values))
+        if reason is None:
             return None
         started = time.perf_counter()
-        if (paused := self._circuit_paused(thread_id, started, messages)) is not None:
+        if (paused := self._circuit_paused(thread_id, reason, started, messages)) is not None:
             return self._record(paused)
         try:
             result = await self.history_manager.acompact_thread(
-                head_config(thread_id), **self._compact_kwargs("token_limit")
+                head_config(thread_id), **self._compact_kwargs(reason)
             )
         except Exception as exc:  # a compaction problem never fails the user's run
-            result = self._unchanged(thread_id, "token_limit", exc, started, messages)
+            result = self._unchanged(thread_id, reason, exc, started, messages)
         if result is None:
-            result = self._unchanged(thread_id, "token_limit", _NoSafeCutError(), started, messages)
+            result = self._unchanged(thread_id, reason, _NoSafeCutError(), started, messages)
         return self._record(result)
 
     def _hold(self, thread_id: str) -> AbstractContextManager[None]:
@@ -599,12 +681,16 @@ class CompactingSupervisor:
 
     def _compact_kwargs(self, trigger: str) -> dict[str, Any]:
         return {
-            "compaction_ratio": self.compaction_ratio,
+            "keep": self.keep,
             "graph": self.agent,
             "trigger": trigger,
             "max_summary_tokens": self.history_manager.max_summary_tokens
-            or max(32, self.token_limit // 4),
+            or min(4_000, max(32, self._token_threshold() // 4)),
         }
+
+    def _token_threshold(self) -> int:
+        """The token size the trigger compacts at (``token_limit`` if it has none)."""
+        return _threshold_of(self.trigger) or self.token_limit
 
     def _read_messages(self, snapshot: Any) -> list[BaseMessage]:
         values = snapshot.values if isinstance(snapshot.values, dict) else {}
@@ -657,7 +743,7 @@ class CompactingSupervisor:
         )
 
     def _circuit_paused(
-        self, thread_id: str, started: float, messages: list[BaseMessage]
+        self, thread_id: str, trigger: str, started: float, messages: list[BaseMessage]
     ) -> CompactionResult | None:
         """A skipped result while the thread's circuit breaker is open, else None."""
         circuit = self._circuits.get(thread_id)
@@ -665,7 +751,7 @@ class CompactingSupervisor:
             return None
         circuit.turns_to_wait -= 1
         error = _CircuitOpenError(circuit.failures, circuit.turns_to_wait)
-        return self._unchanged(thread_id, "token_limit", error, started, messages)
+        return self._unchanged(thread_id, trigger, error, started, messages)
 
     def _record(self, result: CompactionResult) -> CompactionResult:
         if result.status == "failed":
@@ -682,14 +768,15 @@ class CompactingSupervisor:
                 )
         elif result.succeeded:
             self._circuits.pop(result.thread_id, None)
-        if result.succeeded and result.tokens_after > self.token_limit:
+        threshold = self._token_threshold()
+        if result.succeeded and result.tokens_after > threshold:
             logger.warning(
                 "Thread %s is still over the token limit after compaction (%d > %d tokens): "
                 "a large message is kept or the summary is long. It will compact again after "
                 "the next turn; consider a higher `compaction_ratio` or `token_limit`.",
                 result.thread_id,
                 result.tokens_after,
-                self.token_limit,
+                threshold,
             )
             result = dataclasses.replace(result, still_over_limit=True)
         self._results[result.thread_id] = result
@@ -771,6 +858,18 @@ def _configs_for(
         )
         raise ValueError(msg)
     return configs
+
+
+def _threshold_of(trigger: Trigger) -> int | None:
+    """The smallest token size at which ``trigger`` fires, if it fires on size at all."""
+    if isinstance(trigger, TokenLimit):
+        return trigger.tokens
+    if isinstance(trigger, ContextFraction):
+        return trigger.limit
+    if isinstance(trigger, AnyOf | AllOf):
+        sizes = [size for t in trigger.triggers if (size := _threshold_of(t)) is not None]
+        return min(sizes) if sizes else None
+    return None
 
 
 def _messages_of(output: Any, key: str) -> list[BaseMessage] | None:

@@ -208,6 +208,10 @@ class TokenCounter:
             return 0
         return len(self._ensure_encoding().encode(text, disallowed_special=()))
 
+    def count_text(self, text: str) -> int:
+        """Return the tokens of a plain string (no message overhead)."""
+        return self._encode_len(text)
+
     def count_message(self, message: BaseMessage) -> int:
         """Return the tokens of one message, its per-message overhead included."""
         key = _cache_key(message)

@@ -1,0 +1,147 @@
+"""What the model is really sent: provider-reported usage, guarded, plus declared overhead.
+
+The wrapper sees the state's messages, not the agent's own system prompt or tool schemas;
+those can be declared (`declared_tokens`). When the newest AIMessage carries the provider's
+``usage_metadata``, its input + output tokens are the exact size of everything up to it,
+hidden prompt and tools included; only the messages after it are counted (`context_tokens`).
+
+Usage is only trusted when it belongs to the messages now in the thread: an AIMessage kept
+by a compaction reports the size of the longer history it was answering, and some
+providers or wrappers report odd values. So usage is ignored for messages older than the
+last compaction, and when it falls outside ``[0.5, 3] x our count + 4,000`` (logged).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from langchain_core.messages import AIMessage, BaseMessage
+from langchain_core.utils.function_calling import convert_to_openai_tool
+
+from compacting_supervisor._cut import METADATA_KEY, is_summary
+from compacting_supervisor.token_counter import TokenCounter
+
+logger = logging.getLogger(__name__)
+
+_LOWEST = 0.5
+_HIGHEST = 3.0
+_SLACK = 4_000  # an undeclared system prompt and tool schemas
+
+
+def declared_tokens(
+    system_prompt: str | int | None, tools: Sequence[Any] | int | None, counter: TokenCounter
+) -> int:
+    """Tokens of the agent's own system prompt and tool schemas, as declared by the user.
+
+    Args:
+        system_prompt: Its text, or its size in tokens.
+        tools: The tools (LangChain tools, functions, or OpenAI tool dicts), or their size
+            in tokens. Tools count as their JSON schema's tokens.
+        counter: The counter to use.
+
+    Raises:
+        ValueError: A value is neither text/tools nor a non-negative number of tokens.
+    """
+    total = 0
+    if isinstance(system_prompt, int) and not isinstance(system_prompt, bool):
+        total += _non_negative("system_prompt", system_prompt)
+    elif isinstance(system_prompt, str):
+        total += counter.count_text(system_prompt) + 4  # a system message's overhead
+    elif system_prompt is not None:
+        msg = (
+            "`system_prompt` must be the agent's system prompt text or its size in tokens, "
+            f"got {type(system_prompt).__name__}."
+        )
+        raise ValueError(msg)
+    if isinstance(tools, int) and not isinstance(tools, bool):
+        total += _non_negative("tools", tools)
+    elif tools is not None:
+        if isinstance(tools, str) or not isinstance(tools, Sequence):
+            msg = (
+                "`tools` must be the agent's tools (a list) or their schemas' size in tokens, "
+                f"got {type(tools).__name__}."
+            )
+            raise ValueError(msg)
+        for tool in tools:
+            try:
+                schema = convert_to_openai_tool(tool)
+            except Exception as exc:
+                msg = f"`tools`: cannot read the schema of {tool!r} ({exc}); pass a token count."
+                raise ValueError(msg) from exc
+            total += counter.count_text(json.dumps(schema, ensure_ascii=False))
+    return total
+
+
+def _non_negative(name: str, value: int) -> int:
+    if value < 0:
+        msg = f"`{name}` must be text or a non-negative number of tokens, got {value}."
+        raise ValueError(msg)
+    return value
+
+
+def summary_details(messages: Sequence[BaseMessage]) -> dict[str, Any]:
+    """The running summary's record of the compactions (empty when never compacted)."""
+    return _summary(messages)[1]
+
+
+def _summary(messages: Sequence[BaseMessage]) -> tuple[int, dict[str, Any]]:
+    for index, message in enumerate(messages):
+        if is_summary(message):
+            details = message.response_metadata.get(METADATA_KEY)
+            return index, details if isinstance(details, dict) else {}
+    return -1, {}
+
+
+def context_tokens(messages: Sequence[BaseMessage], counter: TokenCounter, overhead: int) -> int:
+    """The tokens the model is sent for ``messages``: usage-based where trustworthy.
+
+    Args:
+        messages: The thread's messages.
+        counter: Counts what usage does not cover.
+        overhead: Declared tokens of the agent's system prompt and tools.
+    """
+    counted = counter.count(messages) + overhead
+    index, usage = _latest_usage(messages)
+    if usage is None:
+        return counted
+    before = counter.count(messages[:index]) + overhead
+    reported = usage["input_tokens"]
+    if not _LOWEST * before <= reported <= _HIGHEST * before + _SLACK:
+        logger.debug(
+            "Ignoring usage_metadata of %s: %d input tokens against %d counted.",
+            messages[index].id,
+            reported,
+            before,
+        )
+        return counted
+    after = sum(counter.count_message(m) for m in messages[index + 1 :])
+    return int(reported + usage["output_tokens"] + after)
+
+
+def _latest_usage(messages: Sequence[BaseMessage]) -> tuple[int, dict[str, int] | None]:
+    """The newest AIMessage written since the last compaction with sane usage, if any."""
+    at, details = _summary(messages)
+    kept = details.get("messages_kept")
+    # The summary and the messages the last compaction kept answered a longer history.
+    boundary = at + kept if at >= 0 and isinstance(kept, int) else at
+    for index in range(len(messages) - 1, boundary, -1):
+        message = messages[index]
+        if not isinstance(message, AIMessage):
+            continue
+        usage = message.usage_metadata
+        if not usage:
+            continue  # e.g. a hand-off message a library wrote, not a model
+        inputs, outputs = usage.get("input_tokens"), usage.get("output_tokens")
+        if (
+            isinstance(inputs, int)
+            and isinstance(outputs, int)
+            and not isinstance(inputs, bool)
+            and inputs > 0
+            and outputs >= 0
+        ):
+            return index, {"input_tokens": inputs, "output_tokens": outputs}
+        return index, None  # the newest usage is unusable: count instead
+    return -1, None

@@ -1,0 +1,783 @@
+"""Large tool results out of the window: the stores, the policy, the read tool, in an agent."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import doctest
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from langchain_core.messages import (
+    AIMessage,
+    BaseMessage,
+    HumanMessage,
+    SystemMessage,
+    ToolMessage,
+)
+from langchain_core.runnables import RunnableLambda
+from langchain_core.tools import tool
+from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.graph import START, MessagesState, StateGraph
+from langgraph.prebuilt import ToolNode, tools_condition
+from langgraph.store.memory import InMemoryStore
+
+import compacting_supervisor.offload as offload_module
+from compacting_supervisor.errors import CompactionError
+from compacting_supervisor.offload import (
+    HEADER_PREFIX,
+    REF_PATTERN,
+    DirectoryResultStore,
+    LangGraphResultStore,
+    OffloadError,
+    OffloadToolResults,
+    ResultStore,
+    _text_tokens,
+    make_ref,
+    offloaded_ref,
+    read_tool_result_tool,
+    stored_results_note,
+)
+from compacting_supervisor.testing import ScriptedChatModel
+from compacting_supervisor.token_counter import TokenCounter
+from tests.conftest import POSTGRES_URL
+from tests.helpers import openai_violations
+
+REPORT = "".join(
+    f"Line {i:05d}: revenue {i * 37 % 1000} EUR, région Île-de-France ✓\n" for i in range(800)
+)
+"""A large tool result (about 50,000 characters), with non-ASCII text."""
+
+
+def tool_history(content: Any = REPORT, **extra: Any) -> list[BaseMessage]:
+    """A valid history: a question, two parallel calls, their results, an answer, a question."""
+    return [
+        SystemMessage("You are an analyst."),
+        HumanMessage("Fetch the report and the weather.", id="h1"),
+        AIMessage(
+            "",
+            id="a1",
+            tool_calls=[
+                {"name": "fetch_report", "args": {"year": 2024}, "id": "call_report"},
+                {"name": "weather", "args": {"city": "Paris"}, "id": "call_weather"},
+            ],
+        ),
+        ToolMessage(content, tool_call_id="call_report", name="fetch_report", id="t1", **extra),
+        ToolMessage("Sunny, 21 degrees.", tool_call_id="call_weather", name="weather", id="t2"),
+        AIMessage("The report is in; it is sunny.", id="a2"),
+        HumanMessage("Which line mentions revenue 999?", id="h2"),
+    ]
+
+
+# ---------------------------------------------------------------------------------- stores
+
+
+@pytest.fixture
+def directory(tmp_path: Path) -> DirectoryResultStore:
+    return DirectoryResultStore(tmp_path / "results")
+
+
+def _cleanup(store: Any, namespace: tuple[str, ...]) -> None:
+    for item in store.search(namespace, limit=1000):
+        store.delete(namespace, item.key)
+
+
+async def _acleanup(store: Any, namespace: tuple[str, ...]) -> None:
+    for item in await store.asearch(namespace, limit=1000):
+        await store.adelete(namespace, item.key)
+
+
+@pytest.fixture(params=["directory", "memory", "sqlite", "postgres"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ResultStore]:
+    """Every store, used from sync code."""
+    namespace = ("cs_test", uuid.uuid4().hex)
+    if request.param == "directory":
+        yield DirectoryResultStore(tmp_path / "results")
+    elif request.param == "memory":
+        yield LangGraphResultStore(InMemoryStore(), namespace=namespace)
+    elif request.param == "sqlite":
+        from langgraph.store.sqlite import SqliteStore
+
+        with SqliteStore.from_conn_string(str(tmp_path / "store.sqlite")) as lg_store:
+            lg_store.setup()
+            yield LangGraphResultStore(lg_store, namespace=namespace)
+    else:
+        from langgraph.store.postgres import PostgresStore
+
+        with PostgresStore.from_conn_string(POSTGRES_URL) as lg_store:
+            lg_store.setup()
+            yield LangGraphResultStore(lg_store, namespace=namespace)
+            _cleanup(lg_store, namespace)
+
+
+@pytest.fixture(params=["directory", "memory", "aiosqlite", "sqlite-in-thread", "apostgres"])
+async def astore(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[ResultStore]:
+    """Every store, used from async code (a sync-only SqliteStore through a worker thread)."""
+    namespace = ("cs_test", uuid.uuid4().hex)
+    if request.param == "directory":
+        yield DirectoryResultStore(tmp_path / "results")
+    elif request.param == "memory":
+        yield LangGraphResultStore(InMemoryStore(), namespace=namespace)
+    elif request.param == "aiosqlite":
+        from langgraph.store.sqlite.aio import AsyncSqliteStore
+
+        async with AsyncSqliteStore.from_conn_string(str(tmp_path / "store.sqlite")) as lg:
+            await lg.setup()
+            yield LangGraphResultStore(lg, namespace=namespace)
+    elif request.param == "sqlite-in-thread":
+        from langgraph.store.sqlite import SqliteStore
+
+        with SqliteStore.from_conn_string(str(tmp_path / "store.sqlite")) as lg_store:
+            lg_store.setup()
+            yield LangGraphResultStore(lg_store, namespace=namespace)
+    else:
+        from langgraph.store.postgres.aio import AsyncPostgresStore
+
+        async with AsyncPostgresStore.from_conn_string(POSTGRES_URL) as lg_astore:
+            await lg_astore.setup()
+            yield LangGraphResultStore(lg_astore, namespace=namespace)
+            await _acleanup(lg_astore, namespace)
+
+
+ODD_TEXTS = [
+    REPORT,
+    "plain ascii",
+    "windows\r\nline endings\r\n and a trailing space ",
+    "NUL \x00 inside, tab\t, emoji 🧪, RTL שלום",
+    "a lone surrogate \ud800 survives",
+    "",
+]
+
+
+def test_stores_round_trip_exactly(store: ResultStore) -> None:
+    for i, text in enumerate(ODD_TEXTS):
+        ref = make_ref("thread", f"call_{i}", text)
+        store.put(ref, text, {"thread_id": "thread", "tool_call_id": f"call_{i}"})
+        store.put(ref, text, {"thread_id": "thread", "tool_call_id": f"call_{i}"})  # idempotent
+        assert store.get(ref) == text
+    assert store.get(make_ref("thread", "never", "stored")) is None
+    assert store.get("../../etc/passwd") is None
+
+
+async def test_stores_round_trip_exactly_async(astore: ResultStore) -> None:
+    for i, text in enumerate(ODD_TEXTS):
+        ref = make_ref("thread", f"call_{i}", text)
+        await astore.aput(ref, text, {"thread_id": "thread"})
+        await astore.aput(ref, text, {"thread_id": "thread"})
+        assert await astore.aget(ref) == text
+    assert await astore.aget(make_ref("thread", "never", "stored")) is None
+    assert await astore.aget("tr_../../../etc/passwd") is None
+
+
+async def test_policy_on_every_store_sync_and_async(astore: ResultStore) -> None:
+    policy = OffloadToolResults(astore, min_chars=10_000)
+    plan = await policy.aapply(tool_history(), thread_id="t-async")
+    (item,) = plan.offloaded
+    assert await astore.aget(item.ref) == REPORT
+    if not isinstance(astore, LangGraphResultStore) or "Async" not in type(astore.store).__name__:
+        sync_plan = policy.apply(tool_history(), thread_id="t-async")
+        assert [m.content for m in sync_plan.messages] == [m.content for m in plan.messages]
+        assert astore.get(item.ref) == REPORT
+
+
+def test_directory_store_layout_and_path_safety(tmp_path: Path) -> None:
+    root = tmp_path / "results"
+    store = DirectoryResultStore(root)
+    policy = OffloadToolResults(store, min_chars=100, preview_chars=10)
+    weird = ["../../etc/passwd", "/abs/path", "C:\\windows", "thread\x00nul", "日本語 🧵", "."]
+    refs = []
+    for thread_id in weird:
+        for call_id in ["../../etc/passwd", "call/../../x", "ünïcödé", ""]:
+            message = ToolMessage("y" * 500, tool_call_id=call_id, id=f"{thread_id}-{call_id}")
+            (item,) = policy.apply([message], thread_id=thread_id).offloaded
+            refs.append(item.ref)
+            assert REF_PATTERN.fullmatch(item.ref)
+            assert store.file_for(item.ref).read_text() == "y" * 500
+    assert len(set(refs)) == len(refs)  # each thread and call stored apart
+    files = sorted(p.name for p in tmp_path.rglob("*") if p.is_file())
+    assert files == sorted(f"{ref}.txt" for ref in refs)  # nothing outside, no temp file left
+    assert all(p.parent == root.resolve() for p in root.iterdir())
+    for bad in ["../../etc/passwd", "tr_0123456789abcdef012/", "/etc/passwd", "TR_x", ""]:
+        assert store.get(bad) is None
+        with pytest.raises(ValueError, match="`ref` must be 'tr_'"):
+            store.put(bad, "x", {})
+    assert store.get(refs[0].upper()) is None  # references are exact, lowercase hex
+    assert oct(store.file_for(refs[0]).stat().st_mode & 0o777) == "0o600"
+
+
+def test_directory_store_is_idempotent_and_atomic(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = DirectoryResultStore(tmp_path)
+    ref = make_ref("t", "c", "content")
+    store.put(ref, "content", {})
+    before = store.file_for(ref).stat().st_mtime_ns
+    store.put(ref, "content", {})
+    assert store.file_for(ref).stat().st_mtime_ns == before  # not rewritten
+
+    def failing_fsync(fd: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", failing_fsync)
+    other = make_ref("t", "c", "other")
+    with pytest.raises(OSError, match="No space left"):
+        store.put(other, "other", {})
+    assert store.get(other) is None
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"{ref}.txt"]  # no temp file left
+
+
+def test_directory_store_validation(tmp_path: Path) -> None:
+    a_file = tmp_path / "file.txt"
+    a_file.write_text("x")
+    with pytest.raises(ValueError, match="`path`"):
+        DirectoryResultStore(a_file)
+    with pytest.raises(ValueError, match="`path`"):
+        DirectoryResultStore(a_file / "below")
+    with pytest.raises(TypeError, match="`path` must be a directory path"):
+        DirectoryResultStore(42)  # type: ignore[arg-type]
+    assert DirectoryResultStore(tmp_path / "a" / "b").path.is_dir()
+
+
+def test_langgraph_store_items_and_validation() -> None:
+    lg_store = InMemoryStore()
+    results = LangGraphResultStore(lg_store)
+    policy = OffloadToolResults(results, min_chars=1000)
+    plan = policy.apply(tool_history(), thread_id="thread-7")
+    (found,) = lg_store.search(
+        ("compacting_supervisor", "tool_results"), filter={"thread_id": "thread-7"}
+    )
+    assert found.key == plan.offloaded[0].ref
+    assert found.value["tool_call_id"] == "call_report"
+    assert found.value["tool_name"] == "fetch_report"
+    assert found.value["chars"] == len(REPORT)
+    assert found.value["content"] == REPORT
+    assert "LangGraphResultStore(InMemoryStore" in repr(results)
+    with pytest.raises(TypeError, match="`store` must be a LangGraph BaseStore"):
+        LangGraphResultStore({})  # type: ignore[arg-type]
+    for namespace in [(), ("a.b",), ("ok", ""), ["list"]]:
+        with pytest.raises(ValueError, match="`namespace`"):
+            LangGraphResultStore(lg_store, namespace=namespace)  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------------------------- policy
+
+
+def test_thresholds_are_exact_in_characters() -> None:
+    policy = OffloadToolResults(InMemoryStore(), min_chars=1000, preview_chars=100)
+    under = policy.plan([ToolMessage("a" * 999, tool_call_id="c")])
+    at = policy.plan([ToolMessage("a" * 1000, tool_call_id="c")])
+    assert not under.offloaded
+    assert len(at.offloaded) == 1
+
+
+def test_thresholds_are_exact_in_tokens() -> None:
+    counter = TokenCounter()
+    tokens = _text_tokens(counter, REPORT)
+    assert tokens > 10_000
+    assert _text_tokens(counter, "hello world") == 2
+    at = OffloadToolResults(InMemoryStore(), min_tokens=tokens, token_counter=counter)
+    over = OffloadToolResults(InMemoryStore(), min_tokens=tokens + 1, token_counter=counter)
+    assert len(at.plan(tool_history()).offloaded) == 1
+    assert not over.plan(tool_history()).offloaded
+    assert f"{tokens:,} tokens" in at.plan(tool_history()).messages[3].text
+    # The default is 2,000 tokens: the 19-character weather report stays.
+    default = OffloadToolResults(InMemoryStore())
+    assert default.min_tokens == 2000
+    assert default.min_chars is None
+    assert [item.index for item in default.plan(tool_history()).offloaded] == [3]
+
+
+def test_replacement_keeps_ids_and_reads_well() -> None:
+    artifact = {"rows": 800}
+    history = tool_history(status="error", artifact=artifact, additional_kwargs={"k": "v"})
+    original = copy.deepcopy(history)
+    policy = OffloadToolResults(InMemoryStore(), min_chars=1000, preview_chars=200)
+    plan = policy.apply(history, thread_id="t1")
+    assert history == original  # the input is never modified
+    (item,) = plan.offloaded
+    new = plan.messages[3]
+    assert isinstance(new, ToolMessage)
+    assert (new.id, new.tool_call_id, new.name, new.status) == (
+        "t1",
+        "call_report",
+        "fetch_report",
+        "error",
+    )
+    assert new.artifact is artifact
+    assert new.additional_kwargs == {"k": "v"}
+    assert plan.messages[:3] == history[:3]
+    assert plan.messages[4:] == history[4:]
+    assert item.replacement is new
+    assert item.original is history[3]
+    assert offloaded_ref(new) == item.ref
+    assert offloaded_ref(history[3]) is None
+    assert new.response_metadata["compacting_supervisor"]["offloaded"] == {
+        "ref": item.ref,
+        "chars": len(REPORT),
+        "tokens": item.metadata["tokens"],
+        "tool": "read_tool_result",
+    }
+    lines = str(new.content).split("\n")
+    assert lines[0] == (
+        f"[tool result stored: ref={item.ref}, {len(REPORT):,} characters, "
+        f"{item.metadata['tokens']:,} tokens. Preview:]"
+    )
+    assert str(new.content).startswith(f"{lines[0]}\n{REPORT[:200]}\n")
+    assert lines[-1] == (
+        f"[... {len(REPORT) - 200:,} more characters; "
+        f'call read_tool_result(ref="{item.ref}", offset=200)]'
+    )
+    assert REF_PATTERN.findall(str(new.content)) == [item.ref, item.ref]
+    assert plan.chars_offloaded == len(REPORT)
+    assert openai_violations(plan.messages) == []
+    assert TokenCounter().count(plan.messages) < TokenCounter().count(history) // 10
+
+
+def test_zero_preview() -> None:
+    policy = OffloadToolResults(InMemoryStore(), min_chars=1000, preview_chars=0)
+    (item,) = policy.apply(tool_history()).offloaded
+    assert item.replacement.content == (
+        f"[tool result stored: ref={item.ref}, {len(REPORT):,} characters, "
+        f'{item.metadata["tokens"]:,} tokens. Call read_tool_result(ref="{item.ref}", '
+        "offset=0) to read it.]"
+    )
+
+
+def test_idempotent_and_never_offloaded_twice(tmp_path: Path) -> None:
+    store = DirectoryResultStore(tmp_path)
+    policy = OffloadToolResults(store, min_chars=1000)
+    first = policy.apply(tool_history(), thread_id="t")
+    again = policy.apply(tool_history(), thread_id="t")
+    assert [i.ref for i in first.offloaded] == [i.ref for i in again.offloaded]
+    assert first.messages == again.messages
+    assert len(list(tmp_path.iterdir())) == 1
+    # The offloaded history is left as it is, even by a stricter policy.
+    strict = OffloadToolResults(store, min_chars=10, preview_chars=5)
+    assert [m.content for m in strict.plan(first.messages).messages[3:4]] == [
+        first.messages[3].content
+    ]
+    # The header alone also marks a message whose metadata was lost (e.g. re-serialised).
+    stripped = first.messages[3].model_copy(update={"response_metadata": {}})
+    assert not strict.plan([stripped]).offloaded
+    # A duplicated message is stored once.
+    duplicated = policy.plan([history := tool_history()[3], history])
+    assert len(duplicated.offloaded) == 2
+    assert duplicated.offloaded[0].ref == duplicated.offloaded[1].ref
+
+
+def test_stored_results_note_for_summaries() -> None:
+    policy = OffloadToolResults(InMemoryStore(), min_chars=1000)
+    history = _two_large_results()
+    plan = policy.plan([*history, history[3]])  # a duplicate is named once
+    ref_a, ref_b = plan.offloaded[0].ref, plan.offloaded[1].ref
+    note = stored_results_note("The user fetched a report.", plan.messages)
+    assert note == (
+        f"Stored tool results, readable with read_tool_result: {ref_a} (fetch_report, "
+        f"{len(REPORT):,} characters); {ref_b} (weather, {len(REPORT):,} characters)."
+    )
+    assert stored_results_note(f"See {ref_a}.", plan.messages).count("tr_") == 1
+    assert stored_results_note(f"See {ref_a} and {ref_b}.", plan.messages) == ""
+    assert stored_results_note("", history) == ""
+
+
+def test_references_differ_by_thread_and_call() -> None:
+    assert make_ref("a", "c", "x") == make_ref("a", "c", "x")
+    assert len({make_ref("a", "c", "x"), make_ref("b", "c", "x"), make_ref("a", "d", "x")}) == 3
+    assert make_ref("ab", "c", "x") != make_ref("a", "bc", "x")  # length-prefixed parts
+    assert REF_PATTERN.fullmatch(make_ref(None, "", ""))
+
+
+def test_what_is_never_offloaded() -> None:
+    policy = OffloadToolResults(InMemoryStore(), min_chars=1000, preview_chars=900)
+    messages: list[BaseMessage] = [
+        HumanMessage(REPORT),  # only tool results move
+        AIMessage(REPORT),
+        ToolMessage(REPORT, tool_call_id="c1", name="read_tool_result"),  # reading would loop
+        ToolMessage("z" * 1000, tool_call_id="c2"),  # the reference would not be shorter
+        ToolMessage([], tool_call_id="c3"),
+        ToolMessage([{"type": "image_url", "image_url": {"url": "data:,"}}], tool_call_id="c4"),
+    ]
+    plan = policy.plan(messages)
+    assert plan.offloaded == []
+    assert plan.messages == messages
+
+
+def test_content_blocks() -> None:
+    image = {"type": "image_url", "image_url": {"url": "https://example.com/chart.png"}}
+    blocks = [
+        {"type": "text", "text": REPORT[:30_000]},
+        image,
+        "plain string block",
+        {"type": "text", "text": REPORT[30_000:]},
+    ]
+    message = ToolMessage(blocks, tool_call_id="call_report", name="fetch_report", id="t1")
+    store = InMemoryStore()
+    policy = OffloadToolResults(store, min_chars=1000, preview_chars=50)
+    (item,) = policy.apply([message], thread_id="t").offloaded
+    joined = f"{REPORT[:30_000]}\nplain string block\n{REPORT[30_000:]}"
+    assert item.content == joined
+    assert LangGraphResultStore(store).get(item.ref) == joined
+    content = item.replacement.content
+    assert isinstance(content, list)
+    assert len(content) == 2
+    assert content[0]["type"] == "text"
+    assert content[0]["text"].startswith(HEADER_PREFIX + item.ref)
+    assert content[1] == image  # images stay for a vision model
+    history = tool_history(blocks)
+    assert openai_violations(policy.apply(history).messages) == []
+    # Small text beside an image is left alone.
+    small = ToolMessage([{"type": "text", "text": "caption"}, image], tool_call_id="c")
+    assert not policy.plan([small]).offloaded
+
+
+class FailingStore(LangGraphResultStore):
+    """Fails on the second write, as a full disk or a dropped connection would."""
+
+    def __init__(self) -> None:
+        super().__init__(InMemoryStore())
+        self.writes = 0
+
+    def put(self, ref: str, content: str, metadata: Any) -> None:
+        self.writes += 1
+        if self.writes == 2:
+            raise ConnectionError("the store went away")
+        super().put(ref, content, metadata)
+
+    async def aput(self, ref: str, content: str, metadata: Any) -> None:
+        self.put(ref, content, metadata)
+
+
+def _two_large_results() -> list[BaseMessage]:
+    history = tool_history()
+    history[4] = ToolMessage(REPORT[::-1], tool_call_id="call_weather", name="weather", id="t2")
+    return history
+
+
+def test_failed_write_leaves_messages_untouched() -> None:
+    history = _two_large_results()
+    original = copy.deepcopy(history)
+    store = FailingStore()
+    policy = OffloadToolResults(store, min_chars=1000)
+    with pytest.raises(OffloadError, match="the store went away") as caught:
+        policy.apply(history, thread_id="t-fail")
+    assert isinstance(caught.value, CompactionError)
+    assert caught.value.tool_call_id == "call_weather"
+    assert caught.value.thread_id == "t-fail"
+    assert REF_PATTERN.fullmatch(caught.value.ref)
+    assert "The messages were left unchanged" in str(caught.value)
+    assert history == original
+    # A retry stores what failed and writes the first result again under the same reference.
+    plan = policy.apply(history, thread_id="t-fail")
+    assert [store.get(i.ref) for i in plan.offloaded] == [REPORT, REPORT[::-1]]
+
+
+async def test_failed_async_write_leaves_messages_untouched() -> None:
+    history = _two_large_results()
+    original = copy.deepcopy(history)
+    policy = OffloadToolResults(FailingStore(), min_chars=1000)
+    with pytest.raises(OffloadError, match="ConnectionError"):
+        await policy.aapply(history)
+    assert history == original
+
+
+def test_plan_is_pure() -> None:
+    lg_store = InMemoryStore()
+    policy = OffloadToolResults(lg_store, min_chars=1000)
+    plan = policy.plan(tool_history(), thread_id="t")
+    assert plan.offloaded
+    assert lg_store.search(("compacting_supervisor", "tool_results")) == []
+    policy.write(plan.offloaded)
+    assert policy.store.get(plan.offloaded[0].ref) == REPORT
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"min_tokens": 10, "min_chars": 10}, "either `min_tokens` or `min_chars`"),
+        ({"min_chars": 0}, "`min_chars` must be a positive integer"),
+        ({"min_tokens": -5}, "`min_tokens` must be a positive integer"),
+        ({"min_tokens": 2.5}, "`min_tokens`"),
+        ({"preview_chars": -1}, "`preview_chars` must be an integer of at least 0"),
+        ({"min_chars": 500, "preview_chars": 500}, "`preview_chars` .* smaller than `min_chars`"),
+        ({"tool_name": "read result"}, "`tool_name` must be 1-64 letters"),
+        ({"tool_name": ""}, "`tool_name`"),
+    ],
+)
+def test_policy_validation(kwargs: dict[str, Any], match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        OffloadToolResults(InMemoryStore(), **kwargs)
+
+
+def test_policy_accepts_store_forms(tmp_path: Path) -> None:
+    assert isinstance(OffloadToolResults(InMemoryStore()).store, LangGraphResultStore)
+    assert isinstance(OffloadToolResults(str(tmp_path)).store, DirectoryResultStore)
+    assert isinstance(OffloadToolResults(tmp_path).store, DirectoryResultStore)
+    with pytest.raises(TypeError, match="`store` must be a DirectoryResultStore"):
+        OffloadToolResults(42)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="looks like a database URL"):
+        OffloadToolResults("postgresql://user@db:5432/app")
+    with pytest.raises(TypeError, match="`token_counter`"):
+        OffloadToolResults(tmp_path, token_counter="cl100k")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="`messages` must be a list"):
+        OffloadToolResults(tmp_path).plan("hello")  # type: ignore[arg-type]
+    assert "min_chars=10" in repr(OffloadToolResults(tmp_path, min_chars=10, preview_chars=5))
+
+
+def test_module_doctests() -> None:
+    failures, tried = doctest.testmod(offload_module, optionflags=doctest.ELLIPSIS)
+    assert failures == 0
+    assert tried >= 15
+
+
+# ---------------------------------------------------------------------------------- read tool
+
+
+def _stored(text: str = REPORT) -> tuple[OffloadToolResults, str]:
+    policy = OffloadToolResults(InMemoryStore(), min_chars=100, preview_chars=10)
+    (item,) = policy.apply(
+        [ToolMessage(text, tool_call_id="c", name="fetch")], thread_id="t"
+    ).offloaded
+    return policy, item.ref
+
+
+def test_read_tool_slices() -> None:
+    policy, ref = _stored()
+    reader = policy.read_tool()
+    assert reader.name == "read_tool_result"
+    assert set(reader.args) == {"ref", "offset", "limit"}
+    first = reader.invoke({"ref": ref})
+    assert first == (
+        f"{REPORT[:4000]}\n[characters 0-4,000 of {len(REPORT):,}; {len(REPORT) - 4000:,} more: "
+        f'call read_tool_result(ref="{ref}", offset=4000)]'
+    )
+    middle = reader.invoke({"ref": ref, "offset": 1234, "limit": 100})
+    assert middle.startswith(REPORT[1234:1334] + "\n[characters 1,234-1,334 of")
+    last = reader.invoke({"ref": ref, "offset": len(REPORT) - 5, "limit": 100})
+    assert (
+        last
+        == f"{REPORT[-5:]}\n[characters {len(REPORT) - 5:,}-{len(REPORT):,} of {len(REPORT):,}; this is the end.]"
+    )
+    capped = reader.invoke({"ref": ref, "limit": 10**9})
+    assert capped.startswith(REPORT[:20_000] + "\n[characters 0-20,000 of")
+    # The model's sloppy copies of the reference are forgiven.
+    for sloppy in [f' "{ref}" ', f"ref={ref}", ref.upper(), f"'{ref}'"]:
+        assert reader.invoke({"ref": sloppy, "limit": 5}).startswith(REPORT[:5] + "\n[")
+    # Paging through it all gives back the text exactly.
+    pieces, offset = [], 0
+    while True:
+        answer = reader.invoke({"ref": ref, "offset": offset, "limit": 7000})
+        body, footer = answer.rsplit("\n", 1)
+        pieces.append(body)
+        if "this is the end" in footer:
+            break
+        offset = int(footer.rsplit("offset=", 1)[1].rstrip(")]"))
+    assert "".join(pieces) == REPORT
+
+
+def test_read_tool_errors_are_answers() -> None:
+    policy, ref = _stored()
+    reader = policy.read_tool()
+    unknown = make_ref("t", "other", "never stored")
+    for bad in [unknown, "../../etc/passwd", "", "x" * 10_000]:
+        answer = reader.invoke({"ref": bad})
+        assert answer.startswith("Error: no stored tool result has the ref")
+        assert len(answer) < 300
+    assert "is past the end" in reader.invoke({"ref": ref, "offset": len(REPORT)})
+    assert "offset must be 0 or more" in reader.invoke({"ref": ref, "offset": -1})
+    assert "limit 1 or more" in reader.invoke({"ref": ref, "limit": 0})
+
+    class Broken(LangGraphResultStore):
+        def get(self, ref: str) -> str | None:
+            raise ConnectionError("store down")
+
+        async def aget(self, ref: str) -> str | None:
+            raise ConnectionError("store down")
+
+    broken = read_tool_result_tool(Broken(InMemoryStore()))
+    assert "could not be read (store down)" in broken.invoke({"ref": ref})
+    assert "could not be read (store down)" in asyncio.run(broken.ainvoke({"ref": ref}))
+
+
+async def test_read_tool_async() -> None:
+    policy, ref = _stored()
+    reader = policy.read_tool(default_limit=50, max_limit=60)
+    answer = await reader.ainvoke({"ref": ref, "offset": 10})
+    assert answer.startswith(REPORT[10:60] + "\n[characters 10-60 of")
+    assert (await reader.ainvoke({"ref": ref, "offset": 0, "limit": 1000})).startswith(
+        REPORT[:60] + "\n"
+    )
+    assert (await reader.ainvoke({"ref": "nope"})).startswith("Error: no stored tool result")
+
+
+def test_read_tool_validation(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="`name`"):
+        read_tool_result_tool(tmp_path, name="bad name")
+    with pytest.raises(ValueError, match=r"`default_limit` .* must not exceed `max_limit`"):
+        read_tool_result_tool(tmp_path, default_limit=10, max_limit=5)
+    with pytest.raises(ValueError, match="`max_limit` must be a positive integer"):
+        read_tool_result_tool(tmp_path, max_limit=0)
+    custom = OffloadToolResults(tmp_path, tool_name="read_stored", min_chars=100, preview_chars=10)
+    assert custom.read_tool().name == "read_stored"
+    (item,) = custom.apply([ToolMessage("q" * 200, tool_call_id="c")]).offloaded
+    assert 'read_stored(ref="' in str(item.replacement.content)
+
+
+# ---------------------------------------------------------------------------------- in an agent
+
+
+@tool
+def fetch_report(year: int) -> str:
+    """Fetch the yearly revenue report."""
+    return REPORT
+
+
+def _reading_model(offset: int = 1000, limit: int = 500) -> ScriptedChatModel:
+    """Calls fetch_report, then reads the stored result at ``offset``, then answers."""
+
+    def reply(messages: list[BaseMessage]) -> AIMessage:
+        last = messages[-1]
+        if isinstance(last, ToolMessage) and last.name == "read_tool_result":
+            return AIMessage(f"Read {len(last.text)} characters.")
+        refs = [
+            r for m in messages if isinstance(m, ToolMessage) for r in REF_PATTERN.findall(m.text)
+        ]
+        if refs:
+            call = {
+                "name": "read_tool_result",
+                "args": {"ref": refs[-1], "offset": offset, "limit": limit},
+                "id": "call_read",
+            }
+            return AIMessage("", tool_calls=[call])
+        return AIMessage(
+            "", tool_calls=[{"name": "fetch_report", "args": {"year": 2024}, "id": "call_fetch"}]
+        )
+
+    return ScriptedChatModel(responses=[reply])
+
+
+def _agent(model: ScriptedChatModel, tool_node: ToolNode, checkpointer: Any = None) -> Any:
+    def call(state: MessagesState) -> dict[str, Any]:
+        return {"messages": [model.invoke(state["messages"])]}
+
+    async def acall(state: MessagesState) -> dict[str, Any]:
+        return {"messages": [await model.ainvoke(state["messages"])]}
+
+    builder = StateGraph(MessagesState)
+    builder.add_node("agent", RunnableLambda(call, afunc=acall))
+    builder.add_node("tools", tool_node)
+    builder.add_edge(START, "agent")
+    builder.add_conditional_edges("agent", tools_condition)
+    builder.add_edge("tools", "agent")
+    return builder.compile(checkpointer=checkpointer)
+
+
+def _expected_slice(ref: str, offset: int = 1000, limit: int = 500) -> str:
+    end = offset + limit
+    return (
+        f"{REPORT[offset:end]}\n[characters {offset:,}-{end:,} of {len(REPORT):,}; "
+        f'{len(REPORT) - end:,} more: call read_tool_result(ref="{ref}", offset={end})]'
+    )
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+async def test_agent_reads_an_offloaded_result_back(mode: str, tmp_path: Path) -> None:
+    """A history offloaded between runs: the agent finds the reference and reads the slice."""
+    policy = OffloadToolResults(DirectoryResultStore(tmp_path), min_chars=1000)
+    history = tool_history()
+    plan = (
+        policy.apply(history, thread_id="t")
+        if mode == "sync"
+        else await policy.aapply(history, thread_id="t")
+    )
+    model = _reading_model()
+    agent = _agent(model, ToolNode([policy.read_tool()]))
+    inputs = {"messages": plan.messages}
+    result = agent.invoke(inputs) if mode == "sync" else await agent.ainvoke(inputs)
+    assert len(model.calls) == 2
+    seen = model.calls[1][-1]
+    assert result["messages"][-1].content == f"Read {len(seen.text)} characters."
+    assert isinstance(seen, ToolMessage)
+    assert seen.tool_call_id == "call_read"
+    assert seen.content == _expected_slice(plan.offloaded[0].ref)
+    assert REPORT[:1000] not in model.calls[0][3].text  # the model never saw it whole
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+async def test_tool_node_offloads_as_results_arrive(mode: str) -> None:
+    """wrap_tool_call: the model sees the reference in the very run the tool ran."""
+    lg_store = InMemoryStore()
+    policy = OffloadToolResults(lg_store, min_tokens=2000)
+    model = _reading_model(offset=0, limit=300)
+    node = ToolNode(
+        [fetch_report, policy.read_tool()],
+        wrap_tool_call=policy.wrap_tool_call,
+        awrap_tool_call=policy.awrap_tool_call,
+    )
+    agent = _agent(model, node, checkpointer=InMemorySaver())
+    config = {"configurable": {"thread_id": f"thread-{mode}"}}
+    inputs = {"messages": [HumanMessage("Fetch the report.")]}
+    result = agent.invoke(inputs, config) if mode == "sync" else await agent.ainvoke(inputs, config)
+    fetched, read = result["messages"][2], result["messages"][4]
+    assert fetched.name == "fetch_report"
+    ref = offloaded_ref(fetched)
+    assert ref is not None
+    assert fetched.text.startswith(f"{HEADER_PREFIX}{ref}, ")
+    assert model.calls[1][-1].text == fetched.text
+    assert read.name == "read_tool_result"
+    assert offloaded_ref(read) is None  # the read tool's own answers are never offloaded
+    assert read.content.startswith(REPORT[:300] + "\n[characters 0-300 of")
+    stored = agent.get_state(config).values["messages"][2]  # read back from the checkpoint
+    assert offloaded_ref(stored) == ref
+    assert stored.text == fetched.text
+    (item,) = lg_store.search(("compacting_supervisor", "tool_results"))
+    assert item.value["thread_id"] == f"thread-{mode}"
+    assert item.value["content"] == REPORT
+    assert openai_violations(result["messages"]) == []
+
+
+async def test_tool_node_returns_the_result_whole_when_the_store_fails(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    store = FailingStore()
+    policy = OffloadToolResults(store, min_chars=1000)
+    node = ToolNode(
+        [fetch_report], wrap_tool_call=policy.wrap_tool_call, awrap_tool_call=policy.awrap_tool_call
+    )
+
+    def reply(messages: list[BaseMessage]) -> AIMessage:
+        if isinstance(messages[-1], ToolMessage):
+            return AIMessage("done")
+        return AIMessage("", tool_calls=[{"name": "fetch_report", "args": {"year": 1}, "id": "c1"}])
+
+    agent = _agent(ScriptedChatModel(responses=[reply]), node)
+    inputs = {"messages": [HumanMessage("Fetch it.")]}
+    store.writes = 1  # the next write fails
+    assert agent.invoke(inputs)["messages"][2].content == REPORT
+    assert "The tool result is returned whole" in caplog.text
+    store.writes = 1
+    assert (await agent.ainvoke(inputs))["messages"][2].content == REPORT
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+async def test_create_agent_middleware(mode: str, tmp_path: Path) -> None:
+    from langchain.agents import create_agent
+
+    policy = OffloadToolResults(tmp_path, min_chars=5000, preview_chars=300)
+    model = _reading_model(offset=300, limit=200)
+    agent = create_agent(
+        model, [fetch_report], middleware=[policy.middleware()], checkpointer=InMemorySaver()
+    )
+    config = {"configurable": {"thread_id": "mw"}}
+    inputs = {"messages": [HumanMessage("Fetch the report.")]}
+    result = agent.invoke(inputs, config) if mode == "sync" else await agent.ainvoke(inputs, config)
+    fetched = result["messages"][2]
+    ref = offloaded_ref(fetched)
+    assert ref is not None
+    assert (tmp_path / f"{ref}.txt").read_text() == REPORT
+    assert REPORT[:300] in fetched.text
+    assert result["messages"][4].content == _expected_slice(ref, offset=300, limit=200)
+    assert result["messages"][-1].content == f"Read {len(result['messages'][4].text)} characters."
