@@ -781,3 +781,85 @@ async def test_create_agent_middleware(mode: str, tmp_path: Path) -> None:
     assert REPORT[:300] in fetched.text
     assert result["messages"][4].content == _expected_slice(ref, offset=300, limit=200)
     assert result["messages"][-1].content == f"Read {len(result['messages'][4].text)} characters."
+
+
+# ---------------------------------------------------------------- at each compaction
+
+
+def report_agent(checkpointer: Any) -> Any:
+    """Each turn calls ``fetch_report`` (a large result), then answers."""
+
+    @tool
+    def fetch_report(day: int) -> str:
+        """Fetch the day's report."""
+        return f"Report for day {day}. " + "row,value\n" * 400
+
+    def reply(messages: list[BaseMessage]) -> AIMessage:
+        if isinstance(messages[-1], HumanMessage):
+            day = sum(isinstance(m, HumanMessage) for m in messages)
+            call = {"name": "fetch_report", "args": {"day": day}, "id": f"call_{uuid.uuid4().hex}"}
+            return AIMessage("", tool_calls=[call])
+        return AIMessage("The report is in; totals look normal.")
+
+    model = ScriptedChatModel(responses=[reply])
+    builder = StateGraph(MessagesState)
+    builder.add_node("agent", lambda state: {"messages": [model.invoke(state["messages"])]})
+    builder.add_node("tools", ToolNode([fetch_report]))
+    builder.add_edge(START, "agent")
+    builder.add_conditional_edges("agent", tools_condition)
+    builder.add_edge("tools", "agent")
+    return builder.compile(checkpointer=checkpointer)
+
+
+def test_history_manager_offloads_at_each_compaction(tmp_path: Path) -> None:
+    from compacting_supervisor import CompactingSupervisor, HistoryManager
+
+    store = DirectoryResultStore(tmp_path / "results")
+    policy = OffloadToolResults(store, min_tokens=500)
+    history = HistoryManager(model=None, offload=policy)
+    supervisor = CompactingSupervisor(report_agent(InMemorySaver()), history, token_limit=10**6)
+    config = {"configurable": {"thread_id": "reports"}}
+    for _ in range(4):
+        supervisor.invoke({"messages": [HumanMessage("Fetch today's report.")]}, config)
+    before = supervisor.get_state(config).values["messages"]
+    originals = {m.tool_call_id: m.text for m in before if isinstance(m, ToolMessage)}
+
+    result = supervisor.compact(config)
+    assert result is not None and result.succeeded
+    after = supervisor.get_state(config).values["messages"]
+    kept_results = [m for m in after if isinstance(m, ToolMessage)]
+    assert kept_results
+    for message in kept_results:  # the kept results now hold a reference and a preview
+        ref = offloaded_ref(message)
+        assert ref is not None
+        assert store.get(ref) == originals[message.tool_call_id]  # byte for byte
+        assert message.id in {m.id for m in before}
+    # The evicted results are stored too, and the summary names every one of them.
+    refs = set(REF_PATTERN.findall(after[0].text))
+    assert len(refs) == len(originals) - len(kept_results)
+    assert all(store.get(ref) in originals.values() for ref in refs)
+    assert openai_violations(after) == []
+    assert result.tokens_after < result.tokens_before / 2
+
+
+def test_a_failing_store_leaves_the_history_unchanged(tmp_path: Path) -> None:
+    from compacting_supervisor import CompactingSupervisor, HistoryManager
+
+    class BrokenStore(DirectoryResultStore):
+        def put(self, ref: str, content: str, metadata: Any) -> None:
+            raise OSError("disk full")
+
+    policy = OffloadToolResults(BrokenStore(tmp_path), min_tokens=500)
+    supervisor = CompactingSupervisor(
+        report_agent(InMemorySaver()), HistoryManager(offload=policy), token_limit=600
+    )
+    config = {"configurable": {"thread_id": "reports"}}
+    for _ in range(3):
+        out = supervisor.invoke({"messages": [HumanMessage("Fetch today's report.")]}, config)
+        assert out["messages"][-1].text == "The report is in; totals look normal."
+    result = supervisor.last_compaction("reports")
+    assert result.status == "failed"
+    assert "disk full" in result.error
+    assert supervisor.get_state(config).values["messages"] == out["messages"]
+    with pytest.raises(OffloadError, match="disk full"):
+        supervisor.compact(config)

@@ -31,6 +31,7 @@ from compacting_supervisor.errors import (
     ThreadBusyError,
 )
 from compacting_supervisor.keep import KeepPolicy, KeepRatio
+from compacting_supervisor.offload import OffloadedResult, OffloadToolResults, stored_results_note
 from compacting_supervisor.redaction import redact_secrets
 from compacting_supervisor.results import CompactionResult, MessageCompaction, ThreadStats
 from compacting_supervisor.summarizers import (
@@ -106,7 +107,13 @@ class _ThreadState:
     busy: str | None
 
 
-_Op = _ReadState | _ReadHead | _ListCompactions | _Summarize | _Sleep | _Put
+@dataclass(frozen=True)
+class _StoreResults:
+    policy: OffloadToolResults
+    results: list[OffloadedResult]
+
+
+_Op = _ReadState | _ReadHead | _ListCompactions | _Summarize | _Sleep | _StoreResults | _Put
 _Flow = Generator[_Op, Any, _T]
 
 
@@ -173,6 +180,8 @@ class HistoryManager:
         token_counter: Counts tokens for the results. Defaults to ``TokenCounter()``
             (``cl100k_base``, exact offline).
         messages_key: The state channel that holds the conversation.
+        offload: Moves large tool results into a store at each compaction, leaving a
+            reference and a preview (`OffloadToolResults`); None keeps them inline.
 
     Example:
         >>> from langgraph.checkpoint.memory import InMemorySaver
@@ -195,6 +204,7 @@ class HistoryManager:
         redact: Callable[[BaseMessage], BaseMessage] | None = redact_secrets,
         token_counter: TokenCounter | None = None,
         messages_key: str = "messages",
+        offload: OffloadToolResults | None = None,
     ) -> None:
         if memory_saver is not None and not isinstance(memory_saver, BaseCheckpointSaver):
             msg = (
@@ -244,6 +254,13 @@ class HistoryManager:
         self.redact = redact
         self.token_counter = token_counter or TokenCounter()
         self.messages_key = messages_key
+        if offload is not None and not isinstance(offload, OffloadToolResults):
+            msg = (
+                "`offload` must be an OffloadToolResults(store, ...) or None, got "
+                f"{type(offload).__name__}."
+            )
+            raise TypeError(msg)
+        self.offload = offload
 
     # ------------------------------------------------------------------ public API
 
@@ -473,9 +490,17 @@ class HistoryManager:
         messages: list[BaseMessage],
         keep: KeepPolicy | float,
         max_summary_tokens: int | None,
+        thread_id: str | None = None,
     ) -> _Flow[MessageCompaction | None]:
         keep = _keep_policy(keep)
         _check_messages(messages, self.messages_key)
+        if self.offload is not None:
+            # Large tool results go to the store first (kept ones shrink; the summariser
+            # reads references); only a successful write lets the new messages be used.
+            offloaded = self.offload.plan(messages, thread_id=thread_id)
+            if offloaded.offloaded:
+                yield _StoreResults(self.offload, offloaded.offloaded)
+                messages = offloaded.messages
         plan = plan_cut(messages, keep)
         if plan is None:
             logger.debug("Nothing to compact: no safe cut in %d messages.", len(messages))
@@ -485,6 +510,8 @@ class HistoryManager:
         self._note_offline_default()
         usage = _SummarizerUsage()
         summary: str = yield from self._summarize_flow(previous, plan.evicted, max_tokens, usage)
+        if self.offload is not None and (note := stored_results_note(summary, plan.evicted)):
+            summary = f"{summary}\n\n{note}"  # every stored result stays findable
         earlier = _summary_meta(plan.parts.summary)
         summary_message = HumanMessage(
             content=SUMMARY_PREFIX + summary,
@@ -668,7 +695,9 @@ class HistoryManager:
                 "compaction waits for a later turn."
             )
             raise ThreadBusyError(msg, thread_id=thread_id, reason=state.busy)
-        compaction = yield from self._messages_flow(state.messages, keep, max_summary_tokens)
+        compaction = yield from self._messages_flow(
+            state.messages, keep, max_summary_tokens, thread_id
+        )
         if compaction is None:
             return None
         counter = self.token_counter
@@ -799,6 +828,9 @@ class HistoryManager:
         if isinstance(op, _Sleep):
             time.sleep(op.seconds)
             return None
+        if isinstance(op, _StoreResults):
+            op.policy.write(op.results)
+            return None
         if isinstance(op, _Summarize):
             return run_summarizer(
                 self.summarizer,
@@ -822,6 +854,9 @@ class HistoryManager:
             return [t async for t in op.saver.alist(cfg, filter={"source": "update"})]
         if isinstance(op, _Sleep):
             await asyncio.sleep(op.seconds)
+            return None
+        if isinstance(op, _StoreResults):
+            await op.policy.awrite(op.results)
             return None
         if isinstance(op, _Summarize):
             return await arun_summarizer(
