@@ -46,10 +46,13 @@ def test_readme_python_blocks_run(capsys: pytest.CaptureFixture[str]) -> None:
             continue
         exec(compile(block, "README.md", "exec"), namespace)
         ran += 1
-    assert ran >= 4
+    assert ran >= 7
     out = capsys.readouterr().out
     assert out.startswith("compacted\n")  # the create_agent agent was compacted
     assert re.search(r"\d+ -> \d+ tokens, \d+ messages summarised", out)
     assert "Once upon a time" in out  # the streamed reply
+    assert "message_count 14 -> 5\n" in out  # the combined trigger and KeepMessages(4)
+    assert "1 True True\n" in out  # thread_stats
+    assert "[tool result stored: ref=tr_" in out  # the offloaded export
     assert "## Archived session 1" in out  # the archive's Markdown export
     assert "## Live conversation" in out
