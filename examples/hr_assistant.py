@@ -54,6 +54,7 @@ from compacting_supervisor import (
     CompactingSupervisor,
     ExtractiveSummarizer,
     HistoryManager,
+    is_summary,
 )
 from compacting_supervisor.testing import ScriptedChatModel
 
@@ -202,8 +203,13 @@ def _call(name: str, args: dict[str, Any] | None = None) -> AIMessage:
     return AIMessage("", tool_calls=[call])
 
 
+def _from_summary(message: BaseMessage) -> bool:
+    # By its text: a model behind an API sees the summary as a plain user message.
+    return message.text.startswith(SUMMARY_PREFIX)
+
+
 def _is_request(message: BaseMessage) -> bool:
-    return isinstance(message, HumanMessage) and not message.text.startswith(SUMMARY_PREFIX)
+    return isinstance(message, HumanMessage) and not _from_summary(message)
 
 
 def _request(messages: Sequence[BaseMessage]) -> str:
@@ -260,7 +266,7 @@ def recap(messages: Sequence[BaseMessage]) -> str:
     """Answer the recap from what the thread still shows, saying where each fact was found."""
 
     def source(message: BaseMessage) -> str:
-        return "summary" if message.text.startswith(SUMMARY_PREFIX) else "chat"
+        return "summary" if _from_summary(message) else "chat"
 
     read: dict[str, str] = {}
     booked: dict[str, str] = {}
@@ -409,8 +415,9 @@ def print_compaction(event: dict[str, Any], number: int, previous_summary: str) 
     )
     lines = event["summary"].splitlines()
     carried = len(previous_summary.splitlines()) - 1  # its lines, after the header
-    folded = "more earlier item" in event["summary"]
-    if carried > 0 and not folded and len(lines) > carried + 1:
+    # The extractive summariser appends lines; an LLM rewrites the summary: show it whole.
+    extended = event["summary"].startswith(previous_summary.rstrip())
+    if carried > 0 and extended and len(lines) > carried + 1:
         print(f"    running summary now: the last one's {carried} lines, then")
         lines = lines[carried + 1 :]
     else:
@@ -483,9 +490,13 @@ def run(args: argparse.Namespace, db_path: Path) -> int:
         summariser_name = (
             "embedded offline extractive summariser" if args.model == SCRIPTED else args.model
         )
-        print(f"team: supervisor + candidates_agent + calendar_agent on {args.model}")
+        where = "scripted stand-in models" if args.model == SCRIPTED else args.model
+        if args.base_url:
+            where += f" at {args.base_url}"
+        print(f"team: supervisor + candidates_agent + calendar_agent on {where}")
         print(f"summariser: {summariser_name}")
-        print(f"checkpoints: {db_path}   thread: {args.thread}")
+        kept = "" if args.db else " (temporary: --db FILE keeps it)"
+        print(f"checkpoints: {db_path}{kept}   thread: {args.thread}")
         print(f"token limit: {args.token_limit}   compaction ratio: {args.ratio}")
         if earlier := supervisor.get_state(config).values.get("messages"):
             print(f"(continuing thread {args.thread!r}: it already holds {len(earlier)} messages)")
@@ -524,11 +535,12 @@ def show_what_was_kept(
     messages = supervisor.get_state(config).values["messages"]
     print(f"\nThe thread now holds {plural(len(messages), 'message')}:")
     for message in messages:
-        text = " ".join(message.text.split()) or ", ".join(
-            f"{c['name']}()" for c in getattr(message, "tool_calls", [])
+        calls = ", ".join(
+            f"{c['name']}({', '.join(f'{k}={v!r}' for k, v in c['args'].items())})"
+            for c in getattr(message, "tool_calls", [])
         )
-        label = "summary" if text.startswith(SUMMARY_PREFIX) else message.type
-        text = text.removeprefix(SUMMARY_PREFIX).strip()
+        text = " ".join(message.text.removeprefix(SUMMARY_PREFIX).split()) or calls
+        label = "summary" if is_summary(message) else message.type
         print(f"  {label:>8}: {text[:84] + '...' if len(text) > 87 else text}")
     transcript = supervisor.transcript(config)
     print(
@@ -661,6 +673,13 @@ def main(argv: list[str] | None = None) -> int:
     with sqlite_path(args.db) as db_path:
         try:
             return run(args, db_path)
+        except sqlite3.Error as exc:
+            print(
+                f"error: cannot use {db_path} as a SQLite checkpoint file ({exc}); pass "
+                "--db with a new or existing SQLite file in a writable directory.",
+                file=sys.stderr,
+            )
+            return 2
         except OpenAIError as exc:  # no key, no network, server down ...
             print(
                 f"\nerror: the {args.model} model failed: {type(exc).__name__}: {exc}\n"

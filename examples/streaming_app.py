@@ -20,15 +20,15 @@ and talk to thread ``demo`` from another terminal; the reply streams in word by 
     event: end
     data: {"thread_id": "demo", "reply": "I can see 0 earlier messages in this thread. ...", ...}
 
-On the fourth turn the thread holds more than ``--token-limit`` tokens (300 by default). Its
+After a few turns the thread holds more than ``--token-limit`` tokens (300 by default). Its
 oldest messages are then replaced by a running summary, and right after the reply the
-stream carries one compaction event:
+stream carries one compaction event (figures vary with the messages):
 
     event: compaction
     data: {"thread_id": "demo", "status": "compacted", "trigger": "token_limit",
-           "tokens_before": 314, "tokens_after": 234, "messages_before": 8, "messages_after": 5,
-           "messages_summarized": 4, "summary": "Earlier conversation ...", "duration": 0.004,
-           "checkpoint_id": "...", "previous_checkpoint_id": "...", "error": null, ...}
+           "tokens_before": 349, "tokens_after": 281, "messages_before": 10,
+           "messages_after": 6, "messages_summarized": 5, "reduction": 0.19,
+           "summary": "Earlier conversation ...", "duration": 0.004, ...}
 
 (``data`` is one line on the wire.) ``curl http://127.0.0.1:8000/threads/demo`` shows what
 the agent still sees.

@@ -18,6 +18,7 @@ import copy
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import nbformat
 from nbclient import NotebookClient
@@ -560,11 +561,31 @@ def execute(notebook: nbformat.NotebookNode, workdir: Path | None = None) -> nbf
             resources={"metadata": {"path": str(workdir or tmp)}},
         )
         client.execute()
+    for cell in executed.cells:  # the kernel splits a stream at arbitrary points: join it
+        if cell.cell_type == "code":
+            cell.outputs = merged_streams(cell.get("outputs", []))
     info = executed.metadata.get("language_info", {})
     if "version" in info:
         info["version"] = ".".join(info["version"].split(".")[:2])
     executed.metadata["kernelspec"] = dict(KERNELSPEC)
     return executed
+
+
+def merged_streams(outputs: list[Any]) -> list[Any]:
+    """``outputs`` with each run of consecutive same-stream outputs joined into one."""
+    merged: list[Any] = []
+    for output in outputs:
+        previous = merged[-1] if merged else None
+        if (
+            output.output_type == "stream"
+            and previous is not None
+            and previous.output_type == "stream"
+            and previous.name == output.name
+        ):
+            previous.text += output.text
+        else:
+            merged.append(output)
+    return merged
 
 
 def text_outputs(notebook: nbformat.NotebookNode) -> list[list[str]]:
@@ -574,7 +595,7 @@ def text_outputs(notebook: nbformat.NotebookNode) -> list[list[str]]:
         if cell.cell_type != "code":
             continue
         texts = []
-        for output in cell.get("outputs", []):
+        for output in merged_streams(copy.deepcopy(cell.get("outputs", []))):
             if output.output_type == "stream":
                 texts.append(f"{output.name}: {output.text}")
             elif output.output_type in ("display_data", "execute_result"):

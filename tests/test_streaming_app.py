@@ -13,6 +13,7 @@ import json
 import os
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import threading
@@ -391,7 +392,10 @@ async def test_concurrent_clients_on_different_threads_get_their_own_streams(
     assert max(first_tokens) < min(ends)
     # And the event loop stayed free: /health answered quickly throughout.
     assert health_latencies
-    assert max(health_latencies) < 0.5, health_latencies
+    # The event loop stays responsive while ten turns stream: a blocked loop would hold
+    # /health for a whole reply (seconds). Generous bounds: the machine may be busy.
+    assert statistics.median(health_latencies) < 0.5, health_latencies
+    assert max(health_latencies) < 2.0, health_latencies
 
 
 async def test_two_posts_on_one_thread_are_run_one_after_the_other(

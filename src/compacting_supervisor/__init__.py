@@ -5,6 +5,7 @@ limit, `HistoryManager` summarises the oldest part of the thread's messages and 
 the thread's checkpoint, leaving every other channel and every earlier checkpoint intact.
 """
 
+from compacting_supervisor._cut import is_summary
 from compacting_supervisor.archive import ArchivedSession, Transcript
 from compacting_supervisor.errors import (
     CompactionError,
@@ -82,6 +83,7 @@ __all__ = [
     "Trigger",
     "When",
     "count_tokens",
+    "is_summary",
     "read_tool_result_tool",
     "redact_secrets",
     "redact_text",

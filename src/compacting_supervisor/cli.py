@@ -423,8 +423,13 @@ def _cmd_compact(args: argparse.Namespace) -> int:
             model=summariser,
             summary_timeout=args.timeout,
             summary_retries=args.retries,
+            # Never below the running summary's own size: a manual compact must not
+            # squeeze what earlier compactions kept.
             max_summary_tokens=args.max_summary_tokens
-            or min(DEFAULT_MAX_SUMMARY_TOKENS, max(32, tokens // 4)),
+            or max(
+                min(DEFAULT_MAX_SUMMARY_TOKENS, max(32, tokens // 4)),
+                _summary_tokens(messages, counter),
+            ),
             token_counter=counter,
             messages_key=args.messages_key,
         )
@@ -617,6 +622,11 @@ def _summariser(model: str | None, base_url: str | None) -> tuple[Any, str]:
         msg = f"cannot set up the model {model!r}: {exc}{hint}"
         raise CliError(msg) from exc
     return chat, label
+
+
+def _summary_tokens(messages: list[BaseMessage], counter: TokenCounter) -> int:
+    """Tokens of the running summary at the top of ``messages`` (0 if there is none)."""
+    return next((counter.count_text(m.text) for m in messages if is_summary(m)), 0)
 
 
 def _dry_run(
