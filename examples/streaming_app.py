@@ -70,7 +70,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import dataclasses
 import json
 import logging
 import os
@@ -251,7 +250,8 @@ def sse(event: str, data: Any) -> str:
 
 def compaction_data(result: CompactionResult) -> dict[str, Any]:
     """A `CompactionResult` as JSON-ready fields (anything unusual in ``extra`` as text)."""
-    fields: dict[str, Any] = json.loads(json.dumps(dataclasses.asdict(result), default=str))
+    event = {k: v for k, v in result.to_event().items() if k not in ("type", "result")}
+    fields: dict[str, Any] = json.loads(json.dumps(event, default=str))
     return fields
 
 

@@ -63,6 +63,7 @@ def postgres_schema() -> Iterator[str]:
         with psycopg.connect(POSTGRES_SERVER, autocommit=True) as conn:
             conn.execute(f"DROP SCHEMA {_SCHEMA} CASCADE")
 
+
 _TABLES = "checkpoints, checkpoint_blobs, checkpoint_writes"
 
 

@@ -114,7 +114,7 @@ def test_content_blocks_unknown_types_and_odd_roles(saver: Any) -> None:
     result = supervisor.compact(CONFIG)
     assert result.succeeded
     request = model.calls[0][-1].content
-    assert "[critic] The answer could be shorter." in request
+    assert '<message role="critic">The answer could be shorter.</message>' in request
     assert "[image]" in request
     after = supervisor.get_state(CONFIG).values["messages"]
     assert after[-2:] == supervisor.transcript(CONFIG).messages[-2:]

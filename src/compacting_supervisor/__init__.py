@@ -7,6 +7,7 @@ the thread's checkpoint, leaving every other channel and every earlier checkpoin
 
 from compacting_supervisor._cut import is_summary
 from compacting_supervisor.archive import ArchivedSession, Transcript
+from compacting_supervisor.context import BuiltContext, ContextBuilder, render_messages
 from compacting_supervisor.errors import (
     CompactionError,
     NoReductionError,
@@ -28,6 +29,7 @@ from compacting_supervisor.offload import (
 from compacting_supervisor.redaction import redact_secrets, redact_text
 from compacting_supervisor.results import CompactionResult, MessageCompaction, ThreadStats
 from compacting_supervisor.summarizers import (
+    DEFAULT_SUMMARY_PROMPT,
     ChatModelSummarizer,
     ExtractiveSummarizer,
     render_transcript,
@@ -47,14 +49,17 @@ from compacting_supervisor.triggers import (
 )
 
 __all__ = [
+    "DEFAULT_SUMMARY_PROMPT",
     "SUMMARY_PREFIX",
     "AllOf",
     "AnyOf",
     "ArchivedSession",
+    "BuiltContext",
     "ChatModelSummarizer",
     "CompactingSupervisor",
     "CompactionError",
     "CompactionResult",
+    "ContextBuilder",
     "ContextFraction",
     "DirectoryResultStore",
     "ExtractiveSummarizer",
@@ -87,5 +92,6 @@ __all__ = [
     "read_tool_result_tool",
     "redact_secrets",
     "redact_text",
+    "render_messages",
     "render_transcript",
 ]

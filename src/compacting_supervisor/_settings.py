@@ -46,3 +46,16 @@ def check_ratio(ratio: Any) -> float:
         )
         raise ValueError(msg)
     return float(ratio)
+
+
+def check_token_counter(counter: Any) -> Any:
+    """Return ``token_counter`` if it is a `TokenCounter` or None."""
+    from compacting_supervisor.token_counter import TokenCounter
+
+    if counter is not None and not isinstance(counter, TokenCounter):
+        msg = (
+            "`token_counter` must be a TokenCounter (e.g. TokenCounter(model='gpt-4o')) "
+            f"or None, got {type(counter).__name__}."
+        )
+        raise TypeError(msg)
+    return counter

@@ -230,13 +230,16 @@ class HistoryManager:
                 "`model=` (a chat model or 'provider:model' string), or drop it."
             )
             raise ValueError(msg)
+        counter = token_counter or TokenCounter()
         if isinstance(model, Summarizer) and not isinstance(model, BaseChatModel):
             self.summarizer = model
             self._chosen_summarizer = True
+            if isinstance(model, ChatModelSummarizer):  # its model's window sizes the input
+                self.model = model.model
         else:
             self.model = resolve_chat_model(model) if model is not None else None
             self.summarizer = (
-                ChatModelSummarizer(self.model, prompt=prompt)
+                ChatModelSummarizer(self.model, prompt=prompt, token_counter=counter)
                 if self.model is not None
                 else ExtractiveSummarizer()
             )
@@ -252,7 +255,7 @@ class HistoryManager:
             "summary_input_tokens", summary_input_tokens, minimum=200, allow_none=True
         )
         self.redact = redact
-        self.token_counter = token_counter or TokenCounter()
+        self.token_counter = counter
         self.messages_key = messages_key
         if offload is not None and not isinstance(offload, OffloadToolResults):
             msg = (

@@ -841,7 +841,7 @@ class CompactingSupervisor:
     def __repr__(self) -> str:
         return (
             f"CompactingSupervisor(agent={getattr(self.agent, 'name', self.agent)!r}, "
-            f"token_limit={self.token_limit}, compaction_ratio={self.compaction_ratio})"
+            f"trigger={self.trigger!r}, keep={self.keep!r})"
         )
 
 

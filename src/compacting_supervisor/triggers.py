@@ -242,7 +242,9 @@ class TimeSinceCompaction(Trigger):
 
     def check(self, context: TriggerContext) -> str | None:
         """Fire once the period has passed."""
-        since = context.last_compaction_at or context.first_seen_at
+        since = context.last_compaction_at
+        if since is None:
+            since = context.first_seen_at
         if since is None:
             return None
         return self.name if context.now - since > self.seconds else None
