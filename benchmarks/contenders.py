@@ -1,0 +1,245 @@
+"""The four ways of running the scripted agent, each on its own checkpointer.
+
+- ``none``: LangChain's ``create_agent``, no compaction.
+- ``compacting``: the same agent wrapped in `CompactingSupervisor`.
+- ``middleware``: ``create_agent`` with LangChain's ``SummarizationMiddleware``.
+- ``langmem``: LangGraph's ``create_react_agent`` with langmem's ``SummarizationNode`` as
+  ``pre_model_hook``.
+
+All of them use the same fake models (`AgentModel`, `SummariserModel`), the same tool and
+the same token counter (the package's `TokenCounter`, cl100k_base): one instance per
+contender, so no contender warms another's cache.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+from benchmarks.conversation import SYSTEM_PROMPT
+from benchmarks.fakes import AgentModel, SummariserModel, search_records
+from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
+from langgraph.checkpoint.base import BaseCheckpointSaver
+
+from compacting_supervisor import (
+    CompactingSupervisor,
+    HistoryManager,
+    KeepMessages,
+    KeepPolicy,
+    KeepRatio,
+    KeepTokens,
+    TokenCounter,
+    is_summary,
+)
+
+__all__ = [
+    "CONTENDERS",
+    "EXTRA",
+    "LABELS",
+    "LIMIT",
+    "SETTINGS",
+    "CompactingSettings",
+    "Contender",
+    "build",
+]
+
+LIMIT = 3000
+"""The token size every contender compacts at."""
+
+MIDDLEWARE_KEEP = 20
+"""Messages ``SummarizationMiddleware`` keeps (its default)."""
+
+CONTENDERS = ("none", "compacting", "middleware", "langmem")
+"""The contenders of the table, in its order."""
+
+EXTRA = "compacting-keep20"
+"""An extra CompactingSupervisor run that keeps 20 messages, as the middleware does."""
+
+LABELS = {
+    "none": "no compaction",
+    "compacting": "CompactingSupervisor",
+    "middleware": "SummarizationMiddleware",
+    "langmem": "langmem SummarizationNode",
+    EXTRA: "CompactingSupervisor, keep 20",
+}
+
+
+@dataclass(frozen=True)
+class CompactingSettings:
+    """How `CompactingSupervisor` is set up for the run."""
+
+    token_limit: int = LIMIT
+    """Compact after a run that leaves more than this in the thread."""
+    keep: str = "ratio:0.8"
+    """``ratio:F`` (summarise the oldest F), ``messages:N`` or ``tokens:N`` (keep the newest)."""
+
+    def policy(self) -> KeepPolicy:
+        """The keep policy ``keep`` names."""
+        kind, _, value = self.keep.partition(":")
+        if kind == "ratio":
+            return KeepRatio(float(value))
+        if kind == "messages":
+            return KeepMessages(int(value))
+        if kind == "tokens":
+            return KeepTokens(int(value))
+        msg = f"`keep` must be ratio:F, messages:N or tokens:N, got {self.keep!r}."
+        raise ValueError(msg)
+
+    def describe(self) -> str:
+        """``token_limit=3000, KeepRatio(0.8)``."""
+        return f"token_limit={self.token_limit}, keep={self.policy()!r}"
+
+
+SETTINGS = CompactingSettings(token_limit=LIMIT, keep="ratio:0.95")
+"""The table's setting: compact over 3,000 tokens, summarising all but the newest 5%.
+
+The cut never summarises the latest user message, so this keeps the last turn (and the
+tool call it made): the smallest history after a compaction, as langmem leaves, without
+its loss. ``python benchmarks/run.py --sweep`` shows the other settings.
+"""
+
+KEEP_20 = CompactingSettings(token_limit=LIMIT, keep="messages:20")
+"""The middleware's own keep: the newest 20 messages."""
+
+
+@dataclass
+class Contender:
+    """One contender: a runnable agent on one thread, and the fakes it calls."""
+
+    name: str
+    """``none``, ``compacting``, ``middleware`` or ``langmem``."""
+    runner: Any
+    """What a turn is invoked on (the graph, or the supervisor wrapping it)."""
+    graph: Any
+    """The compiled graph."""
+    agent_model: AgentModel
+    """The agent's fake model."""
+    summariser: SummariserModel
+    """The fake summariser (never called by ``none``)."""
+    thread_id: str = "bench"
+    """The one thread the conversation runs on."""
+    last_call: list[BaseMessage] = field(default_factory=list)
+    """What the agent's model was sent last (kept by the harness)."""
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """The thread's config."""
+        return {"configurable": {"thread_id": self.thread_id}}
+
+    @property
+    def label(self) -> str:
+        """The contender's name in the table."""
+        return LABELS[self.name]
+
+    def turn(self, text: str) -> None:
+        """Run one user turn."""
+        self.runner.invoke({"messages": [HumanMessage(text)]}, self.config)
+
+    def state_messages(self) -> list[BaseMessage]:
+        """The messages the thread's checkpoint holds now."""
+        values = self.graph.get_state(self.config).values
+        return list(values.get("messages") or [])
+
+    def visible_messages(self) -> list[BaseMessage]:
+        """The conversation messages the agent still sees verbatim (summaries excluded).
+
+        The thread's messages for the contenders that rewrite it; for langmem, whose
+        thread keeps everything, what its model was sent in the last call.
+        """
+        source = self.last_call if self.name == "langmem" else self.state_messages()
+        return [m for m in source if not isinstance(m, SystemMessage) and not is_summary(m)]
+
+
+def build(
+    name: str,
+    saver: BaseCheckpointSaver[Any],
+    *,
+    settings: CompactingSettings | None = None,
+) -> Contender:
+    """Build contender ``name`` on ``saver`` with fresh fake models and counter."""
+    agent_model, summariser = AgentModel(), SummariserModel()
+    counter = TokenCounter()
+    if name in ("none", "compacting"):
+        graph = _create_agent(agent_model, saver)
+        runner: Any = graph
+        if name == "compacting":
+            settings = settings or CompactingSettings()
+            manager = HistoryManager(model=summariser, token_counter=counter)
+            runner = CompactingSupervisor(
+                graph, manager, token_limit=settings.token_limit, keep=settings.policy()
+            )
+        return Contender(name, runner, graph, agent_model, summariser)
+    if name == "middleware":
+        graph = _middleware_agent(agent_model, summariser, counter, saver)
+        return Contender(name, graph, graph, agent_model, summariser)
+    if name == "langmem":
+        graph = _langmem_agent(agent_model, summariser, counter, saver)
+        return Contender(name, graph, graph, agent_model, summariser)
+    msg = f"unknown contender {name!r}; choose from {', '.join(CONTENDERS)}"
+    raise ValueError(msg)
+
+
+def _create_agent(
+    model: AgentModel, saver: BaseCheckpointSaver[Any], middleware: tuple[Any, ...] = ()
+) -> Any:
+    from langchain.agents import create_agent
+
+    return create_agent(
+        model,
+        [search_records],
+        system_prompt=SYSTEM_PROMPT,
+        middleware=middleware,
+        checkpointer=saver,
+    )
+
+
+def _middleware_agent(
+    model: AgentModel,
+    summariser: SummariserModel,
+    counter: TokenCounter,
+    saver: BaseCheckpointSaver[Any],
+) -> Any:
+    from langchain.agents.middleware import SummarizationMiddleware
+
+    middleware = SummarizationMiddleware(
+        summariser,
+        trigger=("tokens", LIMIT),
+        keep=("messages", MIDDLEWARE_KEEP),
+        token_counter=counter.count,
+    )
+    return _create_agent(model, saver, (middleware,))
+
+
+def _langmem_agent(
+    model: AgentModel,
+    summariser: SummariserModel,
+    counter: TokenCounter,
+    saver: BaseCheckpointSaver[Any],
+) -> Any:
+    from langgraph.prebuilt.chat_agent_executor import AgentState
+    from langmem.short_term import SummarizationNode
+
+    class State(AgentState):  # type: ignore[misc]
+        """The agent's state plus langmem's running summary."""
+
+        context: dict[str, Any]
+
+    hook = SummarizationNode(
+        model=summariser,
+        max_tokens=LIMIT,
+        token_counter=counter.count,
+        output_messages_key="llm_input_messages",
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # create_react_agent's move notice
+        from langgraph.prebuilt import create_react_agent
+
+        return create_react_agent(
+            model,
+            [search_records],
+            prompt=SYSTEM_PROMPT,
+            pre_model_hook=hook,
+            state_schema=State,
+            checkpointer=saver,
+        )

@@ -1,0 +1,192 @@
+"""Instant, deterministic fake models and the tool, shared by every contender.
+
+- `AgentModel` answers like an agent on the scripted conversation: it reads the turn from
+  the latest user message's tag and returns the 80-word reply, or on every third turn
+  first a call of ``search_records``. It keeps the messages of every call for the harness
+  to count later (`drain`), outside the timed part of a turn.
+- `SummariserModel` answers every summary request with a 200-word summary naming the
+  newest tags it was given, and keeps every request's tags and size the same way.
+- `search_records` is the tool: about 1,500 characters of JSON per call.
+
+Nothing sleeps: the models cost no time, so the timings are the frameworks' own.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from benchmarks.conversation import (
+    TOOL_NAME,
+    message_tags,
+    reply_text,
+    tool_call_id,
+    tool_query,
+    tool_result,
+    turn_of,
+)
+from langchain_core.callbacks import CallbackManagerForLLMRun
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
+from langchain_core.outputs import ChatGeneration, ChatResult
+from langchain_core.tools import tool
+from pydantic import PrivateAttr
+
+__all__ = ["AgentModel", "SummariserModel", "SummaryCall", "search_records"]
+
+SUMMARY_WORDS = 200
+"""Length of every summary the fake summariser writes."""
+
+_SUMMARY_TAGS = 40
+"""At most this many tags (the newest) are named in a summary."""
+
+_FILLER_TEXT = (
+    "the team agreed the revised plan for open orders and confirmed suppliers dates and "
+    "amounts while pending invoices and warehouse moves stay on the list for follow up"
+)
+_FILLER = tuple(_FILLER_TEXT.split())
+
+
+@tool(TOOL_NAME)
+def search_records(query: str) -> str:
+    """Search the company's order, shipment and invoice records."""
+    number = turn_of(query)
+    if number is None:
+        msg = f"query without a turn tag: {query!r}"
+        raise ValueError(msg)
+    return tool_result(number)
+
+
+class _RecordingModel(BaseChatModel):
+    """A chat model that keeps its calls' messages until the harness drains them."""
+
+    busy_seconds: float = 0.0
+    """Wall time spent inside the model's own calls (excluded from compaction costs)."""
+
+    _pending: list[list[BaseMessage]] = PrivateAttr(default_factory=list)
+    _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+
+    def bind_tools(self, tools: Sequence[Any], **kwargs: Any) -> _RecordingModel:
+        """Accept tools like a real model; the script decides when to call them."""
+        return self
+
+    def drain(self) -> list[list[BaseMessage]]:
+        """Return the messages of every call since the last drain, and forget them."""
+        with self._lock:
+            calls, self._pending = self._pending, []
+        return calls
+
+    def _record(self, messages: list[BaseMessage]) -> None:
+        with self._lock:
+            self._pending.append(list(messages))
+
+    def _answer(self, messages: list[BaseMessage]) -> AIMessage:
+        raise NotImplementedError
+
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        started = time.perf_counter()
+        self._record(messages)
+        answer = self._answer(messages)
+        self.busy_seconds += time.perf_counter() - started
+        return ChatResult(generations=[ChatGeneration(message=answer)])
+
+
+class AgentModel(_RecordingModel):
+    """The agent's model: the scripted reply, or first a tool call on every third turn.
+
+    It answers the latest user message. When that message is not the last one it is sent
+    (langmem can summarise it away, leaving its summary last), it answers the newest turn
+    it can find a tag of, and counts the call in `blind_calls`.
+    """
+
+    blind_calls: int = 0
+    """Calls whose input did not end with the user's message or the tool's result."""
+
+    @property
+    def _llm_type(self) -> str:
+        return "benchmark-agent"
+
+    def _answer(self, messages: list[BaseMessage]) -> AIMessage:
+        last = messages[-1]
+        number = turn_of(last.text)
+        if isinstance(last, HumanMessage) and number is not None:
+            return _agent_reply(number, tool_done=False)
+        if isinstance(last, ToolMessage) and number is not None:
+            return _agent_reply(number, tool_done=True)
+        self.blind_calls += 1
+        tags = set(iter_tags(messages))
+        number = max((int(t[1:]) for t in tags if t.startswith("H")), default=None)
+        if number is None:
+            msg = f"the agent's input carries no user tag: {last!r}"
+            raise ValueError(msg)
+        return _agent_reply(number, tool_done=f"T{number:03d}" in tags)
+
+
+def _agent_reply(number: int, *, tool_done: bool) -> AIMessage:
+    """The tool call of turn ``number`` (every third turn, once), else its reply."""
+    if number % 3 == 0 and not tool_done:
+        call = {"name": TOOL_NAME, "args": {"query": tool_query(number)}}
+        return AIMessage("", tool_calls=[{**call, "id": tool_call_id(number)}])
+    return AIMessage(reply_text(number))
+
+
+@dataclass(frozen=True)
+class SummaryCall:
+    """One summariser request, as the harness counts it."""
+
+    messages: list[BaseMessage]
+    """What the summariser model was sent."""
+    tags: set[str] = field(default_factory=set)
+    """The tags found in it."""
+    output: str = ""
+    """The summary it wrote."""
+
+
+class SummariserModel(_RecordingModel):
+    """The summariser: a fixed-size summary naming the newest tags it was sent."""
+
+    _summaries: list[str] = PrivateAttr(default_factory=list)
+
+    @property
+    def _llm_type(self) -> str:
+        return "benchmark-summariser"
+
+    def _answer(self, messages: list[BaseMessage]) -> AIMessage:
+        tags = sorted(set().union(*(message_tags(m) for m in messages)), key=_tag_order)
+        named = tags[-_SUMMARY_TAGS:]
+        filler = (_FILLER[i % len(_FILLER)] for i in range(SUMMARY_WORDS))
+        words = [f"[{tag}]" for tag in named]
+        words += [next(filler) for _ in range(SUMMARY_WORDS - len(words) - 1)]
+        text = "Summary: " + " ".join(words) + "."
+        with self._lock:
+            self._summaries.append(text)
+        return AIMessage(text)
+
+    def drain_calls(self) -> list[SummaryCall]:
+        """Every request since the last drain, with its tags and the summary written."""
+        calls = self.drain()
+        with self._lock:
+            outputs, self._summaries = self._summaries, []
+        return [
+            SummaryCall(messages, set().union(*(message_tags(m) for m in messages)), out)
+            for messages, out in zip(calls, outputs, strict=True)
+        ]
+
+
+def _tag_order(tag: str) -> tuple[int, str]:
+    return int(tag[1:]), tag[0]
+
+
+def iter_tags(messages: Sequence[BaseMessage]) -> Iterator[str]:
+    """Every tag the messages carry."""
+    for message in messages:
+        yield from message_tags(message)

@@ -1,0 +1,213 @@
+"""Run the scripted conversation through each contender and measure it.
+
+Each contender runs on its own SQLite file. A turn's wall time covers the invoke only:
+the tokens the fake models were sent are counted after the timer stops, with one counter
+for every contender (the package's `TokenCounter`, cl100k_base).
+
+Rounds interleave the contenders (the order rotates each round); ratios are taken within
+a round against the no-compaction run of the same round, and the table reports their
+medians.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from benchmarks.contenders import EXTRA, CompactingSettings, Contender, build
+from benchmarks.conversation import all_tags, message_tags, script
+from benchmarks.savers import open_saver, sqlite_bytes
+from compacting_supervisor import TokenCounter
+
+__all__ = ["LATE_TURNS", "RunResult", "run_contender", "run_rounds"]
+
+LATE_TURNS = 20
+"""Late-turn time is the median over this many last turns."""
+
+
+@dataclass
+class RunResult:
+    """What one contender did over the whole conversation, in one round."""
+
+    name: str
+    """The contender."""
+    round: int
+    """The round, from 0."""
+    turns: int
+    """Turns run."""
+    agent_calls: int = 0
+    """Calls of the agent's model."""
+    agent_input_tokens: int = 0
+    """Tokens of every message the agent's model was sent, summed over its calls."""
+    summariser_calls: int = 0
+    """Calls of the summariser model."""
+    summariser_input_tokens: int = 0
+    """Tokens it was sent, summed."""
+    summariser_output_tokens: int = 0
+    """Tokens of the summaries it wrote, summed."""
+    messages_total: int = 0
+    """Conversation messages the run produced (one tag each)."""
+    lost: list[str] = field(default_factory=list)
+    """Tags of messages that neither reached the summariser nor are still visible."""
+    state_messages: int = 0
+    """Messages in the thread's checkpoint at the end."""
+    blind_calls: int = 0
+    """Agent calls whose input did not end with the user's message or a tool result."""
+    sqlite_bytes: int = 0
+    """Size of the SQLite file after the run (WAL folded in)."""
+    turn_seconds: list[float] = field(default_factory=list)
+    """Wall time of every turn."""
+    compactions: list[dict[str, Any]] = field(default_factory=list)
+    """CompactingSupervisor only: each compaction's figures (turn, duration, sizes)."""
+    formats: dict[str, int] = field(default_factory=dict)
+    """CompactingSupervisor only: tokens of what it summarised, in several formats."""
+
+    @property
+    def summariser_tokens(self) -> int:
+        """Input plus output tokens of the summariser."""
+        return self.summariser_input_tokens + self.summariser_output_tokens
+
+    @property
+    def total_tokens(self) -> int:
+        """Agent input plus summariser tokens."""
+        return self.agent_input_tokens + self.summariser_tokens
+
+    @property
+    def late_turn_seconds(self) -> float:
+        """Median wall time of the last `LATE_TURNS` turns."""
+        return statistics.median(self.turn_seconds[-LATE_TURNS:])
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict, derived figures included."""
+        data = asdict(self)
+        data["turn_seconds"] = [round(t, 6) for t in self.turn_seconds]
+        data.update(
+            summariser_tokens=self.summariser_tokens,
+            total_tokens=self.total_tokens,
+            late_turn_seconds=self.late_turn_seconds,
+            lost_count=len(self.lost),
+        )
+        return data
+
+
+class _Meter:
+    """Counts what the fake models were sent, between turns."""
+
+    def __init__(self, contender: Contender, result: RunResult) -> None:
+        self.contender = contender
+        self.result = result
+        self.counter = TokenCounter()
+        self.reached: set[str] = set()
+
+    def after_turn(self) -> None:
+        calls = self.contender.agent_model.drain()
+        if calls:
+            self.contender.last_call = calls[-1]
+        self.result.agent_calls += len(calls)
+        self.result.agent_input_tokens += sum(self.counter.count(c) for c in calls)
+        for call in self.contender.summariser.drain_calls():
+            self.result.summariser_calls += 1
+            self.result.summariser_input_tokens += self.counter.count(call.messages)
+            self.result.summariser_output_tokens += self.counter.count_text(call.output)
+            self.reached |= call.tags
+
+
+def run_contender(
+    name: str,
+    *,
+    turns: int,
+    workdir: Path,
+    round_index: int = 0,
+    settings: CompactingSettings | None = None,
+    formats: bool = False,
+) -> RunResult:
+    """Run ``turns`` turns of the conversation through contender ``name`` on SQLite.
+
+    ``name`` is a contender of the table or `EXTRA` (CompactingSupervisor keeping 20).
+    """
+    result = RunResult(name=name, round=round_index, turns=turns)
+    kind = "compacting" if name == EXTRA else name
+    with open_saver("sqlite", workdir, f"round{round_index}-{name}") as (saver, handle):
+        contender = build(kind, saver, settings=settings)
+        meter = _Meter(contender, result)
+        last_compaction: Any = None
+        for turn in script(turns):
+            started = time.perf_counter()
+            contender.turn(turn.user)
+            result.turn_seconds.append(time.perf_counter() - started)
+            meter.after_turn()
+            if kind == "compacting":
+                last_compaction = _note_compaction(contender, turn.number, last_compaction, result)
+        conn, path = handle
+        result.sqlite_bytes = sqlite_bytes(conn, path)
+        _finish(contender, meter, result)
+        if formats and name == "compacting":
+            from benchmarks.micro import summariser_formats
+
+            transcript = contender.runner.transcript(contender.config)
+            result.formats = summariser_formats([s.messages for s in transcript.sessions])
+    return result
+
+
+def _note_compaction(contender: Contender, turn: int, previous: Any, result: RunResult) -> Any:
+    latest = contender.runner.last_compaction(contender.thread_id)
+    if latest is not None and latest is not previous:
+        result.compactions.append(
+            {
+                "turn": turn,
+                "status": latest.status,
+                "seconds": latest.duration,
+                "messages_before": latest.messages_before,
+                "messages_after": latest.messages_after,
+                "tokens_before": latest.tokens_before,
+                "tokens_after": latest.tokens_after,
+                "error": latest.error,
+            }
+        )
+    return latest
+
+
+def _finish(contender: Contender, meter: _Meter, result: RunResult) -> None:
+    expected = all_tags(result.turns)
+    visible: set[str] = set()
+    for message in contender.visible_messages():
+        visible |= message_tags(message)
+    result.messages_total = len(expected)
+    result.lost = sorted(expected - meter.reached - visible, key=lambda t: (t[1:], t[0]))
+    result.state_messages = len(contender.state_messages())
+    result.blind_calls = contender.agent_model.blind_calls
+
+
+def run_rounds(
+    contenders: list[str],
+    *,
+    turns: int,
+    rounds: int,
+    workdir: Path,
+    settings: dict[str, CompactingSettings],
+    progress: Any = None,
+) -> list[dict[str, RunResult]]:
+    """Run every contender once per round, rotating their order each round."""
+    results: list[dict[str, RunResult]] = []
+    for index in range(rounds):
+        shift = index % len(contenders)
+        order = contenders[shift:] + contenders[:shift]
+        round_results: dict[str, RunResult] = {}
+        for name in order:
+            started = time.perf_counter()
+            round_results[name] = run_contender(
+                name,
+                turns=turns,
+                workdir=workdir,
+                round_index=index,
+                settings=settings.get(name),
+                formats=index == 0 and name == "compacting",
+            )
+            if progress:
+                seconds = time.perf_counter() - started
+                progress(f"round {index + 1}/{rounds}: {name} in {seconds:.1f} s")
+        results.append(round_results)
+    return results
