@@ -177,3 +177,37 @@ def test_model_names_pick_their_encoding() -> None:
 def test_bad_model_name_is_rejected() -> None:
     with pytest.raises(ValueError, match="`model`"):
         TokenCounter(model="")
+
+
+def test_recounting_a_grown_thread_reuses_the_shared_prefix_and_stays_exact() -> None:
+    from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
+
+    counter = TokenCounter()
+    reference = TokenCounter()  # a fresh counter has nothing remembered
+    thread = []
+    for i in range(30):
+        thread.append(HumanMessage(f"question {i} " * (i % 7 + 1), id=f"h{i}"))
+        if i % 3 == 0:
+            call = {"name": "lookup", "args": {"q": i}, "id": f"c{i}"}
+            thread.append(AIMessage("", tool_calls=[call], id=f"a{i}"))
+            thread.append(ToolMessage(f"result {i} " * 20, tool_call_id=f"c{i}", id=f"t{i}"))
+        thread.append(AIMessage(f"answer {i}", id=f"r{i}"))
+        # Each turn the thread comes back as new objects, as from a checkpoint.
+        reloaded = [m.model_copy(deep=True) for m in thread]
+        assert counter.count(reloaded) == reference.count(reloaded)
+        reference = TokenCounter()
+    # A message replaced under its id (update_state), reloaded: recounted from there.
+    edited = [m.model_copy(deep=True) for m in thread]
+    edited[5] = edited[5].model_copy(update={"content": "a much longer replacement " * 9})
+    assert counter.count(edited) == TokenCounter().count(edited)
+    # A field reassigned on the very objects counted before: noticed too.
+    edited[7].content = "changed in place " * 4
+    assert counter.count(edited) == TokenCounter().count(edited)
+    # Tool calls changed under the same id.
+    calls = edited[1].tool_calls
+    edited[1] = edited[1].model_copy(update={"tool_calls": [{**calls[0], "args": {"q": "x" * 50}}]})
+    assert counter.count(edited) == TokenCounter().count(edited)
+    # A compaction puts a summary first: the list no longer shares a prefix.
+    compacted = [HumanMessage("summary " * 40, id="summary-1"), *edited[-6:]]
+    assert counter.count(compacted) == TokenCounter().count(compacted)
+    assert counter.count(thread[:3]) == TokenCounter().count(thread[:3])  # a shorter list

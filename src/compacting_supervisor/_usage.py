@@ -18,7 +18,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from langchain_core.messages import AIMessage, BaseMessage
+from langchain_core.messages import AIMessage, BaseMessage, SystemMessage
 from langchain_core.utils.function_calling import convert_to_openai_tool
 
 from compacting_supervisor._cut import METADATA_KEY, is_summary
@@ -88,10 +88,13 @@ def summary_details(messages: Sequence[BaseMessage]) -> dict[str, Any]:
 
 
 def _summary(messages: Sequence[BaseMessage]) -> tuple[int, dict[str, Any]]:
+    """The running summary's index and record: it follows the leading system messages."""
     for index, message in enumerate(messages):
         if is_summary(message):
             details = message.response_metadata.get(METADATA_KEY)
             return index, details if isinstance(details, dict) else {}
+        if not isinstance(message, SystemMessage):
+            break
     return -1, {}
 
 
