@@ -863,3 +863,28 @@ def test_a_failing_store_leaves_the_history_unchanged(tmp_path: Path) -> None:
     assert supervisor.get_state(config).values["messages"] == out["messages"]
     with pytest.raises(OffloadError, match="disk full"):
         supervisor.compact(config)
+
+
+def test_every_stored_reference_stays_in_the_thread_across_compactions(tmp_path: Path) -> None:
+    """Found in review: an LLM summary that drops references lost the earlier ones."""
+    from compacting_supervisor import CompactingSupervisor, HistoryManager
+
+    store = DirectoryResultStore(tmp_path / "results")
+    forgetful = ScriptedChatModel(responses=["The user fetched daily reports; all normal."])
+    history = HistoryManager(
+        model=forgetful, offload=OffloadToolResults(store, min_tokens=500), retry_backoff=0
+    )
+    supervisor = CompactingSupervisor(report_agent(InMemorySaver()), history, token_limit=10**6)
+    config = {"configurable": {"thread_id": "reports"}}
+    for _ in range(3):
+        for _ in range(2):
+            supervisor.invoke({"messages": [HumanMessage("Fetch today's report.")]}, config)
+        supervisor.compact(config)
+    messages = supervisor.get_state(config).values["messages"]
+    visible = "\n".join(m.text for m in messages)
+    issued = set(REF_PATTERN.findall(visible)) | {
+        ref for m in messages if (ref := offloaded_ref(m)) is not None
+    }
+    stored = {path.stem for path in (tmp_path / "results").glob("tr_*.txt")}
+    assert len(stored) == 6
+    assert stored <= issued  # every stored result can still be read back

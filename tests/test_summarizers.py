@@ -579,3 +579,36 @@ def test_chat_model_summariser_settings_are_checked(
     arguments: dict[str, Any] = {"model": ScriptedChatModel(responses=["x"]), **kwargs}
     with pytest.raises(error, match=match):
         ChatModelSummarizer(**arguments)
+
+
+@pytest.mark.parametrize("cap", [100, 150, 300])
+def test_the_cap_keeps_content_in_every_section(cap: int) -> None:
+    """Found in review: whole lines were dropped, leaving headings only."""
+    from compacting_supervisor import TokenCounter
+
+    counter = TokenCounter()
+    paragraph = "The billing service moves to Postgres 16 by 2025-06-30 (ticket OPS-4471). " * 5
+    reply = "\n".join(
+        f"## {name}\n{paragraph.strip()}"
+        for name in [
+            "Goal",
+            "Discoveries",
+            "Decisions",
+            "Artifacts (verbatim)",
+            "Open tasks",
+            "Current state",
+        ]
+    )
+    history = [HumanMessage("q " * 50), AIMessage("a " * 50)] * 4 + [HumanMessage("latest")]
+    manager = HistoryManager(model=ScriptedChatModel(responses=[reply]), max_summary_tokens=cap)
+    summary = manager.compact_messages(history).summary
+    assert counter.count_text(summary) <= cap
+    bodies = [block.split("\n", 1) for block in summary.split("## ")[1:]]
+    assert len(bodies) == 6
+    assert all(len(b) == 2 and "The billing service" in b[1] for b in bodies), summary
+    if cap >= 300:
+        assert "OPS-4471" in summary
+    single = "## Goal\n- " + "Flight TP 1351 (ref X7Q2LM) is booked; a hotel is next. " * 8
+    manager = HistoryManager(model=ScriptedChatModel(responses=[single]), max_summary_tokens=cap)
+    summary = manager.compact_messages(history).summary
+    assert "TP 1351 (ref X7Q2LM)" in summary

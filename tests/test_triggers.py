@@ -379,3 +379,104 @@ def test_declared_prompt_makes_compaction_come_sooner(saver: Any) -> None:
     result = supervisor.last_compaction("t")
     assert result is not None
     assert result.trigger == "token_limit"
+
+
+# ---------------------------------------------------------------------------- found in review
+
+
+def test_a_raising_trigger_counts_as_not_firing_and_spares_the_others(
+    saver: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    def buggy(state: Any) -> bool:
+        return state["stage"] == "done"  # no such key
+
+    supervisor = CompactingSupervisor(
+        echo_graph(checkpointer=saver),
+        token_limit=100_000,
+        trigger=When(buggy, name="stage") | TokenLimit(300),
+    )
+    while supervisor.last_compaction("t") is None:
+        turn(supervisor)
+        assert len(messages_of(supervisor)) < 30
+    assert supervisor.last_compaction("t").trigger == "token_limit"
+    assert "raised on thread t" in caplog.text
+    assert supervisor._circuits == {}  # a trigger's bug is not a failed compaction
+
+
+def test_a_size_free_trigger_keeps_a_full_summary_and_reports_no_limit(saver: Any) -> None:
+    summariser = ScriptedChatModel(responses=["Summary. " * 30])
+    supervisor = CompactingSupervisor(
+        echo_graph(checkpointer=saver),
+        HistoryManager(model=summariser, retry_backoff=0),
+        trigger=MessageCount(20),
+    )
+    while supervisor.last_compaction("t") is None:
+        turn(supervisor)
+    result = supervisor.last_compaction("t")
+    assert not result.still_over_limit  # token_limit's default 500 is no limit here
+    assert "at most about 600 words" in summariser.calls[0][0].text  # 1,000 tokens, not 125
+    stats = supervisor.thread_stats("t")
+    assert (stats.token_limit, stats.utilisation) == (None, None)
+    sized = CompactingSupervisor(
+        echo_graph(checkpointer=saver), trigger=TokenLimit(1_000) & TokenLimit(4_000)
+    )
+    assert sized._token_threshold() == 4_000  # all of: nothing fires before the largest
+
+
+def test_usage_of_an_earlier_answer_by_another_agent_is_not_used() -> None:
+    supervisor = CompactingSupervisor(echo_graph(checkpointer=_memory()))
+    analyst = reply_with_usage(3_064, 10)  # saw its own prompt and a large private result
+    final = AIMessage("Revenue grew 12% in Q3.", name="supervisor")  # no usage reported
+    history = [HumanMessage("How did revenue do?"), analyst, final]
+    assert supervisor.context_tokens(history) == COUNTER.count(history)
+
+
+def test_repetition_compares_tool_calls_and_ignores_handoffs() -> None:
+    def call(args: dict[str, Any], text: str = "") -> AIMessage:
+        return AIMessage(text, tool_calls=[{"name": "read_file", "args": args, "id": "x"}])
+
+    def fired(*replies: AIMessage) -> str | None:
+        return Repetition(replies=3).check(TriggerContext("t", list(replies), tokens=0))
+
+    same = call({"path": "src/app.py"})
+    assert fired(same, same, same) == "repetition"  # a tool-call-only loop
+    narration = "Let me look at the next part of the file to find the bug."
+    progressing = [call({"offset": i * 100}, narration) for i in range(3)]
+    assert fired(*progressing) is None  # same words, new arguments: progress
+    done = [AIMessage("Done."), AIMessage("Done."), AIMessage("Done.")]
+    assert fired(*done) is None  # too short to mean anything
+    back = AIMessage(
+        "Transferring back to supervisor",
+        tool_calls=[{"name": "transfer_back_to_supervisor", "args": {}, "id": "b"}],
+        response_metadata={"__is_handoff_back": True},
+    )
+    assert fired(back, back, back) is None
+
+
+@pytest.mark.parametrize(
+    ("name", "window"),
+    [
+        ("gpt-4o-2024-08-06", 128_000),
+        ("gpt-4o-mini-2024-07-18", 128_000),
+        ("gpt-4-0613", 8_192),
+        ("o1-mini", 128_000),
+        ("claude-sonnet-4-5-20250929", 200_000),
+        ("anthropic:claude-3-5-haiku-latest", 200_000),
+        ("gpt-3.5-turbo-instruct", None),  # another model of the family: not guessed
+        ("gpt-4.5-preview", None),
+        ("llama3.1:8b", None),
+    ],
+)
+def test_known_windows_match_names_and_dated_versions_only(name: str, window: int | None) -> None:
+    assert context_window_of(name) == window
+
+
+def test_event_predicate_sees_the_state_with_version_v2(saver: Any) -> None:
+    seen: list[Any] = []
+    supervisor = CompactingSupervisor(
+        echo_graph(checkpointer=saver),
+        token_limit=100_000,
+        trigger=When(lambda state: seen.append(sorted(state)) or False),
+    )
+    supervisor.invoke({"messages": [HumanMessage("hi")]}, CONFIG, version="v2")
+    assert seen == [["messages"]]

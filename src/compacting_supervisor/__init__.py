@@ -45,7 +45,9 @@ from compacting_supervisor.triggers import (
     TimeSinceCompaction,
     TokenLimit,
     Trigger,
+    TriggerContext,
     When,
+    context_window_of,
 )
 
 __all__ = [
@@ -86,7 +88,9 @@ __all__ = [
     "TokenLimit",
     "Transcript",
     "Trigger",
+    "TriggerContext",
     "When",
+    "context_window_of",
     "count_tokens",
     "is_summary",
     "read_tool_result_tool",

@@ -125,7 +125,7 @@ def context_tokens(messages: Sequence[BaseMessage], counter: TokenCounter, overh
 
 
 def _latest_usage(messages: Sequence[BaseMessage]) -> tuple[int, dict[str, int] | None]:
-    """The newest AIMessage written since the last compaction with sane usage, if any."""
+    """The newest AIMessage written since the last compaction, and its usage if sane."""
     at, details = _summary(messages)
     kept = details.get("messages_kept")
     # The summary and the messages the last compaction kept answered a longer history.
@@ -136,7 +136,9 @@ def _latest_usage(messages: Sequence[BaseMessage]) -> tuple[int, dict[str, int] 
             continue
         usage = message.usage_metadata
         if not usage:
-            continue  # e.g. a hand-off message a library wrote, not a model
+            # Only the newest answer describes the whole thread; an older one with usage may
+            # be another agent's, which saw a different context.
+            return index, None
         inputs, outputs = usage.get("input_tokens"), usage.get("output_tokens")
         if (
             isinstance(inputs, int)

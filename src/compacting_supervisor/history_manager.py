@@ -31,7 +31,12 @@ from compacting_supervisor.errors import (
     ThreadBusyError,
 )
 from compacting_supervisor.keep import KeepPolicy, KeepRatio
-from compacting_supervisor.offload import OffloadedResult, OffloadToolResults, stored_results_note
+from compacting_supervisor.offload import (
+    REF_PATTERN,
+    OffloadedResult,
+    OffloadToolResults,
+    stored_results_note,
+)
 from compacting_supervisor.redaction import redact_secrets
 from compacting_supervisor.results import CompactionResult, MessageCompaction, ThreadStats
 from compacting_supervisor.summarizers import (
@@ -513,8 +518,14 @@ class HistoryManager:
         self._note_offline_default()
         usage = _SummarizerUsage()
         summary: str = yield from self._summarize_flow(previous, plan.evicted, max_tokens, usage)
-        if self.offload is not None and (note := stored_results_note(summary, plan.evicted)):
-            summary = f"{summary}\n\n{note}"  # every stored result stays findable
+        if self.offload is not None:  # every stored result stays findable
+            if note := stored_results_note(summary, plan.evicted):
+                summary = f"{summary}\n\n{note}"
+            carried = sorted(
+                set(REF_PATTERN.findall(previous or "")) - set(REF_PATTERN.findall(summary))
+            )
+            if carried:  # named by an earlier summary, dropped by this one
+                summary += f"\n\nEarlier stored tool results: {', '.join(carried)}."
         earlier = _summary_meta(plan.parts.summary)
         summary_message = HumanMessage(
             content=SUMMARY_PREFIX + summary,

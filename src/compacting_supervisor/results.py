@@ -61,7 +61,9 @@ class CompactionResult:
     """``"compacted"``; ``"failed"`` (summariser error: history unchanged); or ``"skipped"``
     (the thread was busy or moved on: history unchanged, retried after a later turn)."""
     trigger: str
-    """Why it ran: ``"token_limit"`` after a run, or ``"manual"`` for ``compact()``."""
+    """Why it ran: the trigger that fired after a run (``"token_limit"``,
+    ``"context_fraction"``, ``"message_count"``, ``"time_since_compaction"``, a `When`'s
+    name, ``"repetition"``; ``"a+b"`` for `AllOf`), or ``"manual"`` for ``compact()``."""
     tokens_before: int
     """Tokens of the messages channel before the compaction."""
     tokens_after: int

@@ -584,8 +584,8 @@ def _cap_summary(text: str, limit: int, counter: TokenCounter) -> str:
     shortened = _shorten(text.strip(), limit, lambda t: _count_text(counter, t))
     logger.warning(
         "The summariser wrote %d tokens, over the summary's cap of %d (`max_summary_tokens`); "
-        "it was shortened to %d tokens (lines dropped from the longest sections, then cut at "
-        "a sentence). Raise `max_summary_tokens` if summaries keep losing detail.",
+        "it was shortened to %d tokens (the longest sections cut, every section kept, at "
+        "sentences). Raise `max_summary_tokens` if summaries keep losing detail.",
         tokens,
         limit,
         _count_text(counter, shortened),
@@ -594,34 +594,56 @@ def _cap_summary(text: str, limit: int, counter: TokenCounter) -> str:
 
 
 def _shorten(text: str, limit: int, count: Callable[[str], int]) -> str:
-    """Fit ``text`` in ``limit`` tokens.
+    """Fit ``text`` in ``limit`` tokens, keeping something of every section.
 
-    Lines are dropped from the end of the longest section, every heading kept; text with no
-    headings (or still too long) is cut at a sentence boundary.
+    With headings, the room left after the headings is shared out: sections smaller than
+    an even share stay whole, the others split the rest evenly. Each keeps its lines from
+    the top, and the first line that does not fit is cut at a sentence (or a word). Text
+    with no headings, or headings that alone do not fit, is cut at a sentence boundary.
     """
     lines = text.splitlines()
-    if len(lines) > 1 and any(_HEADING.match(line) for line in lines):
-        sizes = [count(line) + 1 for line in lines]
-        sections: list[list[int]] = [[]]
-        for index, line in enumerate(lines):
-            if _HEADING.match(line):
-                sections.append([])
-            elif line.strip():
-                sections[-1].append(index)
-        removed: set[int] = set()
-        estimate = sum(sizes)
-        while True:
-            kept = "\n".join(line for i, line in enumerate(lines) if i not in removed)
-            if estimate <= limit and count(kept) <= limit:
-                return kept
-            section = max(sections, key=lambda s: sum(sizes[i] for i in s))
-            if not section:
-                break  # only headings left
-            victim = section.pop()
-            removed.add(victim)
-            estimate -= sizes[victim]
-        text = kept
-    return _cut_at_sentence(text, limit, count)
+    if len(lines) < 2 or not any(_HEADING.match(line) for line in lines):
+        return _cut_at_sentence(text, limit, count)
+    sections: list[tuple[str | None, list[str]]] = [(None, [])]
+    for line in lines:
+        if _HEADING.match(line):
+            sections.append((line, []))
+        elif line.strip():
+            sections[-1][1].append(line)
+    headings = sum(count(h) + 1 for h, _ in sections if h is not None)
+    sizes = [sum(count(line) + 1 for line in body) for _, body in sections]
+    room = limit - headings - 2  # newlines and rounding
+    if room <= 0 or not sum(sizes):
+        return _cut_at_sentence(text, limit, count)
+    # Water-filling: sections smaller than an even share stay whole; the rest split the room.
+    shares = dict.fromkeys(range(len(sections)), 0)
+    pending = sorted(range(len(sections)), key=lambda i: sizes[i])
+    left = room
+    while pending:
+        fair = left // len(pending)
+        if sizes[pending[0]] > fair:
+            for i in pending:
+                shares[i] = fair
+            break
+        smallest = pending.pop(0)
+        shares[smallest] = sizes[smallest]
+        left -= sizes[smallest]
+    out: list[str] = []
+    for index, (heading, body) in enumerate(sections):
+        if heading is not None:
+            out.append(heading)
+        share = shares[index]
+        for line in body:
+            cost = count(line) + 1
+            if cost <= share:
+                out.append(line)
+                share -= cost
+                continue
+            if share >= 8:  # room for a meaningful head of the line
+                out.append(_cut_at_sentence(line, share - 1, count))
+            break
+    shortened = "\n".join(out)
+    return shortened if count(shortened) <= limit else _cut_at_sentence(shortened, limit, count)
 
 
 def _cut_at_sentence(text: str, limit: int, count: Callable[[str], int]) -> str:

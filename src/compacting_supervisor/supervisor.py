@@ -1,8 +1,9 @@
 """`CompactingSupervisor`: runs a compiled LangGraph graph and compacts its threads.
 
-The graph is not changed. After every run the wrapper counts the tokens of the thread's
-messages (from the run's own output when it has them) and, over ``token_limit``, asks its
-`HistoryManager` to compact the thread. A compaction problem never fails the user's run:
+The graph is not changed. After every run the wrapper checks its trigger against the
+thread (by default ``TokenLimit(token_limit)`` on the tokens of the thread's messages, read
+from the run's own output when it has them) and, when it fires, asks its `HistoryManager`
+to compact the thread. A compaction problem never fails the user's run:
 it is logged, reported in the stream, and kept as the thread's last result.
 """
 
@@ -34,7 +35,11 @@ from compacting_supervisor.errors import (
     StaleCheckpointError,
     ThreadBusyError,
 )
-from compacting_supervisor.history_manager import HistoryManager, _check_messages
+from compacting_supervisor.history_manager import (
+    DEFAULT_MAX_SUMMARY_TOKENS,
+    HistoryManager,
+    _check_messages,
+)
 from compacting_supervisor.keep import KeepPolicy, KeepRatio
 from compacting_supervisor.locks import ThreadLocks, alocks_for, locks_for
 from compacting_supervisor.results import CompactionResult, ThreadStats
@@ -46,6 +51,7 @@ from compacting_supervisor.triggers import (
     TokenLimit,
     Trigger,
     TriggerContext,
+    safe_check,
 )
 
 logger = logging.getLogger(__name__)
@@ -563,6 +569,8 @@ class CompactingSupervisor:
 
     def _with_limit(self, stats: ThreadStats) -> ThreadStats:
         limit = self._token_threshold()
+        if limit is None:  # the trigger is not a size: there is no limit to be near
+            return stats
         return dataclasses.replace(
             stats, token_limit=limit, utilisation=round(stats.tokens / limit, 4)
         )
@@ -595,6 +603,7 @@ class CompactingSupervisor:
     ) -> TriggerContext:
         details = summary_details(messages)
         compacted_at = details.get("compacted_at")
+        values = getattr(values, "value", values)  # GraphOutput with version="v2"
         return TriggerContext(
             thread_id=thread_id,
             messages=messages,
@@ -624,7 +633,7 @@ class CompactingSupervisor:
             snapshot = self.agent.get_state(head_config(thread_id))
             values, messages = snapshot.values, self._read_messages(snapshot)
             _check_messages(messages, self.history_manager.messages_key)
-        reason = self.trigger.check(self._trigger_context(thread_id, messages, values))
+        reason = safe_check(self.trigger, self._trigger_context(thread_id, messages, values))
         if reason is None:
             return None
         started = time.perf_counter()
@@ -648,7 +657,7 @@ class CompactingSupervisor:
             snapshot = await self.agent.aget_state(head_config(thread_id))
             values, messages = snapshot.values, self._read_messages(snapshot)
             _check_messages(messages, self.history_manager.messages_key)
-        reason = self.trigger.check(self._trigger_context(thread_id, messages, values))
+        reason = safe_check(self.trigger, self._trigger_context(thread_id, messages, values))
         if reason is None:
             return None
         started = time.perf_counter()
@@ -684,13 +693,19 @@ class CompactingSupervisor:
             "keep": self.keep,
             "graph": self.agent,
             "trigger": trigger,
-            "max_summary_tokens": self.history_manager.max_summary_tokens
-            or min(4_000, max(32, self._token_threshold() // 4)),
+            "max_summary_tokens": self.history_manager.max_summary_tokens or self._summary_tokens(),
         }
 
-    def _token_threshold(self) -> int:
-        """The token size the trigger compacts at (``token_limit`` if it has none)."""
-        return _threshold_of(self.trigger) or self.token_limit
+    def _token_threshold(self) -> int | None:
+        """The token size the trigger compacts at; None for a trigger that is not a size."""
+        return _threshold_of(self.trigger)
+
+    def _summary_tokens(self) -> int:
+        """The summary's length target: a quarter of the trigger's size, at most 4,000."""
+        threshold = self._token_threshold()
+        if threshold is None:  # a count, time, event or repetition trigger
+            return DEFAULT_MAX_SUMMARY_TOKENS
+        return min(4_000, max(32, threshold // 4))
 
     def _read_messages(self, snapshot: Any) -> list[BaseMessage]:
         values = snapshot.values if isinstance(snapshot.values, dict) else {}
@@ -769,7 +784,7 @@ class CompactingSupervisor:
         elif result.succeeded:
             self._circuits.pop(result.thread_id, None)
         threshold = self._token_threshold()
-        if result.succeeded and result.tokens_after > threshold:
+        if result.succeeded and threshold is not None and result.tokens_after > threshold:
             logger.warning(
                 "Thread %s is still over the token limit after compaction (%d > %d tokens): "
                 "a large message is kept or the summary is long. It will compact again after "
@@ -868,7 +883,10 @@ def _threshold_of(trigger: Trigger) -> int | None:
         return trigger.limit
     if isinstance(trigger, AnyOf | AllOf):
         sizes = [size for t in trigger.triggers if (size := _threshold_of(t)) is not None]
-        return min(sizes) if sizes else None
+        if not sizes:
+            return None
+        # Any of: the first size reached fires; all of: none fires before the largest.
+        return min(sizes) if isinstance(trigger, AnyOf) else max(sizes)
     return None
 
 

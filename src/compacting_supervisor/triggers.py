@@ -9,6 +9,9 @@ and why. Triggers combine: ``AnyOf(a, b)`` (or ``a | b``) fires when one fires,
 from __future__ import annotations
 
 import difflib
+import json
+import logging
+import re
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
@@ -19,6 +22,8 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage
 
 from compacting_supervisor._settings import check_count, check_seconds
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "AllOf",
@@ -32,35 +37,47 @@ __all__ = [
     "TriggerContext",
     "When",
     "context_window_of",
+    "safe_check",
 ]
 
 # Input windows (tokens) of widely used models, for models whose LangChain profile does not
-# say. Matched by the longest prefix of the model name.
+# say. A name matches exactly, or with a date or version suffix ("gpt-4o-2024-08-06",
+# "claude-3-5-sonnet-20241022", "gpt-4o-mini-latest"); anything else is unknown rather
+# than guessed from its family.
 KNOWN_CONTEXT_WINDOWS: dict[str, int] = {
     "gpt-4o": 128_000,
     "gpt-4o-mini": 128_000,
     "gpt-4.1": 1_047_576,
+    "gpt-4.1-mini": 1_047_576,
+    "gpt-4.1-nano": 1_047_576,
     "gpt-4-turbo": 128_000,
     "gpt-4": 8_192,
+    "gpt-4-32k": 32_768,
     "gpt-3.5-turbo": 16_385,
     "gpt-5": 400_000,
+    "gpt-5-mini": 400_000,
+    "gpt-5-nano": 400_000,
     "o1": 200_000,
+    "o1-mini": 128_000,
     "o3": 200_000,
+    "o3-mini": 200_000,
     "o4-mini": 200_000,
-    "claude-3": 200_000,
-    "claude-3-5": 200_000,
-    "claude-3-7": 200_000,
+    "claude-3-5-sonnet": 200_000,
+    "claude-3-5-haiku": 200_000,
+    "claude-3-7-sonnet": 200_000,
     "claude-sonnet-4": 200_000,
+    "claude-sonnet-4-5": 200_000,
     "claude-opus-4": 200_000,
-    "claude-haiku-4": 200_000,
+    "claude-opus-4-1": 200_000,
+    "claude-haiku-4-5": 200_000,
     "gemini-1.5-pro": 2_097_152,
     "gemini-1.5-flash": 1_048_576,
     "gemini-2.0-flash": 1_048_576,
-    "gemini-2.5": 1_048_576,
-    "llama3": 8_192,
-    "llama3.1": 131_072,
-    "mistral-large": 131_072,
+    "gemini-2.5-pro": 1_048_576,
+    "gemini-2.5-flash": 1_048_576,
 }
+_VERSION_PART = re.compile(r"\d[\d.]*|latest|preview")
+_PROVIDERS = ("openai", "anthropic", "google_genai", "google_vertexai", "azure_openai")
 
 
 @dataclass(frozen=True)
@@ -82,6 +99,24 @@ class TriggerContext:
     """When this process first saw the thread (for a thread never compacted)."""
     now: float = field(default_factory=time.time)
     """The time of the check."""
+
+
+def safe_check(trigger: Trigger, context: TriggerContext) -> str | None:
+    """``trigger.check(context)``, with an exception logged and taken as "not firing".
+
+    A trigger's bug (a predicate reading a missing key) must neither fail the user's run
+    nor stop the other triggers of a combination from being checked.
+    """
+    try:
+        return trigger.check(context)
+    except Exception:
+        logger.warning(
+            "Trigger %r raised on thread %s; it counts as not firing.",
+            trigger,
+            context.thread_id,
+            exc_info=True,
+        )
+        return None
 
 
 class Trigger(ABC):
@@ -139,9 +174,16 @@ def context_window_of(model: BaseChatModel | str) -> int | None:
         if isinstance(window, int) and window > 0:
             return window
         name = str(getattr(model, "model_name", None) or getattr(model, "model", None) or "")
-    name = str(name).split(":", 1)[-1].lower()
-    matches = [key for key in KNOWN_CONTEXT_WINDOWS if name.startswith(key)]
-    return KNOWN_CONTEXT_WINDOWS[max(matches, key=len)] if matches else None
+    name = str(name).lower()
+    provider, _, rest = name.partition(":")
+    if rest and provider in _PROVIDERS:
+        name = rest
+    while name not in KNOWN_CONTEXT_WINDOWS:  # drop date and version parts, one at a time
+        head, dash, tail = name.rpartition("-")
+        if not dash or not _VERSION_PART.fullmatch(tail):
+            return None
+        name = head
+    return KNOWN_CONTEXT_WINDOWS[name]
 
 
 class ContextFraction(Trigger):
@@ -270,6 +312,9 @@ class When(Trigger):
         if not callable(predicate):
             msg = "`predicate` must be a function of the state values returning a bool."
             raise TypeError(msg)
+        if not isinstance(name, str) or not name:
+            msg = f"`name` must be a non-empty string (recorded as the trigger), got {name!r}."
+            raise ValueError(msg)
         self.predicate = predicate
         self.name = name
 
@@ -285,8 +330,10 @@ class Repetition(Trigger):
     """Fires when the agent's last ``replies`` answers repeat themselves.
 
     Looping agents answer the same way again and again; compacting gives them a fresh,
-    shorter context. Replies are compared pairwise (``difflib`` ratio on whitespace-
-    normalised text); all must reach ``similarity``.
+    shorter context. Replies repeat when they make the same tool calls (name and
+    arguments) and their texts reach ``similarity`` (``difflib`` ratio); so calling the same
+    tool with the same arguments again is a repetition, and the same words around new
+    arguments are not. Hand-offs and replies under 12 characters are left out.
 
     Args:
         replies: How many of the latest AI replies with text to compare (at least 2).
@@ -312,24 +359,40 @@ class Repetition(Trigger):
         self.similarity = float(similarity)
 
     def check(self, context: TriggerContext) -> str | None:
-        """Fire when the latest replies are all alike."""
-        texts: list[str] = []
+        """Fire when the latest replies are all alike (their text and their tool calls)."""
+        replies: list[tuple[str, str]] = []
         for message in reversed(context.messages):
-            if isinstance(message, AIMessage) and (text := " ".join(message.text.split())):
-                texts.append(text.lower())
-                if len(texts) == self.replies:
+            if isinstance(message, AIMessage) and (reply := _reply_signature(message)):
+                replies.append(reply)
+                if len(replies) == self.replies:
                     break
-        if len(texts) < self.replies:
+        if len(replies) < self.replies:
             return None
-        first = texts[0]
+        (text, acts) = replies[0]
         alike = all(
-            difflib.SequenceMatcher(None, first, other).ratio() >= self.similarity
-            for other in texts[1:]
+            other_acts == acts  # the same calls, with the same arguments
+            and difflib.SequenceMatcher(None, text, other_text).ratio() >= self.similarity
+            for other_text, other_acts in replies[1:]
         )
         return self.name if alike else None
 
     def __repr__(self) -> str:
         return f"Repetition(replies={self.replies}, similarity={self.similarity})"
+
+
+_MIN_REPLY = 12  # "Done." to three different requests is not a loop
+
+
+def _reply_signature(message: AIMessage) -> tuple[str, str] | None:
+    """What an answer did: its text and its tool calls; None for a hand-off or a tiny reply."""
+    if any(key in message.response_metadata for key in ("__is_handoff_back",)):
+        return None
+    calls = [c for c in message.tool_calls if not c["name"].startswith("transfer_")]
+    if message.tool_calls and not calls and not message.text.strip():
+        return None  # a supervisor hand-off
+    text = " ".join(message.text.split()).lower()
+    acts = " ".join(f"{c['name']}({json.dumps(c['args'], sort_keys=True)})" for c in calls)
+    return (text, acts) if len(text) + len(acts) >= _MIN_REPLY else None
 
 
 class AnyOf(Trigger):
@@ -348,7 +411,7 @@ class AnyOf(Trigger):
 
     def check(self, context: TriggerContext) -> str | None:
         """The first trigger that fires."""
-        return next((why for t in self.triggers if (why := t.check(context))), None)
+        return next((why for t in self.triggers if (why := safe_check(t, context))), None)
 
     def __repr__(self) -> str:
         return f"AnyOf({', '.join(map(repr, self.triggers))})"
@@ -372,7 +435,7 @@ class AllOf(Trigger):
         """All names, when every trigger fires."""
         reasons = []
         for trigger in self.triggers:
-            why = trigger.check(context)
+            why = safe_check(trigger, context)
             if why is None:
                 return None
             reasons.append(why)
