@@ -17,11 +17,11 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
-from benchmarks.conversation import SYSTEM_PROMPT
-from benchmarks.fakes import AgentModel, SummariserModel, search_records
 from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 from langgraph.checkpoint.base import BaseCheckpointSaver
 
+from benchmarks.conversation import SYSTEM_PROMPT
+from benchmarks.fakes import AgentModel, SummariserModel, search_records
 from compacting_supervisor import (
     CompactingSupervisor,
     HistoryManager,

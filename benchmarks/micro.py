@@ -35,12 +35,12 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from langchain_core.messages import BaseMessage, HumanMessage, messages_to_dict
+
 from benchmarks.contenders import SETTINGS, CompactingSettings, build
 from benchmarks.conversation import SYSTEM_PROMPT, history, script
 from benchmarks.fakes import AgentModel, SummariserModel, search_records
 from benchmarks.savers import open_saver
-from langchain_core.messages import BaseMessage, HumanMessage, messages_to_dict
-
 from compacting_supervisor import (
     CompactingSupervisor,
     HistoryManager,

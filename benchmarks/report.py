@@ -67,6 +67,7 @@ def machine(postgres: bool) -> dict[str, Any]:
 def _postgres_version() -> str | None:
     try:
         import psycopg
+
         from benchmarks.savers import POSTGRES_SERVER
 
         with psycopg.connect(POSTGRES_SERVER, connect_timeout=3) as conn:

@@ -10,10 +10,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from benchmarks.contenders import CompactingSettings, build
-from benchmarks.conversation import script
 from langgraph.checkpoint.memory import InMemorySaver
 
+from benchmarks.contenders import CompactingSettings, build
+from benchmarks.conversation import script
 from compacting_supervisor import TokenCounter
 
 __all__ = ["KEEPS", "LIMITS", "sweep"]
