@@ -6,6 +6,8 @@ import re
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 
 from compacting_supervisor import CompactingSupervisor, HistoryManager, SummarizationError
@@ -325,3 +327,49 @@ def test_secrets_in_common_formats_are_redacted(text: str, secret: str) -> None:
 )
 def test_ordinary_phrases_are_not_mangled(text: str) -> None:
     assert redact_text(text) == text
+
+
+_TRIGGERS = [
+    "sk-", "sk-ant-", "sk_live_", "rk_test_", "AKIA", "ASIA", "ghp_", "github_pat_", "xoxb-",
+    "AIza", "eyJ", "Bearer ", "BASIC ", "Token ", "postgres://bob:", "PASSWORD=", "passwd: ",
+    "Passphrase=", "secret=", "SECRET_ACCESS_KEY=", "api_key=", "Api-Key: ", "apikey=",
+    "access_token=", "client_secret=", "PRIVATE_KEY=", "private-key: ", "token: ",
+    "-----BEGIN RSA PRIVATE KEY-----", "pa\u017fsword=", "\u212aEY_TOKEN=",
+]  # fmt: skip
+
+
+@settings(max_examples=400, deadline=None, derandomize=True)
+@given(
+    before=st.sampled_from(["", "use ", "x", "\n", '"']),
+    trigger=st.sampled_from(_TRIGGERS),
+    value=st.sampled_from(
+        [
+            "abc123XYZ789def456ghi012jkl345",
+            "hunter2@db.example.com/x",
+            '"quoted value 9"',
+            "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.sig_abc123",
+            "A" * 16 + "12345678",
+            "short",
+        ]
+    ),
+    after=st.sampled_from(["", " now", ".eyJzdWIiOiIxMjM0NTY3ODkw.abc", "@host/db"]),
+)
+def test_the_quick_precheck_never_skips_a_secret(
+    before: str, trigger: str, value: str, after: str
+) -> None:
+    """The one-pass check only skips text that none of the patterns would change."""
+    from compacting_supervisor.redaction import _PATTERNS
+
+    text = before + trigger + value + after
+    slow = text
+    for _, pattern, replacement in _PATTERNS:
+        slow = pattern.sub(replacement, slow)
+    assert redact_text(text) == slow
+
+
+@pytest.mark.parametrize("trigger", _TRIGGERS)
+def test_every_trigger_reaches_the_patterns(trigger: str) -> None:
+    """Each pattern's own literal gets past the quick check (a change shows it ran)."""
+    from compacting_supervisor.redaction import _NEEDED
+
+    assert any(needed in trigger.casefold() for needed in _NEEDED)

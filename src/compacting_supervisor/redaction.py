@@ -91,6 +91,16 @@ _PATTERNS: list[tuple[str, re.Pattern[str], str]] = [
 ]
 
 
+# Something every pattern above needs in order to match, case-folded: text holding none of
+# them cannot hold a secret, and is not scanned by each pattern in turn.
+_NEEDED = (
+    "-----begin", "sk-", "sk_", "rk_", "pk_", "akia", "asia", "ghp_", "gho_", "ghu_", "ghs_",
+    "ghr_", "github_pat_", "xox", "aiza", "eyj", "bearer", "basic", "://", "password",
+    "passwd", "passphrase", "secret", "token", "apikey", "api_key", "api-key", "privatekey",
+    "private_key", "private-key",
+)  # fmt: skip
+
+
 def redact_text(text: str) -> str:
     """Replace the secrets `redact_secrets` knows in ``text``.
 
@@ -98,6 +108,9 @@ def redact_text(text: str) -> str:
         >>> redact_text("key sk-abcdefghijklmnopqrstuvwx and postgres://bob:hunter2@db/x")
         'key [REDACTED:api-key] and postgres://bob:[REDACTED:password]@db/x'
     """
+    lowered = text.casefold()
+    if not any(needed in lowered for needed in _NEEDED):
+        return text
     for _, pattern, replacement in _PATTERNS:
         text = pattern.sub(replacement, text)
     return text
@@ -114,13 +127,17 @@ def _redact_value(value: Any) -> Any:
 
 
 def redact_secrets(message: BaseMessage) -> BaseMessage:
-    """Return a copy of ``message`` with common secrets replaced; the original is untouched.
+    """Return ``message`` with common secrets replaced; the original is never changed.
 
-    Redacts the text content, text blocks, and the arguments of tool calls.
+    Redacts the text content, text blocks, and the arguments of tool calls. A message with
+    nothing to redact is returned as it is; otherwise a copy is.
     """
-    update: dict[str, Any] = {"content": _redact_value(message.content)}
+    update: dict[str, Any] = {}
+    content = _redact_value(message.content)
+    if content != message.content:
+        update["content"] = content
     if isinstance(message, AIMessage) and message.tool_calls:
-        update["tool_calls"] = [
-            {**call, "args": _redact_value(call["args"])} for call in message.tool_calls
-        ]
-    return message.model_copy(update=update)
+        calls = [{**call, "args": _redact_value(call["args"])} for call in message.tool_calls]
+        if calls != message.tool_calls:
+            update["tool_calls"] = calls
+    return message.model_copy(update=update) if update else message
