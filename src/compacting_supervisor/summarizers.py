@@ -508,6 +508,7 @@ class ChatModelSummarizer:
         self.prompt = prompt or DEFAULT_SUMMARY_PROMPT
         self.bind_max_tokens = bool(bind_max_tokens)
         self.token_counter = token_counter or TokenCounter()
+        self._last_prompt: _Prompt | None = None
 
     def prompt_messages(
         self, previous: str | None, messages: Sequence[BaseMessage], *, max_tokens: int
@@ -524,6 +525,16 @@ class ChatModelSummarizer:
         """
         from compacting_supervisor.context import _escape, render_messages
 
+        # The history manager counts the prompt, then sends it: render it once.
+        last = self._last_prompt
+        if (
+            last is not None
+            and last[0] == previous
+            and last[2] == max_tokens
+            and len(last[1]) == len(messages)
+            and all(a is b for a, b in zip(last[1], messages, strict=True))
+        ):
+            return list(last[3])
         words = max(20, int(max_tokens * _WORDS_PER_TOKEN))
         system = self.prompt.replace("{max_words}", str(words))
         existing = _escape(previous.strip()) if previous and previous.strip() else "(none yet)"
@@ -532,7 +543,10 @@ class ChatModelSummarizer:
             f"<new_messages>\n{render_messages(messages)}\n</new_messages>\n\n"
             f"{_REQUEST}"
         )
-        return [SystemMessage(system), HumanMessage(body)]
+        prompt = [SystemMessage(system), HumanMessage(body)]
+        # Holding the messages keeps their ids from being reused while this is remembered.
+        self._last_prompt = (previous, tuple(messages), max_tokens, prompt)
+        return list(prompt)
 
     def _runnable(self, max_tokens: int) -> Runnable[Any, Any]:
         if self.bind_max_tokens:
@@ -566,6 +580,10 @@ class ChatModelSummarizer:
         request = self.prompt_messages(previous, messages, max_tokens=max_tokens)
         reply = await self._runnable(max_tokens).ainvoke(request, config=self._config())
         return self._finish(reply, max_tokens)
+
+
+_Prompt = tuple[str | None, tuple[BaseMessage, ...], int, list[BaseMessage]]
+"""A prompt built: (previous summary, messages, cap, the prompt messages)."""
 
 
 def _count_text(counter: TokenCounter, text: str) -> int:
