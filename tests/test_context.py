@@ -828,3 +828,26 @@ def test_docstring_examples() -> None:
     failures, tried = doctest.testmod(compacting_supervisor.context, optionflags=doctest.ELLIPSIS)
     assert failures == 0
     assert tried > 0
+
+
+def test_the_omitted_markers_never_push_a_fitting_prompt_over_its_budget() -> None:
+    """Found in review: markers and empty wrappers raised though the essentials fit."""
+    from langchain_core.messages import AIMessage, HumanMessage
+
+    from compacting_supervisor import ContextBuilder, TokenCounter
+
+    built = (
+        ContextBuilder(token_budget=30)
+        .system("Be brief.")
+        .user("What is 2+2?")
+        .messages([HumanMessage("x " * 100), AIMessage("y " * 100)])
+        .documents(["doc " * 50])
+        .tool_result("calc", "z " * 80)
+        .build()
+    )
+    assert built.tokens <= 30
+    assert TokenCounter().count(built.messages) == built.tokens
+    assert built.omitted == {"messages": 2, "documents": 1, "tool_results": 1}
+    assert "<user>What is 2+2?</user>" in built.text
+    with pytest.raises(ValueError, match=r"take \d+ with everything else left out"):
+        ContextBuilder(token_budget=5).system("Be brief.").user("What is 2+2?").build()

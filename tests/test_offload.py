@@ -888,3 +888,31 @@ def test_every_stored_reference_stays_in_the_thread_across_compactions(tmp_path:
     stored = {path.stem for path in (tmp_path / "results").glob("tr_*.txt")}
     assert len(stored) == 6
     assert stored <= issued  # every stored result can still be read back
+
+
+def test_listed_references_stay_within_the_summary_cap(tmp_path: Path) -> None:
+    """Found in review: references appended after the cap made the summary grow forever."""
+    from compacting_supervisor import HistoryManager, TokenCounter
+
+    manager = HistoryManager(
+        model=ScriptedChatModel(responses=["## Goal\n- research the reports"]),
+        max_summary_tokens=200,
+        offload=OffloadToolResults(DirectoryResultStore(tmp_path), min_chars=200, preview_chars=10),
+        retry_backoff=0,
+    )
+    messages: list[BaseMessage] = []
+    for round_ in range(12):
+        for i in range(4):
+            call = {"name": "fetch", "args": {"n": i}, "id": f"c{round_}_{i}"}
+            messages += [
+                HumanMessage(f"Fetch report {round_}.{i}."),
+                AIMessage("", tool_calls=[call]),
+                ToolMessage(f"report {round_}.{i} " + "x" * 500, tool_call_id=call["id"]),
+                AIMessage("Done."),
+            ]
+        compaction = manager.compact_messages(messages, compaction_ratio=0.9)
+        assert compaction is not None
+        assert TokenCounter().count_text(compaction.summary) <= 200
+        messages = compaction.messages
+    listed = REF_PATTERN.findall(compaction.summary)
+    assert 5 <= len(listed) <= 20  # the newest ones, in half the summary's room

@@ -211,3 +211,23 @@ def test_recounting_a_grown_thread_reuses_the_shared_prefix_and_stays_exact() ->
     compacted = [HumanMessage("summary " * 40, id="summary-1"), *edited[-6:]]
     assert counter.count(compacted) == TokenCounter().count(compacted)
     assert counter.count(thread[:3]) == TokenCounter().count(thread[:3])  # a shorter list
+
+
+def test_recount_notices_nested_changes_roles_and_takes_any_sequence() -> None:
+    """Found in review: in-place edits of content blocks and ChatMessage roles."""
+    from collections import deque
+
+    from langchain_core.messages import ChatMessage, HumanMessage
+
+    counter = TokenCounter()
+    blocks = HumanMessage([{"type": "text", "text": "hi"}], id="h1")
+    thread = [HumanMessage("start", id="h0"), blocks]
+    assert counter.count(thread) == TokenCounter().count(thread)
+    blocks.content[0]["text"] = "a much longer text than before " * 5  # type: ignore[index]
+    assert counter.count(thread) == TokenCounter().count(thread)
+    short = ChatMessage("hello", role="user", id="x")
+    assert counter.count([short]) == TokenCounter().count([short])
+    long_role = ChatMessage("hello", role="a_much_longer_custom_role_name", id="x")
+    assert counter.count([long_role]) == TokenCounter().count([long_role])
+    assert counter.count(deque(thread)) == TokenCounter().count(thread)
+    assert counter.count(iter(thread)) == TokenCounter().count(thread)  # type: ignore[arg-type]

@@ -187,7 +187,7 @@ def test_triggers_combine() -> None:
 
 
 def test_combined_trigger_in_a_supervisor(saver: Any) -> None:
-    """``AllOf``: big enough *and* at a milestone; the summary is sized from the token part."""
+    """``AllOf``: big enough *and* at a milestone (not a size on its own: no size limit)."""
     supervisor = CompactingSupervisor(
         echo_graph(checkpointer=saver),
         token_limit=100_000,
@@ -199,7 +199,7 @@ def test_combined_trigger_in_a_supervisor(saver: Any) -> None:
     turn(supervisor, "That part is done.")
     result = supervisor.last_compaction("t")
     assert result.trigger == "token_limit+event"
-    assert supervisor._token_threshold() == 200
+    assert supervisor._token_threshold() is None
 
 
 def test_bad_trigger_and_keep_are_rejected() -> None:
@@ -480,3 +480,24 @@ def test_event_predicate_sees_the_state_with_version_v2(saver: Any) -> None:
     )
     supervisor.invoke({"messages": [HumanMessage("hi")]}, CONFIG, version="v2")
     assert seen == [["messages"]]
+
+
+def test_sizes_and_utilisation_follow_what_the_trigger_sees(saver: Any) -> None:
+    """Found in review: an AllOf branch counted as a size; utilisation ignored overhead."""
+    mixed = CompactingSupervisor(
+        echo_graph(checkpointer=saver),
+        trigger=MessageCount(6) | (TokenLimit(100) & When(lambda state: False)),
+    )
+    assert mixed._token_threshold() is None  # no size alone ever fires it
+    declared = CompactingSupervisor(
+        echo_graph(checkpointer=saver), token_limit=400, system_prompt=300
+    )
+    turn(declared)
+    stats = declared.thread_stats("t")
+    messages = messages_of(declared)
+    assert stats.tokens == COUNTER.count(messages)
+    assert stats.utilisation == round(declared.context_tokens(messages) / 400, 4)
+    assert stats.utilisation > 0.8  # the declared prompt is most of it
+    big = CompactingSupervisor(echo_graph(checkpointer=saver), trigger=TokenLimit(10_000))
+    assert not big.over_limit([HumanMessage("word " * 600)])  # the trigger's size, not 500
+    assert big.over_limit([HumanMessage("word " * 12_000)])

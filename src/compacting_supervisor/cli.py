@@ -235,7 +235,8 @@ def _parser() -> argparse.ArgumentParser:
         type=_count,
         metavar="N",
         help="target length of the running summary (default: a quarter of the thread's "
-        f"tokens, at most {DEFAULT_MAX_SUMMARY_TOKENS:,})",
+        f"tokens, at most {DEFAULT_MAX_SUMMARY_TOKENS:,}, and never below the current "
+        "summary's size)",
     )
     compact.add_argument(
         "--timeout",

@@ -633,6 +633,7 @@ class _Fit:
         self.dropped: dict[int, int] = {}  # part -> items left out (history: from the front)
         self.cut: dict[tuple[int, int], str] = {}  # (part, item) -> its shortened body
         self.victims = self._victims()
+        self.bare = False  # everything removable is gone: no markers or empty wrappers
 
     def _victims(self) -> list[tuple[int, int]]:
         order: list[tuple[int, int]] = []
@@ -682,7 +683,9 @@ class _Fit:
     def _assemble(self) -> tuple[str, list[BaseMessage]]:
         system = "\n\n".join(p.items[0] for p in self.parts if p.kind == "system" and p.items[0])
         body = "\n".join(
-            self._render(i, part) for i, part in enumerate(self.parts) if part.kind != "system"
+            self._render(i, part)
+            for i, part in enumerate(self.parts)
+            if part.kind == "user" or (part.kind != "system" and not self.bare)
         )
         head = _element("system", system, block=True) if system else ""
         text = "\n".join(filter(None, [head, body]))
@@ -754,6 +757,9 @@ class _Fit:
                 return BuiltContext(text, messages, tokens, self._omitted())
             self.victims = [v for v in self.victims if not self._gone(v)]
             if not self.victims:
+                if not self.bare:  # the omitted markers themselves may be what is over
+                    self.bare = True
+                    continue
                 msg = (
                     f"`token_budget` is {self.budget} tokens, but the system instructions and "
                     f"the user's input take {self.budget + over} with everything else left "

@@ -35,7 +35,7 @@ from compacting_supervisor.offload import (
     REF_PATTERN,
     OffloadedResult,
     OffloadToolResults,
-    stored_results_note,
+    offloaded_ref,
 )
 from compacting_supervisor.redaction import redact_secrets
 from compacting_supervisor.results import CompactionResult, MessageCompaction, ThreadStats
@@ -131,6 +131,22 @@ def _thread_id(config: RunnableConfig | None, parameter: str = "config") -> str:
         )
         raise ValueError(msg)
     return str(thread_id)
+
+
+_MAX_LISTED_REFS = 20
+
+
+def _stored_refs(previous: str | None, evicted: Sequence[BaseMessage]) -> list[str]:
+    """The newest stored-result references the summary must name, oldest first."""
+    refs = list(dict.fromkeys(REF_PATTERN.findall(previous or "")))
+    for message in evicted:
+        if (ref := offloaded_ref(message)) is not None and ref not in refs:
+            refs.append(ref)
+    return refs[-_MAX_LISTED_REFS:]
+
+
+def _refs_note(refs: Sequence[str]) -> str:
+    return f"Stored tool results (read them with read_tool_result): {', '.join(refs)}."
 
 
 def _keep_policy(keep: Any) -> KeepPolicy:
@@ -517,15 +533,16 @@ class HistoryManager:
         max_tokens = max_summary_tokens or self.max_summary_tokens or DEFAULT_MAX_SUMMARY_TOKENS
         self._note_offline_default()
         usage = _SummarizerUsage()
-        summary: str = yield from self._summarize_flow(previous, plan.evicted, max_tokens, usage)
-        if self.offload is not None:  # every stored result stays findable
-            if note := stored_results_note(summary, plan.evicted):
-                summary = f"{summary}\n\n{note}"
-            carried = sorted(
-                set(REF_PATTERN.findall(previous or "")) - set(REF_PATTERN.findall(summary))
-            )
-            if carried:  # named by an earlier summary, dropped by this one
-                summary += f"\n\nEarlier stored tool results: {', '.join(carried)}."
+        # Stored results stay findable: the newest references (up to 20, in at most half the
+        # summary's room) are listed after it, inside its cap; older ones stay in the archive.
+        refs = _stored_refs(previous, plan.evicted) if self.offload is not None else []
+        count = self.token_counter.count_text
+        while refs and count(_refs_note(refs)) + 2 > max_tokens // 2:
+            refs = refs[1:]  # the list takes at most half of the summary's room
+        cap = max_tokens - (count(_refs_note(refs)) + 2 if refs else 0)
+        summary: str = yield from self._summarize_flow(previous, plan.evicted, cap, usage)
+        if missing := [ref for ref in refs if ref not in summary]:
+            summary = f"{summary}\n\n{_refs_note(missing)}"
         earlier = _summary_meta(plan.parts.summary)
         summary_message = HumanMessage(
             content=SUMMARY_PREFIX + summary,

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from langchain_core.messages import BaseMessage
 
-from compacting_supervisor._settings import check_count, check_ratio
+from compacting_supervisor._settings import check_count, check_ratio, check_token_counter
 from compacting_supervisor.token_counter import TokenCounter
 
 __all__ = ["KeepMessages", "KeepPolicy", "KeepRatio", "KeepTokens"]
@@ -108,7 +108,7 @@ class KeepTokens(KeepPolicy):
 
     def __init__(self, tokens: int, *, token_counter: TokenCounter | None = None) -> None:
         self.tokens: int = check_count("tokens", tokens, unit=" (tokens to keep)")
-        self.token_counter = token_counter or TokenCounter()
+        self.token_counter = check_token_counter(token_counter) or TokenCounter()
 
     def evict_target(self, conversation: Sequence[BaseMessage]) -> int:
         """Return the index of the oldest message of the newest run that fits the budget."""

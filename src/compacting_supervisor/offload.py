@@ -55,7 +55,7 @@ from langgraph.store.base import BaseStore
 from pydantic import BaseModel, Field, create_model
 
 from compacting_supervisor._cut import METADATA_KEY
-from compacting_supervisor._settings import check_count
+from compacting_supervisor._settings import check_count, check_token_counter
 from compacting_supervisor.errors import CompactionError
 from compacting_supervisor.token_counter import TokenCounter
 
@@ -546,9 +546,7 @@ class OffloadToolResults:
                 f"({min_chars}), or the preview would be as long as the result it replaces."
             )
             raise ValueError(msg)
-        if token_counter is not None and not isinstance(token_counter, TokenCounter):
-            msg = f"`token_counter` must be a TokenCounter or None, got {type(token_counter)}."
-            raise TypeError(msg)
+        check_token_counter(token_counter)
         if not isinstance(tool_name, str) or not _TOOL_NAME.fullmatch(tool_name):
             msg = (
                 "`tool_name` must be 1-64 letters, digits, '_' or '-' (a name every provider "

@@ -85,8 +85,9 @@ class CompactionResult:
     error: str | None = None
     """Why nothing was written, for ``"failed"`` and ``"skipped"``."""
     still_over_limit: bool = False
-    """The compacted thread is still over the supervisor's ``token_limit`` (a very large
-    message is kept, or the summary target is too high); the next turn compacts again."""
+    """The compacted thread's messages are still over the trigger's size (``token_limit``
+    by default; a very large message is kept, or the summary target is too high); the next
+    turn compacts again."""
     summarizer_calls: int = 0
     """Summariser calls made (pieces of a long input, retries included)."""
     summarizer_input_tokens: int = 0
@@ -157,4 +158,5 @@ class ThreadStats:
     token_limit: int | None = None
     """The limit the supervisor compacts at (None when read without a supervisor)."""
     utilisation: float | None = None
-    """``tokens / token_limit``: 1.0 is at the limit (None without a supervisor)."""
+    """What the trigger sees over its size: 1.0 is at the limit (None without a
+    supervisor, or with a trigger that is not a size)."""

@@ -553,27 +553,30 @@ class CompactingSupervisor:
         """Return the thread's size, utilisation of the limit, and compaction totals.
 
         Read from the checkpoints, so compactions by other processes count too.
+        ``utilisation`` uses what the trigger sees (`context_tokens`: usage and the
+        declared prompt and tools included); ``tokens`` is the messages' exact count.
 
         Args:
             thread: A thread id or a config naming one.
         """
         thread_id = thread if isinstance(thread, str) else self._thread_id(thread)
         stats = self.history_manager.thread_stats(head_config(thread_id), graph=self.agent)
-        return self._with_limit(stats)
+        messages = self._read_messages(self.agent.get_state(head_config(thread_id)))
+        return self._with_limit(stats, messages)
 
     async def athread_stats(self, thread: str | RunnableConfig) -> ThreadStats:
         """Async form of `thread_stats`."""
         thread_id = thread if isinstance(thread, str) else self._thread_id(thread)
         stats = await self.history_manager.athread_stats(head_config(thread_id), graph=self.agent)
-        return self._with_limit(stats)
+        snapshot = await self.agent.aget_state(head_config(thread_id))
+        return self._with_limit(stats, self._read_messages(snapshot))
 
-    def _with_limit(self, stats: ThreadStats) -> ThreadStats:
+    def _with_limit(self, stats: ThreadStats, messages: list[BaseMessage]) -> ThreadStats:
         limit = self._token_threshold()
         if limit is None:  # the trigger is not a size: there is no limit to be near
             return stats
-        return dataclasses.replace(
-            stats, token_limit=limit, utilisation=round(stats.tokens / limit, 4)
-        )
+        used = self.context_tokens(messages) if messages else 0
+        return dataclasses.replace(stats, token_limit=limit, utilisation=round(used / limit, 4))
 
     def last_compaction(self, thread: str | RunnableConfig) -> CompactionResult | None:
         """Return the last compaction result of a thread (successful or not) in this process.
@@ -585,8 +588,12 @@ class CompactingSupervisor:
         return self._results.get(thread_id)
 
     def over_limit(self, messages: Sequence[BaseMessage]) -> bool:
-        """Whether ``messages`` hold more than ``token_limit`` tokens."""
-        return self.context_tokens(messages) > self.token_limit
+        """Whether ``messages`` are over the trigger's size (``token_limit`` by default).
+
+        For a trigger that is not a size (`MessageCount`, `When` ...), ``token_limit``.
+        """
+        limit = self._token_threshold() or self.token_limit
+        return self.context_tokens(messages) > limit
 
     def context_tokens(self, messages: Sequence[BaseMessage]) -> int:
         """The tokens the model is sent for ``messages``.
@@ -881,12 +888,14 @@ def _threshold_of(trigger: Trigger) -> int | None:
         return trigger.tokens
     if isinstance(trigger, ContextFraction):
         return trigger.limit
-    if isinstance(trigger, AnyOf | AllOf):
+    if isinstance(trigger, AnyOf):  # the first size reached fires
         sizes = [size for t in trigger.triggers if (size := _threshold_of(t)) is not None]
-        if not sizes:
+        return min(sizes) if sizes else None
+    if isinstance(trigger, AllOf):  # a size only when every part is one: the largest
+        all_sizes = [_threshold_of(t) for t in trigger.triggers]
+        if any(size is None for size in all_sizes):
             return None
-        # Any of: the first size reached fires; all of: none fires before the largest.
-        return min(sizes) if isinstance(trigger, AnyOf) else max(sizes)
+        return max(size for size in all_sizes if size is not None)
     return None
 
 

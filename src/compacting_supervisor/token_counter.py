@@ -19,6 +19,7 @@ Encodings load with no network whenever possible:
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import threading
@@ -170,10 +171,9 @@ class TokenCounter:
     of that, the last lists counted are remembered (by their first message): when a thread
     is counted again after a turn, the messages it still shares with the last count are
     compared field by field in one pass (no fingerprints) and only the new ones are
-    counted, so a turn on a 1,000-message thread costs a fraction of a millisecond. A
-    message replaced or reassigned (``message.content = ...``) is recounted; only a change
-    made inside a nested value of the same object (``message.tool_calls[0]["args"][...]``)
-    goes unnoticed.
+    counted, so a turn on a 1,000-message thread costs under a millisecond. A message
+    replaced, reassigned or changed in place is recounted; only a change Python's ``==``
+    cannot see (an argument ``1`` becoming ``1.0``, keys reordered) keeps its old count.
 
     Args:
         model: A model name (``"gpt-4o"``, ``"openai:gpt-4.1-mini"``) whose tiktoken encoding
@@ -197,7 +197,7 @@ class TokenCounter:
         self._encoding: _Encoding | None = None
         self._exact = True
         self._cache: OrderedDict[tuple[Any, ...], int] = OrderedDict()
-        self._runs: OrderedDict[Any, tuple[list[dict[str, Any]], list[int]]] = OrderedDict()
+        self._runs: OrderedDict[Any, tuple[list[tuple[Any, ...]], list[int]]] = OrderedDict()
         self._lock = threading.Lock()
 
     @property
@@ -245,36 +245,38 @@ class TokenCounter:
 
     def _count_run(self, messages: Sequence[BaseMessage]) -> int:
         """The messages' tokens, reusing the longest prefix shared with a list counted before."""
+        messages = list(messages)
         try:
-            fields = [m.__dict__ for m in messages]
+            keys = [_run_key(m.__dict__) for m in messages]
         except AttributeError:  # not pydantic messages: the per-message cache alone
             return sum(self.count_message(m) for m in messages)
-        key = fields[0].get("id")
+        first = keys[0][0]
         with self._lock:
-            run = self._runs.get(key)
+            run = self._runs.get(first)
         start = 0
         cumulative: list[int] = []
         if run is not None:
-            old_fields, old_cumulative = run
-            shared = min(len(old_fields), len(fields))
+            old_keys, old_cumulative = run
+            shared = min(len(old_keys), len(keys))
             try:
-                if fields[:shared] == old_fields[:shared]:  # one C-level pass over the fields
+                if keys[:shared] == old_keys[:shared]:  # one C-level pass
                     start = shared
                 else:
-                    start = next(i for i in range(shared) if fields[i] != old_fields[i])
-            except Exception:  # a field whose == is not a bool (an array ...): recount
+                    start = next(i for i in range(shared) if keys[i] != old_keys[i])
+            except Exception:  # a value whose == is not a bool (an array ...): recount
                 start = 0
             cumulative = old_cumulative[:start]
+        # Snapshot what is counted before counting it: a message changed meanwhile (by
+        # another thread) or later (in place) then no longer matches, and is recounted.
+        kept = run[0][:start] if run is not None else []
+        snapshot = kept + [_frozen(key) for key in keys[start:]]
         total = cumulative[-1] if cumulative else 0
         for message in messages[start:]:
             total += self.count_message(message)
             cumulative.append(total)
-        # Copies: a later list sharing these messages is compared with them as counted now.
-        kept = run[0][:start] if run is not None else []
-        snapshot = kept + [dict(f) for f in fields[start:]]
         with self._lock:
-            self._runs[key] = (snapshot, cumulative)
-            self._runs.move_to_end(key)
+            self._runs[first] = (snapshot, cumulative)
+            self._runs.move_to_end(first)
             if len(self._runs) > _RUNS_KEPT:
                 self._runs.popitem(last=False)
         return total
@@ -300,6 +302,26 @@ class TokenCounter:
         return tokens
 
 
+def _run_key(fields: dict[str, Any]) -> tuple[Any, ...]:
+    """What a message's count depends on, read straight from its fields."""
+    return (
+        fields.get("id"),
+        fields.get("type"),
+        fields.get("content"),
+        fields.get("tool_calls"),
+        fields.get("name"),
+        fields.get("tool_call_id"),
+        fields.get("role"),
+    )
+
+
+def _frozen(key: tuple[Any, ...]) -> tuple[Any, ...]:
+    """``key`` with its mutable values (content blocks, tool calls) copied."""
+    if isinstance(key[2], str) and not key[3]:
+        return key
+    return (key[0], key[1], copy.deepcopy(key[2]), copy.deepcopy(key[3]), *key[4:])
+
+
 def _cache_key(message: BaseMessage) -> tuple[Any, ...] | None:
     """Identify a message's countable content cheaply; None disables caching for it."""
     content = message.content
@@ -319,6 +341,7 @@ def _cache_key(message: BaseMessage) -> tuple[Any, ...] | None:
         fields.get("id"),
         fields.get("type"),
         fields.get("name"),
+        fields.get("role"),  # a ChatMessage's role is counted
         fingerprint,
         calls,
         bool(fields.get("tool_call_id")),

@@ -42,8 +42,8 @@ __all__ = [
 
 # Input windows (tokens) of widely used models, for models whose LangChain profile does not
 # say. A name matches exactly, or with a date or version suffix ("gpt-4o-2024-08-06",
-# "claude-3-5-sonnet-20241022", "gpt-4o-mini-latest"); anything else is unknown rather
-# than guessed from its family.
+# "claude-3-5-sonnet-20241022", "gpt-4o-mini-latest"); snapshots whose window differs from
+# their family's are listed; anything else is unknown rather than guessed.
 KNOWN_CONTEXT_WINDOWS: dict[str, int] = {
     "gpt-4o": 128_000,
     "gpt-4o-mini": 128_000,
@@ -54,6 +54,12 @@ KNOWN_CONTEXT_WINDOWS: dict[str, int] = {
     "gpt-4": 8_192,
     "gpt-4-32k": 32_768,
     "gpt-3.5-turbo": 16_385,
+    "gpt-3.5-turbo-0613": 4_096,
+    "gpt-3.5-turbo-0301": 4_096,
+    "gpt-4-turbo-preview": 128_000,
+    "gpt-4-1106-preview": 128_000,
+    "gpt-4-0125-preview": 128_000,
+    "o1-preview": 128_000,
     "gpt-5": 400_000,
     "gpt-5-mini": 400_000,
     "gpt-5-nano": 400_000,
@@ -76,7 +82,7 @@ KNOWN_CONTEXT_WINDOWS: dict[str, int] = {
     "gemini-2.5-pro": 1_048_576,
     "gemini-2.5-flash": 1_048_576,
 }
-_VERSION_PART = re.compile(r"\d[\d.]*|latest|preview")
+_VERSION_PART = re.compile(r"\d[\d.]*|latest")
 _PROVIDERS = ("openai", "anthropic", "google_genai", "google_vertexai", "azure_openai")
 
 
