@@ -110,7 +110,10 @@ def context_tokens(messages: Sequence[BaseMessage], counter: TokenCounter, overh
     index, usage = _latest_usage(messages)
     if usage is None:
         return counted
-    before = counter.count(messages[:index]) + overhead
+    # What the model was sent for that answer: everything before it (one count of the
+    # thread; the few messages from the answer on are taken off it).
+    from_answer = sum(counter.count_message(m) for m in messages[index:])
+    before = counted - from_answer if index else overhead
     reported = usage["input_tokens"]
     if not _LOWEST * before <= reported <= _HIGHEST * before + _SLACK:
         logger.debug(
