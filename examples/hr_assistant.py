@@ -26,15 +26,11 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import re
 import sqlite3
 import sys
-import tempfile
-import textwrap
 import uuid
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -44,11 +40,21 @@ from langchain.agents import create_agent
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
 from langchain_core.tools import BaseTool, tool
-from langchain_openai import ChatOpenAI
 from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph_supervisor import create_supervisor
 from openai import OpenAIError
 
+from _shared import (
+    SCRIPTED,
+    add_model_options,
+    check_model_options,
+    indent,
+    openai_chat,
+    plural,
+    positive_int,
+    ratio,
+    sqlite_path,
+)
 from compacting_supervisor import (
     SUMMARY_PREFIX,
     CompactingSupervisor,
@@ -57,9 +63,6 @@ from compacting_supervisor import (
     is_summary,
 )
 from compacting_supervisor.testing import ScriptedChatModel
-
-SCRIPTED = "scripted"
-DEFAULT_OPENAI_MODEL = "openai:gpt-4o-mini"
 
 # --------------------------------------------------------------------------- the HR data
 
@@ -372,34 +375,15 @@ def make_models(
             {name: ScriptedChatModel(responses=[reply]) for name, reply in replies.items()},
             ExtractiveSummarizer(),
         )
-    name = model.removeprefix("openai:")
-    if base_url is None:
-        chat: BaseChatModel = ChatOpenAI(model=name, temperature=0)
-        summariser: BaseChatModel | str = model  # HistoryManager accepts "provider:model"
-    else:
-        # Local OpenAI-compatible servers usually ignore the key, but the client wants one.
-        api_key = os.environ.get("OPENAI_API_KEY", "not-needed")
-        chat = ChatOpenAI(model=name, base_url=base_url, api_key=api_key, temperature=0)
-        summariser = chat
+    chat = openai_chat(model, base_url, temperature=0)
+    # HistoryManager also takes a "provider:model" string; a local server needs the client.
+    summariser: BaseChatModel | str = model if base_url is None else chat
     # create_supervisor and create_agent bind their own tools to the one chat model.
     models = {"supervisor": chat, "candidates_agent": chat, "calendar_agent": chat}
     return models, summariser
 
 
 # --------------------------------------------------------------------------- output
-
-
-def indent(text: str, prefix: str = "      ") -> str:
-    """``text`` with every line indented, long lines wrapped for a terminal."""
-    lines = []
-    for line in text.splitlines() or [""]:
-        lines.extend(textwrap.wrap(line, width=94, subsequent_indent="  ") or [""])
-    return textwrap.indent("\n".join(lines), prefix)
-
-
-def plural(count: int, noun: str) -> str:
-    """``"1 message"``, ``"2 messages"``."""
-    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 def print_compaction(event: dict[str, Any], number: int, previous_summary: str) -> None:
@@ -422,7 +406,7 @@ def print_compaction(event: dict[str, Any], number: int, previous_summary: str) 
         lines = lines[carried + 1 :]
     else:
         print("    running summary now:")
-    print(indent("\n".join(lines)))
+    print(indent("\n".join(lines), width=94))
 
 
 class TurnPrinter:
@@ -461,16 +445,6 @@ class TurnPrinter:
 
 
 # --------------------------------------------------------------------------- running it
-
-
-@contextmanager
-def sqlite_path(db: str | None) -> Iterator[Path]:
-    """``--db`` as a path, or a file in a temporary directory removed afterwards."""
-    if db is not None:
-        yield Path(db)
-        return
-    with tempfile.TemporaryDirectory(prefix="compacting-supervisor-") as tmp:
-        yield Path(tmp) / "hr_assistant.sqlite"
 
 
 def run(args: argparse.Namespace, db_path: Path) -> int:
@@ -551,27 +525,8 @@ def show_what_was_kept(
     )
 
 
-def positive_int(value: str) -> int:
-    """An argparse type: an integer above zero."""
-    number = int(value)
-    if number <= 0:
-        msg = f"must be a positive integer, got {value}"
-        raise argparse.ArgumentTypeError(msg)
-    return number
-
-
-def ratio(value: str) -> float:
-    """An argparse type: a number strictly between 0 and 1."""
-    number = float(value)
-    if not 0 < number < 1:
-        msg = f"must be between 0 and 1 (exclusive), got {value}"
-        raise argparse.ArgumentTypeError(msg)
-    return number
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """The command line."""
-    default_model = DEFAULT_OPENAI_MODEL if os.environ.get("OPENAI_API_KEY") else SCRIPTED
     parser = argparse.ArgumentParser(
         description=(
             "Run an HR assistant (a langgraph-supervisor team: a supervisor, a candidates "
@@ -581,24 +536,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             "earlier checkpoint kept. Works offline with no API key by default."
         ),
     )
-    parser.add_argument(
-        "--model",
-        default=default_model,
-        help=(
-            f"'{SCRIPTED}' for offline scripted agents and the embedded extractive "
-            "summariser, or 'openai:<model>' (e.g. openai:gpt-4o-mini) for a real model that "
-            "runs the team and writes the summaries. Default: %(default)s "
-            "(openai:gpt-4o-mini when OPENAI_API_KEY is set, else scripted)."
-        ),
-    )
-    parser.add_argument(
-        "--base-url",
-        metavar="URL",
-        help=(
-            "Base URL of an OpenAI-compatible server (e.g. http://localhost:11434/v1 for "
-            "Ollama) for the team and the summariser; needs --model openai:<model> and a "
-            "model that calls tools."
-        ),
+    add_model_options(
+        parser,
+        offline="offline scripted agents",
+        real="runs the team (it must call tools) and writes the summaries",
     )
     parser.add_argument(
         "--db",
@@ -647,15 +588,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="Log at INFO level (compactions, skipped attempts) instead of WARNING.",
     )
     args = parser.parse_args(argv)
-    if args.model != SCRIPTED and ":" not in args.model:
-        args.model = f"openai:{args.model}"
-    if args.model != SCRIPTED and not args.model.startswith("openai:"):
-        parser.error(
-            f"--model {args.model!r}: this example runs '{SCRIPTED}' or 'openai:<model>' "
-            "(any OpenAI-compatible server with --base-url)."
-        )
-    if args.base_url and args.model == SCRIPTED:
-        parser.error("--base-url needs a real model: add --model openai:<model>.")
+    check_model_options(parser, args)
     if args.thread is None:
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         args.thread = f"hr-{stamp}-{uuid.uuid4().hex[:6]}"
@@ -670,7 +603,7 @@ def main(argv: list[str] | None = None) -> int:
         # Replies stream without a newline: start each log record on a line of its own.
         format="\n%(levelname)s %(name)s: %(message)s",
     )
-    with sqlite_path(args.db) as db_path:
+    with sqlite_path(args.db, "hr_assistant.sqlite") as db_path:
         try:
             return run(args, db_path)
         except sqlite3.Error as exc:

@@ -20,36 +20,39 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import re
 import sqlite3
 import sys
-import tempfile
-import textwrap
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
-from langchain_openai import ChatOpenAI
 from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.graph import END, START, MessagesState, StateGraph
 from openai import OpenAIError
 
+from _shared import (
+    SCRIPTED,
+    add_model_options,
+    check_model_options,
+    indent,
+    openai_chat,
+    plural,
+    positive_int,
+    ratio,
+    sqlite_path,
+)
 from compacting_supervisor import (
     SUMMARY_PREFIX,
     CompactingSupervisor,
     ExtractiveSummarizer,
     HistoryManager,
+    is_summary,
 )
 from compacting_supervisor.testing import ScriptedChatModel
-
-SCRIPTED = "scripted"
-DEFAULT_OPENAI_MODEL = "openai:gpt-4o-mini"
 
 SYSTEM_PROMPT = (
     "You are a friendly travel-planning assistant. Answer in at most 60 words and reuse "
@@ -166,16 +169,10 @@ def make_models(
         agent_model: BaseChatModel = ScriptedChatModel(responses=[scripted_reply])
         # Chosen explicitly, so the one-time "an LLM summarises better" hint stays quiet.
         summariser: BaseChatModel | str | ExtractiveSummarizer = ExtractiveSummarizer()
-    elif base_url is None:
-        agent_model = ChatOpenAI(model=model.removeprefix("openai:"))
-        summariser = model  # HistoryManager also accepts a "provider:model" string
     else:
-        # Local OpenAI-compatible servers usually ignore the key, but the client wants one.
-        api_key = os.environ.get("OPENAI_API_KEY", "not-needed")
-        agent_model = ChatOpenAI(
-            model=model.removeprefix("openai:"), base_url=base_url, api_key=api_key
-        )
-        summariser = agent_model
+        agent_model = openai_chat(model, base_url)
+        # HistoryManager also takes a "provider:model" string; a local server needs the client.
+        summariser = model if base_url is None else agent_model
     # The summary's length target. Left out, it is a quarter of the token limit (87 tokens
     # with this demo's tiny limit), which leaves the offline summariser very terse.
     summary_tokens = max(32, token_limit // 3)
@@ -183,14 +180,6 @@ def make_models(
 
 
 # --------------------------------------------------------------------------- output
-
-
-def indent(text: str, prefix: str = "      ") -> str:
-    """``text`` with every line indented, long lines wrapped for a terminal."""
-    lines = []
-    for line in text.splitlines() or [""]:
-        lines.extend(textwrap.wrap(line, width=92, subsequent_indent="  ") or [""])
-    return textwrap.indent("\n".join(lines), prefix)
 
 
 def print_compaction(event: dict[str, Any], number: int) -> None:
@@ -207,16 +196,6 @@ def print_compaction(event: dict[str, Any], number: int) -> None:
     print(indent(event["summary"]))
 
 
-def plural(count: int, noun: str) -> str:
-    """``"1 message"``, ``"2 messages"``."""
-    return f"{count} {noun}{'' if count == 1 else 's'}"
-
-
-def is_summary(message: BaseMessage) -> bool:
-    """Whether ``message`` is the running summary a compaction put at the top."""
-    return isinstance(message, HumanMessage) and message.text.startswith(SUMMARY_PREFIX)
-
-
 def preview(text: str, width: int = 80) -> str:
     """The first ``width`` characters of ``text`` on one line."""
     flat = " ".join(text.split())
@@ -224,16 +203,6 @@ def preview(text: str, width: int = 80) -> str:
 
 
 # --------------------------------------------------------------------------- running it
-
-
-@contextmanager
-def sqlite_path(db: str | None) -> Iterator[Path]:
-    """``--db`` as a path, or a file in a temporary directory removed afterwards."""
-    if db is not None:
-        yield Path(db)
-        return
-    with tempfile.TemporaryDirectory(prefix="compacting-supervisor-") as tmp:
-        yield Path(tmp) / "quickstart.sqlite"
 
 
 def run(args: argparse.Namespace, db_path: Path) -> int:
@@ -319,27 +288,8 @@ def show_nothing_lost(
         )
 
 
-def positive_int(value: str) -> int:
-    """An argparse type: an integer above zero."""
-    number = int(value)
-    if number <= 0:
-        msg = f"must be a positive integer, got {value}"
-        raise argparse.ArgumentTypeError(msg)
-    return number
-
-
-def ratio(value: str) -> float:
-    """An argparse type: a number strictly between 0 and 1."""
-    number = float(value)
-    if not 0 < number < 1:
-        msg = f"must be between 0 and 1 (exclusive), got {value}"
-        raise argparse.ArgumentTypeError(msg)
-    return number
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """The command line."""
-    default_model = DEFAULT_OPENAI_MODEL if os.environ.get("OPENAI_API_KEY") else SCRIPTED
     parser = argparse.ArgumentParser(
         description=(
             "Run a small travel-planning LangGraph agent through a ten-turn conversation, "
@@ -348,24 +298,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             "earlier checkpoint kept. Works offline with no API key by default."
         ),
     )
-    parser.add_argument(
-        "--model",
-        default=default_model,
-        help=(
-            f"'{SCRIPTED}' for the offline scripted agent and the embedded extractive "
-            "summariser, or 'openai:<model>' (e.g. openai:gpt-4o-mini) for a real model that "
-            "answers and summarises. Default: %(default)s (openai:gpt-4o-mini when "
-            "OPENAI_API_KEY is set, else scripted)."
-        ),
-    )
-    parser.add_argument(
-        "--base-url",
-        metavar="URL",
-        help=(
-            "Base URL of an OpenAI-compatible server (e.g. http://localhost:11434/v1 for "
-            "Ollama) used by the agent and the summariser; needs --model openai:<model>."
-        ),
-    )
+    add_model_options(parser, offline="the offline scripted agent", real="answers and summarises")
     parser.add_argument(
         "--db",
         metavar="PATH",
@@ -404,14 +337,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="Log at INFO level (compactions, skipped attempts) instead of WARNING.",
     )
     args = parser.parse_args(argv)
-    if args.model != SCRIPTED and ":" not in args.model:
-        args.model = f"openai:{args.model}"
-    if args.model != SCRIPTED and not args.model.startswith("openai:"):
-        parser.error(
-            f"--model {args.model!r}: this example only runs '{SCRIPTED}' or 'openai:<model>'."
-        )
-    if args.base_url and args.model == SCRIPTED:
-        parser.error("--base-url needs a real model: add --model openai:<model>.")
+    check_model_options(parser, args)
     if args.thread is None:
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         args.thread = f"quickstart-{stamp}-{uuid.uuid4().hex[:6]}"
@@ -426,7 +352,7 @@ def main(argv: list[str] | None = None) -> int:
         # Replies stream without a newline: start each log record on a line of its own.
         format="\n%(levelname)s %(name)s: %(message)s",
     )
-    with sqlite_path(args.db) as db_path:
+    with sqlite_path(args.db, "quickstart.sqlite") as db_path:
         try:
             return run(args, db_path)
         except OpenAIError as exc:  # no key, no network, server down ...

@@ -72,7 +72,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -84,29 +83,34 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
 from langchain_core.outputs import ChatGenerationChunk
 from langchain_core.runnables import RunnableConfig
-from langchain_openai import ChatOpenAI
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 from langgraph.graph import END, START, MessagesState, StateGraph
 from openai import OpenAIError
-from pydantic import SecretStr
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from _shared import (
+    SCRIPTED,
+    add_model_options,
+    check_model_options,
+    openai_chat,
+    positive_int,
+    ratio,
+)
 from compacting_supervisor import (
     CompactingSupervisor,
     CompactionResult,
     ExtractiveSummarizer,
     HistoryManager,
+    is_summary,
 )
 from compacting_supervisor.testing import ScriptedChatModel
 
 logger = logging.getLogger("streaming_app")
 
-SCRIPTED = "scripted"
-DEFAULT_OPENAI_MODEL = "openai:gpt-4o-mini"
 DEFAULT_DB = "streaming_app.sqlite"
 DEFAULT_TOKEN_LIMIT = 300
 """Small, so the offline demo compacts after a few turns; raise it for a real model."""
@@ -146,11 +150,6 @@ OFFLINE_TIPS = [
     "Start the server with --model openai:gpt-4o-mini, or with --base-url for a local "
     "OpenAI-compatible server, to talk to a real model instead.",
 ]
-
-
-def is_summary(message: BaseMessage) -> bool:
-    """Whether ``message`` is the running summary a compaction put at the top of the thread."""
-    return message.additional_kwargs.get("lc_source") == "summarization"
 
 
 def scripted_reply(messages: list[BaseMessage]) -> str:
@@ -229,13 +228,7 @@ def make_models(model: str, base_url: str | None) -> tuple[BaseChatModel, BaseCh
     """
     if model == SCRIPTED:
         return offline_model(), None
-    name = model.removeprefix("openai:")
-    if base_url is None:
-        real: BaseChatModel = ChatOpenAI(model=name)
-    else:
-        # Local OpenAI-compatible servers usually ignore the key, but the client wants one.
-        api_key = SecretStr(os.environ.get("OPENAI_API_KEY", "not-needed"))
-        real = ChatOpenAI(model=name, base_url=base_url, api_key=api_key)
+    real = openai_chat(model, base_url)
     return real, real
 
 
@@ -557,27 +550,8 @@ def create_app(
 # --------------------------------------------------------------------------- command line
 
 
-def positive_int(value: str) -> int:
-    """An argparse type: an integer above zero."""
-    number = int(value)
-    if number <= 0:
-        msg = f"must be a positive integer, got {value}"
-        raise argparse.ArgumentTypeError(msg)
-    return number
-
-
-def ratio(value: str) -> float:
-    """An argparse type: a number strictly between 0 and 1."""
-    number = float(value)
-    if not 0 < number < 1:
-        msg = f"must be between 0 and 1 (exclusive), got {value}"
-        raise argparse.ArgumentTypeError(msg)
-    return number
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """The command line."""
-    default_model = DEFAULT_OPENAI_MODEL if os.environ.get("OPENAI_API_KEY") else SCRIPTED
     parser = argparse.ArgumentParser(
         description=(
             "Serve a small LangGraph chat agent over HTTP, streaming each reply as "
@@ -604,24 +578,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="SQLite file keeping the threads (created if missing; threads survive restarts). "
         "Default: %(default)s in the current directory.",
     )
-    parser.add_argument(
-        "--model",
-        default=default_model,
-        help=(
-            f"'{SCRIPTED}' for the offline scripted agent and the embedded extractive "
-            "summariser, or 'openai:<model>' (e.g. openai:gpt-4o-mini) for a real model that "
-            "answers and summarises. Default: %(default)s (openai:gpt-4o-mini when "
-            "OPENAI_API_KEY is set, else scripted)."
-        ),
-    )
-    parser.add_argument(
-        "--base-url",
-        metavar="URL",
-        help=(
-            "Base URL of an OpenAI-compatible server (e.g. http://localhost:11434/v1 for "
-            "Ollama) used by the agent and the summariser; needs --model openai:<model>."
-        ),
-    )
+    add_model_options(parser, offline="the offline scripted agent", real="answers and summarises")
     parser.add_argument(
         "--token-limit",
         type=positive_int,
@@ -645,14 +602,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="Logging level of the app and of uvicorn. Default: %(default)s.",
     )
     args = parser.parse_args(argv)
-    if args.model != SCRIPTED and ":" not in args.model:
-        args.model = f"openai:{args.model}"
-    if args.model != SCRIPTED and not args.model.startswith("openai:"):
-        parser.error(
-            f"--model {args.model!r}: this example only runs '{SCRIPTED}' or 'openai:<model>'."
-        )
-    if args.base_url and args.model == SCRIPTED:
-        parser.error("--base-url needs a real model: add --model openai:<model>.")
+    check_model_options(parser, args)
     return args
 
 

@@ -35,6 +35,8 @@ APP_PATH = Path(__file__).resolve().parents[1] / "examples" / "streaming_app.py"
 
 
 def _load_app_module() -> Any:
+    if str(APP_PATH.parent) not in sys.path:  # as `python examples/...` does, for _shared.py
+        sys.path.insert(0, str(APP_PATH.parent))
     spec = importlib.util.spec_from_file_location("streaming_app", APP_PATH)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
