@@ -7,15 +7,21 @@ directory first on ``sys.path``).
 from __future__ import annotations
 
 import argparse
+import logging
 import os
+import sqlite3
+import sys
 import tempfile
 import textwrap
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from langchain_openai import ChatOpenAI
+from openai import OpenAIError
 from pydantic import SecretStr
 
 SCRIPTED = "scripted"
@@ -113,3 +119,96 @@ def indent(text: str, prefix: str = "      ", width: int = 92) -> str:
 def plural(count: int, noun: str) -> str:
     """``"1 message"``, ``"2 messages"``."""
     return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def add_demo_options(parser: argparse.ArgumentParser, *, thread: str, token_limit: int) -> None:
+    """Add the options of a scripted demo on a SQLite file.
+
+    ``--db``, ``--thread``, ``--token-limit``, ``--ratio`` and ``--verbose``.
+
+    Args:
+        parser: The example's parser.
+        thread: The prefix of new thread ids (``hr`` gives ``hr-<time>-<random>``).
+        token_limit: ``--token-limit``'s default, small so the demo compacts several times.
+    """
+    parser.add_argument(
+        "--db",
+        metavar="PATH",
+        help=(
+            "SQLite file to keep the checkpoints in (created if missing); inspect it "
+            "afterwards with `compacting-supervisor threads PATH`. Default: a file in a "
+            "temporary directory, deleted when the run ends."
+        ),
+    )
+    parser.add_argument(
+        "--thread",
+        metavar="ID",
+        help=(
+            f"Thread id to use. Default: a new one per run ({thread}-<time>-<random>); pass "
+            "an earlier run's id with the same --db to continue that thread."
+        ),
+    )
+    parser.add_argument(
+        "--token-limit",
+        type=positive_int,
+        default=token_limit,
+        metavar="N",
+        help="Compact the thread after a turn that leaves more than N tokens in it. "
+        "Default: %(default)s (small, so the demo compacts several times).",
+    )
+    parser.add_argument(
+        "--ratio",
+        type=ratio,
+        default=0.5,
+        metavar="R",
+        help="Fraction of the conversation each compaction summarises, in (0, 1). "
+        "Default: %(default)s (the older half).",
+    )
+    parser.add_argument(
+        "--verbose",
+        action="store_true",
+        help="Log at INFO level (compactions, skipped attempts) instead of WARNING.",
+    )
+    parser.set_defaults(thread_prefix=thread)
+
+
+def parse_demo_args(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """Parse and check a demo's command line; a new thread id when none is given."""
+    args = parser.parse_args(argv)
+    check_model_options(parser, args)
+    if args.thread is None:
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        args.thread = f"{args.thread_prefix}-{stamp}-{uuid.uuid4().hex[:6]}"
+    return args
+
+
+def run_demo(
+    args: argparse.Namespace, run: Callable[[argparse.Namespace, Path], int], db_name: str
+) -> int:
+    """Run ``run(args, db_path)`` with logging set up; a bad file or model is a short error.
+
+    Returns:
+        The process exit code: ``run``'s, 2 for an unusable ``--db``, 1 for a model failure.
+    """
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        # Replies stream without a newline: start each log record on a line of its own.
+        format="\n%(levelname)s %(name)s: %(message)s",
+    )
+    with sqlite_path(args.db, db_name) as db_path:
+        try:
+            return run(args, db_path)
+        except sqlite3.Error as exc:
+            print(
+                f"error: cannot use {db_path} as a SQLite checkpoint file ({exc}); pass "
+                "--db with a new or existing SQLite file in a writable directory.",
+                file=sys.stderr,
+            )
+            return 2
+        except OpenAIError as exc:  # no key, no network, server down ...
+            print(
+                f"\nerror: the {args.model} model failed: {type(exc).__name__}: {exc}\n"
+                "Check OPENAI_API_KEY / --base-url, or run offline with --model scripted.",
+                file=sys.stderr,
+            )
+            return 1

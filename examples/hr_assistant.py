@@ -25,14 +25,11 @@ server (Ollama, vLLM, LM Studio ...).
 from __future__ import annotations
 
 import argparse
-import logging
 import re
 import sqlite3
-import sys
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -42,18 +39,17 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMe
 from langchain_core.tools import BaseTool, tool
 from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph_supervisor import create_supervisor
-from openai import OpenAIError
 
 from _shared import (
     SCRIPTED,
+    add_demo_options,
     add_model_options,
-    check_model_options,
     indent,
     openai_chat,
+    parse_demo_args,
     plural,
     positive_int,
-    ratio,
-    sqlite_path,
+    run_demo,
 )
 from compacting_supervisor import (
     SUMMARY_PREFIX,
@@ -541,39 +537,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         offline="offline scripted agents",
         real="runs the team (it must call tools) and writes the summaries",
     )
-    parser.add_argument(
-        "--db",
-        metavar="PATH",
-        help=(
-            "SQLite file to keep the checkpoints in (created if missing); inspect it "
-            "afterwards with `compacting-supervisor threads PATH`. Default: a file in a "
-            "temporary directory, deleted when the run ends."
-        ),
-    )
-    parser.add_argument(
-        "--thread",
-        metavar="ID",
-        help=(
-            "Thread id to use. Default: a new one per run (hr-<time>-<random>); pass an "
-            "earlier run's id with the same --db to continue that thread."
-        ),
-    )
-    parser.add_argument(
-        "--token-limit",
-        type=positive_int,
-        default=1600,
-        metavar="N",
-        help="Compact the thread after a turn that leaves more than N tokens in it. "
-        "Default: %(default)s (small, so the demo compacts several times).",
-    )
-    parser.add_argument(
-        "--ratio",
-        type=ratio,
-        default=0.5,
-        metavar="R",
-        help="Fraction of the conversation each compaction summarises, in (0, 1). "
-        "Default: %(default)s (the older half).",
-    )
+    add_demo_options(parser, thread="hr", token_limit=1600)
     parser.add_argument(
         "--summary-tokens",
         type=positive_int,
@@ -582,44 +546,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="Target length of the running summary in tokens. Default: %(default)s "
         "(the offline summariser folds its middle lines beyond it).",
     )
-    parser.add_argument(
-        "--verbose",
-        action="store_true",
-        help="Log at INFO level (compactions, skipped attempts) instead of WARNING.",
-    )
-    args = parser.parse_args(argv)
-    check_model_options(parser, args)
-    if args.thread is None:
-        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-        args.thread = f"hr-{stamp}-{uuid.uuid4().hex[:6]}"
-    return args
+    return parse_demo_args(parser, argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the HR assistant demo; return the process exit code."""
-    args = parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
-        # Replies stream without a newline: start each log record on a line of its own.
-        format="\n%(levelname)s %(name)s: %(message)s",
-    )
-    with sqlite_path(args.db, "hr_assistant.sqlite") as db_path:
-        try:
-            return run(args, db_path)
-        except sqlite3.Error as exc:
-            print(
-                f"error: cannot use {db_path} as a SQLite checkpoint file ({exc}); pass "
-                "--db with a new or existing SQLite file in a writable directory.",
-                file=sys.stderr,
-            )
-            return 2
-        except OpenAIError as exc:  # no key, no network, server down ...
-            print(
-                f"\nerror: the {args.model} model failed: {type(exc).__name__}: {exc}\n"
-                "Check OPENAI_API_KEY / --base-url, or run offline with --model scripted.",
-                file=sys.stderr,
-            )
-            return 1
+    return run_demo(parse_args(argv), run, "hr_assistant.sqlite")
 
 
 if __name__ == "__main__":

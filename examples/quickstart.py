@@ -19,12 +19,8 @@ answers and writes the summaries; ``--base-url`` points it at any OpenAI-compati
 from __future__ import annotations
 
 import argparse
-import logging
 import re
 import sqlite3
-import sys
-import uuid
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -32,18 +28,16 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.graph import END, START, MessagesState, StateGraph
-from openai import OpenAIError
 
 from _shared import (
     SCRIPTED,
+    add_demo_options,
     add_model_options,
-    check_model_options,
     indent,
     openai_chat,
+    parse_demo_args,
     plural,
-    positive_int,
-    ratio,
-    sqlite_path,
+    run_demo,
 )
 from compacting_supervisor import (
     SUMMARY_PREFIX,
@@ -299,69 +293,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         ),
     )
     add_model_options(parser, offline="the offline scripted agent", real="answers and summarises")
-    parser.add_argument(
-        "--db",
-        metavar="PATH",
-        help=(
-            "SQLite file to keep the checkpoints in (created if missing). Default: a file in a "
-            "temporary directory, deleted when the run ends."
-        ),
-    )
-    parser.add_argument(
-        "--thread",
-        metavar="ID",
-        help=(
-            "Thread id to use. Default: a new one per run (quickstart-<time>-<random>); pass "
-            "an earlier run's id with the same --db to continue that thread."
-        ),
-    )
-    parser.add_argument(
-        "--token-limit",
-        type=positive_int,
-        default=350,
-        metavar="N",
-        help="Compact the thread after a run that leaves more than N tokens in it. "
-        "Default: %(default)s (tiny, so the demo compacts often).",
-    )
-    parser.add_argument(
-        "--ratio",
-        type=ratio,
-        default=0.5,
-        metavar="R",
-        help="Fraction of the conversation each compaction summarises, in (0, 1). "
-        "Default: %(default)s (the older half).",
-    )
-    parser.add_argument(
-        "--verbose",
-        action="store_true",
-        help="Log at INFO level (compactions, skipped attempts) instead of WARNING.",
-    )
-    args = parser.parse_args(argv)
-    check_model_options(parser, args)
-    if args.thread is None:
-        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-        args.thread = f"quickstart-{stamp}-{uuid.uuid4().hex[:6]}"
-    return args
+    add_demo_options(parser, thread="quickstart", token_limit=350)
+    return parse_demo_args(parser, argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the quickstart; return the process exit code."""
-    args = parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
-        # Replies stream without a newline: start each log record on a line of its own.
-        format="\n%(levelname)s %(name)s: %(message)s",
-    )
-    with sqlite_path(args.db, "quickstart.sqlite") as db_path:
-        try:
-            return run(args, db_path)
-        except OpenAIError as exc:  # no key, no network, server down ...
-            print(
-                f"\nerror: the {args.model} model failed: {type(exc).__name__}: {exc}\n"
-                "Check OPENAI_API_KEY / --base-url, or run offline with --model scripted.",
-                file=sys.stderr,
-            )
-            return 1
+    return run_demo(parse_args(argv), run, "quickstart.sqlite")
 
 
 if __name__ == "__main__":
