@@ -62,6 +62,14 @@ _INTERRUPT = "__interrupt__"
 _EVENT_STREAM_MODES = ["messages", "updates", "values"]
 
 
+@dataclasses.dataclass(frozen=True)
+class _Compact:
+    """The go-ahead for an automatic compaction."""
+
+    reason: str
+    started: float
+
+
 class _NoSafeCutError(CompactionError):
     def __init__(self) -> None:
         super().__init__(
@@ -637,48 +645,72 @@ class CompactingSupervisor:
     def _auto_compact_unguarded(self, thread_id: str, values: Any) -> CompactionResult | None:
         messages = self._values_messages(values)
         if messages is None:  # the output does not carry the messages: read the state
-            snapshot = self.agent.get_state(head_config(thread_id))
-            values, messages = snapshot.values, self._read_messages(snapshot)
-            _check_messages(messages, self.history_manager.messages_key)
-        reason = safe_check(self.trigger, self._trigger_context(thread_id, messages, values))
-        if reason is None:
-            return None
-        started = time.perf_counter()
-        if (paused := self._circuit_paused(thread_id, reason, started, messages)) is not None:
-            return self._record(paused)
+            values, messages = self._state_of(self.agent.get_state(head_config(thread_id)))
+        decision = self._decide(thread_id, messages, values)
+        if not isinstance(decision, _Compact):
+            return decision
         try:
             result = self.history_manager.compact_thread(
-                head_config(thread_id), **self._compact_kwargs(reason)
+                head_config(thread_id), **self._compact_kwargs(decision.reason)
             )
         except Exception as exc:  # a compaction problem never fails the user's run
-            result = self._unchanged(thread_id, reason, exc, started, messages)
-        if result is None:
-            result = self._unchanged(thread_id, reason, _NoSafeCutError(), started, messages)
-        return self._record(result)
+            return self._settle(thread_id, decision, messages, exc)
+        return self._settle(thread_id, decision, messages, result)
 
     async def _aauto_compact_unguarded(
         self, thread_id: str, values: Any
     ) -> CompactionResult | None:
         messages = self._values_messages(values)
         if messages is None:  # the output does not carry the messages: read the state
-            snapshot = await self.agent.aget_state(head_config(thread_id))
-            values, messages = snapshot.values, self._read_messages(snapshot)
-            _check_messages(messages, self.history_manager.messages_key)
+            values, messages = self._state_of(await self.agent.aget_state(head_config(thread_id)))
+        decision = self._decide(thread_id, messages, values)
+        if not isinstance(decision, _Compact):
+            return decision
+        try:
+            result = await self.history_manager.acompact_thread(
+                head_config(thread_id), **self._compact_kwargs(decision.reason)
+            )
+        except Exception as exc:  # a compaction problem never fails the user's run
+            return self._settle(thread_id, decision, messages, exc)
+        return self._settle(thread_id, decision, messages, result)
+
+    def _state_of(self, snapshot: Any) -> tuple[Any, list[BaseMessage]]:
+        """The state values and the checked messages channel of a snapshot."""
+        messages = self._read_messages(snapshot)
+        _check_messages(messages, self.history_manager.messages_key)
+        return snapshot.values, messages
+
+    def _decide(
+        self, thread_id: str, messages: list[BaseMessage], values: Any
+    ) -> _Compact | CompactionResult | None:
+        """Whether to compact now, the same decision for the sync and async paths.
+
+        Returns:
+            None (the trigger did not fire), a skipped result (the circuit breaker is open),
+            or the go-ahead with the trigger's reason.
+        """
         reason = safe_check(self.trigger, self._trigger_context(thread_id, messages, values))
         if reason is None:
             return None
         started = time.perf_counter()
         if (paused := self._circuit_paused(thread_id, reason, started, messages)) is not None:
             return self._record(paused)
-        try:
-            result = await self.history_manager.acompact_thread(
-                head_config(thread_id), **self._compact_kwargs(reason)
-            )
-        except Exception as exc:  # a compaction problem never fails the user's run
-            result = self._unchanged(thread_id, reason, exc, started, messages)
-        if result is None:
-            result = self._unchanged(thread_id, reason, _NoSafeCutError(), started, messages)
-        return self._record(result)
+        return _Compact(reason, started)
+
+    def _settle(
+        self,
+        thread_id: str,
+        decision: _Compact,
+        messages: list[BaseMessage],
+        outcome: CompactionResult | Exception | None,
+    ) -> CompactionResult:
+        """Record what a compaction came to (``None``: there was no safe cut)."""
+        if isinstance(outcome, CompactionResult):
+            return self._record(outcome)
+        error = outcome if outcome is not None else _NoSafeCutError()
+        return self._record(
+            self._unchanged(thread_id, decision.reason, error, decision.started, messages)
+        )
 
     def _hold(self, thread_id: str) -> AbstractContextManager[None]:
         """The thread's lock: one run or compaction of a thread at a time, across processes."""
