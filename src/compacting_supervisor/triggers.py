@@ -22,6 +22,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage
 
 from compacting_supervisor._settings import check_count, check_seconds
+from compacting_supervisor.summarizers import _handoff_call_ids, _is_handoff
 
 logger = logging.getLogger(__name__)
 
@@ -367,8 +368,9 @@ class Repetition(Trigger):
     def check(self, context: TriggerContext) -> str | None:
         """Fire when the latest replies are all alike (their text and their tool calls)."""
         replies: list[tuple[str, str]] = []
+        handoffs = _handoff_call_ids(context.messages)
         for message in reversed(context.messages):
-            if isinstance(message, AIMessage) and (reply := _reply_signature(message)):
+            if isinstance(message, AIMessage) and (reply := _reply_signature(message, handoffs)):
                 replies.append(reply)
                 if len(replies) == self.replies:
                     break
@@ -389,13 +391,14 @@ class Repetition(Trigger):
 _MIN_REPLY = 12  # "Done." to three different requests is not a loop
 
 
-def _reply_signature(message: AIMessage) -> tuple[str, str] | None:
-    """What an answer did: its text and its tool calls; None for a hand-off or a tiny reply."""
-    if any(key in message.response_metadata for key in ("__is_handoff_back",)):
+def _reply_signature(message: AIMessage, handoffs: set[str]) -> tuple[str, str] | None:
+    """What an answer did: its text and its tool calls; None for a hand-off or a tiny reply.
+
+    ``handoffs`` are the ids of the thread's hand-off calls (`_handoff_call_ids`).
+    """
+    if _is_handoff(message, handoffs):
         return None
-    calls = [c for c in message.tool_calls if not c["name"].startswith("transfer_")]
-    if message.tool_calls and not calls and not message.text.strip():
-        return None  # a supervisor hand-off
+    calls = [c for c in message.tool_calls if c.get("id") not in handoffs]
     text = " ".join(message.text.split()).lower()
     acts = " ".join(f"{c['name']}({json.dumps(c['args'], sort_keys=True)})" for c in calls)
     return (text, acts) if len(text) + len(acts) >= _MIN_REPLY else None
