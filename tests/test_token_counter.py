@@ -3,10 +3,20 @@
 from __future__ import annotations
 
 import logging
+import random
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import tiktoken.load
-from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage
+from langchain_core.messages import (
+    AIMessage,
+    BaseMessage,
+    ChatMessage,
+    HumanMessage,
+    SystemMessage,
+    ToolMessage,
+)
 from langchain_openai import ChatOpenAI
 
 from compacting_supervisor import TokenCounter, count_tokens
@@ -231,3 +241,167 @@ def test_recount_notices_nested_changes_roles_and_takes_any_sequence() -> None:
     assert counter.count([long_role]) == TokenCounter().count([long_role])
     assert counter.count(deque(thread)) == TokenCounter().count(thread)
     assert counter.count(iter(thread)) == TokenCounter().count(thread)  # type: ignore[arg-type]
+
+
+def _reloaded(messages: list[BaseMessage]) -> list[BaseMessage]:
+    """New objects with the same fields, as a checkpointer hands a thread back each turn."""
+    return [m.model_copy(deep=True) for m in messages]
+
+
+def _thread() -> list[BaseMessage]:
+    return [
+        SystemMessage("You are brief.", id="s"),
+        HumanMessage("Find order 7.", id="h1"),
+        AIMessage("", tool_calls=[{"name": "find", "args": {"n": 7}, "id": "c1"}], id="a1"),
+        ToolMessage("order 7: 3 pallets", tool_call_id="c1", id="t1"),
+        AIMessage("Order 7 has 3 pallets.", id="a2"),
+        HumanMessage([{"type": "text", "text": "And order 8?"}], id="h2"),
+        ChatMessage("a note", role="user", id="n1"),
+        AIMessage("Checking.", id="a3"),
+        HumanMessage("Thanks.", id="h3"),
+    ]
+
+
+def _edit_content(m: list[BaseMessage]) -> None:
+    m[4].content = "Order 7 has 3 pallets and 2 crates, due on Friday."
+
+
+def _edit_block_in_place(m: list[BaseMessage]) -> None:
+    m[5].content[0]["text"] = "And what about order 8, 9 and 10?"  # type: ignore[index]
+
+
+def _append_block_in_place(m: list[BaseMessage]) -> None:
+    m[5].content.append({"type": "text", "text": "one more block of text"})  # type: ignore[union-attr]
+
+
+def _edit_args_in_place(m: list[BaseMessage]) -> None:
+    m[2].tool_calls[0]["args"]["n"] = "seven hundred and seventy-seven"  # type: ignore[attr-defined]
+
+
+def _add_call_in_place(m: list[BaseMessage]) -> None:
+    m[4].tool_calls.append({"name": "notify", "args": {"who": "buyer"}, "id": "c2"})  # type: ignore[attr-defined]
+
+
+def _rename(m: list[BaseMessage]) -> None:
+    m[7].name = "orders_agent"
+
+
+def _drop_tool_call_id(m: list[BaseMessage]) -> None:
+    m[3].tool_call_id = ""  # type: ignore[attr-defined]
+
+
+def _change_role(m: list[BaseMessage]) -> None:
+    m[6].role = "a_much_longer_custom_role"  # type: ignore[attr-defined]
+
+
+def _change_class(m: list[BaseMessage]) -> None:
+    m[1] = ToolMessage("Find order 7.", tool_call_id="c0", id="h1")  # same id and content
+
+
+def _replace_under_same_id(m: list[BaseMessage]) -> None:
+    m[8] = HumanMessage("Thanks, that is all for today.", id="h3")
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        _edit_content,
+        _edit_block_in_place,
+        _append_block_in_place,
+        _edit_args_in_place,
+        _add_call_in_place,
+        _rename,
+        _drop_tool_call_id,
+        _change_role,
+        _change_class,
+        _replace_under_same_id,
+    ],
+)
+@pytest.mark.parametrize("reload", [False, True])
+def test_every_counted_field_is_checked_before_a_prefix_is_reused(
+    edit: Callable[[list[BaseMessage]], None], reload: bool
+) -> None:
+    counter = TokenCounter()
+    thread = _thread()
+    before = counter.count(thread)
+    assert counter.count(_reloaded(thread)) == before  # the unchanged list: reused
+    edited = _reloaded(thread) if reload else thread
+    edit(edited)
+    expected = TokenCounter().count(_reloaded(edited))
+    assert expected != before  # the edit changes the count
+    assert counter.count(edited) == expected
+    assert counter.count(_reloaded(edited)) == expected
+
+
+def test_the_earliest_change_wins_whichever_field_it_is_in() -> None:
+    counter = TokenCounter()
+    thread = _thread()
+    counter.count(thread)
+    # A tool call edited early, a content edited later (and the other way round).
+    early_call = _reloaded(thread)
+    _edit_args_in_place(early_call)
+    _replace_under_same_id(early_call)
+    assert counter.count(early_call) == TokenCounter().count(early_call)
+    counter.count(thread)
+    early_content = _reloaded(thread)
+    _change_class(early_content)
+    _edit_args_in_place(early_content)
+    _rename(early_content)
+    assert counter.count(early_content) == TokenCounter().count(early_content)
+
+
+def test_an_unchanged_recount_only_reads_the_messages() -> None:
+    counter = TokenCounter()
+    thread = [HumanMessage(f"message {i}", id=f"m{i}") for i in range(200)]
+    total = counter.count(thread)
+    spy = _spy(counter)
+    for _ in range(3):
+        assert counter.count(_reloaded(thread)) == total
+        assert counter.count(tuple(thread)) == total
+    assert spy.calls == 0
+    thread[150].content = "a different and longer message"
+    assert counter.count(thread) == TokenCounter().count(thread)
+    assert spy.calls == 2  # only the edited message was encoded again (role, content)
+
+
+def test_an_empty_iterable_costs_nothing() -> None:
+    assert TokenCounter().count(iter([])) == 0  # type: ignore[arg-type]
+
+
+def test_random_edits_of_reloaded_threads_keep_counts_exact() -> None:
+    rng = random.Random(7)
+    counter = TokenCounter()
+    thread = _thread()
+    edits = [_edit_content, _rename, _change_class, _replace_under_same_id, _edit_args_in_place]
+    for turn in range(60):
+        thread = _reloaded(thread)
+        choice = rng.random()
+        if choice < 0.4:
+            thread.append(HumanMessage(f"question {turn} " * rng.randint(1, 5), id=f"q{turn}"))
+            thread.append(AIMessage(f"answer {turn}", id=f"r{turn}"))
+        elif choice < 0.7:
+            rng.choice(edits)(thread)
+        elif choice < 0.8:
+            del thread[rng.randrange(len(thread)) :]
+            thread = thread or _thread()
+        elif choice < 0.9:
+            at = rng.randrange(len(thread))
+            thread[at] = thread[at].model_copy(update={"content": f"rewritten {turn}"})
+        assert counter.count(thread) == TokenCounter().count(thread), turn
+
+
+def test_threads_counting_at_once_get_exact_counts() -> None:
+    base = [HumanMessage(f"message {i} " * (i % 5 + 1), id=f"m{i}") for i in range(300)]
+    lists = [_reloaded(base[: 100 + 20 * k]) for k in range(10)]
+    lists += [_reloaded(base[:150]) for _ in range(5)]
+    for i, messages in enumerate(lists[10:]):
+        messages[100 + i].content = f"edited by thread {i} " * (i + 1)
+    expected = [TokenCounter().count(m) for m in lists]
+    counter = TokenCounter()
+
+    def work(messages: list[BaseMessage]) -> list[int]:
+        return [counter.count(messages) for _ in range(20)]
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(work, lists))
+    assert all(set(counts) == {want} for counts, want in zip(results, expected, strict=True))

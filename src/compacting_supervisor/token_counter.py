@@ -23,8 +23,10 @@ import copy
 import json
 import logging
 import threading
+from bisect import bisect_left
 from collections import OrderedDict
 from collections.abc import Sequence
+from operator import attrgetter, itemgetter
 from typing import Any, Protocol
 
 from langchain_core.messages import (
@@ -169,11 +171,12 @@ class TokenCounter:
 
     A message's count is cached under its id and a fingerprint of what it contains. On top
     of that, the last lists counted are remembered (by their first message): when a thread
-    is counted again after a turn, the messages it still shares with the last count are
-    compared field by field in one pass (no fingerprints) and only the new ones are
-    counted, so a turn on a 1,000-message thread costs under a millisecond. A message
-    replaced, reassigned or changed in place is recounted; only a change Python's ``==``
-    cannot see (an argument ``1`` becoming ``1.0``, keys reordered) keeps its old count.
+    is counted again after a turn, even as new objects, the fields its messages are counted
+    from are compared with the last count's a column at a time, at C speed (no
+    fingerprints, no Python code per message), and only the messages from the first
+    difference on are counted. A message replaced, reassigned or changed in place is
+    recounted; only a change Python's ``==`` cannot see (an argument ``1`` becoming
+    ``1.0``, keys reordered) keeps its old count.
 
     Args:
         model: A model name (``"gpt-4o"``, ``"openai:gpt-4.1-mini"``) whose tiktoken encoding
@@ -197,7 +200,7 @@ class TokenCounter:
         self._encoding: _Encoding | None = None
         self._exact = True
         self._cache: OrderedDict[tuple[Any, ...], int] = OrderedDict()
-        self._runs: OrderedDict[Any, tuple[list[tuple[Any, ...]], list[int]]] = OrderedDict()
+        self._runs: OrderedDict[Any, _Run] = OrderedDict()
         self._lock = threading.Lock()
 
     @property
@@ -239,43 +242,40 @@ class TokenCounter:
 
     def count(self, messages: Sequence[BaseMessage]) -> int:
         """Return the tokens a model is sent for ``messages``, reply priming included."""
+        messages = list(messages)  # any iterable; and later changes to it are not seen
         if not messages:
             return 0
         return self._count_run(messages) + REPLY_PRIMING
 
-    def _count_run(self, messages: Sequence[BaseMessage]) -> int:
+    def _count_run(self, messages: list[BaseMessage]) -> int:
         """The messages' tokens, reusing the longest prefix shared with a list counted before."""
-        messages = list(messages)
         try:
-            keys = [_run_key(m.__dict__) for m in messages]
+            fields = list(map(_FIELDS, messages))
+            first = fields[0].get("id")
         except AttributeError:  # not pydantic messages: the per-message cache alone
             return sum(self.count_message(m) for m in messages)
-        first = keys[0][0]
+        classes = list(map(type, messages))
         with self._lock:
             run = self._runs.get(first)
-        start = 0
-        cumulative: list[int] = []
-        if run is not None:
-            old_keys, old_cumulative = run
-            shared = min(len(old_keys), len(keys))
-            try:
-                if keys[:shared] == old_keys[:shared]:  # one C-level pass
-                    start = shared
-                else:
-                    start = next(i for i in range(shared) if keys[i] != old_keys[i])
-            except Exception:  # a value whose == is not a bool (an array ...): recount
-                start = 0
-            cumulative = old_cumulative[:start]
-        # Snapshot what is counted before counting it: a message changed meanwhile (by
-        # another thread) or later (in place) then no longer matches, and is recounted.
-        kept = run[0][:start] if run is not None else []
-        snapshot = kept + [_frozen(key) for key in keys[start:]]
+        start = 0 if run is None else run.unchanged_prefix(fields, classes)
+        if run is not None and start == len(messages) == len(run.classes):
+            with self._lock:  # the very list counted last time: nothing to snapshot
+                self._runs[first] = run
+                self._runs.move_to_end(first)
+            return run.cumulative[-1]
+        try:
+            # Snapshot what is counted before counting it: a message changed meanwhile (by
+            # another thread) or later (in place) then no longer matches, and is recounted.
+            snapshot = _Run.extend(run, start, fields, classes)
+        except KeyError:  # not chat messages: the per-message cache alone
+            return sum(self.count_message(m) for m in messages)
+        cumulative = snapshot.cumulative
         total = cumulative[-1] if cumulative else 0
         for message in messages[start:]:
             total += self.count_message(message)
             cumulative.append(total)
         with self._lock:
-            self._runs[first] = (snapshot, cumulative)
+            self._runs[first] = snapshot
             self._runs.move_to_end(first)
             if len(self._runs) > _RUNS_KEPT:
                 self._runs.popitem(last=False)
@@ -302,24 +302,130 @@ class TokenCounter:
         return tokens
 
 
-def _run_key(fields: dict[str, Any]) -> tuple[Any, ...]:
-    """What a message's count depends on, read straight from its fields."""
-    return (
-        fields.get("id"),
-        fields.get("type"),
-        fields.get("content"),
-        fields.get("tool_calls"),
-        fields.get("name"),
-        fields.get("tool_call_id"),
-        fields.get("role"),
-    )
+_FIELDS = attrgetter("__dict__")  # vars() is slower; getattr on a pydantic field too
+_CONTENT = itemgetter("content")
+_NAME = itemgetter("name")
+_FIXED_ROLES = (HumanMessage, AIMessage, SystemMessage, ToolMessage, FunctionMessage)
+_extra_fields: dict[type, tuple[str, ...]] = {}
 
 
-def _frozen(key: tuple[Any, ...]) -> tuple[Any, ...]:
-    """``key`` with its mutable values (content blocks, tool calls) copied."""
-    if isinstance(key[2], str) and not key[3]:
-        return key
-    return (key[0], key[1], copy.deepcopy(key[2]), copy.deepcopy(key[3]), *key[4:])
+def _extra_fields_of(cls: type) -> tuple[str, ...]:
+    """The fields besides content and name a message of class ``cls`` is counted from.
+
+    Mirrors `TokenCounter._count_uncached` and `_role`: the class decides the role, except
+    for a `ChatMessage` (its ``role``) and classes they do not know (their ``type``).
+    """
+    fields = _extra_fields.get(cls)
+    if fields is None:
+        names: list[str] = []
+        if issubclass(cls, AIMessage):
+            names.append("tool_calls")
+        if issubclass(cls, ToolMessage):
+            names.append("tool_call_id")
+        if not issubclass(cls, _FIXED_ROLES):
+            names.append("role" if issubclass(cls, ChatMessage) else "type")
+        fields = _extra_fields.setdefault(cls, tuple(names))
+    return fields
+
+
+class _Run:
+    """What a list of messages was counted from, and its running totals.
+
+    Kept by column: the messages' classes, contents and names, and for each field only some
+    classes are counted from (``tool_calls`` ...) the positions of those messages and their
+    values. A recount reads and compares a whole column at C speed (``itemgetter`` over the
+    messages' ``__dict__``, then one list ``==`` that short-circuits on identical objects)
+    instead of looping over the messages in Python: the messages a checkpointer hands back
+    as new objects each turn are all compared, but with no Python code run per message.
+    Mutable values (content blocks, tool calls) are copies, so an edit in place is seen.
+
+    Never changed once stored: a recount builds a new one (`extend`).
+    """
+
+    __slots__ = ("classes", "contents", "cumulative", "extras", "names")
+
+    def __init__(
+        self,
+        classes: list[type],
+        contents: list[Any],
+        names: list[Any],
+        extras: dict[str, tuple[list[int], list[Any]]],
+        cumulative: list[int],
+    ) -> None:
+        self.classes = classes
+        self.contents = contents
+        self.names = names
+        self.extras = extras
+        self.cumulative = cumulative
+
+    @classmethod
+    def extend(
+        cls, run: _Run | None, start: int, fields: list[dict[str, Any]], classes: list[type]
+    ) -> _Run:
+        """``run``'s first ``start`` messages plus a snapshot of the others' ``fields``.
+
+        Raises:
+            KeyError: A message lacks a field chat messages have.
+        """
+        extras: dict[str, tuple[list[int], list[Any]]] = {}
+        contents: list[Any] = []
+        names: list[Any] = []
+        cumulative: list[int] = []
+        if run is not None:
+            contents, names = run.contents[:start], run.names[:start]
+            cumulative = run.cumulative[:start]
+            for field, (positions, values) in run.extras.items():
+                kept = bisect_left(positions, start)
+                if kept:
+                    extras[field] = (positions[:kept], values[:kept])
+        for index in range(start, len(fields)):
+            message = fields[index]
+            contents.append(_frozen(message["content"]))
+            names.append(_frozen(message["name"]))
+            for field in _extra_fields_of(classes[index]):
+                positions, values = extras.setdefault(field, ([], []))
+                positions.append(index)
+                values.append(_frozen(message[field]))
+        return cls(classes, contents, names, extras, cumulative)
+
+    def unchanged_prefix(self, fields: list[dict[str, Any]], classes: list[type]) -> int:
+        """How many leading messages are counted as this run's were (same classes, fields)."""
+        try:
+            limit = _first_difference(classes, self.classes, min(len(classes), len(self.classes)))
+            if limit < len(fields):
+                fields = fields[:limit]
+            limit = _first_difference(list(map(_CONTENT, fields)), self.contents, limit)
+            limit = _first_difference(list(map(_NAME, fields)), self.names, limit)
+            for field, (positions, values) in self.extras.items():
+                shared = bisect_left(positions, limit)
+                if not shared:
+                    continue
+                checked = positions if shared == len(positions) else positions[:shared]
+                current = list(map(itemgetter(field), map(fields.__getitem__, checked)))
+                differs = _first_difference(current, values, shared)
+                if differs < shared:
+                    limit = checked[differs]
+        except Exception:  # a value whose == is not a bool (an array ...), a missing field
+            return 0
+        return limit
+
+
+def _first_difference(current: list[Any], before: list[Any], length: int) -> int:
+    """The first index below ``length`` where the lists differ (``length`` when none)."""
+    if len(current) != length:
+        current = current[:length]
+    if len(before) != length:
+        before = before[:length]
+    if current == before:  # one C-level pass, which short-circuits on identical objects
+        return length
+    return next((i for i in range(length) if current[i] != before[i]), length)
+
+
+def _frozen(value: Any) -> Any:
+    """``value``, or a deep copy of it when it is mutable (content blocks, tool calls)."""
+    if value is None or type(value) is str:
+        return value
+    return copy.deepcopy(value)
 
 
 def _cache_key(message: BaseMessage) -> tuple[Any, ...] | None:
