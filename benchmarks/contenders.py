@@ -2,6 +2,8 @@
 
 - ``none``: LangChain's ``create_agent``, no compaction.
 - ``compacting``: the same agent wrapped in `CompactingSupervisor`.
+- ``compacting-offload``: the same, with ``offload=``: the tool results the agent has
+  answered move to a LangGraph ``SqliteStore`` in the same SQLite file after every run.
 - ``middleware``: ``create_agent`` with LangChain's ``SummarizationMiddleware``.
 - ``langmem``: LangGraph's ``create_react_agent`` with langmem's ``SummarizationNode`` as
   ``pre_model_hook``.
@@ -29,6 +31,8 @@ from compacting_supervisor import (
     KeepPolicy,
     KeepRatio,
     KeepTokens,
+    OffloadToolResults,
+    ResultStore,
     TokenCounter,
     is_summary,
 )
@@ -38,6 +42,8 @@ __all__ = [
     "EXTRA",
     "LABELS",
     "LIMIT",
+    "OFFLOAD",
+    "OFFLOAD_POLICY",
     "SETTINGS",
     "CompactingSettings",
     "Contender",
@@ -56,9 +62,25 @@ CONTENDERS = ("none", "compacting", "middleware", "langmem")
 EXTRA = "compacting-keep20"
 """An extra CompactingSupervisor run that keeps 20 messages, as the middleware does."""
 
+OFFLOAD = "compacting-offload"
+"""CompactingSupervisor that also offloads answered tool results after every run."""
+
+OFFLOAD_MIN_TOKENS = 250
+"""Tool results of at least this many tokens are offloaded (the benchmark's are ~450)."""
+
+OFFLOAD_PREVIEW_CHARS = 160
+"""Characters of an offloaded result left in the thread as its preview."""
+
+OFFLOAD_POLICY = (
+    f"OffloadToolResults(SqliteStore, min_tokens={OFFLOAD_MIN_TOKENS}, "
+    f"preview_chars={OFFLOAD_PREVIEW_CHARS})"
+)
+"""How ``compacting-offload``'s policy is described in the report."""
+
 LABELS = {
     "none": "no compaction",
     "compacting": "CompactingSupervisor",
+    OFFLOAD: "CompactingSupervisor + offload",
     "middleware": "SummarizationMiddleware",
     "langmem": "langmem SummarizationNode",
     EXTRA: "CompactingSupervisor, keep 20",
@@ -121,6 +143,8 @@ class Contender:
     """The one thread the conversation runs on."""
     last_call: list[BaseMessage] = field(default_factory=list)
     """What the agent's model was sent last (kept by the harness)."""
+    store: ResultStore | None = None
+    """Where offloaded tool results went (``compacting-offload`` only)."""
 
     @property
     def config(self) -> dict[str, Any]:
@@ -156,8 +180,12 @@ def build(
     saver: BaseCheckpointSaver[Any],
     *,
     settings: CompactingSettings | None = None,
+    store: Any = None,
 ) -> Contender:
-    """Build contender ``name`` on ``saver`` with fresh fake models and counter."""
+    """Build contender ``name`` on ``saver`` with fresh fake models and counter.
+
+    ``store`` (a LangGraph ``BaseStore``) holds ``compacting-offload``'s tool results.
+    """
     agent_model, summariser = AgentModel(), SummariserModel()
     counter = TokenCounter()
     if name in ("none", "compacting"):
@@ -170,6 +198,27 @@ def build(
                 graph, manager, token_limit=settings.token_limit, keep=settings.policy()
             )
         return Contender(name, runner, graph, agent_model, summariser)
+    if name == OFFLOAD:
+        if store is None:
+            msg = f"{OFFLOAD} needs a `store` for the offloaded results."
+            raise ValueError(msg)
+        settings = settings or CompactingSettings()
+        policy = OffloadToolResults(
+            store,
+            min_tokens=OFFLOAD_MIN_TOKENS,
+            preview_chars=OFFLOAD_PREVIEW_CHARS,
+            token_counter=counter,
+        )
+        graph = _create_agent(agent_model, saver, tools=(policy.read_tool(),))
+        manager = HistoryManager(model=summariser, token_counter=counter, offload=policy)
+        runner = CompactingSupervisor(
+            graph,
+            manager,
+            token_limit=settings.token_limit,
+            keep=settings.policy(),
+            offload=policy,
+        )
+        return Contender(name, runner, graph, agent_model, summariser, store=policy.store)
     if name == "middleware":
         graph = _middleware_agent(agent_model, summariser, counter, saver)
         return Contender(name, graph, graph, agent_model, summariser)
@@ -181,13 +230,16 @@ def build(
 
 
 def _create_agent(
-    model: AgentModel, saver: BaseCheckpointSaver[Any], middleware: tuple[Any, ...] = ()
+    model: AgentModel,
+    saver: BaseCheckpointSaver[Any],
+    middleware: tuple[Any, ...] = (),
+    tools: tuple[Any, ...] = (),
 ) -> Any:
     from langchain.agents import create_agent
 
     return create_agent(
         model,
-        [search_records],
+        [search_records, *tools],
         system_prompt=SYSTEM_PROMPT,
         middleware=middleware,
         checkpointer=saver,

@@ -17,10 +17,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from benchmarks.contenders import EXTRA, CompactingSettings, Contender, build
-from benchmarks.conversation import all_tags, message_tags, script
+from benchmarks.contenders import EXTRA, OFFLOAD, CompactingSettings, Contender, build
+from benchmarks.conversation import all_tags, message_tags, script, tags_in
 from benchmarks.savers import open_saver, sqlite_bytes
-from compacting_supervisor import TokenCounter
+from compacting_supervisor import TokenCounter, is_summary
+from compacting_supervisor.offload import REF_PATTERN, offloaded_ref
 
 __all__ = ["LATE_TURNS", "RunResult", "run_contender", "run_rounds"]
 
@@ -131,7 +132,13 @@ def run_contender(
     result = RunResult(name=name, round=round_index, turns=turns)
     kind = "compacting" if name == EXTRA else name
     with open_saver("sqlite", workdir, f"round{round_index}-{name}") as (saver, handle):
-        contender = build(kind, saver, settings=settings)
+        store = None
+        if kind == OFFLOAD:  # the results go to a store in the same file
+            from langgraph.store.sqlite import SqliteStore
+
+            store = SqliteStore(handle[0])
+            store.setup()
+        contender = build(kind, saver, settings=settings, store=store)
         meter = _Meter(contender, result)
         last_compaction: Any = None
         for turn in script(turns):
@@ -139,7 +146,7 @@ def run_contender(
             contender.turn(turn.user)
             result.turn_seconds.append(time.perf_counter() - started)
             meter.after_turn()
-            if kind == "compacting":
+            if kind in ("compacting", OFFLOAD):
                 last_compaction = _note_compaction(contender, turn.number, last_compaction, result)
         conn, path = handle
         result.sqlite_bytes = sqlite_bytes(conn, path)
@@ -176,9 +183,33 @@ def _finish(contender: Contender, meter: _Meter, result: RunResult) -> None:
     for message in contender.visible_messages():
         visible |= message_tags(message)
     result.messages_total = len(expected)
-    result.lost = sorted(expected - meter.reached - visible, key=lambda t: (t[1:], t[0]))
+    lost = expected - meter.reached - visible
+    if contender.store is not None:
+        lost |= _unreadable_results(contender, expected)
+    result.lost = sorted(lost, key=lambda t: (t[1:], t[0]))
     result.state_messages = len(contender.state_messages())
     result.blind_calls = contender.agent_model.blind_calls
+
+
+def _unreadable_results(contender: Contender, expected: set[str]) -> set[str]:
+    """Offloaded tool results the agent can no longer read back whole.
+
+    Stricter than the other contenders' test: a result's preview reaching the summariser
+    or staying visible does not count. It counts as kept only when the store holds its
+    text and its reference is still named in the thread (a message or the summary).
+    """
+    assert contender.store is not None
+    named = set()
+    readable: set[str] = set()
+    for message in contender.state_messages():
+        named.update(REF_PATTERN.findall(message.text))
+        if offloaded_ref(message) is None and not is_summary(message):
+            readable |= message_tags(message)  # still whole in the thread
+    for ref in named:
+        text = contender.store.get(ref)
+        if text is not None:
+            readable |= set(tags_in(text))
+    return {tag for tag in expected if tag.startswith("T")} - readable
 
 
 def run_rounds(

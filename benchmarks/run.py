@@ -28,7 +28,7 @@ if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks import micro, report, sweep
-from benchmarks.contenders import CONTENDERS, EXTRA, KEEP_20, SETTINGS
+from benchmarks.contenders import CONTENDERS, EXTRA, KEEP_20, OFFLOAD, OFFLOAD_POLICY, SETTINGS
 from benchmarks.measure import run_rounds
 from benchmarks.savers import postgres_available
 
@@ -97,8 +97,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     started = time.perf_counter()
     postgres = not args.no_postgres and postgres_available()
-    contenders = [*CONTENDERS, *([] if args.no_extra else [EXTRA])]
-    settings = {"compacting": SETTINGS, EXTRA: KEEP_20}
+    contenders = [*CONTENDERS, OFFLOAD, *([] if args.no_extra else [EXTRA])]
+    settings = {"compacting": SETTINGS, OFFLOAD: SETTINGS, EXTRA: KEEP_20}
     with tempfile.TemporaryDirectory(prefix="compacting-bench-", dir=args.workdir) as tmp:
         workdir = Path(tmp)
         rounds = run_rounds(
@@ -129,7 +129,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "turns": args.turns,
         "rounds": args.rounds,
         "machine": info,
-        "settings": {"compacting": SETTINGS.describe(), EXTRA: KEEP_20.describe()},
+        "settings": {
+            "compacting": SETTINGS.describe(),
+            OFFLOAD: f"{SETTINGS.describe()}, offload={OFFLOAD_POLICY}",
+            EXTRA: KEEP_20.describe(),
+        },
         "summary": summary,
         "goals": [goal.__dict__ for goal in goals],
         "micro": micro_results,

@@ -916,3 +916,160 @@ def test_listed_references_stay_within_the_summary_cap(tmp_path: Path) -> None:
         messages = compaction.messages
     listed = REF_PATTERN.findall(compaction.summary)
     assert 5 <= len(listed) <= 20  # the newest ones, in half the summary's room
+
+
+# ------------------------------------------------------------------ after every run
+
+
+def _answered_supervisor(checkpointer: Any, store: Any, **settings: Any) -> Any:
+    from compacting_supervisor import CompactingSupervisor, HistoryManager
+
+    policy = OffloadToolResults(store, min_tokens=500, preview_chars=40)
+    settings.setdefault("token_limit", 10**6)
+    return CompactingSupervisor(
+        report_agent(checkpointer), HistoryManager(), offload=policy, **settings
+    )
+
+
+def _check_answered_offload(
+    before: list[BaseMessage], after: list[BaseMessage], store: Any
+) -> None:
+    """Every answered result is a reference to its exact text; nothing else changed."""
+    assert [m.id for m in after] == [m.id for m in before]
+    assert isinstance(after[-1], AIMessage)
+    for old, new in zip(before, after, strict=True):
+        if isinstance(old, ToolMessage) and offloaded_ref(old) is None:
+            ref = offloaded_ref(new)
+            assert ref is not None, "an answered result stayed whole"
+            assert store.get(ref) == old.text  # byte for byte
+            assert new.tool_call_id == old.tool_call_id and new.name == old.name
+            assert new.text.startswith(HEADER_PREFIX) and old.text[:40] in new.text
+            info = new.response_metadata["compacting_supervisor"]["offloaded"]
+            assert info["answered_by"] == after[-1].id
+        else:
+            assert new == old
+    assert openai_violations(after) == []
+
+
+def test_answered_results_are_offloaded_after_every_run(saver: Any, tmp_path: Path) -> None:
+    store = DirectoryResultStore(tmp_path / "results")
+    supervisor = _answered_supervisor(saver, store)
+    config = {"configurable": {"thread_id": "reports"}}
+    for turn in range(3):
+        out = supervisor.invoke({"messages": [HumanMessage("Fetch today's report.")]}, config)
+        # What the run returned is what the graph wrote: whole results, answered.
+        whole = out["messages"]
+        assert offloaded_ref(whole[-2]) is None and "row,value" * 3 not in whole[-2].text
+        after = supervisor.get_state(config).values["messages"]
+        _check_answered_offload(whole, after, store)
+        assert len(list(store.path.glob("tr_*.txt"))) == turn + 1
+    # The run's own checkpoint still holds the whole result, one step back.
+    history = list(supervisor.get_state_history(config))
+    assert history[0].metadata["source"] == "update"
+    assert history[1].values["messages"] == whole
+
+
+async def test_answered_results_are_offloaded_after_every_run_async(
+    asaver: Any, tmp_path: Path
+) -> None:
+    store = DirectoryResultStore(tmp_path / "results")
+    supervisor = _answered_supervisor(asaver, store)
+    config = {"configurable": {"thread_id": "reports"}}
+    for _ in range(2):
+        out = await supervisor.ainvoke({"messages": [HumanMessage("Fetch the report.")]}, config)
+        after = (await supervisor.aget_state(config)).values["messages"]
+        _check_answered_offload(out["messages"], after, store)
+    events = [
+        event async for event in supervisor.astream({"messages": [HumanMessage("Again.")]}, config)
+    ]
+    assert events[-1]["type"] == "end"
+    after = (await supervisor.aget_state(config)).values["messages"]
+    assert sum(offloaded_ref(m) is not None for m in after) == 3
+
+
+def test_offloading_answered_results_delays_compaction(tmp_path: Path) -> None:
+    """The point of it: turns grow by previews only, so the thread stays small for longer."""
+    results = {}
+    for offload in (False, True):
+        supervisor = _answered_supervisor(
+            InMemorySaver(), DirectoryResultStore(tmp_path / str(offload)), token_limit=2_000
+        )
+        if not offload:
+            supervisor.offload = None
+        config = {"configurable": {"thread_id": "reports"}}
+        compactions = 0
+        for _ in range(8):
+            supervisor.invoke({"messages": [HumanMessage("Fetch today's report.")]}, config)
+            result = supervisor.last_compaction("reports")
+            compactions += result is not None and result.succeeded
+            supervisor._results.clear()
+        messages = supervisor.get_state(config).values["messages"]
+        results[offload] = (compactions, supervisor.context_tokens(messages))
+    assert results[False][0] >= 3  # every turn adds ~800 tokens of report
+    assert results[True][0] == 0
+    assert results[True][1] < 2_000
+
+
+def test_an_unanswered_result_is_not_offloaded(tmp_path: Path) -> None:
+    """A run stopped after the tools (an interrupt) keeps the result the model has not read."""
+    from compacting_supervisor import CompactingSupervisor, HistoryManager
+
+    graph = report_agent(InMemorySaver())
+    paused = graph.copy(update={"interrupt_after_nodes": ["tools"]})
+    store = DirectoryResultStore(tmp_path)
+    policy = OffloadToolResults(store, min_tokens=500)
+    supervisor = CompactingSupervisor(paused, HistoryManager(), offload=policy)
+    config = {"configurable": {"thread_id": "paused"}}
+    supervisor.invoke({"messages": [HumanMessage("Fetch today's report.")]}, config)
+    messages = supervisor.get_state(config).values["messages"]
+    assert isinstance(messages[-1], ToolMessage) and offloaded_ref(messages[-1]) is None
+    supervisor.invoke(None, config)  # resume: the model answers, then the result goes
+    messages = supervisor.get_state(config).values["messages"]
+    assert offloaded_ref(messages[-2]) is not None
+    assert not list(supervisor.get_state(config).next)
+
+
+def test_a_failing_store_after_a_run_keeps_the_results_whole(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    class BrokenStore(DirectoryResultStore):
+        def put(self, ref: str, content: str, metadata: Any) -> None:
+            raise OSError("disk full")
+
+    supervisor = _answered_supervisor(InMemorySaver(), BrokenStore(tmp_path))
+    config = {"configurable": {"thread_id": "reports"}}
+    with caplog.at_level("WARNING", logger="compacting_supervisor"):
+        out = supervisor.invoke({"messages": [HumanMessage("Fetch today's report.")]}, config)
+    assert out["messages"][-1].text == "The report is in; totals look normal."
+    assert supervisor.get_state(config).values["messages"] == out["messages"]
+    assert "could not offload" in caplog.text and "disk full" in caplog.text
+
+
+def test_usage_read_before_an_offload_is_not_trusted(tmp_path: Path) -> None:
+    """The answer's usage counted the whole results; after the offload the thread is smaller."""
+    from compacting_supervisor import CompactingSupervisor, HistoryManager
+
+    graph = report_agent(InMemorySaver())
+    store = DirectoryResultStore(tmp_path)
+    supervisor = CompactingSupervisor(
+        graph, HistoryManager(), offload=OffloadToolResults(store, min_tokens=500)
+    )
+    config = {"configurable": {"thread_id": "usage"}}
+    supervisor.invoke({"messages": [HumanMessage("Fetch today's report.")]}, config)
+    messages = supervisor.get_state(config).values["messages"]
+    counter = supervisor.history_manager.token_counter
+    exact = counter.count(messages)
+    whole = counter.count(list(graph.get_state_history(config))[1].values["messages"])
+    usage = {"input_tokens": whole - 20, "output_tokens": 20, "total_tokens": whole}
+    stale = [*messages[:-1], messages[-1].model_copy(update={"usage_metadata": usage})]
+    assert supervisor.context_tokens(stale) == exact
+    # A later answer's usage is trusted again: it read the references.
+    later = AIMessage("ok", id="later", usage_metadata={**usage, "input_tokens": exact + 7})
+    assert supervisor.context_tokens([*stale, later]) == exact + 7 + 20
+
+
+def test_offload_setting_is_checked() -> None:
+    from compacting_supervisor import CompactingSupervisor
+
+    with pytest.raises(TypeError, match="`offload` must be an OffloadToolResults"):
+        CompactingSupervisor(report_agent(InMemorySaver()), offload="results/")  # type: ignore[arg-type]

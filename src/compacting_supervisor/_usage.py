@@ -8,7 +8,8 @@ hidden prompt and tools included; only the messages after it are counted (`conte
 Usage is only trusted when it belongs to the messages now in the thread: an AIMessage kept
 by a compaction reports the size of the longer history it was answering, and some
 providers or wrappers report odd values. So usage is ignored for messages older than the
-last compaction, and when it falls outside ``[0.5, 3] x our count + 4,000`` (logged).
+last compaction, on an answer whose tool results were offloaded after it read them whole,
+and when it falls outside ``[0.5, 3] x our count + 4,000`` (logged).
 """
 
 from __future__ import annotations
@@ -18,10 +19,11 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from langchain_core.messages import AIMessage, BaseMessage, SystemMessage
+from langchain_core.messages import AIMessage, BaseMessage, SystemMessage, ToolMessage
 from langchain_core.utils.function_calling import convert_to_openai_tool
 
 from compacting_supervisor._cut import METADATA_KEY, is_summary
+from compacting_supervisor.offload import OFFLOAD_KEY
 from compacting_supervisor.token_counter import TokenCounter
 
 logger = logging.getLogger(__name__)
@@ -149,7 +151,22 @@ def _latest_usage(messages: Sequence[BaseMessage]) -> tuple[int, dict[str, int] 
             and not isinstance(inputs, bool)
             and inputs > 0
             and outputs >= 0
+            and not _offloaded_since(messages, boundary, index)
         ):
             return index, {"input_tokens": inputs, "output_tokens": outputs}
         return index, None  # the newest usage is unusable: count instead
     return -1, None
+
+
+def _offloaded_since(messages: Sequence[BaseMessage], boundary: int, index: int) -> bool:
+    """Whether tool results this answer read whole were offloaded after it."""
+    answer = messages[index].id
+    if answer is None:
+        return False
+    for message in messages[boundary + 1 : index]:
+        if isinstance(message, ToolMessage):
+            meta = message.response_metadata.get(METADATA_KEY)
+            info = meta.get(OFFLOAD_KEY) if isinstance(meta, dict) else None
+            if isinstance(info, dict) and info.get("answered_by") == answer:
+                return True
+    return False

@@ -567,7 +567,13 @@ class OffloadToolResults:
 
     # ------------------------------------------------------------------ the logic (pure)
 
-    def plan(self, messages: Sequence[BaseMessage], *, thread_id: str | None = None) -> OffloadPlan:
+    def plan(
+        self,
+        messages: Sequence[BaseMessage],
+        *,
+        thread_id: str | None = None,
+        answered_by: str | None = None,
+    ) -> OffloadPlan:
         """Decide which tool results to offload and build their replacements. No I/O.
 
         Use ``plan.messages`` only after `write` (or `awrite`) stored ``plan.offloaded``;
@@ -577,6 +583,9 @@ class OffloadToolResults:
             messages: The history (not modified).
             thread_id: The thread the messages belong to; part of each reference, so equal
                 results of different threads are stored apart.
+            answered_by: The id of the AIMessage that already read these results whole,
+                when they are offloaded after it (recorded, so that the usage it reports,
+                which counted the whole results, is no longer trusted as the thread's size).
 
         Returns:
             The new message list and the results to store.
@@ -588,14 +597,18 @@ class OffloadToolResults:
         new = list(messages)
         offloaded = []
         for index, message in enumerate(messages):
-            item = self._plan_one(message, index, thread)
+            if not isinstance(message, ToolMessage):
+                continue
+            item = self._plan_one(message, index, thread, answered_by)
             if item is not None:
                 new[index] = item.replacement
                 offloaded.append(item)
         return OffloadPlan(messages=new, offloaded=offloaded)
 
-    def _plan_one(self, message: Any, index: int, thread_id: str | None) -> OffloadedResult | None:
-        if not isinstance(message, ToolMessage) or message.name == self.tool_name:
+    def _plan_one(
+        self, message: ToolMessage, index: int, thread_id: str | None, answered_by: str | None
+    ) -> OffloadedResult | None:
+        if message.name == self.tool_name:
             return None
         if offloaded_ref(message) is not None:
             return None
@@ -617,7 +630,14 @@ class OffloadToolResults:
             stub if isinstance(message.content, str) else [{"type": "text", "text": stub}, *others]
         )
         meta = message.response_metadata.get(METADATA_KEY)
-        info = {"ref": ref, "chars": len(text), "tokens": tokens, "tool": self.tool_name}
+        info: dict[str, Any] = {
+            "ref": ref,
+            "chars": len(text),
+            "tokens": tokens,
+            "tool": self.tool_name,
+        }
+        if answered_by is not None:
+            info["answered_by"] = answered_by
         replacement = message.model_copy(
             update={
                 "content": content,

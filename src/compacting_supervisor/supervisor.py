@@ -42,6 +42,7 @@ from compacting_supervisor.history_manager import (
 )
 from compacting_supervisor.keep import KeepPolicy, KeepRatio
 from compacting_supervisor.locks import ThreadLocks, alocks_for, locks_for
+from compacting_supervisor.offload import OffloadPlan, OffloadToolResults
 from compacting_supervisor.results import CompactionResult, ThreadStats
 from compacting_supervisor.summarizers import SUMMARIZER_TAG
 from compacting_supervisor.triggers import (
@@ -197,6 +198,15 @@ class CompactingSupervisor:
         system_prompt: The agent's own system prompt (text, or its size in tokens), which
             the state does not hold; counted with the thread's messages.
         tools: The agent's tools (or their schemas' size in tokens); counted likewise.
+        offload: An `OffloadToolResults` policy applied after every run: the tool results
+            the agent has already answered (those before the thread's newest AIMessage)
+            that reach the policy's size move to its store, and the thread keeps each as
+            a reference and a preview (same message ids; one checkpoint rewrite, like a
+            compaction's). Give the agent ``policy.read_tool()`` so it can read one again.
+            Turns then grow by the previews only, so compactions come later and the model
+            reads less per call. A history manager without an ``offload`` policy of its own
+            takes this one, so compactions summarise the stored results whole. None (the
+            default) leaves tool results whole.
         lock_timeout: Seconds a run or compaction waits for its thread while another one
             (in this process or another) is using it; past that it raises
             `ThreadLockTimeoutError`. None waits as long as it takes.
@@ -234,6 +244,7 @@ class CompactingSupervisor:
         keep: KeepPolicy | None = None,
         system_prompt: str | int | None = None,
         tools: Sequence[Any] | int | None = None,
+        offload: OffloadToolResults | None = None,
         lock_timeout: float | None = None,
         max_consecutive_failures: int = 3,
         failure_cooldown_turns: int = 5,
@@ -294,12 +305,23 @@ class CompactingSupervisor:
         if keep is not None and not isinstance(keep, KeepPolicy):
             msg = f"`keep` must be a KeepPolicy (KeepMessages(20), KeepTokens(2000)), got {keep!r}."
             raise TypeError(msg)
+        if offload is not None and not isinstance(offload, OffloadToolResults):
+            msg = (
+                "`offload` must be an OffloadToolResults policy (OffloadToolResults(store, "
+                f"min_tokens=500)), got {offload!r}."
+            )
+            raise TypeError(msg)
         self.agent = agent
         self.history_manager = manager
         self.token_limit = token_limit
         self.compaction_ratio = compaction_ratio
         self.trigger: Trigger = trigger or TokenLimit(token_limit)
         self.keep: KeepPolicy = keep or KeepRatio(compaction_ratio)
+        self.offload = offload
+        if offload is not None and manager.offload is None:
+            # Compactions then read the stored results back for the summariser and keep
+            # their references in the summary.
+            manager.offload = offload
         self.overhead_tokens = declared_tokens(system_prompt, tools, manager.token_counter)
         self._first_seen: dict[str, float] = {}
         check_count("max_consecutive_failures", max_consecutive_failures)
@@ -646,6 +668,8 @@ class CompactingSupervisor:
         messages = self._values_messages(values)
         if messages is None:  # the output does not carry the messages: read the state
             values, messages = self._state_of(self.agent.get_state(head_config(thread_id)))
+        if self._answered_results(thread_id, messages) is not None:
+            messages = self._offload_answered(thread_id) or messages
         decision = self._decide(thread_id, messages, values)
         if not isinstance(decision, _Compact):
             return decision
@@ -663,6 +687,8 @@ class CompactingSupervisor:
         messages = self._values_messages(values)
         if messages is None:  # the output does not carry the messages: read the state
             values, messages = self._state_of(await self.agent.aget_state(head_config(thread_id)))
+        if self._answered_results(thread_id, messages) is not None:
+            messages = await self._aoffload_answered(thread_id) or messages
         decision = self._decide(thread_id, messages, values)
         if not isinstance(decision, _Compact):
             return decision
@@ -673,6 +699,81 @@ class CompactingSupervisor:
         except Exception as exc:  # a compaction problem never fails the user's run
             return self._settle(thread_id, decision, messages, exc)
         return self._settle(thread_id, decision, messages, result)
+
+    def _answered_results(self, thread_id: str, messages: list[BaseMessage]) -> OffloadPlan | None:
+        """The ``offload`` policy's plan for the results already answered; None: nothing to do.
+
+        Answered: before the thread's newest AIMessage, which read them whole (a run that
+        stopped at a tool result, e.g. an interrupt, keeps that result until it is answered).
+        """
+        if self.offload is None:
+            return None
+        answer = next(
+            (i for i in range(len(messages) - 1, 0, -1) if isinstance(messages[i], AIMessage)),
+            None,
+        )
+        if answer is None:
+            return None
+        plan = self.offload.plan(
+            messages[:answer], thread_id=thread_id, answered_by=messages[answer].id
+        )
+        if not plan.offloaded:
+            return None
+        return OffloadPlan([*plan.messages, *messages[answer:]], plan.offloaded)
+
+    def _offload_answered(self, thread_id: str) -> list[BaseMessage] | None:
+        """Offload the answered results (`_answered_results`) of the thread's head.
+
+        Planned again on the head the rewrite checks against, so a thread that moved or is
+        not idle is left alone. Returns the new messages, or None when nothing was written.
+        """
+        assert self.offload is not None
+        snapshot = self.agent.get_state(head_config(thread_id))
+        plan = self._offload_target(thread_id, snapshot)
+        if plan is None:
+            return None
+        try:
+            self.offload.write(plan.offloaded)
+            self.history_manager.replace_thread_history(
+                snapshot.config, plan.messages, graph=self.agent
+            )
+        except Exception as exc:  # the results stay whole; the run has already succeeded
+            _offload_failed(thread_id, exc)
+            return None
+        return plan.messages
+
+    async def _aoffload_answered(self, thread_id: str) -> list[BaseMessage] | None:
+        """Async form of `_offload_answered`."""
+        assert self.offload is not None
+        snapshot = await self.agent.aget_state(head_config(thread_id))
+        plan = self._offload_target(thread_id, snapshot)
+        if plan is None:
+            return None
+        try:
+            await self.offload.awrite(plan.offloaded)
+            await self.history_manager.areplace_thread_history(
+                snapshot.config, plan.messages, graph=self.agent
+            )
+        except Exception as exc:  # the results stay whole; the run has already succeeded
+            _offload_failed(thread_id, exc)
+            return None
+        return plan.messages
+
+    def _offload_target(self, thread_id: str, snapshot: Any) -> OffloadPlan | None:
+        state = self.history_manager._state_from_snapshot(snapshot)
+        if state.busy:
+            logger.debug("Thread %s is not idle (%s): tool results stay.", thread_id, state.busy)
+            return None
+        _check_messages(state.messages, self.history_manager.messages_key)
+        plan = self._answered_results(thread_id, state.messages)
+        if plan is not None:
+            logger.debug(
+                "Thread %s: offloading %d answered tool result(s), %d characters.",
+                thread_id,
+                len(plan.offloaded),
+                plan.chars_offloaded,
+            )
+        return plan
 
     def _state_of(self, snapshot: Any) -> tuple[Any, list[BaseMessage]]:
         """The state values and the checked messages channel of a snapshot."""
@@ -912,6 +1013,15 @@ def _configs_for(
         )
         raise ValueError(msg)
     return configs
+
+
+def _offload_failed(thread_id: str, exc: Exception) -> None:
+    logger.warning(
+        "Thread %s: could not offload its answered tool results; they stay whole: %s",
+        thread_id,
+        exc,
+        exc_info=not isinstance(exc, CompactionError),
+    )
 
 
 def _threshold_of(trigger: Trigger) -> int | None:
