@@ -5,10 +5,13 @@
   first a call of ``search_records``. It keeps the messages of every call for the harness
   to count later (`drain`), outside the timed part of a turn.
 - `SummariserModel` answers every summary request with a 200-word summary naming the
-  newest tags it was given, and keeps every request's tags and size the same way.
+  newest tags it was given, and keeps every request's tags and size the same way. Like a
+  real provider it reports the tokens it read and wrote on its reply (``usage_metadata``,
+  counted exactly with ``cl100k_base``); that counting is part of its own time.
 - `search_records` is the tool: about 1,500 characters of JSON per call.
 
-Nothing sleeps: the models cost no time, so the timings are the frameworks' own.
+Nothing sleeps: the models cost no time, so the timings are the frameworks' own (the
+summariser's usage counting aside: `busy_seconds` holds all of a model's own time).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from typing import Any
 from langchain_core.callbacks import CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
+from langchain_core.messages.ai import UsageMetadata
 from langchain_core.outputs import ChatGeneration, ChatResult
 from langchain_core.tools import tool
 from pydantic import PrivateAttr
@@ -35,6 +39,7 @@ from benchmarks.conversation import (
     tool_result,
     turn_of,
 )
+from compacting_supervisor import TokenCounter
 
 __all__ = ["AgentModel", "SummariserModel", "SummaryCall", "search_records"]
 
@@ -153,9 +158,14 @@ class SummaryCall:
 
 
 class SummariserModel(_RecordingModel):
-    """The summariser: a fixed-size summary naming the newest tags it was sent."""
+    """The summariser: a fixed-size summary naming the newest tags it was sent.
+
+    Its reply reports ``usage_metadata`` as a provider's does: the tokens of the request
+    (message overhead and reply priming included) and of the summary.
+    """
 
     _summaries: list[str] = PrivateAttr(default_factory=list)
+    _counter: TokenCounter = PrivateAttr(default_factory=TokenCounter)
 
     @property
     def _llm_type(self) -> str:
@@ -170,7 +180,9 @@ class SummariserModel(_RecordingModel):
         text = "Summary: " + " ".join(words) + "."
         with self._lock:
             self._summaries.append(text)
-        return AIMessage(text)
+        read, written = self._counter.count(messages), self._counter.count_text(text)
+        usage = UsageMetadata(input_tokens=read, output_tokens=written, total_tokens=read + written)
+        return AIMessage(text, usage_metadata=usage)
 
     def drain_calls(self) -> list[SummaryCall]:
         """Every request since the last drain, with its tags and the summary written."""

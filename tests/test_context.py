@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import doctest
 import json
+import math
+import re
 import string
 from typing import Any
 
@@ -602,6 +604,138 @@ _VALUES = st.recursive(
 def test_yaml_loads_back_to_the_same_data(value: Any) -> None:
     # A body is always followed by a line break in its tag ("...\n</tag>").
     assert yaml.safe_load(_to_yaml(value) + "\n") == value
+
+
+# The YAML writer as it was before it was made faster (one list per entry, no fast paths,
+# no remembered scalars): the output must stay byte for byte the same.
+_R_INDICATORS = frozenset("-?:,[]{}#&*!|>'\"%@`")
+_R_RESERVED = frozenset(
+    {"", "~", "null", "true", "false", "yes", "no", "on", "off", "y", "n", "=", "<<"}
+    | {".inf", "-.inf", "+.inf", ".nan"}
+)
+_R_NUMBER_LIKE = re.compile(r"[-+.]?\d[\d\s:._+\-TtZzEe]*|[-+]?0[xXoObB][\dA-Fa-f_]+")
+_R_UNSAFE = re.compile("[\x7f-\x9f\u2028\u2029\ufeff\ufffe\uffff]")
+
+
+def _r_quoted(text: str) -> str:
+    return _R_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", json.dumps(text, ensure_ascii=False))
+
+
+def _r_scalar(value: Any) -> str:
+    if value is None or isinstance(value, bool):
+        return {None: "null", True: "true", False: "false"}[value]
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if math.isnan(value) or math.isinf(value):
+            return ".nan" if math.isnan(value) else ".inf" if value > 0 else "-.inf"
+        mantissa, _, exponent = repr(value).partition("e")
+        return f"{mantissa}.0e{exponent}" if exponent and "." not in mantissa else repr(value)
+    text = str(value)
+    plain = (
+        text.lower() not in _R_RESERVED
+        and text[0] not in _R_INDICATORS
+        and text == text.strip()
+        and text.isprintable()
+        and ": " not in text
+        and " #" not in text
+        and not text.endswith(":")
+        and _R_NUMBER_LIKE.fullmatch(text) is None
+    )
+    return text if plain else _r_quoted(text)
+
+
+def _r_literal_ok(text: str) -> bool:
+    first = next((line for line in text.split("\n") if line), "")
+    return (
+        "\n" in text
+        and bool(first)
+        and not first.startswith((" ", "\t"))
+        and not any(ch in "\r\x85\u2028\u2029" for ch in text)
+        and all(ch.isprintable() or ch in "\n\t" for ch in text)
+        and "\ufeff" not in text
+    )
+
+
+def _r_flow(items: list[Any]) -> str | None:
+    if any(isinstance(i, dict | list) or (isinstance(i, str) and "\n" in i) for i in items):
+        return None
+    parts = []
+    for item in items:
+        text = _r_scalar(item)
+        if isinstance(item, str) and text == item and any(c in ",[]{}?" for c in text):
+            text = _r_quoted(item)
+        parts.append(text)
+    line = "[" + ", ".join(parts) + "]"
+    return line if len(line) <= 100 else None
+
+
+def _r_entry(head: str, value: Any, indent: str) -> list[str]:
+    if isinstance(value, list) and value and (flow := _r_flow(value)) is not None:
+        return [f"{head} {flow}"]
+    if isinstance(value, dict | list) and value:
+        return [head, *_r_lines(value, indent + "  ")]
+    if isinstance(value, str) and _r_literal_ok(value):
+        body = value.rstrip("\n")
+        trailing = len(value) - len(body)
+        chomp = "-" if trailing == 0 else "" if trailing == 1 else "+"
+        lines = body.split("\n") + [""] * max(0, trailing - 1)
+        return [f"{head} |{chomp}", *(f"{indent}  {line}" if line else "" for line in lines)]
+    if isinstance(value, dict | list):
+        return [f"{head} {'{}' if isinstance(value, dict) else '[]'}"]
+    return [f"{head} {_r_scalar(value)}"]
+
+
+def _r_lines(value: Any, indent: str = "") -> list[str]:
+    lines: list[str] = []
+    if isinstance(value, dict):
+        for key, item in value.items():
+            lines.extend(_r_entry(f"{indent}{_r_scalar(key)}:", item, indent))
+        return lines
+    for item in value:
+        if isinstance(item, list) and item and (flow := _r_flow(item)) is not None:
+            lines.append(f"{indent}- {flow}")
+        elif isinstance(item, dict | list) and item:
+            nested = _r_lines(item, indent + "  ")
+            lines.append(f"{indent}- {nested[0][len(indent) + 2 :]}")
+            lines.extend(nested[1:])
+        else:
+            lines.extend(_r_entry(f"{indent}-", item, indent))
+    return lines
+
+
+def _reference_yaml(value: dict[Any, Any] | list[Any]) -> str:
+    if not value:
+        return "{}" if isinstance(value, dict) else "[]"
+    return "\n".join(_r_lines(value))
+
+
+# Strings near every rule: reserved words in any case, numbers, dates and Unicode digits,
+# indicators, padding, line breaks of every kind, control and unprintable characters.
+_TRICKY = st.sampled_from([
+    "", "~", "No", "TRUE", ".NaN", "-.inf", "<<", "=", "y", "0x1F", "+1", ".5", "1e3", "٣٤",
+    "2025-01-14", "10:00", "1_000", "a: b", "a #b", "k:", "-x", "x-", "[a]", "a,b", "?",
+    " x", "x ", "\tx", "x\n", "x\n\n", "\nx", "a\nb", " a\nb", "a\r\nb", "a\u2028b", "é",
+    "\x7f", "\x85", "\ufeff", "a\x00b", "İ", "x" * 120, "word " * 30,
+])  # fmt: skip
+_MIXED_TEXT = _TRICKY | _TEXT | st.text(alphabet="ab :#-\n\t0.1", max_size=12)
+_MIXED = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | _MIXED_TEXT,
+    lambda inner: (
+        st.lists(inner, max_size=6)
+        | st.dictionaries(
+            _MIXED_TEXT | st.integers() | st.booleans() | st.none(), inner, max_size=5
+        )
+    ),
+    max_leaves=30,
+)
+
+
+@settings(max_examples=1500, deadline=None, database=None)
+@given(st.lists(_MIXED, max_size=5) | st.dictionaries(_MIXED_TEXT, _MIXED, max_size=5))
+def test_yaml_is_byte_for_byte_the_reference_writer(value: Any) -> None:
+    assert _to_yaml(value) == _reference_yaml(value)
+    assert _to_yaml(value) == _reference_yaml(value)  # again, with scalars remembered
 
 
 # ---------------------------------------------------------------------------- ContextBuilder

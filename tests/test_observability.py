@@ -7,7 +7,7 @@ import logging
 from typing import Any
 
 import pytest
-from langchain_core.messages import HumanMessage
+from langchain_core.messages import AIMessage, HumanMessage
 
 from compacting_supervisor import CompactingSupervisor, HistoryManager, TokenCounter
 from compacting_supervisor.testing import ScriptedChatModel, echo_graph
@@ -132,3 +132,91 @@ def test_thread_stats_of_a_thread_never_compacted(saver: Any) -> None:
     stats = supervisor.thread_stats(CONFIG)
     assert (stats.compactions, stats.tokens_saved, stats.last_compaction_at) == (0, 0, None)
     assert stats.messages == 2
+
+
+# ---------------------------------------------------------------------------- provider usage
+
+HISTORY = [
+    HumanMessage("Tell me a story about the lighthouse keeper."),
+    AIMessage("Once upon a time a keeper kept a diary of every ship that passed."),
+    HumanMessage("And then?"),
+    AIMessage("One stormy night a ship without lights came too close to the rocks."),
+    HumanMessage("What happened next?"),
+    AIMessage("The keeper lit every lamp and the ship turned away in time."),
+]
+
+
+def _usage(read: int, written: int) -> dict[str, int]:
+    return {"input_tokens": read, "output_tokens": written, "total_tokens": read + written}
+
+
+async def _compact(history: HistoryManager, run_async: bool) -> Any:
+    if run_async:
+        return await history.acompact_messages(HISTORY, compaction_ratio=0.6)
+    return history.compact_messages(HISTORY, compaction_ratio=0.6)
+
+
+@pytest.mark.parametrize("run_async", [False, True], ids=["sync", "async"])
+async def test_the_providers_reported_usage_is_used_when_the_reply_carries_it(
+    run_async: bool,
+) -> None:
+    reply = AIMessage(SUMMARY, usage_metadata=_usage(1234, 56))
+    history = HistoryManager(model=ScriptedChatModel(responses=[reply]), retry_backoff=0)
+    compaction = await _compact(history, run_async)
+    assert compaction.summarizer_calls == 1
+    # The billed figures, not our count of the prompt (far fewer tokens) or of the summary.
+    assert (compaction.summarizer_input_tokens, compaction.summarizer_output_tokens) == (1234, 56)
+
+
+@pytest.mark.parametrize("run_async", [False, True], ids=["sync", "async"])
+@pytest.mark.parametrize(
+    "usage", [None, _usage(0, 0), _usage(-5, 3)], ids=["none", "zeros", "negative"]
+)
+async def test_without_usable_usage_the_prompt_and_summary_are_counted(
+    run_async: bool, usage: Any
+) -> None:
+    summariser = ScriptedChatModel(responses=[AIMessage(SUMMARY, usage_metadata=usage)])
+    history = HistoryManager(model=summariser, retry_backoff=0)
+    compaction = await _compact(history, run_async)
+    assert compaction.summarizer_input_tokens == COUNTER.count(summariser.calls[0])
+    assert compaction.summarizer_output_tokens == COUNTER.count_text(SUMMARY)
+
+
+@pytest.mark.parametrize("run_async", [False, True], ids=["sync", "async"])
+async def test_failed_attempts_add_up_with_reported_and_counted_usage(run_async: bool) -> None:
+    summariser = ScriptedChatModel(
+        responses=[
+            RuntimeError("rate limited"),  # no reply: its prompt is counted
+            AIMessage("I'm sorry, I can't help.", usage_metadata=_usage(900, 7)),  # refused
+            AIMessage(SUMMARY, usage_metadata=_usage(1000, 40)),
+        ],
+        cycle=False,
+    )
+    history = HistoryManager(model=summariser, retry_backoff=0, summary_retries=2)
+    compaction = await _compact(history, run_async)
+    assert compaction.summarizer_calls == 3
+    prompt = COUNTER.count(summariser.calls[0])
+    assert compaction.summarizer_input_tokens == prompt + 900 + 1000
+    assert compaction.summarizer_output_tokens == 7 + 40
+
+
+def test_every_piece_of_a_long_history_reports_its_own_usage() -> None:
+    replies = [AIMessage(f"{SUMMARY} ({n})", usage_metadata=_usage(500 + n, 30)) for n in range(9)]
+    summariser = ScriptedChatModel(responses=replies, cycle=False)
+    history = HistoryManager(model=summariser, summary_input_tokens=200, retry_backoff=0)
+    compaction = history.compact_messages(HISTORY * 6, compaction_ratio=0.9)
+    calls = len(summariser.calls)
+    assert calls > 1
+    assert compaction.summarizer_calls == calls
+    assert compaction.summarizer_input_tokens == sum(500 + n for n in range(calls))
+    assert compaction.summarizer_output_tokens == 30 * calls
+
+
+def test_a_summarizer_called_directly_reports_nothing_anywhere() -> None:
+    """The reply's usage is only noted inside a history manager's call, never leaked."""
+    from compacting_supervisor.summarizers import _REPLIES, ChatModelSummarizer
+
+    reply = AIMessage(SUMMARY, usage_metadata=_usage(10, 5))
+    summarizer = ChatModelSummarizer(ScriptedChatModel(responses=[reply]))
+    assert summarizer.summarize(None, HISTORY, max_tokens=300) == SUMMARY
+    assert _REPLIES.get() is None

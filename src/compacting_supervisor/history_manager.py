@@ -8,6 +8,7 @@ run the same generator, so ``compact_thread`` and ``acompact_thread`` cannot dri
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 import uuid
@@ -43,10 +44,12 @@ from compacting_supervisor.summarizers import (
     ChatModelSummarizer,
     ExtractiveSummarizer,
     Summarizer,
+    _arun_summarizer,
+    _Replies,
+    _reported_usage,
+    _run_summarizer,
     _text_of,
-    arun_summarizer,
     resolve_chat_model,
-    run_summarizer,
 )
 from compacting_supervisor.token_counter import TokenCounter
 
@@ -89,6 +92,7 @@ class _Summarize:
     previous: str | None
     messages: list[BaseMessage]
     max_tokens: int
+    replies: _Replies  # filled by the call: the usage each model reply reported
 
 
 @dataclass(frozen=True)
@@ -138,11 +142,11 @@ _MAX_LISTED_REFS = 20
 
 def _stored_refs(previous: str | None, evicted: Sequence[BaseMessage]) -> list[str]:
     """The newest stored-result references the summary must name, oldest first."""
-    refs = list(dict.fromkeys(REF_PATTERN.findall(previous or "")))
+    refs = dict.fromkeys(REF_PATTERN.findall(previous or ""))  # ordered, each once
     for message in evicted:
-        if (ref := offloaded_ref(message)) is not None and ref not in refs:
-            refs.append(ref)
-    return refs[-_MAX_LISTED_REFS:]
+        if (ref := offloaded_ref(message)) is not None:
+            refs.setdefault(ref)
+    return list(refs)[-_MAX_LISTED_REFS:]
 
 
 def _refs_note(refs: Sequence[str]) -> str:
@@ -199,7 +203,9 @@ class HistoryManager:
             in the thread stay verbatim). Defaults to `redact_secrets` (API keys, tokens,
             passwords, private keys); None sends messages as they are.
         token_counter: Counts tokens for the results. Defaults to ``TokenCounter()``
-            (``cl100k_base``, exact offline).
+            (``cl100k_base``, exact offline). The summariser's tokens are the usage its
+            model reports on each reply where it does (what the provider bills); only a
+            call whose reply reports none is counted.
         messages_key: The state channel that holds the conversation.
         offload: Moves large tool results into a store at each compaction, leaving a
             reference and a preview (`OffloadToolResults`); None keeps them inline.
@@ -597,13 +603,18 @@ class HistoryManager:
         max_tokens: int,
         usage: _SummarizerUsage,
     ) -> _Flow[str]:
-        sent = self._summarizer_input_tokens(previous, chunk, max_tokens)
+        # Our own count of the prompt: made at most once, and only for a call whose reply
+        # reports no usage (the chat-model summariser then hands back the prompt the call
+        # built, rather than rendering the transcript again).
+        prompt_tokens = functools.cache(
+            lambda: self._summarizer_input_tokens(previous, chunk, max_tokens)
+        )
         for attempt in range(self.summary_retries + 1):
-            usage.calls += 1
-            usage.input_tokens += sent
+            replies: _Replies = []
             try:
-                text: str = yield _Summarize(previous, chunk, max_tokens)
+                text: str = yield _Summarize(previous, chunk, max_tokens, replies)
             except SummarizationError as exc:
+                self._add_usage(usage, replies, None, prompt_tokens)
                 if attempt == self.summary_retries:
                     raise
                 delay = self.retry_backoff * 2**attempt
@@ -611,9 +622,36 @@ class HistoryManager:
                 if delay:
                     yield _Sleep(delay)
             else:
-                usage.output_tokens += self.token_counter.count_text(text)
+                self._add_usage(usage, replies, text, prompt_tokens)
                 return text
         raise AssertionError  # pragma: no cover - the loop returns or raises
+
+    def _add_usage(
+        self,
+        usage: _SummarizerUsage,
+        replies: _Replies,
+        text: str | None,
+        prompt_tokens: Callable[[], int],
+    ) -> None:
+        """Add one summariser call to ``usage``: the provider's figures when it reported them.
+
+        Args:
+            usage: The compaction's running totals.
+            replies: What each model reply of the call reported (filled by the call).
+            text: The summary written, or None when the call failed.
+            prompt_tokens: Our own count of the call's prompt, used when the provider
+                reported nothing; then the summary written is counted too (a failed call
+                adds its prompt only).
+        """
+        usage.calls += 1
+        reported = _reported_usage(replies)
+        if reported is not None:
+            usage.input_tokens += reported.input_tokens
+            usage.output_tokens += reported.output_tokens
+            return
+        usage.input_tokens += prompt_tokens()
+        if text is not None:
+            usage.output_tokens += self.token_counter.count_text(text)
 
     def _summarizer_input_tokens(
         self, previous: str | None, chunk: list[BaseMessage], max_tokens: int
@@ -653,8 +691,10 @@ class HistoryManager:
         chunks: list[list[BaseMessage]] = [[]]
         used = 0
         for message in messages:
-            for piece in _split_message(message, room, count):
-                size = count(piece)
+            whole = count(message)
+            pieces = [message] if whole <= room else _split_message(message, room, whole)
+            for piece in pieces:
+                size = whole if piece is message else count(piece)
                 if chunks[-1] and used + size > room:
                     chunks.append([])
                     used = 0
@@ -863,12 +903,13 @@ class HistoryManager:
             op.policy.write(op.results)
             return None
         if isinstance(op, _Summarize):
-            return run_summarizer(
+            return _run_summarizer(
                 self.summarizer,
                 op.previous,
                 op.messages,
                 max_tokens=op.max_tokens,
                 timeout=self.summary_timeout,
+                replies=op.replies,
             )
         return op.saver.put(op.config, op.checkpoint, op.metadata, op.new_versions)
 
@@ -890,12 +931,13 @@ class HistoryManager:
             await op.policy.awrite(op.results)
             return None
         if isinstance(op, _Summarize):
-            return await arun_summarizer(
+            return await _arun_summarizer(
                 self.summarizer,
                 op.previous,
                 op.messages,
                 max_tokens=op.max_tokens,
                 timeout=self.summary_timeout,
+                replies=op.replies,
             )
         return await op.saver.aput(op.config, op.checkpoint, op.metadata, op.new_versions)
 
@@ -983,16 +1025,12 @@ def _checkpoint_config(op: _ReadHead) -> RunnableConfig:
     return config
 
 
-def _split_message(
-    message: BaseMessage, room: int, count: Callable[[BaseMessage], int]
-) -> list[BaseMessage]:
-    """Cut one message too large for the summariser's input into readable pieces."""
-    if count(message) <= room:
-        return [message]
+def _split_message(message: BaseMessage, room: int, tokens: int) -> list[BaseMessage]:
+    """Cut one message of ``tokens`` tokens, more than ``room``, into readable pieces."""
     text = _text_of(message.content)  # content blocks are read as their text
     if not text:
         return [message]
-    size = max(200, len(text) * room // max(count(message), 1) - 40)
+    size = max(200, len(text) * room // max(tokens, 1) - 40)
     parts = [text[i : i + size] for i in range(0, len(text), size)]
     return [
         message.model_copy(

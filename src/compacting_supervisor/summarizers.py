@@ -21,7 +21,7 @@ import logging
 import re
 import threading
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import (
@@ -451,6 +451,11 @@ class ChatModelSummarizer:
     validates the answer (no empty, placeholder or refusal text), as for any summariser.
     For full control of the request, subclass and override `prompt_messages`.
 
+    What a call cost is what the provider reports on the reply (``usage_metadata``: the
+    input and output tokens billed): `HistoryManager` records those as the compaction's
+    ``summarizer_input_tokens`` and ``summarizer_output_tokens``. For a model that reports
+    no usage, it counts `prompt_messages` and the summary with its token counter instead.
+
     Args:
         model: The chat model that writes the summaries.
         prompt: The system prompt; ``{max_words}`` in it is filled in. Defaults to
@@ -562,6 +567,7 @@ class ChatModelSummarizer:
         }
 
     def _finish(self, reply: Any, max_tokens: int) -> str:
+        _note_reply_usage(reply)
         text = _text_of(reply.content)
         return _cap_summary(text, max_tokens, self.token_counter)
 
@@ -693,6 +699,58 @@ def _cut_at_sentence(text: str, limit: int, count: Callable[[str], int]) -> str:
     return text[:low] + "…" if low else ""
 
 
+class _ReplyUsage(NamedTuple):
+    """The tokens a provider reported for one model reply (its ``usage_metadata``)."""
+
+    input_tokens: int
+    output_tokens: int
+
+
+_Replies = list[_ReplyUsage | None]
+"""Each model reply of one summariser call: its reported usage, or None (none reported)."""
+
+_REPLIES: contextvars.ContextVar[_Replies | None] = contextvars.ContextVar(
+    "compacting_supervisor_summarizer_replies", default=None
+)
+"""Where the summariser call running in this context notes its model replies."""
+
+
+def _token_figure(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _note_reply_usage(reply: Any) -> None:
+    """Note what ``reply`` reports it cost, for the summariser call running now."""
+    replies = _REPLIES.get()
+    if replies is None:
+        return  # not called through the history manager
+    usage = getattr(reply, "usage_metadata", None)
+    if not isinstance(usage, dict):
+        replies.append(None)
+        return
+    read = _token_figure(usage.get("input_tokens"))
+    written = _token_figure(usage.get("output_tokens"))
+    # A real prompt is never 0 tokens: zeros are a placeholder, not a report.
+    if read is not None and written is not None and read > 0 and written >= 0:
+        replies.append(_ReplyUsage(read, written))
+    else:
+        replies.append(None)
+
+
+def _reported_usage(replies: _Replies) -> _ReplyUsage | None:
+    """What the provider reported for one summariser call, summed over its model replies.
+
+    None when the call got no reply (it raised or timed out first) or when any of its
+    replies reported nothing: the caller then counts the call itself.
+    """
+    reported = [reply for reply in replies if reply is not None]
+    if not replies or len(reported) < len(replies):
+        return None
+    return _ReplyUsage(
+        sum(r.input_tokens for r in reported), sum(r.output_tokens for r in reported)
+    )
+
+
 def _failure(exc: BaseException, timeout: float | None) -> SummarizationError:
     if isinstance(exc, SummarizationError):
         return exc
@@ -717,8 +775,24 @@ def run_summarizer(
     Raises:
         SummarizationError: The summariser raised, timed out or returned no usable text.
     """
+    return _run_summarizer(
+        summarizer, previous, messages, max_tokens=max_tokens, timeout=timeout, replies=[]
+    )
+
+
+def _run_summarizer(
+    summarizer: Summarizer,
+    previous: str | None,
+    messages: Sequence[BaseMessage],
+    *,
+    max_tokens: int,
+    timeout: float | None,
+    replies: _Replies,
+) -> str:
+    """`run_summarizer`, noting in ``replies`` the usage each model reply reported."""
     future: concurrent.futures.Future[str] = concurrent.futures.Future()
     context = contextvars.copy_context()
+    context.run(_REPLIES.set, replies)  # the copy only: the caller's context is untouched
 
     def call() -> None:
         try:
@@ -745,10 +819,31 @@ async def arun_summarizer(
     timeout: float | None,
 ) -> str:
     """Async form of `run_summarizer`."""
+    return await _arun_summarizer(
+        summarizer, previous, messages, max_tokens=max_tokens, timeout=timeout, replies=[]
+    )
+
+
+async def _arun_summarizer(
+    summarizer: Summarizer,
+    previous: str | None,
+    messages: Sequence[BaseMessage],
+    *,
+    max_tokens: int,
+    timeout: float | None,
+    replies: _Replies,
+) -> str:
+    """Async form of `_run_summarizer`."""
+
+    async def call() -> str:
+        token = _REPLIES.set(replies)
+        try:
+            return await summarizer.asummarize(previous, messages, max_tokens=max_tokens)
+        finally:
+            _REPLIES.reset(token)
+
     try:
-        text = await asyncio.wait_for(
-            summarizer.asummarize(previous, messages, max_tokens=max_tokens), timeout=timeout
-        )
+        text = await asyncio.wait_for(call(), timeout=timeout)
     except Exception as exc:
         raise _failure(exc, timeout) from exc
     return validate_summary(text)
