@@ -44,6 +44,7 @@ __all__ = [
     "LIMIT",
     "OFFLOAD",
     "OFFLOAD_POLICY",
+    "OFFLOAD_SETTINGS",
     "SETTINGS",
     "CompactingSettings",
     "Contender",
@@ -119,6 +120,13 @@ SETTINGS = CompactingSettings(token_limit=LIMIT, keep="ratio:0.95")
 The cut never summarises the latest user message, so this keeps the last turn (and the
 tool call it made): the smallest history after a compaction, as langmem leaves, without
 its loss. ``python benchmarks/run.py --sweep`` shows the other settings.
+"""
+
+OFFLOAD_SETTINGS = CompactingSettings(token_limit=2100, keep="ratio:0.95")
+"""With answered results offloaded, a lower limit within the same 25 summariser calls.
+
+Turns grow by previews only, so at 3,000 tokens there would be 16 compactions: the limit
+is lowered until the number of summariser calls is back at 25 (2,000 makes 26).
 """
 
 KEEP_20 = CompactingSettings(token_limit=LIMIT, keep="messages:20")

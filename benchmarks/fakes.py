@@ -16,6 +16,8 @@ summariser's usage counting aside: `busy_seconds` holds all of a model's own tim
 
 from __future__ import annotations
 
+import json
+import re
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -34,12 +36,14 @@ from benchmarks.conversation import (
     TOOL_NAME,
     message_tags,
     reply_text,
+    tags_in,
     tool_call_id,
     tool_query,
     tool_result,
     turn_of,
 )
 from compacting_supervisor import TokenCounter
+from compacting_supervisor.offload import HEADER_PREFIX
 
 __all__ = ["AgentModel", "SummariserModel", "SummaryCall", "search_records"]
 
@@ -190,9 +194,27 @@ class SummariserModel(_RecordingModel):
         with self._lock:
             outputs, self._summaries = self._summaries, []
         return [
-            SummaryCall(messages, set().union(*(message_tags(m) for m in messages)), out)
+            SummaryCall(messages, set().union(*(_whole_tags(m) for m in messages)), out)
             for messages, out in zip(calls, outputs, strict=True)
         ]
+
+
+_STUB = re.compile(
+    re.escape(HEADER_PREFIX) + r"tr_[0-9a-f]{20}.*?(?:more characters; call|to read it\.)[^\]]*\]",
+    re.DOTALL,
+)
+"""An offloaded result's reference and preview, as it reads in a message or a transcript."""
+
+
+def _whole_tags(message: BaseMessage) -> set[str]:
+    """The tags of ``message``, leaving out those only in an offloaded result's preview.
+
+    A preview reaching the summariser is not the result reaching it.
+    """
+    text = message.content if isinstance(message.content, str) else json.dumps(message.content)
+    if HEADER_PREFIX not in text:
+        return message_tags(message)
+    return set(tags_in(_STUB.sub("", text)))
 
 
 def _tag_order(tag: str) -> tuple[int, str]:

@@ -1,8 +1,9 @@
 """Run the scripted conversation through each contender and measure it.
 
-Each contender runs on its own SQLite file. A turn's wall time covers the invoke only:
-the tokens the fake models were sent are counted after the timer stops, with one counter
-for every contender (the package's `TokenCounter`, cl100k_base).
+Each contender runs on its own SQLite file. A turn's wall time covers the invoke only, less
+the fake models' own time; the tokens the fake models were sent are counted after the
+timer stops, with one counter for every contender (the package's `TokenCounter`,
+cl100k_base).
 
 Rounds interleave the contenders (the order rotates each round); ratios are taken within
 a round against the no-compaction run of the same round, and the table reports their
@@ -20,7 +21,7 @@ from typing import Any
 from benchmarks.contenders import EXTRA, OFFLOAD, CompactingSettings, Contender, build
 from benchmarks.conversation import all_tags, message_tags, script, tags_in
 from benchmarks.savers import open_saver, sqlite_bytes
-from compacting_supervisor import TokenCounter, is_summary
+from compacting_supervisor import TokenCounter
 from compacting_supervisor.offload import REF_PATTERN, offloaded_ref
 
 __all__ = ["LATE_TURNS", "RunResult", "run_contender", "run_rounds"]
@@ -142,9 +143,13 @@ def run_contender(
         meter = _Meter(contender, result)
         last_compaction: Any = None
         for turn in script(turns):
+            models = contender.agent_model.busy_seconds + contender.summariser.busy_seconds
             started = time.perf_counter()
             contender.turn(turn.user)
-            result.turn_seconds.append(time.perf_counter() - started)
+            spent = time.perf_counter() - started
+            # The fake models' own time (the summariser counts its usage) is not the framework's.
+            models = contender.agent_model.busy_seconds + contender.summariser.busy_seconds - models
+            result.turn_seconds.append(spent - models)
             meter.after_turn()
             if kind in ("compacting", OFFLOAD):
                 last_compaction = _note_compaction(contender, turn.number, last_compaction, result)
@@ -181,35 +186,34 @@ def _finish(contender: Contender, meter: _Meter, result: RunResult) -> None:
     expected = all_tags(result.turns)
     visible: set[str] = set()
     for message in contender.visible_messages():
-        visible |= message_tags(message)
+        if offloaded_ref(message) is None:  # a preview is not the message
+            visible |= message_tags(message)
+    if contender.store is not None:
+        visible |= _readable_results(contender)
     result.messages_total = len(expected)
     lost = expected - meter.reached - visible
-    if contender.store is not None:
-        lost |= _unreadable_results(contender, expected)
     result.lost = sorted(lost, key=lambda t: (t[1:], t[0]))
     result.state_messages = len(contender.state_messages())
     result.blind_calls = contender.agent_model.blind_calls
 
 
-def _unreadable_results(contender: Contender, expected: set[str]) -> set[str]:
-    """Offloaded tool results the agent can no longer read back whole.
+def _readable_results(contender: Contender) -> set[str]:
+    """Tags of the offloaded results the agent can read back whole.
 
-    Stricter than the other contenders' test: a result's preview reaching the summariser
-    or staying visible does not count. It counts as kept only when the store holds its
-    text and its reference is still named in the thread (a message or the summary).
+    Those whose reference is still named in the thread (a message or the summary) and
+    whose text the store holds. A result that is neither readable so nor reached the
+    summariser whole is lost: a preview reaching it does not count (`fakes._whole_tags`).
     """
     assert contender.store is not None
-    named = set()
     readable: set[str] = set()
+    named = set()
     for message in contender.state_messages():
         named.update(REF_PATTERN.findall(message.text))
-        if offloaded_ref(message) is None and not is_summary(message):
-            readable |= message_tags(message)  # still whole in the thread
     for ref in named:
         text = contender.store.get(ref)
         if text is not None:
             readable |= set(tags_in(text))
-    return {tag for tag in expected if tag.startswith("T")} - readable
+    return readable
 
 
 def run_rounds(

@@ -17,7 +17,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from benchmarks.contenders import LABELS, SETTINGS
+from benchmarks.contenders import LABELS, OFFLOAD, OFFLOAD_POLICY, OFFLOAD_SETTINGS, SETTINGS
 from benchmarks.measure import LATE_TURNS, RunResult
 
 __all__ = ["Goal", "judge", "machine", "render", "summarise"]
@@ -219,9 +219,16 @@ def judge(summary: dict[str, dict[str, Any]], micro: dict[str, Any]) -> list[Goa
         Goal(
             1,
             "agent + summariser tokens <= 0.06x, <= 25 summariser calls, no message lost",
-            f"{_ratio(ours['total_ratio'])} (agent alone {_ratio(ours['agent_ratio'])}), "
-            f"{ours['summariser_calls']} calls, {ours['lost']} lost",
-            ours["total_ratio"] <= 0.06 and ours["summariser_calls"] <= 25 and ours["lost"] == 0,
+            "; ".join(
+                f"{row['label']}: {_ratio(row['total_ratio'])} (agent alone "
+                f"{_ratio(row['agent_ratio'])}), {row['summariser_calls']} calls, "
+                f"{row['lost']} lost"
+                for row in (summary[n] for n in ("compacting", OFFLOAD) if n in summary)
+            ),
+            any(
+                row["total_ratio"] <= 0.06 and row["summariser_calls"] <= 25 and row["lost"] == 0
+                for row in (summary[n] for n in ("compacting", OFFLOAD) if n in summary)
+            ),
         ),
         Goal(
             2,
@@ -458,7 +465,8 @@ def render(
         + (f"; git {info['git']}" if info.get("git") else "")
         + ".",
         "",
-        f"Command: `{command}`. CompactingSupervisor: {SETTINGS.describe()}; the middleware: "
+        f"Command: `{command}`. CompactingSupervisor: {SETTINGS.describe()}; "
+        f"+ offload: {OFFLOAD_SETTINGS.describe()}, offload={OFFLOAD_POLICY}; the middleware: "
         "trigger=('tokens', 3000), keep=('messages', 20); langmem: max_tokens=3000. One "
         "counter for all (the package's TokenCounter, cl100k_base). Ratios are against no "
         "compaction, within each round.",

@@ -28,7 +28,15 @@ if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks import micro, report, sweep
-from benchmarks.contenders import CONTENDERS, EXTRA, KEEP_20, OFFLOAD, OFFLOAD_POLICY, SETTINGS
+from benchmarks.contenders import (
+    CONTENDERS,
+    EXTRA,
+    KEEP_20,
+    OFFLOAD,
+    OFFLOAD_POLICY,
+    OFFLOAD_SETTINGS,
+    SETTINGS,
+)
 from benchmarks.measure import run_rounds
 from benchmarks.savers import postgres_available
 
@@ -98,7 +106,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     started = time.perf_counter()
     postgres = not args.no_postgres and postgres_available()
     contenders = [*CONTENDERS, OFFLOAD, *([] if args.no_extra else [EXTRA])]
-    settings = {"compacting": SETTINGS, OFFLOAD: SETTINGS, EXTRA: KEEP_20}
+    settings = {"compacting": SETTINGS, OFFLOAD: OFFLOAD_SETTINGS, EXTRA: KEEP_20}
     with tempfile.TemporaryDirectory(prefix="compacting-bench-", dir=args.workdir) as tmp:
         workdir = Path(tmp)
         rounds = run_rounds(
@@ -131,7 +139,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "machine": info,
         "settings": {
             "compacting": SETTINGS.describe(),
-            OFFLOAD: f"{SETTINGS.describe()}, offload={OFFLOAD_POLICY}",
+            OFFLOAD: f"{OFFLOAD_SETTINGS.describe()}, offload={OFFLOAD_POLICY}",
             EXTRA: KEEP_20.describe(),
         },
         "summary": summary,

@@ -1073,3 +1073,60 @@ def test_offload_setting_is_checked() -> None:
 
     with pytest.raises(TypeError, match="`offload` must be an OffloadToolResults"):
         CompactingSupervisor(report_agent(InMemorySaver()), offload="results/")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+async def test_a_compaction_summarises_stored_results_whole(mode: str, tmp_path: Path) -> None:
+    """The summariser reads what the agent read, not the preview left in the thread."""
+    from compacting_supervisor import CompactingSupervisor, HistoryManager
+
+    store = DirectoryResultStore(tmp_path / "results")
+    summariser = ScriptedChatModel(responses=["## Goal\n- daily reports"], cycle=True)
+    supervisor = CompactingSupervisor(
+        report_agent(InMemorySaver()),
+        HistoryManager(model=summariser, retry_backoff=0),
+        token_limit=10**6,
+        offload=OffloadToolResults(store, min_tokens=500, preview_chars=40),
+    )
+    assert supervisor.history_manager.offload is supervisor.offload
+    config = {"configurable": {"thread_id": "reports"}}
+    for _ in range(3):
+        if mode == "sync":
+            supervisor.invoke({"messages": [HumanMessage("Fetch today's report.")]}, config)
+        else:
+            await supervisor.ainvoke({"messages": [HumanMessage("Fetch the report.")]}, config)
+    stubs = [m for m in supervisor.get_state(config).values["messages"] if offloaded_ref(m)]
+    assert len(stubs) == 3 and all("row,value\n" * 5 not in m.text for m in stubs)
+    result = supervisor.compact(config) if mode == "sync" else await supervisor.acompact(config)
+    assert result is not None and result.succeeded
+    prompt = "\n".join(m.text for m in summariser.calls[-1]).replace("\\n", "\n")
+    after = supervisor.get_state(config).values["messages"]
+    evicted = [m for m in stubs if m.id not in {a.id for a in after}]
+    assert evicted and len(evicted) < len(stubs)
+    for message in evicted:  # whole, in what the summariser read; named in the summary
+        ref = offloaded_ref(message)
+        assert ref is not None and ref in after[0].text
+        head, _, rest = store.get(ref).partition("\n")
+        assert head in prompt and rest[-200:] in prompt
+
+
+def test_a_result_missing_from_the_store_is_summarised_from_its_preview(tmp_path: Path) -> None:
+    from compacting_supervisor import CompactingSupervisor, HistoryManager
+
+    store = DirectoryResultStore(tmp_path / "results")
+    summariser = ScriptedChatModel(responses=["## Goal\n- daily reports"], cycle=True)
+    supervisor = CompactingSupervisor(
+        report_agent(InMemorySaver()),
+        HistoryManager(model=summariser, retry_backoff=0),
+        token_limit=10**6,
+        offload=OffloadToolResults(store, min_tokens=500, preview_chars=40),
+    )
+    config = {"configurable": {"thread_id": "reports"}}
+    for _ in range(3):
+        supervisor.invoke({"messages": [HumanMessage("Fetch today's report.")]}, config)
+    for path in (tmp_path / "results").glob("tr_*.txt"):
+        path.unlink()
+    result = supervisor.compact(config)
+    assert result is not None and result.succeeded
+    prompt = "\n".join(m.text for m in summariser.calls[-1])
+    assert HEADER_PREFIX in prompt.replace("\\n", "\n") or "tool result stored" in prompt

@@ -37,6 +37,7 @@ from compacting_supervisor.offload import (
     OffloadedResult,
     OffloadToolResults,
     offloaded_ref,
+    restored,
 )
 from compacting_supervisor.redaction import redact_secrets
 from compacting_supervisor.results import CompactionResult, MessageCompaction, ThreadStats
@@ -122,7 +123,22 @@ class _StoreResults:
     results: list[OffloadedResult]
 
 
-_Op = _ReadState | _ReadHead | _ListCompactions | _Summarize | _Sleep | _StoreResults | _Put
+@dataclass(frozen=True)
+class _ReadResults:
+    policy: OffloadToolResults
+    refs: list[str]
+
+
+_Op = (
+    _ReadState
+    | _ReadHead
+    | _ListCompactions
+    | _Summarize
+    | _Sleep
+    | _StoreResults
+    | _ReadResults
+    | _Put
+)
 _Flow = Generator[_Op, Any, _T]
 
 
@@ -546,7 +562,14 @@ class HistoryManager:
         while refs and count(_refs_note(refs)) + 2 > max_tokens // 2:
             refs = refs[1:]  # the list takes at most half of the summary's room
         cap = max_tokens - (count(_refs_note(refs)) + 2 if refs else 0)
-        summary: str = yield from self._summarize_flow(previous, plan.evicted, cap, usage)
+        evicted = plan.evicted
+        if self.offload is not None and (
+            stored := [ref for m in evicted if (ref := offloaded_ref(m)) is not None]
+        ):
+            # The summariser reads what the agent read: each stored result whole.
+            texts = yield _ReadResults(self.offload, stored)
+            evicted = [restored(m, texts) for m in evicted]
+        summary: str = yield from self._summarize_flow(previous, evicted, cap, usage)
         if missing := [ref for ref in refs if ref not in summary]:
             summary = f"{summary}\n\n{_refs_note(missing)}"
         earlier = _summary_meta(plan.parts.summary)
@@ -902,6 +925,8 @@ class HistoryManager:
         if isinstance(op, _StoreResults):
             op.policy.write(op.results)
             return None
+        if isinstance(op, _ReadResults):
+            return op.policy.read_back(op.refs)
         if isinstance(op, _Summarize):
             return _run_summarizer(
                 self.summarizer,
@@ -930,6 +955,8 @@ class HistoryManager:
         if isinstance(op, _StoreResults):
             await op.policy.awrite(op.results)
             return None
+        if isinstance(op, _ReadResults):
+            return await op.policy.aread_back(op.refs)
         if isinstance(op, _Summarize):
             return await _arun_summarizer(
                 self.summarizer,

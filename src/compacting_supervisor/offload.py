@@ -79,6 +79,7 @@ __all__ = [
     "make_ref",
     "offloaded_ref",
     "read_tool_result_tool",
+    "restored",
     "stored_results_note",
 ]
 
@@ -717,6 +718,28 @@ class OffloadToolResults:
         _log_plan(plan, self.store)
         return plan
 
+    def read_back(self, refs: Sequence[str]) -> dict[str, str | None]:
+        """The stored text of each reference (None where the store has none or fails)."""
+        texts: dict[str, str | None] = {}
+        for ref in dict.fromkeys(refs):
+            try:
+                texts[ref] = self.store.get(ref)
+            except Exception as exc:  # a summary of the preview beats no summary
+                logger.warning("Could not read stored result %s back: %s", ref, exc)
+                texts[ref] = None
+        return texts
+
+    async def aread_back(self, refs: Sequence[str]) -> dict[str, str | None]:
+        """Async form of `read_back`."""
+        texts: dict[str, str | None] = {}
+        for ref in dict.fromkeys(refs):
+            try:
+                texts[ref] = await self.store.aget(ref)
+            except Exception as exc:  # a summary of the preview beats no summary
+                logger.warning("Could not read stored result %s back: %s", ref, exc)
+                texts[ref] = None
+        return texts
+
     def _failure(self, item: OffloadedResult, exc: Exception) -> OffloadError:
         thread_id = item.metadata.get("thread_id")
         msg = (
@@ -821,6 +844,23 @@ class OffloadToolResults:
             logger.warning("%s The tool result is returned whole.", exc)
             return result
         return plan.offloaded[0].replacement if plan.offloaded else result
+
+
+def restored(message: BaseMessage, texts: Mapping[str, str | None]) -> BaseMessage:
+    """``message`` with its stored text back in place of the reference, where ``texts`` has it.
+
+    For a summariser: it should summarise what the agent read, not the preview. Any other
+    message, or a result whose text is missing, is returned as it is.
+    """
+    ref = offloaded_ref(message)
+    text = texts.get(ref) if ref is not None else None
+    if text is None:
+        return message
+    content: str | list[Any] = text
+    if isinstance(message.content, list):
+        _, others = _split_content(message.content)
+        content = [{"type": "text", "text": text}, *others]
+    return message.model_copy(update={"content": content})
 
 
 def make_ref(thread_id: str | None, tool_call_id: str, text: str) -> str:

@@ -31,7 +31,8 @@ class MessageCompaction:
     summarizer_calls: int = 0
     """Summariser calls made (pieces of a long input, retries included)."""
     summarizer_input_tokens: int = 0
-    """Tokens the summariser read, over all its calls (0 for the extractive summariser)."""
+    """Tokens the summariser read, over all its calls (0 for the extractive summariser):
+    the provider's reported ``usage_metadata`` where the reply has it, else counted."""
     summarizer_output_tokens: int = 0
     """Tokens of the summaries it wrote."""
 
@@ -91,7 +92,8 @@ class CompactionResult:
     summarizer_calls: int = 0
     """Summariser calls made (pieces of a long input, retries included)."""
     summarizer_input_tokens: int = 0
-    """Tokens the summariser read over all its calls (0 for the extractive summariser)."""
+    """Tokens the summariser read over all its calls (0 for the extractive summariser):
+    the provider's reported ``usage_metadata`` where the reply has it, else counted."""
     summarizer_output_tokens: int = 0
     """Tokens of the summaries it wrote."""
     extra: dict[str, Any] = field(default_factory=dict)
