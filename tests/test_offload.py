@@ -1075,9 +1075,8 @@ def test_offload_setting_is_checked() -> None:
         CompactingSupervisor(report_agent(InMemorySaver()), offload="results/")  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("mode", ["sync", "async"])
-async def test_a_compaction_summarises_stored_results_whole(mode: str, tmp_path: Path) -> None:
-    """The summariser reads what the agent read, not the preview left in the thread."""
+def _summarising_supervisor(tmp_path: Path) -> tuple[Any, DirectoryResultStore, Any]:
+    """`report_agent` with answered results offloaded and a recording LLM summariser."""
     from compacting_supervisor import CompactingSupervisor, HistoryManager
 
     store = DirectoryResultStore(tmp_path / "results")
@@ -1088,6 +1087,13 @@ async def test_a_compaction_summarises_stored_results_whole(mode: str, tmp_path:
         token_limit=10**6,
         offload=OffloadToolResults(store, min_tokens=500, preview_chars=40),
     )
+    return supervisor, store, summariser
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+async def test_a_compaction_summarises_stored_results_whole(mode: str, tmp_path: Path) -> None:
+    """The summariser reads what the agent read, not the preview left in the thread."""
+    supervisor, store, summariser = _summarising_supervisor(tmp_path)
     assert supervisor.history_manager.offload is supervisor.offload
     config = {"configurable": {"thread_id": "reports"}}
     for _ in range(3):
@@ -1111,16 +1117,7 @@ async def test_a_compaction_summarises_stored_results_whole(mode: str, tmp_path:
 
 
 def test_a_result_missing_from_the_store_is_summarised_from_its_preview(tmp_path: Path) -> None:
-    from compacting_supervisor import CompactingSupervisor, HistoryManager
-
-    store = DirectoryResultStore(tmp_path / "results")
-    summariser = ScriptedChatModel(responses=["## Goal\n- daily reports"], cycle=True)
-    supervisor = CompactingSupervisor(
-        report_agent(InMemorySaver()),
-        HistoryManager(model=summariser, retry_backoff=0),
-        token_limit=10**6,
-        offload=OffloadToolResults(store, min_tokens=500, preview_chars=40),
-    )
+    supervisor, _, summariser = _summarising_supervisor(tmp_path)
     config = {"configurable": {"thread_id": "reports"}}
     for _ in range(3):
         supervisor.invoke({"messages": [HumanMessage("Fetch today's report.")]}, config)
