@@ -386,6 +386,39 @@ class HistoryManager:
         flow = self._public_replace_flow(config, messages, graph)
         return await self._adrive(flow, thread_id=_thread_id(config))
 
+    def offload_answered(
+        self, config: RunnableConfig, policy: OffloadToolResults, *, graph: Any = None
+    ) -> list[BaseMessage] | None:
+        """Move the thread's answered tool results to ``policy``'s store, rewriting its head.
+
+        What ``CompactingSupervisor(offload=...)`` does after each run: see
+        `OffloadToolResults.plan_answered`. The store is written first; only then is the
+        head checkpoint rewritten (if it has not moved meanwhile).
+
+        Args:
+            config: Names the thread.
+            policy: Which results, and where they go.
+            graph: The compiled graph the thread belongs to (for the idle check and its
+                checkpointer).
+
+        Returns:
+            The new messages, or None when the thread is not idle or nothing is answered
+            and large enough.
+
+        Raises:
+            OffloadError: A store write failed; the history is unchanged.
+            StaleCheckpointError: A run finished meanwhile; nothing was written.
+        """
+        flow = self._offload_flow(_thread_id(config), graph, policy)
+        return self._drive(flow, thread_id=_thread_id(config))
+
+    async def aoffload_answered(
+        self, config: RunnableConfig, policy: OffloadToolResults, *, graph: Any = None
+    ) -> list[BaseMessage] | None:
+        """Async form of `offload_answered`."""
+        flow = self._offload_flow(_thread_id(config), graph, policy)
+        return await self._adrive(flow, thread_id=_thread_id(config))
+
     def compact_thread(
         self,
         config: RunnableConfig,
@@ -770,6 +803,35 @@ class HistoryManager:
         new_config: RunnableConfig = yield _Put(saver, head.config, checkpoint, metadata, versions)
         logger.debug("Thread %s: wrote checkpoint %s.", thread_id, checkpoint["id"])
         return new_config
+
+    def _offload_flow(
+        self, thread_id: str, graph: Any, policy: OffloadToolResults
+    ) -> _Flow[list[BaseMessage] | None]:
+        saver = self._saver(graph)
+        state: _ThreadState = yield _ReadState(thread_id, graph, saver)
+        if state.busy:
+            logger.debug("Thread %s is not idle (%s): tool results stay.", thread_id, state.busy)
+            return None
+        _check_messages(state.messages, self.messages_key)
+        plan = policy.plan_answered(state.messages, thread_id=thread_id)
+        if not plan.offloaded:
+            return None
+        yield _StoreResults(policy, plan.offloaded)
+        logger.debug(
+            "Thread %s: offloading %d answered tool result(s), %d characters.",
+            thread_id,
+            len(plan.offloaded),
+            plan.chars_offloaded,
+        )
+        config: RunnableConfig = {
+            "configurable": {
+                **head_config(thread_id)["configurable"],
+                "checkpoint_id": state.checkpoint_id,
+            }
+        }
+        details = {"kind": "replacement", "offloaded_results": len(plan.offloaded)}
+        yield from self._replace_flow(config, plan.messages, details, saver)
+        return plan.messages
 
     def _thread_flow(
         self,

@@ -49,7 +49,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from langchain_core.messages import BaseMessage, HumanMessage, ToolMessage
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
 from langchain_core.tools import BaseTool, StructuredTool
 from langgraph.store.base import BaseStore
 from pydantic import BaseModel, Field, create_model
@@ -605,6 +605,31 @@ class OffloadToolResults:
                 new[index] = item.replacement
                 offloaded.append(item)
         return OffloadPlan(messages=new, offloaded=offloaded)
+
+    def plan_answered(
+        self, messages: Sequence[BaseMessage], *, thread_id: str | None = None
+    ) -> OffloadPlan:
+        """`plan` for the results the agent has already answered. No I/O.
+
+        Answered: before the newest AIMessage, which read them whole (a history that ends
+        at a tool result, e.g. an interrupted run, keeps that result until it is answered).
+        Each replacement records that answer's id (``answered_by``).
+
+        Args:
+            messages: The history (not modified).
+            thread_id: The thread the messages belong to.
+
+        Returns:
+            The whole new message list and the results to store.
+        """
+        answer = next(
+            (i for i in range(len(messages) - 1, 0, -1) if isinstance(messages[i], AIMessage)),
+            None,
+        )
+        if answer is None:
+            return OffloadPlan(messages=list(messages), offloaded=[])
+        plan = self.plan(messages[:answer], thread_id=thread_id, answered_by=messages[answer].id)
+        return OffloadPlan([*plan.messages, *messages[answer:]], plan.offloaded)
 
     def _plan_one(
         self, message: ToolMessage, index: int, thread_id: str | None, answered_by: str | None

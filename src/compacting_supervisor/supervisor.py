@@ -42,7 +42,7 @@ from compacting_supervisor.history_manager import (
 )
 from compacting_supervisor.keep import KeepPolicy, KeepRatio
 from compacting_supervisor.locks import ThreadLocks, alocks_for, locks_for
-from compacting_supervisor.offload import OffloadPlan, OffloadToolResults
+from compacting_supervisor.offload import OffloadToolResults
 from compacting_supervisor.results import CompactionResult, ThreadStats
 from compacting_supervisor.summarizers import SUMMARIZER_TAG
 from compacting_supervisor.triggers import (
@@ -668,8 +668,15 @@ class CompactingSupervisor:
         messages = self._values_messages(values)
         if messages is None:  # the output does not carry the messages: read the state
             values, messages = self._state_of(self.agent.get_state(head_config(thread_id)))
-        if self._answered_results(thread_id, messages) is not None:
-            messages = self._offload_answered(thread_id) or messages
+        if self.offload is not None and self._answered_results(self.offload, thread_id, messages):
+            try:
+                offloaded = self.history_manager.offload_answered(
+                    head_config(thread_id), self.offload, graph=self.agent
+                )
+            except Exception as exc:  # the results stay whole; the run has already succeeded
+                _offload_failed(thread_id, exc)
+            else:
+                messages = offloaded or messages
         decision = self._decide(thread_id, messages, values)
         if not isinstance(decision, _Compact):
             return decision
@@ -687,8 +694,15 @@ class CompactingSupervisor:
         messages = self._values_messages(values)
         if messages is None:  # the output does not carry the messages: read the state
             values, messages = self._state_of(await self.agent.aget_state(head_config(thread_id)))
-        if self._answered_results(thread_id, messages) is not None:
-            messages = await self._aoffload_answered(thread_id) or messages
+        if self.offload is not None and self._answered_results(self.offload, thread_id, messages):
+            try:
+                offloaded = await self.history_manager.aoffload_answered(
+                    head_config(thread_id), self.offload, graph=self.agent
+                )
+            except Exception as exc:  # the results stay whole; the run has already succeeded
+                _offload_failed(thread_id, exc)
+            else:
+                messages = offloaded or messages
         decision = self._decide(thread_id, messages, values)
         if not isinstance(decision, _Compact):
             return decision
@@ -700,80 +714,15 @@ class CompactingSupervisor:
             return self._settle(thread_id, decision, messages, exc)
         return self._settle(thread_id, decision, messages, result)
 
-    def _answered_results(self, thread_id: str, messages: list[BaseMessage]) -> OffloadPlan | None:
-        """The ``offload`` policy's plan for the results already answered; None: nothing to do.
+    @staticmethod
+    def _answered_results(
+        policy: OffloadToolResults, thread_id: str, messages: list[BaseMessage]
+    ) -> bool:
+        """Whether the run left tool results the agent answered for ``policy`` to offload.
 
-        Answered: before the thread's newest AIMessage, which read them whole (a run that
-        stopped at a tool result, e.g. an interrupt, keeps that result until it is answered).
+        A pure check of the run's output, so a run with none reads and writes nothing more.
         """
-        if self.offload is None:
-            return None
-        answer = next(
-            (i for i in range(len(messages) - 1, 0, -1) if isinstance(messages[i], AIMessage)),
-            None,
-        )
-        if answer is None:
-            return None
-        plan = self.offload.plan(
-            messages[:answer], thread_id=thread_id, answered_by=messages[answer].id
-        )
-        if not plan.offloaded:
-            return None
-        return OffloadPlan([*plan.messages, *messages[answer:]], plan.offloaded)
-
-    def _offload_answered(self, thread_id: str) -> list[BaseMessage] | None:
-        """Offload the answered results (`_answered_results`) of the thread's head.
-
-        Planned again on the head the rewrite checks against, so a thread that moved or is
-        not idle is left alone. Returns the new messages, or None when nothing was written.
-        """
-        assert self.offload is not None
-        snapshot = self.agent.get_state(head_config(thread_id))
-        plan = self._offload_target(thread_id, snapshot)
-        if plan is None:
-            return None
-        try:
-            self.offload.write(plan.offloaded)
-            self.history_manager.replace_thread_history(
-                snapshot.config, plan.messages, graph=self.agent
-            )
-        except Exception as exc:  # the results stay whole; the run has already succeeded
-            _offload_failed(thread_id, exc)
-            return None
-        return plan.messages
-
-    async def _aoffload_answered(self, thread_id: str) -> list[BaseMessage] | None:
-        """Async form of `_offload_answered`."""
-        assert self.offload is not None
-        snapshot = await self.agent.aget_state(head_config(thread_id))
-        plan = self._offload_target(thread_id, snapshot)
-        if plan is None:
-            return None
-        try:
-            await self.offload.awrite(plan.offloaded)
-            await self.history_manager.areplace_thread_history(
-                snapshot.config, plan.messages, graph=self.agent
-            )
-        except Exception as exc:  # the results stay whole; the run has already succeeded
-            _offload_failed(thread_id, exc)
-            return None
-        return plan.messages
-
-    def _offload_target(self, thread_id: str, snapshot: Any) -> OffloadPlan | None:
-        state = self.history_manager._state_from_snapshot(snapshot)
-        if state.busy:
-            logger.debug("Thread %s is not idle (%s): tool results stay.", thread_id, state.busy)
-            return None
-        _check_messages(state.messages, self.history_manager.messages_key)
-        plan = self._answered_results(thread_id, state.messages)
-        if plan is not None:
-            logger.debug(
-                "Thread %s: offloading %d answered tool result(s), %d characters.",
-                thread_id,
-                len(plan.offloaded),
-                plan.chars_offloaded,
-            )
-        return plan
+        return bool(policy.plan_answered(messages, thread_id=thread_id).offloaded)
 
     def _state_of(self, snapshot: Any) -> tuple[Any, list[BaseMessage]]:
         """The state values and the checked messages channel of a snapshot."""
