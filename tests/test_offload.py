@@ -1127,3 +1127,40 @@ def test_a_result_missing_from_the_store_is_summarised_from_its_preview(tmp_path
     assert result is not None and result.succeeded
     prompt = "\n".join(m.text for m in summariser.calls[-1])
     assert HEADER_PREFIX in prompt.replace("\\n", "\n") or "tool result stored" in prompt
+
+
+def test_plan_answered_stops_at_the_newest_answer() -> None:
+    policy = OffloadToolResults(InMemoryStore(), min_chars=1000, preview_chars=10)
+    history = tool_history()  # ends with a question after the answer a2
+    plan = policy.plan_answered(history, thread_id="t")
+    assert [item.index for item in plan.offloaded] == [3]
+    assert plan.messages[4:] == history[4:]
+    info = plan.messages[3].response_metadata["compacting_supervisor"]["offloaded"]
+    assert info["answered_by"] == "a2"
+    unanswered = history[:4]  # the run stopped at the result: the model has not read it
+    assert policy.plan_answered(unanswered, thread_id="t").offloaded == []
+    assert policy.plan_answered([], thread_id="t").messages == []
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+async def test_history_manager_offloads_answered_results_on_its_own(
+    mode: str, tmp_path: Path
+) -> None:
+    from compacting_supervisor import HistoryManager
+
+    graph = report_agent(InMemorySaver())
+    config = {"configurable": {"thread_id": "own"}}
+    graph.invoke({"messages": [HumanMessage("Fetch today's report.")]}, config)
+    before = graph.get_state(config).values["messages"]
+    store = DirectoryResultStore(tmp_path)
+    policy = OffloadToolResults(store, min_tokens=500)
+    manager = HistoryManager()
+    run = manager.offload_answered if mode == "sync" else manager.aoffload_answered
+    first = run(config, policy, graph=graph)
+    first = await first if mode == "async" else first
+    assert first == graph.get_state(config).values["messages"]
+    _check_answered_offload(before, first, store)
+    checkpoints = len(list(graph.get_state_history(config)))
+    again = run(config, policy, graph=graph)  # nothing left to offload: nothing written
+    assert (await again if mode == "async" else again) is None
+    assert len(list(graph.get_state_history(config))) == checkpoints
