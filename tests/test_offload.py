@@ -967,6 +967,9 @@ def test_answered_results_are_offloaded_after_every_run(saver: Any, tmp_path: Pa
     history = list(supervisor.get_state_history(config))
     assert history[0].metadata["source"] == "update"
     assert history[1].values["messages"] == whole
+    # The archive keeps every original next to its reference.
+    archived = [m.text for m in supervisor.transcript(config).messages]
+    assert all(m.text in archived for m in whole if isinstance(m, ToolMessage))
 
 
 async def test_answered_results_are_offloaded_after_every_run_async(
