@@ -1119,17 +1119,21 @@ async def test_a_compaction_summarises_stored_results_whole(mode: str, tmp_path:
         assert head in prompt and rest[-200:] in prompt
 
 
-def test_a_result_missing_from_the_store_is_summarised_from_its_preview(tmp_path: Path) -> None:
+def test_a_result_missing_from_the_store_is_summarised_from_its_preview(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     supervisor, _, summariser = _summarising_supervisor(tmp_path)
     config = {"configurable": {"thread_id": "reports"}}
     for _ in range(3):
         supervisor.invoke({"messages": [HumanMessage("Fetch today's report.")]}, config)
     for path in (tmp_path / "results").glob("tr_*.txt"):
         path.unlink()
-    result = supervisor.compact(config)
+    with caplog.at_level("WARNING", logger="compacting_supervisor"):
+        result = supervisor.compact(config)
     assert result is not None and result.succeeded
     prompt = "\n".join(m.text for m in summariser.calls[-1])
     assert HEADER_PREFIX in prompt.replace("\\n", "\n") or "tool result stored" in prompt
+    assert "were not found" in caplog.text and "the summariser reads their previews" in caplog.text
 
 
 def test_plan_answered_stops_at_the_newest_answer() -> None:
@@ -1167,3 +1171,64 @@ async def test_history_manager_offloads_answered_results_on_its_own(
     again = run(config, policy, graph=graph)  # nothing left to offload: nothing written
     assert (await again if mode == "async" else again) is None
     assert len(list(graph.get_state_history(config))) == checkpoints
+
+
+def test_a_compaction_keeps_an_unanswered_result_whole(tmp_path: Path) -> None:
+    """Found in review: a compaction offloaded a return_direct result the model never read."""
+    from compacting_supervisor import CompactingSupervisor, HistoryManager
+
+    @tool(return_direct=True)
+    def fetch_report(day: int) -> str:
+        """Fetch the day's report."""
+        return f"Report for day {day}. " + "row,value\n" * 400
+
+    def reply(messages: list[BaseMessage]) -> AIMessage:
+        call = {"name": "fetch_report", "args": {"day": len(messages)}, "id": uuid.uuid4().hex}
+        return AIMessage("", tool_calls=[call])
+
+    model = ScriptedChatModel(responses=[reply], cycle=True)
+    builder = StateGraph(MessagesState)
+    builder.add_node("agent", lambda state: {"messages": [model.invoke(state["messages"])]})
+    builder.add_node("tools", ToolNode([fetch_report]))
+    builder.add_edge(START, "agent")
+    builder.add_edge("agent", "tools")
+    graph = builder.compile(checkpointer=InMemorySaver())
+    policy = OffloadToolResults(DirectoryResultStore(tmp_path), min_tokens=500, preview_chars=40)
+    supervisor = CompactingSupervisor(graph, HistoryManager(), offload=policy, token_limit=1500)
+    config = {"configurable": {"thread_id": "direct"}}
+    compacted = 0
+    for turn in range(4):
+        supervisor.invoke({"messages": [HumanMessage(f"Report {turn}.")]}, config)
+        compacted += supervisor.last_compaction("direct") is not None
+        messages = supervisor.get_state(config).values["messages"]
+        assert isinstance(messages[-1], ToolMessage) and offloaded_ref(messages[-1]) is None
+        assert all(offloaded_ref(m) for m in messages[:-1] if isinstance(m, ToolMessage))
+    assert compacted
+
+
+def test_results_are_read_back_from_the_store_that_holds_them(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Found in review: a manager with a policy of its own read back from its store only."""
+    from compacting_supervisor import CompactingSupervisor, HistoryManager
+
+    summariser = ScriptedChatModel(responses=["## Goal\n- daily reports"], cycle=True)
+    own = OffloadToolResults(DirectoryResultStore(tmp_path / "own"), min_tokens=4000)
+    manager = HistoryManager(model=summariser, retry_backoff=0, offload=own)
+    supervisor = CompactingSupervisor(
+        report_agent(InMemorySaver()),
+        manager,
+        token_limit=10**6,
+        offload=OffloadToolResults(
+            DirectoryResultStore(tmp_path / "runs"), min_tokens=500, preview_chars=40
+        ),
+    )
+    assert manager.offload is own
+    config = {"configurable": {"thread_id": "reports"}}
+    for _ in range(3):
+        supervisor.invoke({"messages": [HumanMessage("Fetch today's report.")]}, config)
+    with caplog.at_level("WARNING", logger="compacting_supervisor"):
+        assert supervisor.compact(config) is not None
+    prompt = "\n".join(m.text for m in summariser.calls[-1]).replace("\\n", "\n")
+    assert "row,value\n" * 20 in prompt
+    assert "were not found" not in caplog.text

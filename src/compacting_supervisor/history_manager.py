@@ -307,6 +307,8 @@ class HistoryManager:
             )
             raise TypeError(msg)
         self.offload = offload
+        # Every policy whose store may hold a reference found in a thread (read back in turn).
+        self._offload_policies: list[OffloadToolResults] = [offload] if offload else []
 
     # ------------------------------------------------------------------ public API
 
@@ -574,9 +576,9 @@ class HistoryManager:
         keep = _keep_policy(keep)
         _check_messages(messages, self.messages_key)
         if self.offload is not None:
-            # Large tool results go to the store first (kept ones shrink; the summariser
-            # reads references); only a successful write lets the new messages be used.
-            offloaded = self.offload.plan(messages, thread_id=thread_id)
+            # Large tool results the agent has answered go to the store first (kept ones
+            # shrink); only a successful write lets the new messages be used.
+            offloaded = self.offload.plan_answered(messages, thread_id=thread_id)
             if offloaded.offloaded:
                 yield _StoreResults(self.offload, offloaded.offloaded)
                 messages = offloaded.messages
@@ -596,11 +598,22 @@ class HistoryManager:
             refs = refs[1:]  # the list takes at most half of the summary's room
         cap = max_tokens - (count(_refs_note(refs)) + 2 if refs else 0)
         evicted = plan.evicted
-        if self.offload is not None and (
+        if self._offload_policies and (
             stored := [ref for m in evicted if (ref := offloaded_ref(m)) is not None]
         ):
             # The summariser reads what the agent read: each stored result whole.
-            texts = yield _ReadResults(self.offload, stored)
+            texts: dict[str, str] = {}
+            for policy in self._offload_policies:  # each store in turn, for what is missing
+                if missing := [ref for ref in stored if ref not in texts]:
+                    found = yield _ReadResults(policy, missing)
+                    texts |= {ref: text for ref, text in found.items() if text is not None}
+            if unread := [ref for ref in dict.fromkeys(stored) if ref not in texts]:
+                logger.warning(
+                    "Stored tool results %s were not found in %s; the summariser reads "
+                    "their previews.",
+                    ", ".join(unread),
+                    ", ".join(repr(p.store) for p in self._offload_policies),
+                )
             evicted = [restored(m, texts) for m in evicted]
         summary: str = yield from self._summarize_flow(previous, evicted, cap, usage)
         if missing := [ref for ref in refs if ref not in summary]:
@@ -925,6 +938,16 @@ class HistoryManager:
         return result
 
     # ------------------------------------------------------------------ drivers
+
+    def _bind_offload(self, policy: OffloadToolResults) -> None:
+        """Use a supervisor's offload policy (its store is read back at compaction).
+
+        A manager without a policy of its own also offloads with it at compaction.
+        """
+        if self.offload is None:
+            self.offload = policy
+        if not any(p is policy for p in self._offload_policies):
+            self._offload_policies.append(policy)
 
     def _bind_graph_saver(self, saver: BaseCheckpointSaver[Any]) -> None:
         """Remember the checkpointer of a graph this manager compacts (no `memory_saver`)."""

@@ -205,8 +205,8 @@ class CompactingSupervisor:
             compaction's). Give the agent ``policy.read_tool()`` so it can read one again.
             Turns then grow by the previews only, so compactions come later and the model
             reads less per call. A history manager without an ``offload`` policy of its own
-            takes this one, so compactions summarise the stored results whole. None (the
-            default) leaves tool results whole.
+            takes this one; either way compactions read its store back and summarise the
+            stored results whole. None (the default) leaves tool results whole.
         lock_timeout: Seconds a run or compaction waits for its thread while another one
             (in this process or another) is using it; past that it raises
             `ThreadLockTimeoutError`. None waits as long as it takes.
@@ -318,10 +318,10 @@ class CompactingSupervisor:
         self.trigger: Trigger = trigger or TokenLimit(token_limit)
         self.keep: KeepPolicy = keep or KeepRatio(compaction_ratio)
         self.offload = offload
-        if offload is not None and manager.offload is None:
+        if offload is not None:
             # Compactions then read the stored results back for the summariser and keep
             # their references in the summary.
-            manager.offload = offload
+            manager._bind_offload(offload)
         self.overhead_tokens = declared_tokens(system_prompt, tools, manager.token_counter)
         self._first_seen: dict[str, float] = {}
         check_count("max_consecutive_failures", max_consecutive_failures)
