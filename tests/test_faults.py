@@ -394,3 +394,18 @@ def test_every_trigger_reaches_the_patterns(trigger: str) -> None:
     from compacting_supervisor.redaction import _may_hold_secret
 
     assert _may_hold_secret(trigger)
+
+
+@pytest.mark.parametrize("letter", ["\u0131", "\u0130"])
+@pytest.mark.parametrize("word", ["api_key", "private_key"])
+def test_the_quick_precheck_folds_the_turkish_i_as_the_patterns_do(letter: str, word: str) -> None:
+    """Found in review: the patterns matched api_key= spelt with a dotless i (U+0131) or a
+    dotted capital I (U+0130), but the pre-check skipped it."""
+    from compacting_supervisor.redaction import _PATTERNS
+
+    text = f"{word.replace('i', letter, 1)}=Hunter2_zz_value9 ok"
+    slow = text
+    for _, pattern, replacement in _PATTERNS:
+        slow = pattern.sub(replacement, slow)
+    assert "Hunter2" not in slow  # the patterns redact it ...
+    assert redact_text(text) == slow  # ... and so does the quick path

@@ -106,6 +106,10 @@ _NEEDED_GITHUB = re.compile(r"gh[pousr]_")
 
 def _may_hold_secret(text: str) -> bool:
     lowered = text.casefold()
+    if "\u0131" in lowered or "\u0307" in lowered:
+        # The patterns' IGNORECASE matches the Turkish dotless i (U+0131) and dotted capital
+        # I (U+0130, folded to i + U+0307) as "i"; casefold() does not, so fold them too.
+        lowered = lowered.replace("\u0131", "i").replace("i\u0307", "i")
     for needed in _NEEDED:
         if needed in lowered:
             return True
