@@ -69,8 +69,12 @@ OFFLOAD = "compacting-offload"
 OFFLOAD_MIN_TOKENS = 250
 """Tool results of at least this many tokens are offloaded (the benchmark's are ~450)."""
 
-OFFLOAD_PREVIEW_CHARS = 160
-"""Characters of an offloaded result left in the thread as its preview."""
+OFFLOAD_PREVIEW_CHARS = 0
+"""Characters of an offloaded result left in the thread as its preview: none.
+
+A result leaves once the agent has answered from it, so its answer holds what it took
+from it; what stays is a one-line reference to read it again by.
+"""
 
 OFFLOAD_POLICY = (
     f"OffloadToolResults(SqliteStore, min_tokens={OFFLOAD_MIN_TOKENS}, "
@@ -122,11 +126,12 @@ tool call it made): the smallest history after a compaction, as langmem leaves, 
 its loss. ``python benchmarks/run.py --sweep`` shows the other settings.
 """
 
-OFFLOAD_SETTINGS = CompactingSettings(token_limit=2100, keep="ratio:0.95")
+OFFLOAD_SETTINGS = CompactingSettings(token_limit=1800, keep="ratio:0.95")
 """With answered results offloaded, a lower limit within the same 25 summariser calls.
 
-Turns grow by previews only, so at 3,000 tokens there would be 16 compactions: the limit
-is lowered until the number of summariser calls is back at 25 (2,000 makes 26).
+Turns grow by one-line references only, so at 3,000 tokens there would be far fewer
+compactions: the limit is lowered, in steps of 50 tokens, while the summariser calls stay
+at 24 or fewer (1,750 makes 25, 1,700 makes 26), a call's margin under the 25 allowed.
 """
 
 KEEP_20 = CompactingSettings(token_limit=LIMIT, keep="messages:20")

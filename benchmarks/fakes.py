@@ -200,7 +200,8 @@ class SummariserModel(_RecordingModel):
 
 
 _STUB = re.compile(
-    re.escape(HEADER_PREFIX) + r"tr_[0-9a-f]{20}.*?(?:more characters; call|to read it\.)[^\]]*\]",
+    re.escape(HEADER_PREFIX)
+    + r"tr_[0-9a-f]{20}.*?(?:more characters; call|; read it with)[^\]]*\]",
     re.DOTALL,
 )
 """An offloaded result's reference and preview, as it reads in a message or a transcript."""

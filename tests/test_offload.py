@@ -342,9 +342,9 @@ def test_zero_preview() -> None:
     (item,) = policy.apply(tool_history()).offloaded
     assert item.replacement.content == (
         f"[tool result stored: ref={item.ref}, {len(REPORT):,} characters, "
-        f'{item.metadata["tokens"]:,} tokens. Call read_tool_result(ref="{item.ref}", '
-        "offset=0) to read it.]"
+        f"{item.metadata['tokens']:,} tokens; read it with read_tool_result.]"
     )
+    assert REF_PATTERN.findall(item.replacement.text) == [item.ref]  # named once, on one line
 
 
 def test_idempotent_and_never_offloaded_twice(tmp_path: Path) -> None:
@@ -890,6 +890,20 @@ def test_every_stored_reference_stays_in_the_thread_across_compactions(tmp_path:
     assert stored <= issued  # every stored result can still be read back
 
 
+def _fetch_round(round_: int, fetches: int) -> list[BaseMessage]:
+    """``fetches`` turns, each a call of ``fetch`` answered by a 500-character report."""
+    messages: list[BaseMessage] = []
+    for i in range(fetches):
+        call = {"name": "fetch", "args": {"n": i}, "id": f"c{round_}_{i}"}
+        messages += [
+            HumanMessage(f"Fetch report {round_}.{i}."),
+            AIMessage("", tool_calls=[call]),
+            ToolMessage(f"report {round_}.{i} " + "x" * 500, tool_call_id=call["id"]),
+            AIMessage("Done."),
+        ]
+    return messages
+
+
 def test_listed_references_stay_within_the_summary_cap(tmp_path: Path) -> None:
     """Found in review: references appended after the cap made the summary grow forever."""
     from compacting_supervisor import HistoryManager, TokenCounter
@@ -902,20 +916,43 @@ def test_listed_references_stay_within_the_summary_cap(tmp_path: Path) -> None:
     )
     messages: list[BaseMessage] = []
     for round_ in range(12):
-        for i in range(4):
-            call = {"name": "fetch", "args": {"n": i}, "id": f"c{round_}_{i}"}
-            messages += [
-                HumanMessage(f"Fetch report {round_}.{i}."),
-                AIMessage("", tool_calls=[call]),
-                ToolMessage(f"report {round_}.{i} " + "x" * 500, tool_call_id=call["id"]),
-                AIMessage("Done."),
-            ]
+        messages += _fetch_round(round_, 4)
         compaction = manager.compact_messages(messages, compaction_ratio=0.9)
         assert compaction is not None
         assert TokenCounter().count_text(compaction.summary) <= 200
         messages = compaction.messages
     listed = REF_PATTERN.findall(compaction.summary)
     assert 5 <= len(listed) <= 20  # the newest ones, in half the summary's room
+
+
+def test_the_summariser_is_not_sent_the_listed_references(tmp_path: Path) -> None:
+    """The references listed after a summary are listed again by the next compaction, under
+    the policy's own read tool: the summariser neither pays for them nor has to copy them."""
+    from compacting_supervisor import HistoryManager
+
+    summariser = ScriptedChatModel(responses=["## Goal\n- research the reports"])
+    policy = OffloadToolResults(
+        DirectoryResultStore(tmp_path), min_chars=200, preview_chars=10, tool_name="fetch_stored"
+    )
+    manager = HistoryManager(model=summariser, offload=policy, retry_backoff=0)
+    messages: list[BaseMessage] = []
+    stored: list[str] = []
+    for round_ in range(3):
+        messages += _fetch_round(round_, 3)
+        compaction = manager.compact_messages(messages, compaction_ratio=0.9)
+        assert compaction is not None
+        stored += [r for r in REF_PATTERN.findall(compaction.summary) if r not in stored]
+        messages = compaction.messages
+        head, _, note = compaction.summary.rpartition("\n\n")
+        assert head == "## Goal\n- research the reports"
+        assert note == f"Stored tool results (read them with fetch_stored): {', '.join(stored)}."
+    kept = [ref for m in messages if (ref := offloaded_ref(m)) is not None]
+    assert len(stored) == 8 and len(kept) == 1  # the newest turn is kept, its result a stub
+    assert len({*stored, *kept}) == 9  # each result named once: listed, or kept
+    sent = ["\n".join(m.text for m in call) for call in summariser.calls]
+    assert len(sent) == 3
+    assert all("research the reports" in text for text in sent[1:])  # the summary itself, yes
+    assert not any(REF_PATTERN.search(text) for text in sent)  # the list of references, no
 
 
 # ------------------------------------------------------------------ after every run

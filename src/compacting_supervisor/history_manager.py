@@ -165,8 +165,17 @@ def _stored_refs(previous: str | None, evicted: Sequence[BaseMessage]) -> list[s
     return list(refs)[-_MAX_LISTED_REFS:]
 
 
-def _refs_note(refs: Sequence[str]) -> str:
-    return f"Stored tool results (read them with read_tool_result): {', '.join(refs)}."
+_REFS_NOTE = "Stored tool results (read them with "
+
+
+def _refs_note(refs: Sequence[str], tool: str) -> str:
+    return f"{_REFS_NOTE}{tool}): {', '.join(refs)}."
+
+
+def _without_refs_note(summary: str | None) -> str | None:
+    """``summary`` without the references a compaction listed after it (listed again)."""
+    head, _, note = (summary or "").rpartition("\n\n")
+    return head if head and note.startswith(_REFS_NOTE) else summary
 
 
 def _keep_policy(keep: Any) -> KeepPolicy:
@@ -593,10 +602,13 @@ class HistoryManager:
         # Stored results stay findable: the newest references (up to 20, in at most half the
         # summary's room) are listed after it, inside its cap; older ones stay in the archive.
         refs = _stored_refs(previous, plan.evicted) if self.offload is not None else []
+        tool = self.offload.tool_name if self.offload is not None else ""
         count = self.token_counter.count_text
-        while refs and count(_refs_note(refs)) + 2 > max_tokens // 2:
+        while refs and count(_refs_note(refs, tool)) + 2 > max_tokens // 2:
             refs = refs[1:]  # the list takes at most half of the summary's room
-        cap = max_tokens - (count(_refs_note(refs)) + 2 if refs else 0)
+        cap = max_tokens - (count(_refs_note(refs, tool)) + 2 if refs else 0)
+        if refs:  # listed again below: the summariser need not read (or copy) the old list
+            previous = _without_refs_note(previous)
         evicted = plan.evicted
         if self._offload_policies and (
             stored := [ref for m in evicted if (ref := offloaded_ref(m)) is not None]
@@ -617,7 +629,7 @@ class HistoryManager:
             evicted = [restored(m, texts) for m in evicted]
         summary: str = yield from self._summarize_flow(previous, evicted, cap, usage)
         if missing := [ref for ref in refs if ref not in summary]:
-            summary = f"{summary}\n\n{_refs_note(missing)}"
+            summary = f"{summary}\n\n{_refs_note(missing, tool)}"
         earlier = _summary_meta(plan.parts.summary)
         summary_message = HumanMessage(
             content=SUMMARY_PREFIX + summary,

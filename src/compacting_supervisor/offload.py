@@ -476,7 +476,10 @@ class OffloadToolResults:
     Each `ToolMessage` whose text reaches the threshold is replaced by a copy with the same
     ``id``, ``tool_call_id``, ``name``, ``status`` and ``artifact`` whose content reads
     ``[tool result stored: ref=tr_..., N characters, T tokens. Preview:]``, the first
-    ``preview_chars`` characters, and how to read on with the `read_tool`. With list
+    ``preview_chars`` characters, and how to read on with the `read_tool`; with
+    ``preview_chars=0``, one line: ``[tool result stored: ref=tr_..., N characters, T
+    tokens; read it with read_tool_result.]`` (for results offloaded once answered, the
+    agent's answer already holds what it took from them). With list
     content, the text blocks (joined by newlines) are stored and replaced by one text
     block; other blocks (images ...) stay in place, since a vision model still needs them.
 
@@ -685,9 +688,9 @@ class OffloadToolResults:
     def _reference_text(self, ref: str, text: str, tokens: int) -> str:
         shown = text[: self.preview_chars]
         head = f"{HEADER_PREFIX}{ref}, {len(text):,} characters, {tokens:,} tokens."
+        if not shown:  # the reference is on the same line: no need to repeat it
+            return f"{head[:-1]}; read it with {self.tool_name}.]"
         call = f'{self.tool_name}(ref="{ref}", offset={len(shown)})'
-        if not shown:
-            return f"{head} Call {call} to read it.]"
         rest = len(text) - len(shown)
         return f"{head} Preview:]\n{shown}\n[... {rest:,} more characters; call {call}]"
 
