@@ -21,6 +21,7 @@ MODULES = [
     "compacting_supervisor.keep",
     "compacting_supervisor.triggers",
     "compacting_supervisor.offload",
+    "compacting_supervisor._refs_note",
 ]
 
 

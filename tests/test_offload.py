@@ -953,6 +953,72 @@ def test_the_summariser_is_not_sent_the_listed_references(tmp_path: Path) -> Non
     assert len(sent) == 3
     assert all("research the reports" in text for text in sent[1:])  # the summary itself, yes
     assert not any(REF_PATTERN.search(text) for text in sent)  # the list of references, no
+    previous = manager.compact_messages([*messages, *_fetch_round(9, 1)], compaction_ratio=0.9)
+    assert previous is not None and previous.previous_summary == compaction.summary  # whole
+
+
+def test_references_dropped_from_the_list_still_reach_the_summariser(tmp_path: Path) -> None:
+    """Found in review: a reference pushed out of the list must still be sent, so a summariser
+    that keeps every id it reads keeps it named (32 results, at most 20 listed)."""
+    from compacting_supervisor import HistoryManager
+
+    def faithful(messages: list[BaseMessage]) -> str:
+        refs = dict.fromkeys(REF_PATTERN.findall("\n".join(m.text for m in messages)))
+        return "## Artifacts (verbatim)\n" + "\n".join(f"- {ref}" for ref in refs)
+
+    summariser = ScriptedChatModel(responses=[faithful])
+    policy = OffloadToolResults(DirectoryResultStore(tmp_path), min_chars=200, preview_chars=0)
+    manager = HistoryManager(model=summariser, offload=policy, retry_backoff=0)
+    messages: list[BaseMessage] = []
+    for round_ in range(8):
+        messages += _fetch_round(round_, 4)
+        compaction = manager.compact_messages(messages, compaction_ratio=0.9)
+        assert compaction is not None
+        messages = compaction.messages
+    named = set(REF_PATTERN.findall("\n".join(m.text for m in messages)))
+    assert len(named) == 32 == len(list(tmp_path.glob("tr_*.txt")))
+    assert len(REF_PATTERN.findall(compaction.summary.rpartition("\n\n")[2])) <= 20
+
+
+def test_listed_references_name_the_read_tool_of_their_own_store(tmp_path: Path) -> None:
+    """Found in review: results stored by another policy (a supervisor's) were listed under
+    the manager's read tool, which cannot read them."""
+    from compacting_supervisor import HistoryManager
+
+    theirs = OffloadToolResults(DirectoryResultStore(tmp_path / "b"), min_chars=200)
+    ours = OffloadToolResults(DirectoryResultStore(tmp_path / "a"), tool_name="read_a")
+    manager = HistoryManager(
+        model=ScriptedChatModel(responses=["## Goal\n- reports"]), offload=ours
+    )
+    plan = theirs.apply(_fetch_round(0, 3), thread_id="t")
+    compaction = manager.compact_messages(plan.messages, compaction_ratio=0.9)
+    assert compaction is not None
+    evicted = [item.ref for item in plan.offloaded][:2]  # the newest turn is kept
+    assert compaction.summary.endswith(
+        f"\n\nStored tool results (read them with read_tool_result): {', '.join(evicted)}."
+    )
+
+
+def test_only_an_exact_references_note_is_taken_off_a_summary() -> None:
+    from compacting_supervisor._refs_note import for_summariser, refs_note, split_note
+
+    a, b = "tr_" + "a" * 20, "tr_" + "b" * 20
+    note = refs_note({a: "read_x", b: "read_y"})
+    assert note == (
+        f"Stored tool results (read them with read_x): {a}. "
+        f"Stored tool results (read them with read_y): {b}."
+    )
+    assert split_note(f"## Goal\n- g\n\n{note}") == ("## Goal\n- g", {a: "read_x", b: "read_y"})
+    assert for_summariser(f"## Goal\n- g\n\n{note}", {a: "read_x"}) == (
+        f"## Goal\n- g\n\nStored tool results (read them with read_y): {b}."
+    )
+    for kept in (  # text after a note, a note alone, a note-like line with more in it
+        f"## Goal\n- g\n\n{note}\n## Open tasks\n- send it to Ana",
+        note,
+        f"## Goal\n- g\n\n{note} Ask Ana first.",
+    ):
+        assert split_note(kept) == (kept, {})
+        assert for_summariser(kept, {a: "read_x", b: "read_y"}) == kept
 
 
 # ------------------------------------------------------------------ after every run

@@ -23,6 +23,7 @@ from langgraph.checkpoint.base import BaseCheckpointSaver, CheckpointTuple
 
 from compacting_supervisor._checkpoint import build_compacted_checkpoint, check_head, head_config
 from compacting_supervisor._cut import METADATA_KEY, SUMMARY_MARKER, plan_cut
+from compacting_supervisor._refs_note import for_summariser, listed_refs, refs_note
 from compacting_supervisor._settings import check_count, check_seconds
 from compacting_supervisor.archive import Transcript, build_transcript
 from compacting_supervisor.errors import (
@@ -33,7 +34,6 @@ from compacting_supervisor.errors import (
 )
 from compacting_supervisor.keep import KeepPolicy, KeepRatio
 from compacting_supervisor.offload import (
-    REF_PATTERN,
     OffloadedResult,
     OffloadToolResults,
     offloaded_ref,
@@ -151,31 +151,6 @@ def _thread_id(config: RunnableConfig | None, parameter: str = "config") -> str:
         )
         raise ValueError(msg)
     return str(thread_id)
-
-
-_MAX_LISTED_REFS = 20
-
-
-def _stored_refs(previous: str | None, evicted: Sequence[BaseMessage]) -> list[str]:
-    """The newest stored-result references the summary must name, oldest first."""
-    refs = dict.fromkeys(REF_PATTERN.findall(previous or ""))  # ordered, each once
-    for message in evicted:
-        if (ref := offloaded_ref(message)) is not None:
-            refs.setdefault(ref)
-    return list(refs)[-_MAX_LISTED_REFS:]
-
-
-_REFS_NOTE = "Stored tool results (read them with "
-
-
-def _refs_note(refs: Sequence[str], tool: str) -> str:
-    return f"{_REFS_NOTE}{tool}): {', '.join(refs)}."
-
-
-def _without_refs_note(summary: str | None) -> str | None:
-    """``summary`` without the references a compaction listed after it (listed again)."""
-    head, _, note = (summary or "").rpartition("\n\n")
-    return head if head and note.startswith(_REFS_NOTE) else summary
 
 
 def _keep_policy(keep: Any) -> KeepPolicy:
@@ -601,14 +576,14 @@ class HistoryManager:
         usage = _SummarizerUsage()
         # Stored results stay findable: the newest references (up to 20, in at most half the
         # summary's room) are listed after it, inside its cap; older ones stay in the archive.
-        refs = _stored_refs(previous, plan.evicted) if self.offload is not None else []
         tool = self.offload.tool_name if self.offload is not None else ""
+        refs = listed_refs(previous, plan.evicted, tool) if self.offload is not None else {}
         count = self.token_counter.count_text
-        while refs and count(_refs_note(refs, tool)) + 2 > max_tokens // 2:
-            refs = refs[1:]  # the list takes at most half of the summary's room
-        cap = max_tokens - (count(_refs_note(refs, tool)) + 2 if refs else 0)
-        if refs:  # listed again below: the summariser need not read (or copy) the old list
-            previous = _without_refs_note(previous)
+        while refs and count(refs_note(refs)) + 2 > max_tokens // 2:
+            del refs[next(iter(refs))]  # the list takes at most half of the summary's room
+        cap = max_tokens - (count(refs_note(refs)) + 2 if refs else 0)
+        # Listed again below: the summariser is sent only the references that will not be.
+        told = for_summariser(previous, refs) if refs else previous
         evicted = plan.evicted
         if self._offload_policies and (
             stored := [ref for m in evicted if (ref := offloaded_ref(m)) is not None]
@@ -627,9 +602,9 @@ class HistoryManager:
                     ", ".join(repr(p.store) for p in self._offload_policies),
                 )
             evicted = [restored(m, texts) for m in evicted]
-        summary: str = yield from self._summarize_flow(previous, evicted, cap, usage)
-        if missing := [ref for ref in refs if ref not in summary]:
-            summary = f"{summary}\n\n{_refs_note(missing, tool)}"
+        summary: str = yield from self._summarize_flow(told, evicted, cap, usage)
+        if unnamed := {ref: tool for ref, tool in refs.items() if ref not in summary}:
+            summary = f"{summary}\n\n{refs_note(unnamed)}"
         earlier = _summary_meta(plan.parts.summary)
         summary_message = HumanMessage(
             content=SUMMARY_PREFIX + summary,

@@ -478,8 +478,8 @@ class OffloadToolResults:
     ``[tool result stored: ref=tr_..., N characters, T tokens. Preview:]``, the first
     ``preview_chars`` characters, and how to read on with the `read_tool`; with
     ``preview_chars=0``, one line: ``[tool result stored: ref=tr_..., N characters, T
-    tokens; read it with read_tool_result.]`` (for results offloaded once answered, the
-    agent's answer already holds what it took from them). With list
+    tokens; read it with read_tool_result.]`` (the ``tool_name``; for results offloaded
+    once answered, the agent's answer already holds what it took from them). With list
     content, the text blocks (joined by newlines) are stored and replaced by one text
     block; other blocks (images ...) stay in place, since a vision model still needs them.
 
