@@ -201,7 +201,10 @@ class SummariserModel(_RecordingModel):
 
 _STUB = re.compile(
     re.escape(HEADER_PREFIX)
-    + r"tr_[0-9a-f]{20}.*?(?:more characters; call|; read it with)[^\]]*\]",
+    + r"(?P<ref>tr_[0-9a-f]{20}), [\d,]+ characters, [\d,]+ tokens"
+    + r"(?:; read it with [\w-]+\.\]"  # no preview: one line
+    + r"|\. Preview:\]\n.*?\n\[\.\.\. [\d,]+ more characters; "
+    + r'call [\w-]+\(ref="(?P=ref)", offset=\d+\)\])',  # up to the line naming it again
     re.DOTALL,
 )
 """An offloaded result's reference and preview, as it reads in a message or a transcript."""
