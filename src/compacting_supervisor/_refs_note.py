@@ -28,8 +28,9 @@ __all__ = ["MAX_LISTED", "for_summariser", "listed_refs", "refs_note", "split_no
 MAX_LISTED = 20
 """At most this many references (the newest) are listed after a summary."""
 
+_TOOL = r"[A-Za-z0-9_-]{1,64}"  # a read tool's name, as OffloadToolResults accepts it
 _SENTENCE = (
-    r"Stored tool results \(read them with ([A-Za-z0-9_-]{1,64})\): "
+    rf"Stored tool results \(read them with ({_TOOL})\): "
     r"(tr_[0-9a-f]{20}(?:, tr_[0-9a-f]{20})*)\."
 )
 _ONE = re.compile(_SENTENCE)
@@ -98,4 +99,4 @@ def for_summariser(previous: str | None, listed: Mapping[str, str]) -> str | Non
 def _read_tool(message: BaseMessage) -> str | None:
     info = message.response_metadata[METADATA_KEY][OFFLOAD_KEY]  # offloaded_ref checked it
     tool = info.get("tool")
-    return tool if isinstance(tool, str) and re.fullmatch(r"[A-Za-z0-9_-]{1,64}", tool) else None
+    return tool if isinstance(tool, str) and re.fullmatch(_TOOL, tool) else None
