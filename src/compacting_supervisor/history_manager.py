@@ -576,8 +576,11 @@ class HistoryManager:
         usage = _SummarizerUsage()
         # Stored results stay findable: the newest references (up to 20, in at most half the
         # summary's room) are listed after it, inside its cap; older ones stay in the archive.
-        tool = self.offload.tool_name if self.offload is not None else ""
-        refs = listed_refs(previous, plan.evicted, tool) if self.offload is not None else {}
+        refs = (
+            listed_refs(previous, plan.evicted, self.offload.tool_name)
+            if self.offload is not None
+            else {}
+        )
         count = self.token_counter.count_text
         while refs and count(refs_note(refs)) + 2 > max_tokens // 2:
             del refs[next(iter(refs))]  # the list takes at most half of the summary's room

@@ -687,12 +687,12 @@ class OffloadToolResults:
 
     def _reference_text(self, ref: str, text: str, tokens: int) -> str:
         shown = text[: self.preview_chars]
-        head = f"{HEADER_PREFIX}{ref}, {len(text):,} characters, {tokens:,} tokens."
+        head = f"{HEADER_PREFIX}{ref}, {len(text):,} characters, {tokens:,} tokens"
         if not shown:  # the reference is on the same line: no need to repeat it
-            return f"{head[:-1]}; read it with {self.tool_name}.]"
+            return f"{head}; read it with {self.tool_name}.]"
         call = f'{self.tool_name}(ref="{ref}", offset={len(shown)})'
         rest = len(text) - len(shown)
-        return f"{head} Preview:]\n{shown}\n[... {rest:,} more characters; call {call}]"
+        return f"{head}. Preview:]\n{shown}\n[... {rest:,} more characters; call {call}]"
 
     # ------------------------------------------------------------------ the I/O
 
