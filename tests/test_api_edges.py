@@ -15,7 +15,7 @@ from compacting_supervisor import (
     StaleCheckpointError,
     ThreadBusyError,
 )
-from compacting_supervisor._cut import is_summary
+from compacting_supervisor._messages import is_summary
 from compacting_supervisor.testing import ScriptedChatModel
 
 from .helpers import chat_graph

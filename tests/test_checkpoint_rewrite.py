@@ -17,7 +17,7 @@ from compacting_supervisor import (
     StaleCheckpointError,
     ThreadBusyError,
 )
-from compacting_supervisor._cut import is_summary
+from compacting_supervisor._messages import is_summary
 
 from .helpers import (
     anthropic_violations,

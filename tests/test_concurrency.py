@@ -17,7 +17,7 @@ import pytest
 from langchain_core.messages import HumanMessage
 
 from compacting_supervisor import ThreadLockTimeoutError
-from compacting_supervisor._cut import is_summary
+from compacting_supervisor._messages import is_summary
 from compacting_supervisor.locks import ThreadLocks, _FileBackend
 
 from .conftest import POSTGRES_URL

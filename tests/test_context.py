@@ -274,17 +274,17 @@ def hr_history() -> list[BaseMessage]:
 def _legacy_render(messages: list[BaseMessage]) -> str:
     """The transcript the summariser read before this change: '[speaker] text' lines, tool
     arguments and results as JSON (kept here to measure against)."""
-    from compacting_supervisor.summarizers import _speaker, _text_of
+    from compacting_supervisor._messages import speaker, text_of
 
     lines = []
     for message in messages:
-        text = _text_of(message.content).strip()
+        text = text_of(message.content).strip()
         if text:
-            lines.append(f"[{_speaker(message)}] {text}")
+            lines.append(f"[{speaker(message)}] {text}")
         if isinstance(message, AIMessage):
             for call in message.tool_calls:
                 args = json.dumps(call["args"], ensure_ascii=False, default=str)
-                lines.append(f"[{_speaker(message)} calls {call['name']}] {args}")
+                lines.append(f"[{speaker(message)} calls {call['name']}] {args}")
     return "\n".join(lines)
 
 

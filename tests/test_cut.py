@@ -7,7 +7,8 @@ import random
 import pytest
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
 
-from compacting_supervisor._cut import is_summary, plan_cut, split_history
+from compacting_supervisor._cut import plan_cut, split_history
+from compacting_supervisor._messages import is_summary
 
 from .helpers import anthropic_violations, openai_violations
 

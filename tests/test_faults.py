@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 
 from compacting_supervisor import CompactingSupervisor, HistoryManager, SummarizationError
-from compacting_supervisor._cut import is_summary
+from compacting_supervisor._messages import is_summary
 from compacting_supervisor.redaction import redact_secrets, redact_text
 from compacting_supervisor.testing import ScriptedChatModel
 

@@ -20,7 +20,7 @@ from langgraph.graph import START, StateGraph
 from langgraph.graph.message import add_messages
 
 from compacting_supervisor import CompactingSupervisor, CompactionError, HistoryManager
-from compacting_supervisor._cut import is_summary
+from compacting_supervisor._messages import is_summary
 from compacting_supervisor.testing import ScriptedChatModel
 
 CONFIG = {"configurable": {"thread_id": "h"}}

@@ -38,7 +38,7 @@ from langgraph.prebuilt import create_react_agent
 from langgraph_supervisor import create_supervisor
 
 from compacting_supervisor import CompactingSupervisor, HistoryManager
-from compacting_supervisor._cut import METADATA_KEY, is_summary
+from compacting_supervisor._messages import METADATA_KEY, is_summary
 from compacting_supervisor.testing import ScriptedChatModel
 
 pytestmark = pytest.mark.filterwarnings(

@@ -37,14 +37,13 @@ from hypothesis import strategies as st
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
 
 from compacting_supervisor import HistoryManager
-from compacting_supervisor._cut import (
+from compacting_supervisor._cut import plan_cut, split_history
+from compacting_supervisor._messages import (
     METADATA_KEY,
     SUMMARY_MARKER,
+    SUMMARY_PREFIX,
     is_summary,
-    plan_cut,
-    split_history,
 )
-from compacting_supervisor.history_manager import SUMMARY_PREFIX
 from compacting_supervisor.summarizers import ExtractiveSummarizer
 
 from .helpers import anthropic_violations, openai_violations

@@ -17,7 +17,7 @@ from compacting_supervisor import (
     HistoryManager,
     SummarizationError,
 )
-from compacting_supervisor._cut import is_summary
+from compacting_supervisor._messages import is_summary
 from compacting_supervisor.summarizers import run_summarizer, validate_summary
 from compacting_supervisor.testing import ScriptedChatModel
 

@@ -10,7 +10,8 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMe
 from langchain_core.tools import tool
 
 from compacting_supervisor import CompactingSupervisor, HistoryManager, TokenCounter
-from compacting_supervisor._cut import _blocked_cuts, is_summary, split_history
+from compacting_supervisor._cut import _blocked_cuts, split_history
+from compacting_supervisor._messages import is_summary
 from compacting_supervisor.keep import KeepMessages, KeepRatio, KeepTokens
 from compacting_supervisor.testing import ScriptedChatModel, echo_graph
 from compacting_supervisor.triggers import (

@@ -5,7 +5,7 @@ limit, `HistoryManager` summarises the oldest part of the thread's messages and 
 the thread's checkpoint, leaving every other channel and every earlier checkpoint intact.
 """
 
-from compacting_supervisor._cut import is_summary
+from compacting_supervisor._messages import is_summary
 from compacting_supervisor.archive import ArchivedSession, Transcript
 from compacting_supervisor.context import BuiltContext, ContextBuilder, render_messages
 from compacting_supervisor.errors import (

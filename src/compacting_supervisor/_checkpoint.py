@@ -23,7 +23,7 @@ from langgraph.checkpoint.base import (
 )
 from langgraph.checkpoint.base.id import uuid6
 
-from compacting_supervisor._cut import METADATA_KEY
+from compacting_supervisor._messages import METADATA_KEY
 from compacting_supervisor.errors import StaleCheckpointError, ThreadBusyError
 
 _ID_ATTEMPTS = 50
@@ -32,6 +32,44 @@ _ID_ATTEMPTS = 50
 def head_config(thread_id: str, checkpoint_ns: str = "") -> RunnableConfig:
     """Return the config that reads a thread's newest checkpoint."""
     return {"configurable": {"thread_id": thread_id, "checkpoint_ns": checkpoint_ns}}
+
+
+def thread_config(thread: Any, *, parameter: str = "config") -> RunnableConfig:
+    """Return a config naming ``thread``: a thread id, or a config that names one.
+
+    Every public method that names a thread goes through here, so each takes the same two
+    forms: ``"t1"`` or ``{"configurable": {"thread_id": "t1"}}``.
+
+    Args:
+        thread: A thread id (a non-empty string) or a `RunnableConfig` whose
+            ``configurable`` has a ``thread_id``.
+        parameter: The caller's name for ``thread``, used in the error.
+
+    Raises:
+        ValueError: An empty thread id, or a config without one.
+        TypeError: Neither a string nor a config.
+    """
+    if isinstance(thread, str):
+        if not thread:
+            msg = f"`{parameter}` is an empty thread id: pass a thread id such as 't1'."
+            raise ValueError(msg)
+        return {"configurable": {"thread_id": thread}}
+    if not isinstance(thread, dict):
+        msg = (
+            f"`{parameter}` must be a thread id (a string such as 't1') or a config "
+            "{'configurable': {'thread_id': 't1'}}, got "
+            f"{type(thread).__name__}."
+        )
+        raise TypeError(msg)
+    configurable = thread.get("configurable")
+    thread_id = configurable.get("thread_id") if isinstance(configurable, dict) else None
+    if thread_id is None or thread_id == "":
+        msg = (
+            f"`{parameter}` has no thread id: pass a thread id such as 't1' or "
+            "config={'configurable': {'thread_id': '<your thread>'}}."
+        )
+        raise ValueError(msg)
+    return cast(RunnableConfig, thread)
 
 
 def check_head(

@@ -19,21 +19,8 @@ from dataclasses import dataclass
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
 
+from compacting_supervisor._messages import is_summary
 from compacting_supervisor.keep import KeepPolicy, as_keep_policy
-
-SUMMARY_MARKER = "summarization"
-"""Value of ``additional_kwargs["lc_source"]`` on a summary message (LangChain's own marker)."""
-
-METADATA_KEY = "compacting_supervisor"
-"""Key under which the summary message and checkpoints carry this package's metadata."""
-
-
-def is_summary(message: BaseMessage) -> bool:
-    """Return whether ``message`` is a running summary written by a compaction."""
-    return (
-        isinstance(message, HumanMessage)
-        and message.additional_kwargs.get("lc_source") == SUMMARY_MARKER
-    )
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 
 from langchain_core.messages import BaseMessage
 
-from compacting_supervisor._cut import METADATA_KEY
+from compacting_supervisor._messages import METADATA_KEY
 from compacting_supervisor.offload import OFFLOAD_KEY, REF_PATTERN, offloaded_ref
 
 __all__ = ["MAX_LISTED", "for_summariser", "listed_refs", "refs_note", "split_note"]

@@ -25,7 +25,7 @@ from typing import Any
 from langgraph.checkpoint.base import BaseCheckpointSaver
 
 from compacting_supervisor._checkpoint import head_config
-from compacting_supervisor._cut import METADATA_KEY
+from compacting_supervisor._messages import METADATA_KEY
 
 __all__ = [
     "CheckpointStore",

@@ -22,7 +22,7 @@ from typing import Any
 from langchain_core.messages import AIMessage, BaseMessage, SystemMessage, ToolMessage
 from langchain_core.utils.function_calling import convert_to_openai_tool
 
-from compacting_supervisor._cut import METADATA_KEY, is_summary
+from compacting_supervisor._messages import METADATA_KEY, is_summary
 from compacting_supervisor.offload import OFFLOAD_KEY
 from compacting_supervisor.token_counter import TokenCounter
 

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 
 from langchain_core.messages import AIMessage, BaseMessage
 
-from compacting_supervisor._cut import is_summary, split_history
-from compacting_supervisor.summarizers import _speaker, _text_of
+from compacting_supervisor._cut import split_history
+from compacting_supervisor._messages import is_summary, speaker, text_of
 
 __all__ = ["ArchivedSession", "Transcript"]
 
@@ -96,11 +96,11 @@ def _same(a: BaseMessage, b: BaseMessage) -> bool:
 
 
 def _text(message: BaseMessage) -> str:
-    return _text_of(message.content, mark_blocks=True)
+    return text_of(message.content, mark_blocks=True)
 
 
 def _render(message: BaseMessage) -> str:
-    out = [f"**{_speaker(message)}:** {_text(message)}".rstrip()]
+    out = [f"**{speaker(message)}:** {_text(message)}".rstrip()]
     if isinstance(message, AIMessage):
         for call in message.tool_calls:
             args = json.dumps(call["args"], ensure_ascii=False, default=str)

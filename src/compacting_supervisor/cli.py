@@ -38,7 +38,7 @@ from langchain_core.messages import AIMessage, BaseMessage, messages_to_dict
 from pydantic import SecretStr
 
 from compacting_supervisor._checkpoint import head_config
-from compacting_supervisor._cut import is_summary
+from compacting_supervisor._messages import is_summary, text_of
 from compacting_supervisor._stores import (
     CheckpointStore,
     CompactionRecord,
@@ -61,7 +61,7 @@ from compacting_supervisor.history_manager import (
     HistoryManager,
 )
 from compacting_supervisor.locks import ThreadLockTimeoutError, locks_for
-from compacting_supervisor.summarizers import ExtractiveSummarizer, _text_of, resolve_chat_model
+from compacting_supervisor.summarizers import ExtractiveSummarizer, resolve_chat_model
 from compacting_supervisor.token_counter import TokenCounter
 
 __all__ = ["main"]
@@ -811,7 +811,7 @@ def _role(message: Any) -> str:
 def _text(message: Any) -> str:
     if not isinstance(message, BaseMessage):
         return repr(message)
-    text = _text_of(message.content, mark_blocks=True)
+    text = text_of(message.content, mark_blocks=True)
     return text.removeprefix(SUMMARY_PREFIX) if is_summary(message) else text
 
 

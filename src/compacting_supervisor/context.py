@@ -46,14 +46,14 @@ from langchain_core.messages import (
     convert_to_messages,
 )
 
-from compacting_supervisor._cut import is_summary
-from compacting_supervisor._settings import check_count, check_token_counter
-from compacting_supervisor.summarizers import (
-    _HANDOFF_KEYS,
-    _count_text,
-    _handoff_call_ids,
-    _text_of,
+from compacting_supervisor._messages import (
+    HANDOFF_KEYS,
+    SUMMARY_PREFIX,
+    handoff_call_ids,
+    is_summary,
+    text_of,
 )
+from compacting_supervisor._settings import check_count, check_token_counter
 from compacting_supervisor.token_counter import TokenCounter
 
 __all__ = ["BuiltContext", "ContextBuilder", "render_messages"]
@@ -335,7 +335,7 @@ def _content_text(content: Any) -> str:
             for block in content
             if not (isinstance(block, dict) and block.get("type") in _SKIPPED_BLOCKS)
         ]
-    return _text_of(content, mark_blocks=True).strip()
+    return text_of(content, mark_blocks=True).strip()
 
 
 def _args_text(args: Any) -> str:
@@ -360,7 +360,7 @@ class _Events:
     """Renders messages one by one; parallel calls are numbered 1, 2, ... in order."""
 
     def __init__(self, messages: Sequence[BaseMessage]) -> None:
-        self.handoffs = _handoff_call_ids(messages)
+        self.handoffs = handoff_call_ids(messages)
         self.destinations = {
             message.tool_call_id: str(message.response_metadata["__handoff_destination"])
             for message in messages
@@ -380,8 +380,6 @@ class _Events:
     def render(self, message: BaseMessage) -> str:
         """One message's events (several lines for an answer with tool calls), or ""."""
         if is_summary(message):
-            from compacting_supervisor.history_manager import SUMMARY_PREFIX
-
             text = _content_text(message.content).removeprefix(SUMMARY_PREFIX.strip())
             return _element("summary", _escape(text.strip()))
         if isinstance(message, AIMessage):
@@ -409,7 +407,7 @@ class _Events:
         return _element("message", text, {"role": role, "name": message.name}) if text else ""
 
     def _ai(self, message: AIMessage) -> str:
-        handing_off = any(key in message.response_metadata for key in _HANDOFF_KEYS)
+        handing_off = any(key in message.response_metadata for key in HANDOFF_KEYS)
         events = []
         text = "" if handing_off else _escape(_content_text(message.content))
         if text:
@@ -752,7 +750,7 @@ class _Fit:
         """``(tokens over the budget, text, messages, message tokens)``."""
         text, messages = self._assemble()
         tokens = self.counter.count(messages)
-        over = max(tokens, _count_text(self.counter, text)) - self.budget
+        over = max(tokens, self.counter.count_text(text)) - self.budget
         return over, text, messages, tokens
 
     # ------------------------------------------------------------------ leaving out
@@ -780,7 +778,7 @@ class _Fit:
 
     def _estimate(self, victim: tuple[int, int]) -> int:
         i, j = victim
-        return _count_text(self.counter, self.parts[i].items[j]) + 1
+        return self.counter.count_text(self.parts[i].items[j]) + 1
 
     def _shorten(self, victim: tuple[int, int]) -> bool:
         """Keep the longest head of ``victim`` that fits; False when too little would."""

@@ -22,7 +22,16 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver, CheckpointTuple
 
 from compacting_supervisor._checkpoint import build_compacted_checkpoint, check_head, head_config
-from compacting_supervisor._cut import METADATA_KEY, SUMMARY_MARKER, plan_cut
+from compacting_supervisor._cut import plan_cut
+from compacting_supervisor._messages import (
+    METADATA_KEY,
+    SUMMARY_MARKER,
+    SUMMARY_PREFIX,
+    check_messages,
+    summary_meta,
+    summary_text,
+    text_of,
+)
 from compacting_supervisor._refs_note import for_summariser, listed_refs, refs_note
 from compacting_supervisor._settings import check_count, check_seconds
 from compacting_supervisor.archive import Transcript, build_transcript
@@ -49,7 +58,6 @@ from compacting_supervisor.summarizers import (
     _Replies,
     _reported_usage,
     _run_summarizer,
-    _text_of,
     resolve_chat_model,
 )
 from compacting_supervisor.token_counter import TokenCounter
@@ -57,9 +65,6 @@ from compacting_supervisor.token_counter import TokenCounter
 logger = logging.getLogger(__name__)
 
 __all__ = ["SUMMARY_PREFIX", "HistoryManager"]
-
-SUMMARY_PREFIX = "Here is a summary of the conversation to date:\n\n"
-"""How the summary message opens (the same words as LangChain's SummarizationMiddleware)."""
 
 DEFAULT_MAX_SUMMARY_TOKENS = 1000
 
@@ -558,7 +563,7 @@ class HistoryManager:
         thread_id: str | None = None,
     ) -> _Flow[MessageCompaction | None]:
         keep = _keep_policy(keep)
-        _check_messages(messages, self.messages_key)
+        check_messages(messages, self.messages_key)
         if self.offload is not None:
             # Large tool results the agent has answered go to the store first (kept ones
             # shrink); only a successful write lets the new messages be used.
@@ -570,7 +575,7 @@ class HistoryManager:
         if plan is None:
             logger.debug("Nothing to compact: no safe cut in %d messages.", len(messages))
             return None
-        previous = _summary_text(plan.parts.summary)
+        previous = summary_text(plan.parts.summary)
         max_tokens = max_summary_tokens or self.max_summary_tokens or DEFAULT_MAX_SUMMARY_TOKENS
         self._note_offline_default()
         usage = _SummarizerUsage()
@@ -608,7 +613,7 @@ class HistoryManager:
         summary: str = yield from self._summarize_flow(told, evicted, cap, usage)
         if unnamed := {ref: tool for ref, tool in refs.items() if ref not in summary}:
             summary = f"{summary}\n\n{refs_note(unnamed)}"
-        earlier = _summary_meta(plan.parts.summary)
+        earlier = summary_meta(plan.parts.summary)
         summary_message = HumanMessage(
             content=SUMMARY_PREFIX + summary,
             id=f"summary-{uuid.uuid4()}",
@@ -815,7 +820,7 @@ class HistoryManager:
         if state.busy:
             logger.debug("Thread %s is not idle (%s): tool results stay.", thread_id, state.busy)
             return None
-        _check_messages(state.messages, self.messages_key)
+        check_messages(state.messages, self.messages_key)
         plan = policy.plan_answered(state.messages, thread_id=thread_id)
         if not plan.offloaded:
             return None
@@ -1108,18 +1113,6 @@ class _FlowRun(Generic[_T]):
             raise
 
 
-def _check_messages(messages: list[Any], key: str) -> None:
-    for index, message in enumerate(messages):
-        if not isinstance(message, BaseMessage):
-            msg = (
-                f"The {key!r} channel holds a {type(message).__name__} at index {index}, not a "
-                "LangChain message, so it cannot be compacted safely; nothing was written. "
-                "Give the channel the add_messages reducer (e.g. MessagesState) so inputs are "
-                "converted to messages."
-            )
-            raise CompactionError(msg)
-
-
 def _checkpoint_config(op: _ReadHead) -> RunnableConfig:
     config = head_config(op.thread_id)
     if op.checkpoint_id is not None:
@@ -1129,7 +1122,7 @@ def _checkpoint_config(op: _ReadHead) -> RunnableConfig:
 
 def _split_message(message: BaseMessage, room: int, tokens: int) -> list[BaseMessage]:
     """Cut one message of ``tokens`` tokens, more than ``room``, into readable pieces."""
-    text = _text_of(message.content)  # content blocks are read as their text
+    text = text_of(message.content)  # content blocks are read as their text
     if not text:
         return [message]
     size = max(200, len(text) * room // max(tokens, 1) - 40)
@@ -1143,17 +1136,3 @@ def _split_message(message: BaseMessage, room: int, tokens: int) -> list[BaseMes
         )
         for n, part in enumerate(parts, start=1)
     ]
-
-
-def _summary_text(message: BaseMessage | None) -> str | None:
-    if message is None:
-        return None
-    text = _text_of(message.content)
-    return text.removeprefix(SUMMARY_PREFIX).strip() or None
-
-
-def _summary_meta(message: BaseMessage | None) -> dict[str, Any]:
-    if message is None:
-        return {}
-    meta = message.response_metadata.get(METADATA_KEY)
-    return meta if isinstance(meta, dict) else {}

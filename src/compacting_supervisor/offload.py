@@ -54,7 +54,7 @@ from langchain_core.tools import BaseTool, StructuredTool
 from langgraph.store.base import BaseStore
 from pydantic import BaseModel, Field, create_model
 
-from compacting_supervisor._cut import METADATA_KEY
+from compacting_supervisor._messages import METADATA_KEY
 from compacting_supervisor._settings import check_count, check_token_counter
 from compacting_supervisor.errors import CompactionError
 from compacting_supervisor.token_counter import TokenCounter

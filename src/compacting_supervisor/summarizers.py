@@ -27,14 +27,12 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import (
     AIMessage,
     BaseMessage,
-    ChatMessage,
-    FunctionMessage,
     HumanMessage,
     SystemMessage,
-    ToolMessage,
 )
 from langchain_core.runnables import Runnable
 
+from compacting_supervisor._messages import handoff_call_ids, is_handoff, speaker, text_of
 from compacting_supervisor._settings import check_token_counter
 from compacting_supervisor.errors import SummarizationError
 from compacting_supervisor.token_counter import TokenCounter
@@ -160,42 +158,6 @@ def validate_summary(text: Any) -> str:
     return stripped
 
 
-def _text_of(content: Any, *, mark_blocks: bool = False) -> str:
-    """The text of message content; images read ``[image]``, other blocks are skipped.
-
-    With ``mark_blocks``, every other block reads ``[<its type>]`` instead.
-    """
-    if isinstance(content, str):
-        return content
-    parts = []
-    for block in content:
-        if isinstance(block, str):
-            parts.append(block)
-        elif isinstance(block, dict) and block.get("type") == "text":
-            parts.append(str(block.get("text", "")))
-        elif isinstance(block, dict) and block.get("type") in ("image", "image_url"):
-            parts.append("[image]")
-        elif isinstance(block, dict) and mark_blocks:
-            parts.append(f"[{block.get('type', 'block')}]")
-    return "\n".join(p for p in parts if p)
-
-
-def _speaker(message: BaseMessage) -> str:
-    if isinstance(message, HumanMessage):
-        return "user"
-    if isinstance(message, ToolMessage):
-        return f"tool result {message.name}" if message.name else "tool result"
-    if isinstance(message, AIMessage):
-        return message.name or "assistant"
-    if isinstance(message, SystemMessage):
-        return "system"
-    if isinstance(message, ChatMessage):
-        return message.role
-    if isinstance(message, FunctionMessage):
-        return f"function result {message.name}"
-    return str(message.type)
-
-
 def render_transcript(messages: Sequence[BaseMessage]) -> str:
     """Render messages as the summariser reads them.
 
@@ -249,32 +211,6 @@ def _call_text(call: Any) -> str:
     return f"{call['name']}({shown})"
 
 
-# langgraph-supervisor marks its hand-off tool results (and hand-backs) with these keys.
-_HANDOFF_KEYS = ("__handoff_destination", "__is_handoff_back")
-
-
-def _handoff_call_ids(messages: Sequence[BaseMessage]) -> set[str]:
-    """Ids of the tool calls whose results are supervisor hand-offs."""
-    return {
-        message.tool_call_id
-        for message in messages
-        if isinstance(message, ToolMessage)
-        and any(key in message.response_metadata for key in _HANDOFF_KEYS)
-    }
-
-
-def _is_handoff(message: BaseMessage, handoff_ids: set[str]) -> bool:
-    """A hand-off's call or result: routing between agents, not part of the conversation."""
-    if isinstance(message, ToolMessage):
-        return message.tool_call_id in handoff_ids
-    if isinstance(message, AIMessage) and message.tool_calls:
-        if any(key in message.response_metadata for key in _HANDOFF_KEYS):
-            return True
-        only_handoffs = all(call.get("id") in handoff_ids for call in message.tool_calls)
-        return only_handoffs and not _text_of(message.content).strip()
-    return False
-
-
 _FOREIGN = "earlier summary"
 _REPEAT = "(repeats a line above)"
 _MIN_REPEAT = 40  # shorter lines ("ok", "thanks") are kept even when they repeat
@@ -308,13 +244,13 @@ class ExtractiveSummarizer:
     ) -> str:
         """Return the previous summary's lines plus one line per evicted message."""
         items = self._items_of(previous)
-        handoffs = _handoff_call_ids(messages)
+        handoffs = handoff_call_ids(messages)
         seen: set[str] = set()
         for message in messages:
-            if _is_handoff(message, handoffs):
+            if is_handoff(message, handoffs):
                 continue  # "Successfully transferred to ..." carries no fact worth a line
             calls = self._calls_text(message)
-            text = " ".join(_text_of(message.content).split())
+            text = " ".join(text_of(message.content).split())
             if calls:  # tool calls are facts too: keep them with (or instead of) the text
                 text = f"{calls}: {text}" if text else calls
             if not text:
@@ -324,7 +260,7 @@ class ExtractiveSummarizer:
             if gist in seen and len(gist) >= _MIN_REPEAT:  # an agent echoing a tool result
                 text = _REPEAT
             seen.add(gist)
-            items.append((_speaker(message), text))
+            items.append((speaker(message), text))
         budget = max(60, max_tokens * 4) - len(self._HEADER) - 1
         lines: list[str] = []
         for limit in self._LIMITS:
@@ -568,7 +504,7 @@ class ChatModelSummarizer:
 
     def _finish(self, reply: Any, max_tokens: int) -> str:
         _note_reply_usage(reply)
-        text = _text_of(reply.content)
+        text = text_of(reply.content)
         return _cap_summary(text, max_tokens, self.token_counter)
 
     def summarize(
@@ -592,27 +528,19 @@ _Prompt = tuple[str | None, tuple[BaseMessage, ...], int, list[BaseMessage]]
 """A prompt built: (previous summary, messages, cap, the prompt messages)."""
 
 
-def _count_text(counter: TokenCounter, text: str) -> int:
-    """Tokens of a plain string with ``counter``'s encoding (no message overhead)."""
-    count: Callable[[str], int] | None = getattr(counter, "count_text", None)
-    if count is not None:
-        return count(text)
-    return counter._encode_len(text)
-
-
 def _cap_summary(text: str, limit: int, counter: TokenCounter) -> str:
     """``text`` if it has at most ``limit`` tokens, else shortened to fit (and logged)."""
-    tokens = _count_text(counter, text)
+    tokens = counter.count_text(text)
     if tokens <= limit:
         return text
-    shortened = _shorten(text.strip(), limit, lambda t: _count_text(counter, t))
+    shortened = _shorten(text.strip(), limit, counter.count_text)
     logger.warning(
         "The summariser wrote %d tokens, over the summary's cap of %d (`max_summary_tokens`); "
         "it was shortened to %d tokens (the longest sections cut, every section kept, at "
         "sentences). Raise `max_summary_tokens` if summaries keep losing detail.",
         tokens,
         limit,
-        _count_text(counter, shortened),
+        counter.count_text(shortened),
     )
     return shortened
 

@@ -26,6 +26,7 @@ from langchain_core.runnables.config import merge_configs
 from langgraph.checkpoint.base import BaseCheckpointSaver
 
 from compacting_supervisor._checkpoint import head_config
+from compacting_supervisor._messages import check_messages
 from compacting_supervisor._settings import check_count, check_ratio, check_seconds
 from compacting_supervisor._usage import context_tokens, declared_tokens, summary_details
 from compacting_supervisor.archive import Transcript
@@ -35,11 +36,7 @@ from compacting_supervisor.errors import (
     StaleCheckpointError,
     ThreadBusyError,
 )
-from compacting_supervisor.history_manager import (
-    DEFAULT_MAX_SUMMARY_TOKENS,
-    HistoryManager,
-    _check_messages,
-)
+from compacting_supervisor.history_manager import DEFAULT_MAX_SUMMARY_TOKENS, HistoryManager
 from compacting_supervisor.keep import KeepPolicy, KeepRatio
 from compacting_supervisor.locks import ThreadLocks, alocks_for, locks_for
 from compacting_supervisor.offload import OffloadToolResults
@@ -727,7 +724,7 @@ class CompactingSupervisor:
     def _state_of(self, snapshot: Any) -> tuple[Any, list[BaseMessage]]:
         """The state values and the checked messages channel of a snapshot."""
         messages = self._read_messages(snapshot)
-        _check_messages(messages, self.history_manager.messages_key)
+        check_messages(messages, self.history_manager.messages_key)
         return snapshot.values, messages
 
     def _decide(

@@ -21,8 +21,8 @@ from typing import Any
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage
 
+from compacting_supervisor._messages import handoff_call_ids, is_handoff
 from compacting_supervisor._settings import check_count, check_seconds
-from compacting_supervisor.summarizers import _handoff_call_ids, _is_handoff
 
 logger = logging.getLogger(__name__)
 
@@ -368,7 +368,7 @@ class Repetition(Trigger):
     def check(self, context: TriggerContext) -> str | None:
         """Fire when the latest replies are all alike (their text and their tool calls)."""
         replies: list[tuple[str, str]] = []
-        handoffs = _handoff_call_ids(context.messages)
+        handoffs = handoff_call_ids(context.messages)
         for message in reversed(context.messages):
             if isinstance(message, AIMessage) and (reply := _reply_signature(message, handoffs)):
                 replies.append(reply)
@@ -394,9 +394,9 @@ _MIN_REPLY = 12  # "Done." to three different requests is not a loop
 def _reply_signature(message: AIMessage, handoffs: set[str]) -> tuple[str, str] | None:
     """What an answer did: its text and its tool calls; None for a hand-off or a tiny reply.
 
-    ``handoffs`` are the ids of the thread's hand-off calls (`_handoff_call_ids`).
+    ``handoffs`` are the ids of the thread's hand-off calls (`handoff_call_ids`).
     """
-    if _is_handoff(message, handoffs):
+    if is_handoff(message, handoffs):
         return None
     calls = [c for c in message.tool_calls if c.get("id") not in handoffs]
     text = " ".join(message.text.split()).lower()
