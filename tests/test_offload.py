@@ -36,12 +36,12 @@ from compacting_supervisor.offload import (
     OffloadError,
     OffloadToolResults,
     ResultStore,
-    _text_tokens,
     make_ref,
     offloaded_ref,
     read_tool_result_tool,
     stored_results_note,
 )
+from compacting_supervisor.offload._shared import _text_tokens
 from compacting_supervisor.testing import ScriptedChatModel
 from compacting_supervisor.token_counter import TokenCounter
 from tests.conftest import POSTGRES_URL
