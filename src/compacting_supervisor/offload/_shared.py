@@ -1,9 +1,9 @@
-"""What the policy and the read tool share about an offloaded result.
+"""What an offloaded result looks like, and the helpers the policy and the read tool stand on.
 
-The marker an offloaded message carries (`OFFLOAD_KEY`, `offloaded_ref`) and how its content
-opens (`HEADER_PREFIX`), the read tool's default name and limits, how a reference is made
-(`make_ref`), the text of a result and its size, putting the text back (`restored`), and the
-``store=`` argument every entry point takes (`_as_store`).
+The marker an offloaded message carries (`OFFLOAD_KEY`, read by `offloaded_ref`), how its
+content opens (`HEADER_PREFIX`), the defaults of the policy and of its read tool, how a
+reference is made (`make_ref`), a result's text and its size, putting the text back
+(`restored`), and the ``store=`` argument both take (`_as_store`).
 """
 
 from __future__ import annotations
