@@ -25,6 +25,8 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any, Protocol
 
+from compacting_supervisor._settings import check_seconds
+
 logger = logging.getLogger(__name__)
 
 __all__ = ["ThreadLockTimeoutError", "ThreadLocks", "locks_for"]
@@ -218,7 +220,18 @@ class ThreadLocks:
 
     @contextlib.contextmanager
     def hold(self, thread_id: str, *, timeout: float | None = None) -> Iterator[None]:
-        """Hold the thread's lock for the block (blocking the calling OS thread)."""
+        """Hold the thread's lock for the block (blocking the calling OS thread).
+
+        Args:
+            thread_id: The thread.
+            timeout: The most seconds to wait for it (finite); None waits as long as it
+                takes.
+
+        Raises:
+            ThreadLockTimeoutError: Another holder kept it past ``timeout``.
+            ValueError: ``timeout`` is negative, NaN or infinite.
+        """
+        check_seconds("timeout", timeout, allow_zero=True, allow_none=True)
         key = self.backend.slot(thread_id)
         deadline = None if timeout is None else time.monotonic() + timeout
         slot = self._slot(key)
@@ -247,7 +260,8 @@ class ThreadLocks:
 
     @contextlib.asynccontextmanager
     async def ahold(self, thread_id: str, *, timeout: float | None = None) -> AsyncIterator[None]:
-        """Hold the thread's lock for the block without blocking the event loop."""
+        """Async form of `hold`: waits without blocking the event loop."""
+        check_seconds("timeout", timeout, allow_zero=True, allow_none=True)
         key = self.backend.slot(thread_id)
         deadline = None if timeout is None else time.monotonic() + timeout
         slot = self._slot(key)

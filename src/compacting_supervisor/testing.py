@@ -19,7 +19,9 @@ from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import START, MessagesState, StateGraph
-from pydantic import Field, PrivateAttr
+from pydantic import Field, PrivateAttr, field_validator
+
+from compacting_supervisor._settings import check_seconds
 
 __all__ = ["ScriptedChatModel", "echo_graph"]
 
@@ -53,6 +55,11 @@ class ScriptedChatModel(BaseChatModel):
     """Keep ``calls``; turn it off for a long-running server, where they would pile up."""
     _index: int = PrivateAttr(default=0)
     _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+
+    @field_validator("delay")
+    @classmethod
+    def _finite_delay(cls, delay: float) -> float:
+        return float(check_seconds("delay", delay, allow_zero=True))
 
     @property
     def _llm_type(self) -> str:
