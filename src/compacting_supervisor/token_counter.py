@@ -25,7 +25,7 @@ import logging
 import threading
 from bisect import bisect_left
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from operator import attrgetter, itemgetter
 from typing import Any, Protocol
 
@@ -37,6 +37,7 @@ from langchain_core.messages import (
     HumanMessage,
     SystemMessage,
     ToolMessage,
+    convert_to_messages,
 )
 
 logger = logging.getLogger(__name__)
@@ -458,7 +459,7 @@ _default_counters: dict[tuple[str | None, str | None], TokenCounter] = {}
 
 
 def count_tokens(
-    messages: Sequence[BaseMessage],
+    messages: Any,
     *,
     model: str | None = None,
     encoding: str | None = None,
@@ -469,20 +470,73 @@ def count_tokens(
     no model is named). Counts are cached per message across calls.
 
     Args:
-        messages: The messages to count.
+        messages: What ``invoke`` takes for its messages: a list of messages, of
+            ``("user", "hi")`` tuples, of ``{"role": "user", "content": "hi"}`` dicts or of
+            strings (each a user message); one of these alone; or the input itself,
+            ``{"messages": [...]}``.
         model: The model name whose encoding to use, e.g. ``"gpt-4o"``.
         encoding: A tiktoken encoding name; overrides ``model``.
 
     Returns:
         The number of tokens, per-message overhead and reply priming included.
 
+    Raises:
+        TypeError: ``messages`` is none of these.
+
     Example:
         >>> from langchain_core.messages import AIMessage, HumanMessage
         >>> count_tokens([HumanMessage("What is 2 + 2?"), AIMessage("4")])
+        20
+        >>> count_tokens([("user", "What is 2 + 2?"), ("ai", "4")])
         20
     """
     key = (model, encoding)
     counter = _default_counters.get(key)
     if counter is None:
         counter = _default_counters.setdefault(key, TokenCounter(model, encoding=encoding))
-    return counter.count(messages)
+    return counter.count(_as_messages(messages, parameter="messages"))
+
+
+_TAKES = (
+    "a list of messages, of ('user', 'hi') tuples, of {'role': 'user', 'content': 'hi'} "
+    "dicts or of strings; one of these alone; or {'messages': [...]}"
+)
+
+
+def _as_messages(messages: Any, *, parameter: str) -> list[BaseMessage]:
+    """``messages`` as chat messages, taking every form ``invoke`` takes for them.
+
+    A list (or other iterable) holds one message per item; a message, string, dict or
+    ``(role, content)`` pair alone is one message, as LangGraph's ``add_messages`` reads
+    it; a dict with a ``messages`` key and no ``role`` is a graph input.
+
+    Raises:
+        TypeError: Anything else, naming ``parameter``.
+    """
+    if isinstance(messages, dict) and "messages" in messages and "role" not in messages:
+        messages = messages["messages"]
+    if isinstance(messages, BaseMessage | str | dict) or _is_role_pair(messages):
+        items: list[Any] = [messages]
+    elif isinstance(messages, Iterable):
+        items = list(messages)
+    else:
+        msg = f"`{parameter}` must be {_TAKES}, got {type(messages).__name__}."
+        raise TypeError(msg)
+    if all(isinstance(m, BaseMessage) for m in items):
+        return items
+    try:
+        return convert_to_messages(items)
+    except (NotImplementedError, ValueError, TypeError) as exc:
+        first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        msg = f"`{parameter}` must be {_TAKES}: {first_line}"
+        raise TypeError(msg) from exc
+
+
+def _is_role_pair(value: Any) -> bool:
+    """Whether ``value`` is one ``(role, content)`` message rather than a list of them."""
+    return (
+        isinstance(value, tuple)
+        and len(value) == 2  # a pair
+        and isinstance(value[0], str)
+        and isinstance(value[1], str | list)
+    )
