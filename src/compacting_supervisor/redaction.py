@@ -119,9 +119,21 @@ def _may_hold_secret(text: str) -> bool:
 def redact_text(text: str) -> str:
     """Replace the secrets `redact_secrets` knows in ``text``.
 
+    A key-like string needs a digit to count as a key (``sk-learn-is-a-library`` is text),
+    so the example's key has some, as real ones do.
+
+    Args:
+        text: Any text.
+
+    Returns:
+        ``text`` with each secret replaced by ``[REDACTED:<kind>]``; ``text`` itself when
+        there is none.
+
     Example:
-        >>> redact_text("key sk-abcdefghijklmnopqrstuvwx and postgres://bob:hunter2@db/x")
+        >>> redact_text("key sk-proj-4f9a8b7c6d5e4f3a2b1c0d9e and postgres://bob:hunter2@db/x")
         'key [REDACTED:api-key] and postgres://bob:[REDACTED:password]@db/x'
+        >>> redact_text("nothing secret here")
+        'nothing secret here'
     """
     if not _may_hold_secret(text):
         return text
@@ -144,7 +156,22 @@ def redact_secrets(message: BaseMessage) -> BaseMessage:
     """Return ``message`` with common secrets replaced; the original is never changed.
 
     Redacts the text content, text blocks, and the arguments of tool calls. A message with
-    nothing to redact is returned as it is; otherwise a copy is.
+    nothing to redact is returned as it is; otherwise a copy is. This is
+    `HistoryManager`'s default ``redact`` hook.
+
+    Args:
+        message: Any LangChain message.
+
+    Returns:
+        ``message`` itself when it holds no secret, else a redacted copy.
+
+    Example:
+        >>> from langchain_core.messages import HumanMessage
+        >>> message = HumanMessage("My token is Bearer abcdef123456789xyz, thanks.")
+        >>> redact_secrets(message).content
+        'My token is Bearer [REDACTED:token], thanks.'
+        >>> message.content  # unchanged
+        'My token is Bearer abcdef123456789xyz, thanks.'
     """
     update: dict[str, Any] = {}
     content = _redact_value(message.content)
