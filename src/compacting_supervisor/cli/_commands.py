@@ -21,7 +21,7 @@ from typing import Any
 from langchain_core.messages import BaseMessage
 
 from compacting_supervisor._checkpoint import head_config
-from compacting_supervisor.cli._render import (
+from compacting_supervisor.cli._output import (
     _fit_last_column,
     _history_table,
     _message_json,

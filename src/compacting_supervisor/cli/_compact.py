@@ -26,7 +26,7 @@ from compacting_supervisor.cli._commands import (
     _open_thread,
     _tokens,
 )
-from compacting_supervisor.cli._render import _compact_report, _print_json, _Progress
+from compacting_supervisor.cli._output import _compact_report, _print_json, _Progress
 from compacting_supervisor.cli._stores import ThreadHead, open_store
 from compacting_supervisor.errors import (
     CompactionError,

@@ -1,7 +1,7 @@
 """The entry point: parse the arguments, run the command, turn its errors into exit codes.
 
 The argument parser lives here with the checks of its values; the commands live in
-`_commands` (reading) and `_compact` (writing), their output in `_render`.
+`_commands` (reading) and `_compact` (writing), their output in `_output`.
 """
 
 from __future__ import annotations
