@@ -126,8 +126,8 @@ def redact_text(text: str) -> str:
         text: Any text.
 
     Returns:
-        ``text`` with each secret replaced by ``[REDACTED:<kind>]``; ``text`` itself when
-        there is none.
+        ``text`` with each secret replaced by ``[REDACTED:<kind>]`` (``text`` itself when
+            there is none).
 
     Example:
         >>> redact_text("key sk-proj-4f9a8b7c6d5e4f3a2b1c0d9e and postgres://bob:hunter2@db/x")
