@@ -226,6 +226,32 @@ def test_blocks_print_what_the_pages_say(ran_offline: dict[str, Future[Ran]]) ->
     assert "Once upon a time" in _output("docs/workers.md", ran_offline)  # the async stream
 
 
+def test_the_readme_command_lines_work_after_its_set_up(tmp_path: Path) -> None:
+    """The README's command-line block runs as written once its set-up has activated the
+    virtual environment (its ``bin`` first on ``PATH``, as ``. .venv/bin/activate`` does)."""
+    text = (ROOT / "README.md").read_text()
+    assert ". .venv/bin/activate" in text
+    blocks = re.findall(r"^```bash\n(.*?)^```", text, flags=re.M | re.S)
+    lines = next(b for b in blocks if "compacting-supervisor threads" in b).strip().splitlines()
+    (tmp_path / "examples").symlink_to(ROOT / "examples")
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    env.pop("OPENAI_API_KEY", None)
+    outputs = []
+    for line in lines:
+        process = subprocess.run(
+            ["bash", "-c", line],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT,
+            check=False,
+        )
+        assert process.returncode == 0, f"{line}\n{process.stderr[-3000:]}"
+        outputs.append(process.stdout)
+    assert any(re.search(r"^recruiting\s+\d+", out, flags=re.M) for out in outputs)
+
+
 def test_api_reference_covers_the_public_names_only() -> None:
     """The API pages render exactly the names the package exports (private modules move)."""
     shown = set()
