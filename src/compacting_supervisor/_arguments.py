@@ -9,7 +9,7 @@ types, the settings that contradict each other, and the two ways a method names 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 from langchain_core.runnables import RunnableConfig
 from langchain_core.runnables.config import merge_configs
@@ -157,7 +157,7 @@ def keep_for_call(keep: Any) -> KeepPolicy | None:
 
 def thread_of(
     thread: Any, bound: RunnableConfig | None, *, parameter: str
-) -> tuple[str, RunnableConfig | None]:
+) -> tuple[str, RunnableConfig]:
     """The thread id a method was given, and what to forward to the graph for it.
 
     Args:
@@ -167,7 +167,9 @@ def thread_of(
         parameter: The method's name for ``thread``, named in the errors.
 
     Returns:
-        The thread id, and ``thread`` as a config (a thread id becomes one).
+        The thread id, and ``thread`` as a config that names it (a thread id becomes one;
+        a config without one gets the bound config's, which the graph's own ``get_state``
+        and ``update_state`` do not always look up).
 
     Raises:
         ValueError: An empty thread id, or no thread id in ``thread`` nor in ``bound``.
@@ -180,7 +182,11 @@ def thread_of(
         thread_config(thread, parameter=parameter)  # raises: neither an id nor a config
     merged = merge_configs(bound, thread)
     thread_id = thread_config(merged, parameter=parameter)["configurable"]["thread_id"]
-    return str(thread_id), thread
+    given = thread or {}
+    configurable = given.get("configurable") or {}
+    if configurable.get("thread_id") in (None, ""):  # the bound config names the thread
+        given = {**given, "configurable": {**configurable, "thread_id": thread_id}}
+    return str(thread_id), cast(RunnableConfig, given)
 
 
 def run_thread_id(config: Any, bound: RunnableConfig | None) -> str:
