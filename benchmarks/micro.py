@@ -48,6 +48,10 @@ from compacting_supervisor import (
     redact_secrets,
     render_transcript,
 )
+from compacting_supervisor._compaction import ReadResults, StoreResults, Summarize
+from compacting_supervisor._flow import Sleep
+from compacting_supervisor._persist.reads import ListCompactions
+from compacting_supervisor._persist.rewrite import Put, ReadHead, ReadState
 
 __all__ = [
     "compaction_cost",
@@ -251,18 +255,42 @@ def _context_counter() -> Callable[[list[BaseMessage]], int]:
 
 
 class _OpTimer:
-    """Wraps a HistoryManager's I/O step to time each kind of step (benchmark-only)."""
+    """Times each kind of I/O step a compaction performs (benchmark-only).
+
+    Every step of a compaction is an op whose ``run`` the sync driver calls; the op classes'
+    ``run`` are wrapped once, and add their time to the timer that is current.
+    """
+
+    current: _OpTimer | None = None
+    _OPS: tuple[type, ...] = (
+        ReadState,
+        ReadHead,
+        Put,
+        ListCompactions,
+        Summarize,
+        Sleep,
+        StoreResults,
+        ReadResults,
+    )
 
     def __init__(self, manager: HistoryManager) -> None:
+        del manager  # every manager's ops go through the same classes
         self.seconds: dict[str, float] = defaultdict(float)
-        perform = manager._perform
+        _OpTimer.current = self
+        for op in self._OPS:
+            if not getattr(op.run, "_timed", False):
+                op.run = _OpTimer._timed_run(op.run)  # type: ignore[method-assign]
 
+    @staticmethod
+    def _timed_run(run: Callable[[Any], Any]) -> Callable[[Any], Any]:
         def timed(op: Any) -> Any:
-            seconds, value = _timed(lambda: perform(op))
-            self.seconds[type(op).__name__.lstrip("_")] += seconds
+            seconds, value = _timed(lambda: run(op))
+            if _OpTimer.current is not None:
+                _OpTimer.current.seconds[type(op).__name__] += seconds
             return value
 
-        manager._perform = timed  # type: ignore[method-assign]
+        timed._timed = True  # type: ignore[attr-defined]
+        return timed
 
 
 def compaction_cost(

@@ -26,12 +26,8 @@ from langchain_core.messages import (
 )
 
 from compacting_supervisor import TokenCounter
-from compacting_supervisor.context import (
-    BuiltContext,
-    ContextBuilder,
-    _to_yaml,
-    render_messages,
-)
+from compacting_supervisor._yaml import to_yaml
+from compacting_supervisor.context import BuiltContext, ContextBuilder, render_messages
 from compacting_supervisor.summarizers import render_transcript
 
 # ---------------------------------------------------------------------------- a real history
@@ -551,7 +547,7 @@ def test_nested_json_results_become_yaml() -> None:
         "matrix": [[1, 2], [3, 4]],
         "odd strings": ["yes", "10:00", "a: b", "#hash", " padded", "", "x, y"],
     }
-    assert _to_yaml(result) == "\n".join(
+    assert to_yaml(result) == "\n".join(
         [
             "booking:",
             "  id: INT-2041",
@@ -576,7 +572,7 @@ def test_nested_json_results_become_yaml() -> None:
             'odd strings: ["yes", "10:00", "a: b", "#hash", " padded", "", "x, y"]',
         ]
     )
-    assert yaml.safe_load(_to_yaml(result) + "\n") == result
+    assert yaml.safe_load(to_yaml(result) + "\n") == result
 
 
 def test_json_that_is_not_an_object_stays_text() -> None:
@@ -603,7 +599,7 @@ _VALUES = st.recursive(
 @given(st.lists(_VALUES, max_size=4) | st.dictionaries(_KEYS, _VALUES, max_size=4))
 def test_yaml_loads_back_to_the_same_data(value: Any) -> None:
     # A body is always followed by a line break in its tag ("...\n</tag>").
-    assert yaml.safe_load(_to_yaml(value) + "\n") == value
+    assert yaml.safe_load(to_yaml(value) + "\n") == value
 
 
 # The YAML writer as it was before it was made faster (one list per entry, no fast paths,
@@ -734,8 +730,8 @@ _MIXED = st.recursive(
 @settings(max_examples=1500, deadline=None, database=None)
 @given(st.lists(_MIXED, max_size=5) | st.dictionaries(_MIXED_TEXT, _MIXED, max_size=5))
 def test_yaml_is_byte_for_byte_the_reference_writer(value: Any) -> None:
-    assert _to_yaml(value) == _reference_yaml(value)
-    assert _to_yaml(value) == _reference_yaml(value)  # again, with scalars remembered
+    assert to_yaml(value) == _reference_yaml(value)
+    assert to_yaml(value) == _reference_yaml(value)  # again, with scalars remembered
 
 
 # ---------------------------------------------------------------------------- ContextBuilder

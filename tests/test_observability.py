@@ -214,9 +214,10 @@ def test_every_piece_of_a_long_history_reports_its_own_usage() -> None:
 
 def test_a_summarizer_called_directly_reports_nothing_anywhere() -> None:
     """The reply's usage is only noted inside a history manager's call, never leaked."""
-    from compacting_supervisor.summarizers import _REPLIES, ChatModelSummarizer
+    from compacting_supervisor._summarizer_call import REPLIES
+    from compacting_supervisor.summarizers import ChatModelSummarizer
 
     reply = AIMessage(SUMMARY, usage_metadata=_usage(10, 5))
     summarizer = ChatModelSummarizer(ScriptedChatModel(responses=[reply]))
     assert summarizer.summarize(None, HISTORY, max_tokens=300) == SUMMARY
-    assert _REPLIES.get() is None
+    assert REPLIES.get() is None

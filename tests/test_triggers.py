@@ -54,9 +54,7 @@ def test_token_limit_is_the_default_trigger(saver: Any) -> None:
 
 
 def test_message_count_trigger_compacts_by_count_not_size(saver: Any) -> None:
-    supervisor = CompactingSupervisor(
-        echo_graph(checkpointer=saver), token_limit=100_000, trigger=MessageCount(6)
-    )
+    supervisor = CompactingSupervisor(echo_graph(checkpointer=saver), trigger=MessageCount(6))
     for _ in range(3):
         turn(supervisor)
         assert supervisor.last_compaction("t") is None  # 2, 4, 6 messages: not more than 6
@@ -73,9 +71,7 @@ def test_context_fraction_reads_the_window_from_the_model_profile(saver: Any) ->
     model.profile = {"max_input_tokens": 1_000}
     trigger = ContextFraction(0.4, model=model)
     assert (trigger.context_window, trigger.limit) == (1_000, 400)
-    supervisor = CompactingSupervisor(
-        echo_graph(checkpointer=saver, model=model), token_limit=100_000, trigger=trigger
-    )
+    supervisor = CompactingSupervisor(echo_graph(checkpointer=saver, model=model), trigger=trigger)
     while supervisor.last_compaction("t") is None:
         turn(supervisor)
         assert len(messages_of(supervisor)) < 40
@@ -106,7 +102,6 @@ def test_event_trigger_sees_the_state_and_names_the_compaction(saver: Any) -> No
 
     supervisor = CompactingSupervisor(
         echo_graph(checkpointer=saver),
-        token_limit=100_000,
         trigger=When(milestone, name="milestone"),
     )
     turn(supervisor, "Start the project.")
@@ -126,7 +121,6 @@ def test_repetition_trigger_fires_when_the_agent_loops(saver: Any) -> None:
     )
     supervisor = CompactingSupervisor(
         echo_graph(checkpointer=saver, model=model),
-        token_limit=100_000,
         trigger=Repetition(replies=3),
     )
     for _ in range(4):
@@ -150,7 +144,6 @@ def test_repetition_needs_similar_replies() -> None:
 def test_time_since_compaction_uses_the_time_recorded_in_the_summary(saver: Any) -> None:
     supervisor = CompactingSupervisor(
         echo_graph(checkpointer=saver),
-        token_limit=100_000,
         trigger=TimeSinceCompaction(3600),
     )
     turn(supervisor)
@@ -191,7 +184,6 @@ def test_combined_trigger_in_a_supervisor(saver: Any) -> None:
     """``AllOf``: big enough *and* at a milestone (not a size on its own: no size limit)."""
     supervisor = CompactingSupervisor(
         echo_graph(checkpointer=saver),
-        token_limit=100_000,
         trigger=TokenLimit(200) & When(lambda s: "done" in s["messages"][-2].text),
     )
     for _ in range(5):
@@ -393,7 +385,6 @@ def test_a_raising_trigger_counts_as_not_firing_and_spares_the_others(
 
     supervisor = CompactingSupervisor(
         echo_graph(checkpointer=saver),
-        token_limit=100_000,
         trigger=When(buggy, name="stage") | TokenLimit(300),
     )
     while supervisor.last_compaction("t") is None:
@@ -476,7 +467,6 @@ def test_event_predicate_sees_the_state_with_version_v2(saver: Any) -> None:
     seen: list[Any] = []
     supervisor = CompactingSupervisor(
         echo_graph(checkpointer=saver),
-        token_limit=100_000,
         trigger=When(lambda state: seen.append(sorted(state)) or False),
     )
     supervisor.invoke({"messages": [HumanMessage("hi")]}, CONFIG, version="v2")

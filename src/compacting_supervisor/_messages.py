@@ -7,7 +7,9 @@ calls are supervisor hand-offs. Everything here is pure.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+import uuid
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from langchain_core.messages import (
@@ -31,6 +33,7 @@ __all__ = [
     "handoff_call_ids",
     "is_handoff",
     "is_summary",
+    "new_summary_message",
     "speaker",
     "summary_meta",
     "summary_text",
@@ -146,3 +149,30 @@ def summary_meta(message: BaseMessage | None) -> dict[str, Any]:
         return {}
     meta = message.response_metadata.get(METADATA_KEY)
     return meta if isinstance(meta, dict) else {}
+
+
+def new_summary_message(
+    summary: str, *, earlier: Mapping[str, Any], summarized: int, kept: int
+) -> HumanMessage:
+    """The message that carries a running summary, marked as LangChain marks its own.
+
+    Args:
+        summary: The summary text (`SUMMARY_PREFIX` is added).
+        earlier: The metadata of the summary it replaces (`summary_meta`), for the totals.
+        summarized: Messages folded into it by this compaction.
+        kept: Messages kept verbatim after it (usage reported on those messages describes a
+            longer history).
+    """
+    return HumanMessage(
+        content=SUMMARY_PREFIX + summary,
+        id=f"summary-{uuid.uuid4()}",
+        additional_kwargs={"lc_source": SUMMARY_MARKER},
+        response_metadata={
+            METADATA_KEY: {
+                "compactions": int(earlier.get("compactions", 0)) + 1,
+                "messages_summarized": int(earlier.get("messages_summarized", 0)) + summarized,
+                "compacted_at": time.time(),
+                "messages_kept": kept,
+            }
+        },
+    )

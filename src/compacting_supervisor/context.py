@@ -27,480 +27,32 @@ neither close the block it sits in nor pose as one of ours.
 
 from __future__ import annotations
 
-import json
-import math
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from langchain_core.documents import Document
 from langchain_core.messages import (
-    AIMessage,
     BaseMessage,
-    ChatMessage,
     FunctionMessage,
     HumanMessage,
     SystemMessage,
     ToolMessage,
-    convert_to_messages,
 )
 
-from compacting_supervisor._messages import (
-    HANDOFF_KEYS,
-    SUMMARY_PREFIX,
-    handoff_call_ids,
-    is_summary,
-    text_of,
+from compacting_supervisor._render import (
+    as_messages,
+    element,
+    escape,
+    message_events,
+    render_messages,
+    structured,
+    tag_name,
 )
 from compacting_supervisor._settings import check_count, check_token_counter
 from compacting_supervisor.token_counter import TokenCounter
 
 __all__ = ["BuiltContext", "ContextBuilder", "render_messages"]
-
-# ---------------------------------------------------------------------------- escaping
-
-# A "<" that could open or close a tag: before a letter, "_", "/", "!" or "?" (spaces
-# allowed in between). "a < b" and "x<2" stay as they are.
-_TAG_START = re.compile(r"<(?=\s*(?:[/!?]|[^\W\d]))")
-_NAME_CHARS = re.compile(r"[^A-Za-z0-9_.-]+")
-
-
-def _escape(text: str) -> str:
-    """Neutralise tag-like text, so data can neither close a block nor forge a tag."""
-    return _TAG_START.sub("&lt;", text)
-
-
-def _attribute(value: Any) -> str:
-    text = " ".join(str(value).split())
-    return '"' + text.replace("<", "&lt;").replace('"', "&quot;") + '"'
-
-
-def _tag_name(name: Any, suffix: str, default: str) -> str:
-    """``read_cv`` -> ``read_cv_result``; odd characters become ``_``."""
-    clean = _NAME_CHARS.sub("_", str(name or "")).strip("_.-")
-    if not clean:
-        return default
-    if not (clean[0].isalpha() or clean[0] == "_"):
-        clean = f"tool_{clean}"
-    return f"{clean}{suffix}"
-
-
-def _element(
-    tag: str, body: str, attributes: dict[str, Any] | None = None, *, block: bool = False
-) -> str:
-    """Return ``<tag a="1">body</tag>``; a body of several lines gets lines of its own."""
-    head = tag + "".join(
-        f" {key}={_attribute(value)}"
-        for key, value in (attributes or {}).items()
-        if value is not None and value != ""
-    )
-    if not body:
-        return f"<{head}/>"
-    if block or "\n" in body:
-        return f"<{head}>\n{body}\n</{tag}>"
-    return f"<{head}>{body}</{tag}>"
-
-
-# ---------------------------------------------------------------------------- YAML
-
-_INDICATORS = frozenset("-?:,[]{}#&*!|>'\"%@`")
-_RESERVED = frozenset(
-    {"", "~", "null", "true", "false", "yes", "no", "on", "off", "y", "n", "=", "<<"}
-    | {".inf", "-.inf", "+.inf", ".nan"}
-)
-_RESERVED_MAX = max(map(len, _RESERVED))  # lowering never shortens a string
-# Strings a YAML parser would read as a number, a date or a time (1.1 rules included).
-_NUMBER_LIKE = re.compile(r"[-+.]?\d[\d\s:._+\-TtZzEe]*|[-+]?0[xXoObB][\dA-Fa-f_]+")
-_NUMBER_START = frozenset("-+.")  # or a digit: the only ways `_NUMBER_LIKE` can start
-_LINE_BREAKS = frozenset("\r\x85\u2028\u2029")
-_UNSAFE_IN_QUOTES = re.compile("[\x7f-\x9f\u2028\u2029\ufeff\ufffe\uffff]")
-# Short strings (keys above all) repeat across records: their rendering is remembered.
-_SCALARS: dict[str, str] = {}
-_SCALARS_KEPT = 4096
-_SCALAR_CACHED_CHARS = 64
-
-
-def _quoted(text: str) -> str:
-    quoted = json.dumps(text, ensure_ascii=False)  # a JSON string is a YAML string
-    return _UNSAFE_IN_QUOTES.sub(lambda m: f"\\u{ord(m.group()):04x}", quoted)
-
-
-def _plain_ok(text: str) -> bool:
-    if len(text) <= _RESERVED_MAX and text.lower() in _RESERVED:
-        return False  # also every empty string
-    first = text[0]
-    return (
-        first not in _INDICATORS
-        and not first.isspace()
-        and not text[-1].isspace()
-        and text.isprintable()
-        and ": " not in text
-        and " #" not in text
-        and not text.endswith(":")
-        and (
-            not (first in _NUMBER_START or first.isdecimal())
-            or _NUMBER_LIKE.fullmatch(text) is None
-        )
-    )
-
-
-def _text_scalar(text: str) -> str:
-    """A string as a YAML scalar: plain when unambiguous, else double-quoted."""
-    rendered = _SCALARS.get(text)
-    if rendered is None:
-        rendered = text if _plain_ok(text) else _quoted(text)
-        if len(text) <= _SCALAR_CACHED_CHARS:
-            if len(_SCALARS) >= _SCALARS_KEPT:
-                _SCALARS.clear()
-            _SCALARS[text] = rendered
-    return rendered
-
-
-def _scalar(value: Any) -> str:
-    """One YAML scalar: plain when unambiguous, else a double-quoted string."""
-    if type(value) is str:
-        return _text_scalar(value)
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        if math.isnan(value):
-            return ".nan"
-        if math.isinf(value):
-            return ".inf" if value > 0 else "-.inf"
-        text = repr(value)
-        mantissa, _, exponent = text.partition("e")
-        if exponent and "." not in mantissa:  # 1e+16 reads as a string in YAML 1.1
-            text = f"{mantissa}.0e{exponent}"
-        return text
-    return _text_scalar(str(value))
-
-
-def _literal_ok(text: str) -> bool:
-    if "\n" not in text:
-        return False
-    first = next((line for line in text.split("\n") if line), "")
-    return (
-        bool(first)
-        and not first.startswith((" ", "\t"))
-        and not any(ch in _LINE_BREAKS for ch in text)
-        and all(ch.isprintable() or ch in "\n\t" for ch in text)
-        and "\ufeff" not in text
-    )
-
-
-_FLOW_UNSAFE = frozenset(",[]{}?")
-_FLOW_WIDTH = 100
-
-
-def _flow(items: list[Any]) -> str | None:
-    """``[a, b, c]`` for a short list of scalars (fewer tokens than one line each)."""
-    if any(
-        isinstance(item, dict | list) or (isinstance(item, str) and "\n" in item) for item in items
-    ):
-        return None
-    parts = []
-    width = 0  # "[" and "]" take the room of the ", " the first item does without
-    for item in items:
-        text = _scalar(item)
-        if isinstance(item, str) and text == item and any(c in _FLOW_UNSAFE for c in text):
-            text = _quoted(item)  # inside [ ] a plain scalar ends at these
-        width += len(text) + 2
-        if width > _FLOW_WIDTH:
-            return None
-        parts.append(text)
-    return "[" + ", ".join(parts) + "]"
-
-
-def _entry(head: str, value: Any, indent: str, out: list[str]) -> None:
-    """Append ``head`` (``key:`` or ``-``) followed by ``value`` to ``out``."""
-    kind = type(value)
-    if kind is str:  # the common case first; the same rules as below
-        if "\n" in value and _literal_ok(value):
-            _literal(head, value, indent, out)
-        else:
-            out.append(f"{head} {_text_scalar(value)}")
-        return
-    if kind is int or kind is float or value is None:
-        out.append(f"{head} {_scalar(value)}")
-        return
-    if isinstance(value, list) and value and (flow := _flow(value)) is not None:
-        out.append(f"{head} {flow}")
-    elif isinstance(value, dict | list) and value:
-        out.append(head)
-        _yaml_lines(value, indent + "  ", out)
-    elif isinstance(value, str) and _literal_ok(value):
-        _literal(head, value, indent, out)
-    elif isinstance(value, dict | list):
-        out.append(f"{head} {'{}' if isinstance(value, dict) else '[]'}")
-    else:
-        out.append(f"{head} {_scalar(value)}")
-
-
-def _literal(head: str, value: str, indent: str, out: list[str]) -> None:
-    """A multi-line string as a literal block (``|``), its trailing line breaks kept."""
-    body = value.rstrip("\n")
-    trailing = len(value) - len(body)
-    chomp = "-" if trailing == 0 else "" if trailing == 1 else "+"
-    lines = body.split("\n") + [""] * max(0, trailing - 1)
-    out.append(f"{head} |{chomp}")
-    out.extend(f"{indent}  {line}" if line else "" for line in lines)
-
-
-def _yaml_lines(value: dict[Any, Any] | list[Any], indent: str, out: list[str]) -> None:
-    """Append a non-empty mapping or sequence in block style, one entry per line."""
-    if isinstance(value, dict):
-        for key, item in value.items():
-            head = f"{indent}{_text_scalar(key) if type(key) is str else _scalar(key)}:"
-            kind = type(item)
-            if kind is str and "\n" not in item:  # a record's usual field, inline
-                out.append(f"{head} {_text_scalar(item)}")
-            elif kind is int:
-                out.append(f"{head} {item}")
-            else:
-                _entry(head, item, indent, out)
-        return
-    for item in value:
-        if isinstance(item, list) and item and (flow := _flow(item)) is not None:
-            out.append(f"{indent}- {flow}")
-        elif isinstance(item, dict | list) and item:
-            start = len(out)
-            _yaml_lines(item, indent + "  ", out)
-            out[start] = f"{indent}- {out[start][len(indent) + 2 :]}"
-        else:
-            _entry(f"{indent}-", item, indent, out)
-
-
-def _to_yaml(value: dict[Any, Any] | list[Any]) -> str:
-    """Deterministic block YAML for JSON-like data (mappings keep their order)."""
-    if not value:
-        return "{}" if isinstance(value, dict) else "[]"
-    out: list[str] = []
-    _yaml_lines(value, "", out)
-    return "\n".join(out)
-
-
-def _structured(content: Any) -> str:
-    """A tool result's text; JSON objects and arrays (as text or as data) become YAML."""
-    if isinstance(content, dict):
-        return _to_yaml(content)
-    if isinstance(content, list) and not all(
-        isinstance(block, str) or (isinstance(block, dict) and "type" in block) for block in content
-    ):
-        return _to_yaml(content)  # a list of records, not content blocks
-    text = _content_text(content)
-    if text[:1] in ("{", "["):
-        try:
-            value = json.loads(text)
-        except ValueError:
-            return text
-        if isinstance(value, dict | list) and value:
-            return _to_yaml(value)
-    return text
-
-
-# ---------------------------------------------------------------------------- messages
-
-# Blocks that carry nothing for a reader of the transcript: tool calls are rendered from
-# ``tool_calls``, and hidden reasoning stays hidden.
-_SKIPPED_BLOCKS = frozenset(
-    {
-        "tool_use",
-        "tool_call",
-        "tool_call_chunk",
-        "server_tool_call",
-        "reasoning",
-        "thinking",
-        "redacted_thinking",
-    }
-)
-_ROLES = {
-    "user": "user",
-    "human": "user",
-    "assistant": "assistant",
-    "ai": "assistant",
-    "system": "system",
-    "developer": "system",
-}
-
-
-def _content_text(content: Any) -> str:
-    if isinstance(content, list):
-        content = [
-            block
-            for block in content
-            if not (isinstance(block, dict) and block.get("type") in _SKIPPED_BLOCKS)
-        ]
-    return text_of(content, mark_blocks=True).strip()
-
-
-def _args_text(args: Any) -> str:
-    if isinstance(args, dict | list):
-        return _to_yaml(args) if args else ""
-    return str(args)
-
-
-def _destination(call: Any, results: dict[str, str]) -> str:
-    """Where a hand-off goes: the result's marker, else the tool's name."""
-    found = results.get(str(call.get("id")))
-    if found:
-        return found
-    name = str(call.get("name", ""))
-    for prefix in ("transfer_back_to_", "transfer_to_"):
-        if name.startswith(prefix):
-            return name.removeprefix(prefix)
-    return name
-
-
-class _Events:
-    """Renders messages one by one; parallel calls are numbered 1, 2, ... in order."""
-
-    def __init__(self, messages: Sequence[BaseMessage]) -> None:
-        self.handoffs = handoff_call_ids(messages)
-        self.destinations = {
-            message.tool_call_id: str(message.response_metadata["__handoff_destination"])
-            for message in messages
-            if isinstance(message, ToolMessage)
-            and message.response_metadata.get("__handoff_destination")
-        }
-        self.ids: dict[str, str] = {}
-
-    def _short(self, call_id: Any, *, new: bool = False) -> str | None:
-        """The short id of a parallel call (and of its result); None for a lone call."""
-        if not call_id:
-            return None
-        if new:
-            return self.ids.setdefault(str(call_id), str(len(self.ids) + 1))
-        return self.ids.get(str(call_id))
-
-    def render(self, message: BaseMessage) -> str:
-        """One message's events (several lines for an answer with tool calls), or ""."""
-        if is_summary(message):
-            text = _content_text(message.content).removeprefix(SUMMARY_PREFIX.strip())
-            return _element("summary", _escape(text.strip()))
-        if isinstance(message, AIMessage):
-            return self._ai(message)
-        if isinstance(message, ToolMessage):
-            if message.tool_call_id in self.handoffs:
-                return ""  # the hand-off's call already reads <handoff .../>
-            attributes = {
-                "id": self._short(message.tool_call_id),
-                "status": "error" if message.status == "error" else None,
-            }
-            tag = _tag_name(message.name, "_result", "tool_result")
-            return _element(tag, _escape(_structured(message.content)), attributes)
-        if isinstance(message, FunctionMessage):
-            tag = _tag_name(message.name, "_result", "function_result")
-            return _element(tag, _escape(_structured(message.content)))
-        text = _escape(_content_text(message.content))
-        if isinstance(message, HumanMessage):
-            return _element("user", text, {"name": message.name}) if text else ""
-        if isinstance(message, SystemMessage):
-            return _element("system", text) if text else ""
-        if isinstance(message, ChatMessage) and message.role in _ROLES:
-            return _element(_ROLES[message.role], text, {"name": message.name}) if text else ""
-        role = message.role if isinstance(message, ChatMessage) else message.type
-        return _element("message", text, {"role": role, "name": message.name}) if text else ""
-
-    def _ai(self, message: AIMessage) -> str:
-        handing_off = any(key in message.response_metadata for key in HANDOFF_KEYS)
-        events = []
-        text = "" if handing_off else _escape(_content_text(message.content))
-        if text:
-            events.append(_element("assistant", text, {"name": message.name}))
-        handoffs = [handing_off or call.get("id") in self.handoffs for call in message.tool_calls]
-        parallel = handoffs.count(False) > 1  # ids pair results with calls only then
-        for call, handoff in zip(message.tool_calls, handoffs, strict=True):
-            if handoff:
-                to = _destination(call, self.destinations)
-                events.append(_element("handoff", "", {"from": message.name, "to": to}))
-                continue
-            short = self._short(call.get("id"), new=True) if parallel else None
-            attributes = {"tool": call["name"], "id": short, "by": message.name}
-            events.append(_element("call", _escape(_args_text(call["args"])), attributes))
-        return "\n".join(events)
-
-
-def _as_messages(messages: Any, parameter: str) -> list[BaseMessage]:
-    if isinstance(messages, str | bytes) or not isinstance(messages, Sequence):
-        msg = (
-            f"`{parameter}` must be a list of messages (LangChain messages, or anything "
-            f"`convert_to_messages` accepts), got {type(messages).__name__}."
-        )
-        raise TypeError(msg)
-    if all(isinstance(m, BaseMessage) for m in messages):
-        return list(messages)
-    try:
-        return list(convert_to_messages(messages))
-    except (ValueError, TypeError, NotImplementedError) as exc:
-        msg = (
-            f"`{parameter}` holds items that are not messages ({exc}); pass LangChain "
-            "messages, (role, text) tuples or role/content dicts."
-        )
-        raise TypeError(msg) from exc
-
-
-def _message_events(messages: Sequence[BaseMessage]) -> list[str]:
-    """One rendered string per message ("" for a message that shows nothing)."""
-    events = _Events(messages)
-    return [events.render(message) for message in messages]
-
-
-def render_messages(messages: Sequence[BaseMessage]) -> str:
-    """Render messages compactly for a model to read: one tag per event.
-
-    - ``<user>``, ``<assistant name="...">``, ``<system>``: what was said; content blocks
-      read as their text, images as ``[image]``, other blocks as ``[<type>]``, hidden
-      reasoning is left out.
-    - ``<call tool="..." by="agent">``: a tool call, its arguments as YAML lines.
-    - ``<TOOL_result>``: its result (``status="error"`` when it failed); a result that is
-      a JSON object or array is rewritten as YAML.
-    - ``<handoff from="supervisor" to="agent"/>``: a langgraph-supervisor hand-off, call
-      and result in one tag.
-    - ``<summary>``: an earlier running summary.
-
-    Parallel calls (several in one message) and their results carry short ids ``id="1"``,
-    ``id="2"`` ... to pair them; a lone call's result follows it and needs none. Any text
-    inside that looks like a tag has its ``<`` written as ``&lt;``. The output depends on
-    the messages only, so the same messages always render the same.
-
-    Args:
-        messages: LangChain messages (or ``(role, text)`` tuples, role/content dicts).
-
-    Returns:
-        The events, one per line or block, oldest first.
-
-    Raises:
-        TypeError: ``messages`` is not a list of messages.
-
-    Example:
-        >>> from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
-        >>> print(render_messages([
-        ...     HumanMessage("Where is order 42?"),
-        ...     AIMessage("", tool_calls=[
-        ...         {"name": "order_status", "args": {"order_id": 42}, "id": "call_x7"}]),
-        ...     ToolMessage('{"status": "shipped", "eta": "Friday"}',
-        ...                 tool_call_id="call_x7", name="order_status"),
-        ...     AIMessage("It ships Friday.", name="shop_agent"),
-        ... ]))
-        <user>Where is order 42?</user>
-        <call tool="order_status">order_id: 42</call>
-        <order_status_result>
-        status: shipped
-        eta: Friday
-        </order_status_result>
-        <assistant name="shop_agent">It ships Friday.</assistant>
-    """
-    return "\n".join(
-        event for event in _message_events(_as_messages(messages, "messages")) if event
-    )
-
-
-# ---------------------------------------------------------------------------- the builder
 
 _MIN_TRIMMED_CHARS = 80
 """A document or tool result cut shorter than this is left out instead."""
@@ -596,7 +148,7 @@ class ContextBuilder:
 
     def user(self, text: str) -> ContextBuilder:
         """Add the user's input as ``<user>`` (never cut)."""
-        self._parts.append(_Part("user", [_escape(_text(text, "text").strip())]))
+        self._parts.append(_Part("user", [escape(_text(text, "text").strip())]))
         return self
 
     def tool_result(self, name: str, content: Any) -> ContextBuilder:
@@ -610,8 +162,8 @@ class ContextBuilder:
         if not isinstance(name, str) or not name.strip():
             msg = f"`name` must be the tool's name (a non-empty string), got {name!r}."
             raise ValueError(msg)
-        body = _structured(content) if isinstance(content, str | dict | list) else str(content)
-        self._parts.append(_Part("tool", [_escape(body)], [name]))
+        body = structured(content) if isinstance(content, str | dict | list) else str(content)
+        self._parts.append(_Part("tool", [escape(body)], [name]))
         return self
 
     def documents(self, docs: Iterable[Document | str]) -> ContextBuilder:
@@ -626,10 +178,10 @@ class ContextBuilder:
         sources: list[Any] = []
         for index, doc in enumerate(docs):
             if isinstance(doc, Document):
-                items.append(_escape(doc.page_content.strip()))
+                items.append(escape(doc.page_content.strip()))
                 sources.append(doc.metadata.get("source"))
             elif isinstance(doc, str):
-                items.append(_escape(doc.strip()))
+                items.append(escape(doc.strip()))
                 sources.append(None)
             else:
                 msg = (
@@ -643,10 +195,10 @@ class ContextBuilder:
 
     def messages(self, history: Sequence[BaseMessage]) -> ContextBuilder:
         """Add conversation history, rendered by `render_messages`, as ``<history>``."""
-        messages = _as_messages(history, "history")
+        messages = as_messages(history, "history")
         results = [isinstance(m, ToolMessage | FunctionMessage) for m in messages]
         if messages:
-            self._parts.append(_Part("history", _message_events(messages), [], results))
+            self._parts.append(_Part("history", message_events(messages), [], results))
         return self
 
     # ------------------------------------------------------------------ building
@@ -704,20 +256,18 @@ class _Fit:
     def _render(self, i: int, part: _Part) -> str:
         dropped = self.dropped.get(i, 0)
         if part.kind == "user":
-            return _element("user", part.items[0])
+            return element("user", part.items[0])
         if part.kind == "tool":
             name = part.labels[0]
             if dropped:
-                return _element("omitted", "", {"tool_result": name})
+                return element("omitted", "", {"tool_result": name})
             body = self.cut.get((i, 0), part.items[0])
             truncated = "true" if (i, 0) in self.cut else None
-            return _element(
-                _tag_name(name, "_result", "tool_result"), body, {"truncated": truncated}
-            )
+            return element(tag_name(name, "_result", "tool_result"), body, {"truncated": truncated})
         if part.kind == "documents":
             kept = len(part.items) - dropped
             lines = [
-                _element(
+                element(
                     "document",
                     self.cut.get((i, j), part.items[j]),
                     {"source": part.labels[j], "truncated": "true" if (i, j) in self.cut else None},
@@ -725,12 +275,12 @@ class _Fit:
                 for j in range(kept)
             ]
             if dropped:
-                lines.append(_element("omitted", "", {"documents": dropped}))
-            return _element("documents", "\n".join(lines), block=True)
+                lines.append(element("omitted", "", {"documents": dropped}))
+            return element("documents", "\n".join(lines), block=True)
         # history
-        lines = [_element("omitted", "", {"messages": dropped})] if dropped else []
+        lines = [element("omitted", "", {"messages": dropped})] if dropped else []
         lines.extend(event for event in part.items[dropped:] if event)
-        return _element("history", "\n".join(lines), block=True)
+        return element("history", "\n".join(lines), block=True)
 
     def _assemble(self) -> tuple[str, list[BaseMessage]]:
         system = "\n\n".join(p.items[0] for p in self.parts if p.kind == "system" and p.items[0])
@@ -739,7 +289,7 @@ class _Fit:
             for i, part in enumerate(self.parts)
             if part.kind == "user" or (part.kind != "system" and not self.bare)
         )
-        head = _element("system", system, block=True) if system else ""
+        head = element("system", system, block=True) if system else ""
         text = "\n".join(filter(None, [head, body]))
         messages: list[BaseMessage] = [SystemMessage(system)] if system else []
         if body:

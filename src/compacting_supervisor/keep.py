@@ -129,7 +129,17 @@ class KeepTokens(KeepPolicy):
 
 
 def as_keep_policy(keep: KeepPolicy | float) -> KeepPolicy:
-    """A policy from ``keep=`` (a policy) or a ``compaction_ratio`` number."""
+    """A policy from ``keep=`` (a policy) or a ``compaction_ratio`` number.
+
+    Raises:
+        TypeError: ``keep`` is neither.
+    """
     if isinstance(keep, KeepPolicy):
         return keep
-    return KeepRatio(keep)
+    if isinstance(keep, int | float) and not isinstance(keep, bool):
+        return KeepRatio(keep)
+    msg = (
+        "`keep` must be a KeepPolicy (KeepMessages(20), KeepTokens(2000), KeepRatio(0.5)), "
+        f"got {type(keep).__name__}."
+    )
+    raise TypeError(msg)

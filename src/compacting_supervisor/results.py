@@ -35,6 +35,12 @@ class MessageCompaction:
     the provider's reported ``usage_metadata`` where the reply has it, else counted."""
     summarizer_output_tokens: int = 0
     """Tokens of the summaries it wrote."""
+    tokens_before: int = 0
+    """Tokens of the history given, as it was (before any offload)."""
+    tokens_after: int = 0
+    """Tokens of the new history (``messages``)."""
+    offloaded_results: int = 0
+    """Tool results moved to the offload store by this compaction (0 without ``offload``)."""
 
 
 @dataclass(frozen=True)

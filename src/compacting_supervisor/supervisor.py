@@ -9,7 +9,9 @@ it is logged, reported in the stream, and kept as the thread's last result.
 This module holds the public class: its settings, its run and stream paths, manual
 compaction and the forwarded graph API. What happens after a run is
 `compacting_supervisor._auto_compaction`; the event dicts of a stream are
-`compacting_supervisor._events`; the circuit breaker is `compacting_supervisor._breaker`.
+`compacting_supervisor._events`; the circuit breaker is `compacting_supervisor._breaker`;
+the checks of what the class and its methods are given (settings, threads) are
+`compacting_supervisor._arguments`.
 """
 
 from __future__ import annotations
@@ -166,8 +168,8 @@ class CompactingSupervisor(AutoCompaction):
         self.history_manager = manager
         self.token_limit = int(token_limit)
         self.compaction_ratio = float(compaction_ratio)
-        self.trigger = trigger or TokenLimit(token_limit)
-        self.keep = keep or KeepRatio(compaction_ratio)
+        self.trigger = trigger or TokenLimit(self.token_limit)
+        self.keep = keep or KeepRatio(self.compaction_ratio)
         self.offload = offload
         if offload is not None:
             # Compactions then read the stored results back for the summariser and keep
@@ -475,7 +477,8 @@ class CompactingSupervisor(AutoCompaction):
     def over_limit(self, messages: Sequence[BaseMessage]) -> bool:
         """Whether ``messages`` are over the trigger's size (``token_limit`` by default).
 
-        For a trigger that is not a size (`MessageCount`, `When` ...), ``token_limit``.
+        For a trigger that is not a size (`MessageCount`, `When` ...), ``token_limit``'s
+        default (500), since ``token_limit`` is not given with ``trigger``.
         """
         limit = self._token_threshold() or self.token_limit
         return self.context_tokens(messages) > limit

@@ -1,0 +1,34 @@
+"""The compaction core: messages and settings in, a compaction outcome out.
+
+No saver and no graph: the core's only I/O (the summariser, the offload store) is asked for
+as ops that a sync or an async driver performs (`compacting_supervisor._flow`). Persisting
+the outcome is for `compacting_supervisor._persist`.
+
+- `compactor`: the flow of one compaction (offload, cut, summarise, outcome).
+- `summarise`: folding evicted messages into the running summary (redaction, pieces that
+  fit, retries, usage).
+"""
+
+from compacting_supervisor._compaction.compactor import (
+    Compactor,
+    ReadResults,
+    StoreResults,
+    check_reduction,
+)
+from compacting_supervisor._compaction.summarise import (
+    Summarize,
+    SummarizerUsage,
+    SummaryPolicy,
+    split_message,
+)
+
+__all__ = [
+    "Compactor",
+    "ReadResults",
+    "StoreResults",
+    "Summarize",
+    "SummarizerUsage",
+    "SummaryPolicy",
+    "check_reduction",
+    "split_message",
+]

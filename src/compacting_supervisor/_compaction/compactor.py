@@ -1,0 +1,237 @@
+"""The compaction core: from messages and settings to a compaction outcome.
+
+`Compactor.compact` is one flow (see `compacting_supervisor._flow`) that every form of the
+package runs: the checkpoint rewrite (`HistoryManager`, the wrapper, the CLI) and, through a
+state update, the forms that live inside a graph. No saver and no graph in it: its only I/O
+is the summariser and the offload store, asked for as ops.
+
+1. Offload: large tool results the agent has answered move to the store (the write is an
+   op; only a successful write lets the shortened messages be used).
+2. Cut: the oldest part of the conversation, at a boundary no provider rejects
+   (`compacting_supervisor._cut.plan_cut`), under the keep policy.
+3. Summarise: stored results are read back whole, the evicted messages redacted and folded
+   into the running summary in pieces that fit, with retries (`SummaryPolicy.fold`).
+4. Outcome: ``[system..., summary message, kept...]`` and what it took
+   (`MessageCompaction`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from langchain_core.messages import BaseMessage
+
+from compacting_supervisor._compaction.summarise import SummarizerUsage, SummaryPolicy
+from compacting_supervisor._cut import plan_cut
+from compacting_supervisor._flow import Flow
+from compacting_supervisor._messages import (
+    check_messages,
+    new_summary_message,
+    summary_meta,
+    summary_text,
+)
+from compacting_supervisor._refs_note import for_summariser, listed_refs, refs_note
+from compacting_supervisor.errors import NoReductionError
+from compacting_supervisor.keep import KeepPolicy, as_keep_policy
+from compacting_supervisor.offload import (
+    OffloadedResult,
+    OffloadToolResults,
+    offloaded_ref,
+    restored,
+)
+from compacting_supervisor.results import MessageCompaction
+from compacting_supervisor.token_counter import TokenCounter
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "Compactor",
+    "ReadResults",
+    "StoreResults",
+    "check_reduction",
+]
+
+_warned_offline_default = False
+
+
+@dataclass(frozen=True)
+class StoreResults:
+    """Write offloaded tool results to ``policy``'s store."""
+
+    policy: OffloadToolResults
+    results: list[OffloadedResult]
+
+    def run(self) -> None:
+        """Write them (sync store API)."""
+        self.policy.write(self.results)
+
+    async def arun(self) -> None:
+        """Write them (async store API)."""
+        await self.policy.awrite(self.results)
+
+
+@dataclass(frozen=True)
+class ReadResults:
+    """Read stored tool results back from ``policy``'s store."""
+
+    policy: OffloadToolResults
+    refs: list[str]
+
+    def run(self) -> dict[str, str | None]:
+        """Read them (sync store API)."""
+        return self.policy.read_back(self.refs)
+
+    async def arun(self) -> dict[str, str | None]:
+        """Read them (async store API)."""
+        return await self.policy.aread_back(self.refs)
+
+
+@dataclass(frozen=True)
+class Compactor:
+    """The decisions of one compaction, with the settings they need.
+
+    Built from a `HistoryManager`'s settings for each operation, so a setting changed on
+    the manager applies to its next compaction.
+    """
+
+    summary: SummaryPolicy
+    """How the summariser is called."""
+    token_counter: TokenCounter
+    """Counts the outcome's tokens and the summary's room."""
+    messages_key: str
+    """The channel the messages came from (named in errors)."""
+    max_summary_tokens: int
+    """The summary's cap when a call does not give one."""
+    offload: OffloadToolResults | None = None
+    """Moves answered tool results to its store before the cut."""
+    offload_policies: Sequence[OffloadToolResults] = ()
+    """Every policy whose store may hold a reference found in the messages."""
+    chosen_summarizer: bool = True
+    """False when the summariser is the offline default nobody asked for (a hint says so)."""
+
+    def compact(
+        self,
+        messages: list[BaseMessage],
+        keep: KeepPolicy | float,
+        *,
+        max_summary_tokens: int | None = None,
+        thread_id: str | None = None,
+    ) -> Flow[MessageCompaction | None]:
+        """Compact ``messages``: offload, cut, summarise; None when no safe cut exists.
+
+        Args:
+            messages: The history, as stored.
+            keep: What stays verbatim: a `KeepPolicy`, or a ratio to summarise.
+            max_summary_tokens: This compaction's summary cap.
+            thread_id: Names the thread in references to stored results and in errors.
+
+        Raises:
+            CompactionError: The channel holds something other than messages.
+            SummarizationError: The summariser failed; nothing should be written.
+            OffloadError: A store write failed; nothing should be written.
+        """
+        policy = as_keep_policy(keep)
+        check_messages(messages, self.messages_key)
+        original, offloaded_results = messages, 0
+        if self.offload is not None:
+            # Large tool results the agent has answered go to the store first (kept ones
+            # shrink); only a successful write lets the new messages be used.
+            offloaded = self.offload.plan_answered(messages, thread_id=thread_id)
+            if offloaded.offloaded:
+                yield StoreResults(self.offload, offloaded.offloaded)
+                messages, offloaded_results = offloaded.messages, len(offloaded.offloaded)
+        plan = plan_cut(messages, policy)
+        if plan is None:
+            logger.debug("Nothing to compact: no safe cut in %d messages.", len(messages))
+            return None
+        previous = summary_text(plan.parts.summary)
+        max_tokens = max_summary_tokens or self.max_summary_tokens
+        self._note_offline_default()
+        usage = SummarizerUsage()
+        # Stored results stay findable: the newest references (up to 20, in at most half the
+        # summary's room) are listed after it, inside its cap; older ones stay in the archive.
+        refs = (
+            listed_refs(previous, plan.evicted, self.offload.tool_name)
+            if self.offload is not None
+            else {}
+        )
+        count = self.token_counter.count_text
+        while refs and count(refs_note(refs)) + 2 > max_tokens // 2:
+            del refs[next(iter(refs))]  # the list takes at most half of the summary's room
+        cap = max_tokens - (count(refs_note(refs)) + 2 if refs else 0)
+        # Listed again below: the summariser is sent only the references that will not be.
+        told = for_summariser(previous, refs) if refs else previous
+        evicted = yield from self._read_back(plan.evicted)
+        summary: str = yield from self.summary.fold(told, evicted, cap, usage)
+        if unnamed := {ref: tool for ref, tool in refs.items() if ref not in summary}:
+            summary = f"{summary}\n\n{refs_note(unnamed)}"
+        summary_message = new_summary_message(
+            summary,
+            earlier=summary_meta(plan.parts.summary),
+            summarized=len(plan.evicted),
+            kept=len(plan.kept),
+        )
+        new_messages = [*plan.parts.system, summary_message, *plan.kept]
+        return MessageCompaction(
+            messages=new_messages,
+            summary=summary,
+            summary_message=summary_message,
+            summarized=plan.evicted,
+            kept=plan.kept,
+            previous_summary=previous,
+            summarizer_calls=usage.calls,
+            summarizer_input_tokens=usage.input_tokens,
+            summarizer_output_tokens=usage.output_tokens,
+            tokens_before=self.token_counter.count(original),
+            tokens_after=self.token_counter.count(new_messages),
+            offloaded_results=offloaded_results,
+        )
+
+    def _read_back(self, evicted: list[BaseMessage]) -> Flow[list[BaseMessage]]:
+        """``evicted`` with each stored result whole: the summariser reads what the agent read."""
+        stored = [ref for m in evicted if (ref := offloaded_ref(m)) is not None]
+        if not self.offload_policies or not stored:
+            return evicted
+        texts: dict[str, str] = {}
+        for policy in self.offload_policies:  # each store in turn, for what is missing
+            if missing := [ref for ref in stored if ref not in texts]:
+                found = yield ReadResults(policy, missing)
+                texts |= {ref: text for ref, text in found.items() if text is not None}
+        if unread := [ref for ref in dict.fromkeys(stored) if ref not in texts]:
+            logger.warning(
+                "Stored tool results %s were not found in %s; the summariser reads their previews.",
+                ", ".join(unread),
+                ", ".join(repr(p.store) for p in self.offload_policies),
+            )
+        return [restored(m, texts) for m in evicted]
+
+    def _note_offline_default(self) -> None:
+        global _warned_offline_default  # noqa: PLW0603 - said once per process
+        if not self.chosen_summarizer and not _warned_offline_default:
+            _warned_offline_default = True
+            logger.warning(
+                "compacting-supervisor is summarising with its embedded offline extractive "
+                "summariser. It needs no key but only keeps first sentences; pass "
+                "HistoryManager(model=...) (a chat model or 'openai:gpt-4o-mini') for real "
+                "summaries."
+            )
+
+
+def check_reduction(compaction: MessageCompaction, *, thread_id: str | None) -> None:
+    """Raise unless ``compaction`` made the history shorter in tokens.
+
+    Raises:
+        NoReductionError: The summary is longer than the messages it replaces.
+    """
+    before, after = compaction.tokens_before, compaction.tokens_after
+    if after < before:
+        return
+    msg = (
+        f"Compacting thread {thread_id!r} would not shrink it ({before} -> {after} tokens): "
+        f"the summary is longer than the {len(compaction.summarized)} message(s) it "
+        "replaces. Nothing was written; raise `compaction_ratio` or lower "
+        "`max_summary_tokens`."
+    )
+    raise NoReductionError(msg, thread_id=thread_id, tokens_before=before, tokens_after=after)

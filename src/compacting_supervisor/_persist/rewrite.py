@@ -1,0 +1,306 @@
+"""Persisting by checkpoint rewrite: a new head whose only change is the messages channel.
+
+What the wrapper, ``compact()``, `HistoryManager` and the CLI do: read the thread, run the
+core (`compacting_supervisor._compaction.Compactor`), and write the outcome with
+``saver.put`` following `compacting_supervisor._checkpoint` (the head re-read just before, so
+a run that finished meanwhile is never hidden). Each operation is a flow; its saver I/O are
+the ops below, performed by a sync or an async driver.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from langchain_core.messages import BaseMessage
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import BaseCheckpointSaver, CheckpointTuple
+
+from compacting_supervisor._checkpoint import (
+    build_compacted_checkpoint,
+    check_head,
+    head_config,
+    thread_config,
+)
+from compacting_supervisor._compaction import Compactor, StoreResults, check_reduction
+from compacting_supervisor._flow import Flow
+from compacting_supervisor._messages import check_messages
+from compacting_supervisor.errors import ThreadBusyError
+from compacting_supervisor.keep import KeepPolicy
+from compacting_supervisor.offload import OffloadToolResults
+from compacting_supervisor.results import CompactionResult
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "Put",
+    "ReadHead",
+    "ReadState",
+    "ThreadState",
+    "compact_thread",
+    "offload_answered",
+    "replace_history",
+]
+
+
+@dataclass(frozen=True)
+class ThreadState:
+    """A thread as a compaction reads it."""
+
+    messages: list[BaseMessage]
+    checkpoint_id: str | None
+    busy: str | None
+    """Why the thread is not idle (tasks waiting, an interrupt, pending writes), or None."""
+
+
+@dataclass(frozen=True)
+class ReadState:
+    """Read a thread's messages and whether it is idle: through the graph when there is one."""
+
+    thread_id: str
+    graph: Any
+    saver: BaseCheckpointSaver[Any]
+    messages_key: str
+
+    def run(self) -> ThreadState:
+        """Read it (sync)."""
+        cfg = head_config(self.thread_id)
+        if self.graph is not None:
+            return self._from_snapshot(self.graph.get_state(cfg))
+        return self._from_head(self.saver.get_tuple(cfg))
+
+    async def arun(self) -> ThreadState:
+        """Read it (async)."""
+        cfg = head_config(self.thread_id)
+        if self.graph is not None:
+            return self._from_snapshot(await self.graph.aget_state(cfg))
+        return self._from_head(await self.saver.aget_tuple(cfg))
+
+    def _from_snapshot(self, snapshot: Any) -> ThreadState:
+        values = snapshot.values if isinstance(snapshot.values, dict) else {}
+        busy = None
+        if snapshot.next:
+            busy = f"tasks waiting to run: {', '.join(snapshot.next)}"
+        if getattr(snapshot, "interrupts", ()):
+            busy = "interrupted"
+        checkpoint_id = (snapshot.config.get("configurable") or {}).get("checkpoint_id")
+        return ThreadState(list(values.get(self.messages_key) or []), checkpoint_id, busy)
+
+    def _from_head(self, head: CheckpointTuple | None) -> ThreadState:
+        if head is None:
+            return ThreadState([], None, None)
+        values = head.checkpoint["channel_values"]
+        busy = "pending writes" if head.pending_writes else None
+        return ThreadState(list(values.get(self.messages_key) or []), head.checkpoint["id"], busy)
+
+
+@dataclass(frozen=True)
+class ReadHead:
+    """Read a thread's head checkpoint, or the checkpoint ``checkpoint_id`` names."""
+
+    thread_id: str
+    saver: BaseCheckpointSaver[Any]
+    checkpoint_id: str | None = None
+
+    def run(self) -> CheckpointTuple | None:
+        """Read it (sync)."""
+        return self.saver.get_tuple(self._config())
+
+    async def arun(self) -> CheckpointTuple | None:
+        """Read it (async)."""
+        return await self.saver.aget_tuple(self._config())
+
+    def _config(self) -> RunnableConfig:
+        config = head_config(self.thread_id)
+        if self.checkpoint_id is not None:
+            config["configurable"]["checkpoint_id"] = self.checkpoint_id
+        return config
+
+
+@dataclass(frozen=True)
+class Put:
+    """Write a checkpoint with ``saver.put``."""
+
+    saver: BaseCheckpointSaver[Any]
+    config: RunnableConfig
+    checkpoint: Any
+    metadata: Any
+    new_versions: dict[str, Any]
+
+    def run(self) -> RunnableConfig:
+        """Write it (sync)."""
+        return self.saver.put(self.config, self.checkpoint, self.metadata, self.new_versions)
+
+    async def arun(self) -> RunnableConfig:
+        """Write it (async)."""
+        return await self.saver.aput(self.config, self.checkpoint, self.metadata, self.new_versions)
+
+
+def _at(thread_id: str, checkpoint_id: str | None) -> RunnableConfig:
+    return {
+        "configurable": {**head_config(thread_id)["configurable"], "checkpoint_id": checkpoint_id}
+    }
+
+
+def write_history(
+    config: RunnableConfig,
+    messages: list[BaseMessage],
+    details: dict[str, Any],
+    saver: BaseCheckpointSaver[Any],
+    messages_key: str,
+) -> Flow[RunnableConfig]:
+    """Write ``messages`` as a new head, if the head is still the one ``config`` names."""
+    thread_id = str(config["configurable"]["thread_id"])
+    expected = (config.get("configurable") or {}).get("checkpoint_id")
+    head: CheckpointTuple | None = yield ReadHead(thread_id, saver)
+    head = check_head(head, thread_id=thread_id, expected_checkpoint_id=expected)
+    checkpoint, metadata, versions = build_compacted_checkpoint(
+        head,
+        saver,
+        messages_key=messages_key,
+        messages=messages,
+        details={"messages_before": None, "messages_after": len(messages), **details},
+    )
+    new_config: RunnableConfig = yield Put(saver, head.config, checkpoint, metadata, versions)
+    logger.debug("Thread %s: wrote checkpoint %s.", thread_id, checkpoint["id"])
+    return new_config
+
+
+def replace_history(
+    config: RunnableConfig,
+    messages: Sequence[BaseMessage],
+    *,
+    graph: Any,
+    saver: BaseCheckpointSaver[Any],
+    messages_key: str,
+) -> Flow[RunnableConfig]:
+    """`HistoryManager.replace_thread_history`: check the input and the thread, then write."""
+    config = thread_config(config)
+    thread_id = str(config["configurable"]["thread_id"])
+    if (
+        not isinstance(messages, list | tuple)
+        or not messages
+        or not all(isinstance(m, BaseMessage) for m in messages)
+    ):
+        msg = (
+            "`messages` must be a non-empty list of LangChain messages (HumanMessage, "
+            f"AIMessage ...), got {type(messages).__name__}; convert tuples or dicts with "
+            "langchain_core.messages.convert_to_messages first."
+        )
+        raise ValueError(msg)
+    if graph is not None:
+        state: ThreadState = yield ReadState(thread_id, graph, saver, messages_key)
+        if state.busy:
+            msg = f"Thread {thread_id!r} is not idle ({state.busy}); nothing was written."
+            raise ThreadBusyError(msg, thread_id=thread_id, reason=state.busy)
+    details = {"kind": "replacement"}
+    return (yield from write_history(config, list(messages), details, saver, messages_key))
+
+
+def offload_answered(
+    thread_id: str,
+    policy: OffloadToolResults,
+    *,
+    graph: Any,
+    saver: BaseCheckpointSaver[Any],
+    messages_key: str,
+) -> Flow[list[BaseMessage] | None]:
+    """`HistoryManager.offload_answered`: store answered results, then rewrite the head."""
+    state: ThreadState = yield ReadState(thread_id, graph, saver, messages_key)
+    if state.busy:
+        logger.debug("Thread %s is not idle (%s): tool results stay.", thread_id, state.busy)
+        return None
+    check_messages(state.messages, messages_key)
+    plan = policy.plan_answered(state.messages, thread_id=thread_id)
+    if not plan.offloaded:
+        return None
+    yield StoreResults(policy, plan.offloaded)
+    logger.debug(
+        "Thread %s: offloading %d answered tool result(s), %d characters.",
+        thread_id,
+        len(plan.offloaded),
+        plan.chars_offloaded,
+    )
+    details = {"kind": "replacement", "offloaded_results": len(plan.offloaded)}
+    config = _at(thread_id, state.checkpoint_id)
+    yield from write_history(config, plan.messages, details, saver, messages_key)
+    return plan.messages
+
+
+def compact_thread(
+    core: Compactor,
+    thread_id: str,
+    keep: KeepPolicy | float,
+    *,
+    graph: Any,
+    saver: BaseCheckpointSaver[Any],
+    trigger: str,
+    max_summary_tokens: int | None,
+) -> Flow[CompactionResult | None]:
+    """`HistoryManager.compact_thread`: read the thread, run the core, rewrite the head."""
+    started = time.perf_counter()
+    state: ThreadState = yield ReadState(thread_id, graph, saver, core.messages_key)
+    if state.busy:
+        msg = f"Thread {thread_id!r} is not idle ({state.busy}); compaction waits for a later turn."
+        raise ThreadBusyError(msg, thread_id=thread_id, reason=state.busy)
+    compaction = yield from core.compact(
+        state.messages, keep, max_summary_tokens=max_summary_tokens, thread_id=thread_id
+    )
+    if compaction is None:
+        return None
+    check_reduction(compaction, thread_id=thread_id)
+    tokens_before, tokens_after = compaction.tokens_before, compaction.tokens_after
+    details = {
+        "kind": "compaction",
+        "trigger": trigger,
+        "messages_before": len(state.messages),
+        "messages_after": len(compaction.messages),
+        "messages_summarized": len(compaction.summarized),
+        "tokens_before": tokens_before,
+        "tokens_after": tokens_after,
+        "reduction": round(1 - tokens_after / tokens_before, 4),
+        "summarizer_calls": compaction.summarizer_calls,
+        "summarizer_input_tokens": compaction.summarizer_input_tokens,
+        "summarizer_output_tokens": compaction.summarizer_output_tokens,
+        "duration": round(time.perf_counter() - started, 4),
+    }
+    config = _at(thread_id, state.checkpoint_id)
+    new_config = yield from write_history(
+        config, compaction.messages, details, saver, core.messages_key
+    )
+    result = CompactionResult(
+        thread_id=thread_id,
+        status="compacted",
+        trigger=trigger,
+        tokens_before=tokens_before,
+        tokens_after=tokens_after,
+        messages_before=len(state.messages),
+        messages_after=len(compaction.messages),
+        messages_summarized=len(compaction.summarized),
+        previous_checkpoint_id=state.checkpoint_id,
+        checkpoint_id=new_config["configurable"]["checkpoint_id"],
+        summary=compaction.summary,
+        duration=time.perf_counter() - started,
+        summarizer_calls=compaction.summarizer_calls,
+        summarizer_input_tokens=compaction.summarizer_input_tokens,
+        summarizer_output_tokens=compaction.summarizer_output_tokens,
+    )
+    logger.info(
+        "Thread %s compacted (trigger %s): %d -> %d tokens (-%.0f%%), %d messages "
+        "summarised; summariser %d call(s), %d in / %d out tokens; %.3f s.",
+        thread_id,
+        trigger,
+        result.tokens_before,
+        result.tokens_after,
+        result.reduction * 100,
+        result.messages_summarized,
+        result.summarizer_calls,
+        result.summarizer_input_tokens,
+        result.summarizer_output_tokens,
+        result.duration,
+        extra={"compaction": result.to_event() | {"result": None}},
+    )
+    return result

@@ -1,0 +1,35 @@
+"""Persisting by state update: what a node, a hook or a middleware returns to LangGraph.
+
+Inside a graph a compaction is not written with ``saver.put``: it is returned as an update of
+the messages channel, which LangGraph stores with the step like any other. The
+``add_messages`` reducer reads `REMOVE_ALL_MESSAGES` as "drop everything before", so the
+update replaces the whole history with the compacted one; the checkpoints before it keep
+every original (``get_state_history``, ``transcript()``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from langchain_core.messages import BaseMessage, RemoveMessage
+from langgraph.graph.message import REMOVE_ALL_MESSAGES
+
+from compacting_supervisor.results import MessageCompaction
+
+__all__ = ["replacing_update"]
+
+
+def replacing_update(
+    compaction: MessageCompaction, *, messages_key: str = "messages"
+) -> dict[str, list[BaseMessage]]:
+    """Return the state update that makes ``compaction.messages`` the whole history.
+
+    Args:
+        compaction: A compaction of the history the graph's state holds now.
+        messages_key: The messages channel (it must use the ``add_messages`` reducer).
+
+    Returns:
+        ``{messages_key: [RemoveMessage(id=REMOVE_ALL_MESSAGES), *compaction.messages]}``.
+    """
+    remove_all: Any = RemoveMessage(id=REMOVE_ALL_MESSAGES)
+    return {messages_key: [remove_all, *compaction.messages]}

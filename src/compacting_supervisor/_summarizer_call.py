@@ -1,0 +1,199 @@
+"""Calling a summariser: its protocol, a time-bounded call, and what the provider billed.
+
+`call_summarizer` / `acall_summarizer` run any `Summarizer` within a timeout, turn every
+failure into a `SummarizationError`, and check the reply (`validate_summary`). While a call
+runs, a chat-model summariser notes the usage each model reply reports (``usage_metadata``)
+in `REPLIES`, so a compaction records what the provider billed rather than an estimate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextvars
+import threading
+from collections.abc import Sequence
+from typing import Any, NamedTuple, Protocol, runtime_checkable
+
+from langchain_core.messages import BaseMessage
+
+from compacting_supervisor._summary_checks import validate_summary
+from compacting_supervisor.errors import SummarizationError
+
+__all__ = [
+    "REPLIES",
+    "Replies",
+    "ReplyUsage",
+    "Summarizer",
+    "acall_summarizer",
+    "arun_summarizer",
+    "call_summarizer",
+    "note_reply_usage",
+    "reported_usage",
+    "run_summarizer",
+]
+
+
+@runtime_checkable
+class Summarizer(Protocol):
+    """Folds evicted messages into a running summary; sync and async."""
+
+    def summarize(
+        self, previous: str | None, messages: Sequence[BaseMessage], *, max_tokens: int
+    ) -> str:
+        """Return the new running summary."""
+        ...
+
+    async def asummarize(
+        self, previous: str | None, messages: Sequence[BaseMessage], *, max_tokens: int
+    ) -> str:
+        """Return the new running summary."""
+        ...
+
+
+class ReplyUsage(NamedTuple):
+    """The tokens a provider reported for one model reply (its ``usage_metadata``)."""
+
+    input_tokens: int
+    output_tokens: int
+
+
+Replies = list[ReplyUsage | None]
+"""Each model reply of one summariser call: its reported usage, or None (none reported)."""
+
+REPLIES: contextvars.ContextVar[Replies | None] = contextvars.ContextVar(
+    "compacting_supervisor_summarizer_replies", default=None
+)
+"""Where the summariser call running in this context notes its model replies."""
+
+
+def _token_figure(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def note_reply_usage(reply: Any) -> None:
+    """Note what ``reply`` reports it cost, for the summariser call running now."""
+    replies = REPLIES.get()
+    if replies is None:
+        return  # not called through the history manager
+    usage = getattr(reply, "usage_metadata", None)
+    if not isinstance(usage, dict):
+        replies.append(None)
+        return
+    read = _token_figure(usage.get("input_tokens"))
+    written = _token_figure(usage.get("output_tokens"))
+    # A real prompt is never 0 tokens: zeros are a placeholder, not a report.
+    if read is not None and written is not None and read > 0 and written >= 0:
+        replies.append(ReplyUsage(read, written))
+    else:
+        replies.append(None)
+
+
+def reported_usage(replies: Replies) -> ReplyUsage | None:
+    """What the provider reported for one summariser call, summed over its model replies.
+
+    None when the call got no reply (it raised or timed out first) or when any of its
+    replies reported nothing: the caller then counts the call itself.
+    """
+    reported = [reply for reply in replies if reply is not None]
+    if not replies or len(reported) < len(replies):
+        return None
+    return ReplyUsage(sum(r.input_tokens for r in reported), sum(r.output_tokens for r in reported))
+
+
+def _failure(exc: BaseException, timeout: float | None) -> SummarizationError:
+    if isinstance(exc, SummarizationError):
+        return exc
+    if isinstance(exc, TimeoutError | concurrent.futures.TimeoutError):
+        return SummarizationError(f"The summariser did not answer within {timeout} s.")
+    return SummarizationError(f"The summariser raised {type(exc).__name__}: {exc}")
+
+
+def run_summarizer(
+    summarizer: Summarizer,
+    previous: str | None,
+    messages: Sequence[BaseMessage],
+    *,
+    max_tokens: int,
+    timeout: float | None,
+) -> str:
+    """Call ``summarizer`` within ``timeout`` seconds and return its validated summary.
+
+    The call runs in a thread of its own (with the caller's context), so a summariser that
+    hangs costs one idle thread, never the caller's run or other summaries.
+
+    Raises:
+        SummarizationError: The summariser raised, timed out or returned no usable text.
+    """
+    return call_summarizer(
+        summarizer, previous, messages, max_tokens=max_tokens, timeout=timeout, replies=[]
+    )
+
+
+def call_summarizer(
+    summarizer: Summarizer,
+    previous: str | None,
+    messages: Sequence[BaseMessage],
+    *,
+    max_tokens: int,
+    timeout: float | None,
+    replies: Replies,
+) -> str:
+    """`run_summarizer`, noting in ``replies`` the usage each model reply reported."""
+    future: concurrent.futures.Future[str] = concurrent.futures.Future()
+    context = contextvars.copy_context()
+    context.run(REPLIES.set, replies)  # the copy only: the caller's context is untouched
+
+    def call() -> None:
+        try:
+            future.set_result(
+                context.run(summarizer.summarize, previous, messages, max_tokens=max_tokens)
+            )
+        except BaseException as exc:  # handed to the waiting caller
+            future.set_exception(exc)
+
+    threading.Thread(target=call, name="compacting-supervisor-summary", daemon=True).start()
+    try:
+        text = future.result(timeout=timeout)
+    except Exception as exc:
+        raise _failure(exc, timeout) from exc
+    return validate_summary(text)
+
+
+async def arun_summarizer(
+    summarizer: Summarizer,
+    previous: str | None,
+    messages: Sequence[BaseMessage],
+    *,
+    max_tokens: int,
+    timeout: float | None,
+) -> str:
+    """Async form of `run_summarizer`."""
+    return await acall_summarizer(
+        summarizer, previous, messages, max_tokens=max_tokens, timeout=timeout, replies=[]
+    )
+
+
+async def acall_summarizer(
+    summarizer: Summarizer,
+    previous: str | None,
+    messages: Sequence[BaseMessage],
+    *,
+    max_tokens: int,
+    timeout: float | None,
+    replies: Replies,
+) -> str:
+    """Async form of `call_summarizer`."""
+
+    async def call() -> str:
+        token = REPLIES.set(replies)
+        try:
+            return await summarizer.asummarize(previous, messages, max_tokens=max_tokens)
+        finally:
+            REPLIES.reset(token)
+
+    try:
+        text = await asyncio.wait_for(call(), timeout=timeout)
+    except Exception as exc:
+        raise _failure(exc, timeout) from exc
+    return validate_summary(text)
