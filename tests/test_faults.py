@@ -37,7 +37,7 @@ def test_transient_failures_are_retried_with_backoff(
     saver: Any, flaky: Any, monkeypatch: Any
 ) -> None:
     sleeps: list[float] = []
-    monkeypatch.setattr("compacting_supervisor.history_manager.time.sleep", sleeps.append)
+    monkeypatch.setattr("time.sleep", sleeps.append)  # wherever the back-off sleeps
     model = ScriptedChatModel(
         responses=[flaky, flaky, "A good summary of turns 0 to 2."], cycle=False
     )
