@@ -408,10 +408,6 @@ def test_an_infinite_wait_is_spelt_none() -> None:
         HistoryManager(retry_backoff=math.inf)
 
 
-@pytest.mark.xfail(
-    reason="history_manager.py (owned elsewhere): per-call max_summary_tokens is not checked",
-    strict=False,
-)
 @pytest.mark.parametrize("value", [math.nan, math.inf], ids=["nan", "inf"])
 def test_per_call_max_summary_tokens_refuses_nan_and_infinity(value: float) -> None:
     messages: list[BaseMessage] = [

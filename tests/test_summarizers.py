@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -612,3 +613,19 @@ def test_the_cap_keeps_content_in_every_section(cap: int) -> None:
     manager = HistoryManager(model=ScriptedChatModel(responses=[single]), max_summary_tokens=cap)
     summary = manager.compact_messages(history).summary
     assert "TP 1351 (ref X7Q2LM)" in summary
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf, 0, 2.5], ids=["nan", "inf", "zero", "float"])
+def test_summarizers_name_a_bad_max_tokens(value: Any) -> None:
+    """A summariser called directly with a cap that is no token count says so by name."""
+    from compacting_supervisor.summarizers import ChatModelSummarizer, ExtractiveSummarizer
+
+    messages = [HumanMessage("Book Alice for Tuesday.")]
+    chat = ChatModelSummarizer(ScriptedChatModel(responses=["## Goal\n- book Alice"]))
+    for call in (
+        lambda: ExtractiveSummarizer().summarize(None, messages, max_tokens=value),
+        lambda: chat.summarize(None, messages, max_tokens=value),
+        lambda: chat.prompt_messages(None, messages, max_tokens=value),
+    ):
+        with pytest.raises(ValueError, match="`max_tokens`"):
+            call()

@@ -30,7 +30,7 @@ from langchain_core.runnables import Runnable
 
 from compacting_supervisor._messages import handoff_call_ids, is_handoff, speaker, text_of
 from compacting_supervisor._render import escape, render_messages
-from compacting_supervisor._settings import check_token_counter
+from compacting_supervisor._settings import check_count, check_token_counter
 from compacting_supervisor._summarizer_call import (
     Summarizer,
     arun_summarizer,
@@ -170,6 +170,7 @@ class ExtractiveSummarizer:
         self, previous: str | None, messages: Sequence[BaseMessage], *, max_tokens: int
     ) -> str:
         """Return the previous summary's lines plus one line per evicted message."""
+        check_count("max_tokens", max_tokens)
         items = self._items_of(previous)
         handoffs = handoff_call_ids(messages)
         seen: set[str] = set()
@@ -389,6 +390,7 @@ class ChatModelSummarizer:
         Returns:
             ``[SystemMessage(prompt), HumanMessage(summary, transcript, request)]``.
         """
+        check_count("max_tokens", max_tokens)
         # The history manager counts the prompt, then sends it: render it once.
         last = self._last_prompt
         if (

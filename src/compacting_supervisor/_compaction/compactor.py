@@ -33,6 +33,7 @@ from compacting_supervisor._messages import (
     summary_text,
 )
 from compacting_supervisor._refs_note import for_summariser, listed_refs, refs_note
+from compacting_supervisor._settings import check_count
 from compacting_supervisor.errors import NoReductionError
 from compacting_supervisor.keep import KeepPolicy, as_keep_policy
 from compacting_supervisor.offload import (
@@ -133,6 +134,7 @@ class Compactor:
             OffloadError: A store write failed; nothing should be written.
         """
         policy = as_keep_policy(keep)
+        check_count("max_summary_tokens", max_summary_tokens, allow_none=True)
         check_messages(messages, self.messages_key)
         original, offloaded_results = messages, 0
         if self.offload is not None:
