@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from langchain_core.messages import HumanMessage, SystemMessage
+from langgraph.checkpoint.memory import InMemorySaver
 
 from compacting_supervisor import CompactingSupervisor, HistoryManager
 from compacting_supervisor.testing import ScriptedChatModel
@@ -115,3 +116,144 @@ def test_a_history_replacement_is_archived_not_mistaken_for_a_compaction(saver: 
     assert [m.content for m in transcript.sessions[0].messages] == ["q0"]
     assert transcript.live[0].content == "q0 (edited)"
     assert "removed or changed by a history replacement" in transcript.to_markdown()
+
+
+# ------------------------------------------------------------------ time travel (issue 18, part 5)
+
+TRAVEL = {"configurable": {"thread_id": "travel"}}
+
+
+def _compactions_of(history: list[Any]) -> list[Any]:
+    """The compaction checkpoints among ``history`` (snapshots), oldest first."""
+    return [
+        s
+        for s in reversed(history)
+        if s.metadata.get("source") == "update"
+        and (s.metadata.get("compacting_supervisor") or {}).get("kind") == "compaction"
+    ]
+
+
+def _branch_config(snapshot: Any) -> dict[str, Any]:
+    return {
+        "configurable": {
+            "thread_id": "travel",
+            "checkpoint_id": snapshot.config["configurable"]["checkpoint_id"],
+        }
+    }
+
+
+def _check_branch(transcript: Any, stats: Any, fork: Any, on_branch: int, head: Any) -> None:
+    """The transcript and stats follow the branch forked from ``fork``, not the abandoned one.
+
+    ``on_branch`` compactions are on that branch; ``head`` is the thread's state now.
+    """
+    humans = [m.content for m in fork.values["messages"] if m.type == "human"]
+    last = int(humans[-1].split(":")[0].removeprefix("Question "))
+    expected = [f"Question {i}: what about item {i}?" for i in range(last + 1)]
+    assert [m.content for m in transcript.messages if m.type == "human"] == [
+        *expected,
+        "A new branch",
+    ]
+    ids = [m.id for m in transcript.messages]
+    assert len(ids) == len(set(ids))
+    assert len(transcript.sessions) == on_branch
+    assert stats.compactions == on_branch
+    assert stats.messages == len(head.values["messages"])
+    assert transcript.live[-1].id == head.values["messages"][-1].id
+
+
+def _travel(supervisor: CompactingSupervisor) -> tuple[Any, int]:
+    """Run 14 turns, then run from the state right after the second compaction."""
+    for i in range(14):
+        supervisor.invoke(
+            {"messages": [HumanMessage(f"Question {i}: what about item {i}?")]}, TRAVEL
+        )
+    compactions = _compactions_of(list(supervisor.get_state_history(TRAVEL)))
+    assert len(compactions) >= 3
+    return compactions[1], len(compactions)
+
+
+def test_transcript_and_stats_follow_the_branch_after_time_travel(saver: Any) -> None:
+    supervisor = CompactingSupervisor(
+        chat_graph(saver), HistoryManager(model=_summaries()), token_limit=250
+    )
+    fork, total = _travel(supervisor)
+    # Time travel: run the plain graph from an older checkpoint (no compaction after it).
+    supervisor.agent.invoke({"messages": [HumanMessage("A new branch")]}, _branch_config(fork))
+    assert len(_compactions_of(list(supervisor.get_state_history(TRAVEL)))) == total
+    transcript = supervisor.transcript(TRAVEL)
+    stats = supervisor.thread_stats(TRAVEL)
+    _check_branch(transcript, stats, fork, 2, supervisor.get_state(TRAVEL))
+    assert transcript.sessions[-1].checkpoint_id == fork.config["configurable"]["checkpoint_id"]
+    assert stats.last_compaction_at == fork.created_at
+
+
+def test_a_branch_from_before_any_compaction_has_no_archived_session(saver: Any) -> None:
+    supervisor = CompactingSupervisor(
+        chat_graph(saver), HistoryManager(model=_summaries()), token_limit=250
+    )
+    _travel(supervisor)
+    history = list(supervisor.get_state_history(TRAVEL))
+    first = _compactions_of(history)[0]
+    before = next(
+        s
+        for s in history
+        if s.config["configurable"]["checkpoint_id"]
+        == first.parent_config["configurable"]["checkpoint_id"]
+    )
+    supervisor.agent.invoke({"messages": [HumanMessage("A new branch")]}, _branch_config(before))
+    transcript = supervisor.transcript(TRAVEL)
+    stats = supervisor.thread_stats(TRAVEL)
+    _check_branch(transcript, stats, before, 0, supervisor.get_state(TRAVEL))
+    assert stats.last_compaction_at is None
+
+
+async def test_async_transcript_and_stats_follow_the_branch(asaver: Any) -> None:
+    supervisor = CompactingSupervisor(
+        chat_graph(asaver), HistoryManager(model=_summaries()), token_limit=250
+    )
+    for i in range(14):
+        await supervisor.ainvoke(
+            {"messages": [HumanMessage(f"Question {i}: what about item {i}?")]}, TRAVEL
+        )
+    history = [s async for s in supervisor.aget_state_history(TRAVEL)]
+    compactions = _compactions_of(history)
+    assert len(compactions) >= 3
+    fork = compactions[1]
+    await supervisor.agent.ainvoke(
+        {"messages": [HumanMessage("A new branch")]}, _branch_config(fork)
+    )
+    transcript = await supervisor.atranscript(TRAVEL)
+    stats = await supervisor.athread_stats(TRAVEL)
+    _check_branch(transcript, stats, fork, 2, await supervisor.aget_state(TRAVEL))
+    assert stats.last_compaction_at == fork.created_at
+
+
+class _CountingSaver(InMemorySaver):
+    """Counts the reads the archive makes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads: list[str] = []
+
+    def list(self, config: Any, **kwargs: Any) -> Any:
+        self.reads.append("list")
+        return super().list(config, **kwargs)
+
+    def get_tuple(self, config: Any) -> Any:
+        self.reads.append("get_tuple")
+        return super().get_tuple(config)
+
+
+def test_the_archive_reads_the_thread_with_one_listing() -> None:
+    saver = _CountingSaver()
+    supervisor = CompactingSupervisor(
+        chat_graph(saver), HistoryManager(model=_summaries()), token_limit=250
+    )
+    _travel(supervisor)
+    saver.reads.clear()
+    assert len(supervisor.transcript(TRAVEL).sessions) >= 3
+    assert saver.reads == ["list"]
+    saver.reads.clear()
+    assert supervisor.history_manager.thread_stats(TRAVEL, graph=supervisor.agent).compactions >= 3
+    assert saver.reads == ["list"]
