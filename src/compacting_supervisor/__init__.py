@@ -9,6 +9,7 @@ from compacting_supervisor._messages import is_summary
 from compacting_supervisor.archive import ArchivedSession, Transcript
 from compacting_supervisor.context import BuiltContext, ContextBuilder, render_messages
 from compacting_supervisor.errors import (
+    CheckpointerError,
     CompactionError,
     NoReductionError,
     StaleCheckpointError,
@@ -58,6 +59,7 @@ __all__ = [
     "ArchivedSession",
     "BuiltContext",
     "ChatModelSummarizer",
+    "CheckpointerError",
     "CompactingSupervisor",
     "CompactionError",
     "CompactionResult",

@@ -6,6 +6,7 @@ Every one of them means the thread's history was left exactly as it was.
 from __future__ import annotations
 
 __all__ = [
+    "CheckpointerError",
     "CompactionError",
     "NoReductionError",
     "StaleCheckpointError",
@@ -38,6 +39,24 @@ class SummarizationError(CompactionError):
     ) -> None:
         super().__init__(message, thread_id=thread_id)
         self.text = text
+
+
+class CheckpointerError(CompactionError):
+    """The checkpointer failed to read the thread or to write the compacted checkpoint.
+
+    The saver's own exception (a ``sqlite3.OperationalError`` for a read-only or locked
+    file, a ``psycopg`` error, ...) is chained as ``__cause__``. A failed read writes
+    nothing; a failed ``put`` stores no new head, so the history is as it was.
+
+    Attributes:
+        operation: ``"read"`` or ``"write"``.
+    """
+
+    def __init__(
+        self, message: str, *, thread_id: str | None = None, operation: str = "write"
+    ) -> None:
+        super().__init__(message, thread_id=thread_id)
+        self.operation = operation
 
 
 class ThreadBusyError(CompactionError):

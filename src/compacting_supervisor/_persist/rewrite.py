@@ -26,9 +26,9 @@ from compacting_supervisor._checkpoint import (
     thread_config,
 )
 from compacting_supervisor._compaction import Compactor, StoreResults, check_reduction
-from compacting_supervisor._flow import Flow
+from compacting_supervisor._flow import Flow, Op
 from compacting_supervisor._messages import check_messages
-from compacting_supervisor.errors import ThreadBusyError
+from compacting_supervisor.errors import CheckpointerError, CompactionError, ThreadBusyError
 from compacting_supervisor.keep import KeepPolicy
 from compacting_supervisor.offload import OffloadToolResults
 from compacting_supervisor.results import CompactionResult
@@ -139,6 +139,28 @@ class Put:
         return await self.saver.aput(self.config, self.checkpoint, self.metadata, self.new_versions)
 
 
+def _saver_io(op: Op, thread_id: str) -> Flow[Any]:
+    """Perform ``op`` (a `ReadState`, `ReadHead` or `Put`), wrapping a saver's failure.
+
+    The saver's exception becomes a `CheckpointerError` with it chained, so ``compact()``
+    raises only `CompactionError` types.
+    """
+    try:
+        return (yield op)
+    except CompactionError:
+        raise
+    except Exception as exc:
+        writing = isinstance(op, Put)
+        msg = (
+            f"Thread {thread_id!r}: the checkpointer failed to "
+            f"{'write the compacted checkpoint' if writing else 'read the thread'} "
+            f"({type(exc).__name__}: {exc}); the history is unchanged."
+        )
+        raise CheckpointerError(
+            msg, thread_id=thread_id, operation="write" if writing else "read"
+        ) from exc
+
+
 def _at(thread_id: str, checkpoint_id: str | None) -> RunnableConfig:
     return {
         "configurable": {**head_config(thread_id)["configurable"], "checkpoint_id": checkpoint_id}
@@ -155,7 +177,7 @@ def write_history(
     """Write ``messages`` as a new head, if the head is still the one ``config`` names."""
     thread_id = str(config["configurable"]["thread_id"])
     expected = (config.get("configurable") or {}).get("checkpoint_id")
-    head: CheckpointTuple | None = yield ReadHead(thread_id, saver)
+    head: CheckpointTuple | None = yield from _saver_io(ReadHead(thread_id, saver), thread_id)
     head = check_head(head, thread_id=thread_id, expected_checkpoint_id=expected)
     checkpoint, metadata, versions = build_compacted_checkpoint(
         head,
@@ -164,7 +186,8 @@ def write_history(
         messages=messages,
         details={"messages_before": None, "messages_after": len(messages), **details},
     )
-    new_config: RunnableConfig = yield Put(saver, head.config, checkpoint, metadata, versions)
+    put = Put(saver, head.config, checkpoint, metadata, versions)
+    new_config: RunnableConfig = yield from _saver_io(put, thread_id)
     logger.debug("Thread %s: wrote checkpoint %s.", thread_id, checkpoint["id"])
     return new_config
 
@@ -192,7 +215,8 @@ def replace_history(
         )
         raise ValueError(msg)
     if graph is not None:
-        state: ThreadState = yield ReadState(thread_id, graph, saver, messages_key)
+        read = ReadState(thread_id, graph, saver, messages_key)
+        state: ThreadState = yield from _saver_io(read, thread_id)
         if state.busy:
             msg = f"Thread {thread_id!r} is not idle ({state.busy}); nothing was written."
             raise ThreadBusyError(msg, thread_id=thread_id, reason=state.busy)
@@ -209,7 +233,8 @@ def offload_answered(
     messages_key: str,
 ) -> Flow[list[BaseMessage] | None]:
     """`HistoryManager.offload_answered`: store answered results, then rewrite the head."""
-    state: ThreadState = yield ReadState(thread_id, graph, saver, messages_key)
+    read = ReadState(thread_id, graph, saver, messages_key)
+    state: ThreadState = yield from _saver_io(read, thread_id)
     if state.busy:
         logger.debug("Thread %s is not idle (%s): tool results stay.", thread_id, state.busy)
         return None
@@ -242,7 +267,8 @@ def compact_thread(
 ) -> Flow[CompactionResult | None]:
     """`HistoryManager.compact_thread`: read the thread, run the core, rewrite the head."""
     started = time.perf_counter()
-    state: ThreadState = yield ReadState(thread_id, graph, saver, core.messages_key)
+    read = ReadState(thread_id, graph, saver, core.messages_key)
+    state: ThreadState = yield from _saver_io(read, thread_id)
     if state.busy:
         msg = f"Thread {thread_id!r} is not idle ({state.busy}); compaction waits for a later turn."
         raise ThreadBusyError(msg, thread_id=thread_id, reason=state.busy)
