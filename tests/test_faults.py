@@ -124,7 +124,7 @@ def test_long_input_is_summarised_in_pieces_and_nothing_is_dropped(saver: Any) -
         return " ".join(dict.fromkeys((earlier + " " + " ".join(facts)).split()))
 
     history = HistoryManager(
-        model=ScriptedChatModel(responses=[summarise]), summary_input_tokens=400
+        model=ScriptedChatModel(responses=[summarise]), summary_input_tokens=1_000
     )
     supervisor = CompactingSupervisor(chat_graph(saver), history, token_limit=100_000)
     for i in range(12):
@@ -135,6 +135,9 @@ def test_long_input_is_summarised_in_pieces_and_nothing_is_dropped(saver: Any) -
     for request in seen:
         transcript = request.split("<new_messages>")[1]
         assert len(transcript) < 400 * 4 * 1.3
+    # No call reads more than the budget, its prompt included.
+    for call in history.summarizer.model.calls:  # type: ignore[attr-defined]
+        assert history.token_counter.count(call) <= 1_000
     # Every evicted fact reached the summariser and is in the final running summary.
     assert result.messages_summarized == 12
     assert result.summary.split() == [f"FACT-{i:02d}" for i in range(6)]
@@ -159,7 +162,7 @@ def test_one_huge_message_is_split_not_truncated(saver: Any, content: Any) -> No
         return f"summary after {len(calls)} pieces"
 
     history = HistoryManager(
-        model=ScriptedChatModel(responses=[summarise]), summary_input_tokens=500
+        model=ScriptedChatModel(responses=[summarise]), summary_input_tokens=1_100
     )
     supervisor = CompactingSupervisor(chat_graph(saver), history, token_limit=10**9)
     supervisor.invoke({"messages": [HumanMessage(content)]}, CONFIG)

@@ -364,7 +364,7 @@ def test_prompt_messages_is_exactly_what_the_model_receives() -> None:
             return super().summarize(previous, messages, max_tokens=max_tokens)
 
     model = ScriptedChatModel(responses=[STRUCTURED])
-    history = HistoryManager(model=Recording(model), summary_input_tokens=200)
+    history = HistoryManager(model=Recording(model), summary_input_tokens=760)
     history.compact_messages(
         [HumanMessage(f"fact {i}: " + "detail " * 40) for i in range(6)], compaction_ratio=0.8
     )

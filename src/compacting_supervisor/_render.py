@@ -37,6 +37,7 @@ __all__ = [
     "element",
     "escape",
     "message_events",
+    "plain_text",
     "render_messages",
     "structured",
     "tag_name",
@@ -223,6 +224,21 @@ class _Events:
             attributes = {"tool": call["name"], "id": short, "by": message.name}
             events.append(element("call", escape(_args_text(call["args"])), attributes))
         return "\n".join(events)
+
+
+def plain_text(message: BaseMessage) -> str:
+    """Everything the transcript shows of ``message``, as plain text without tags.
+
+    Its content, and for an answer with tool calls each call's name and arguments: what a
+    piece of a message too long for one summariser call must carry, so nothing is lost.
+    """
+    if isinstance(message, ToolMessage | FunctionMessage):
+        return structured(message.content)
+    text = _content_text(message.content)
+    if isinstance(message, AIMessage) and message.tool_calls:
+        calls = [f"{call['name']}:\n{_args_text(call['args'])}" for call in message.tool_calls]
+        return "\n".join([text, *calls] if text else calls)
+    return text
 
 
 def as_messages(messages: Any, parameter: str) -> list[BaseMessage]:

@@ -483,10 +483,12 @@ class HistoryManager:
         raise ValueError(msg)
 
     def _input_budget(self) -> int | None:
-        if self.summary_input_tokens is not None:
-            return self.summary_input_tokens
-        if self.model is None:
-            return None
+        """The most one summariser call reads: never more than its model's input window."""
         profile = getattr(self.model, "profile", None) or {}
         window = profile.get("max_input_tokens") if isinstance(profile, dict) else None
-        return int(window * 0.6) if isinstance(window, int) and window > 0 else 32_000
+        window = window if isinstance(window, int) and window > 0 else None
+        if self.summary_input_tokens is not None:
+            return min(self.summary_input_tokens, window or self.summary_input_tokens)
+        if self.model is None:
+            return None
+        return int(window * 0.6) if window else 32_000

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import functools
 import logging
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from langchain_core.messages import AIMessage, BaseMessage
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 
 from compacting_supervisor._flow import Flow, Sleep
 from compacting_supervisor._messages import text_of
+from compacting_supervisor._render import message_events, plain_text
 from compacting_supervisor._summarizer_call import (
     Replies,
     Summarizer,
@@ -31,6 +33,13 @@ from compacting_supervisor.token_counter import TokenCounter
 logger = logging.getLogger(__name__)
 
 __all__ = ["Summarize", "SummarizerUsage", "SummaryPolicy", "split_message"]
+
+_SLACK = 16
+"""Tokens kept free in each call: message separators and rounding, counted per message."""
+_MIN_TOKENS = 64
+"""The least a summary or a piece of a message may take: below it, the budget is too small."""
+_PART_OVERHEAD = 40
+"""Tokens a piece's tags and ``[part n of N]`` marker take, aimed under at the first cut."""
 
 
 @dataclass(frozen=True)
@@ -97,17 +106,87 @@ class SummaryPolicy:
         max_tokens: int,
         usage: SummarizerUsage,
     ) -> Flow[str]:
-        """Fold ``evicted`` into the summary: redacted, in pieces that fit, with retries."""
+        """Fold ``evicted`` into the summary: redacted, in calls that fit, with retries.
+
+        With an input budget, no call reads more than it, prompt included: messages are
+        packed into as few calls as fit, and a message too long for one call, whatever holds
+        its size (text, tool-call arguments, a tool result), is cut into pieces that do.
+
+        Raises:
+            SummarizationError: A call failed after its retries, or the budget cannot hold
+                the summariser's own prompt and a summary.
+        """
         messages = [self.redact(m) for m in evicted] if self.redact else list(evicted)
-        summary = previous
-        chunks = self._chunks(messages, max_tokens)
-        if len(chunks) > 1:
-            logger.info("Summarising %d messages in %d pieces.", len(messages), len(chunks))
-        text = ""
-        for chunk in chunks:  # never empty: a compaction evicts at least one message
-            text = yield from self._attempts(summary, chunk, max_tokens, usage)
-            summary = text
-        return text
+        summary = self._redacted(previous)
+        if self.input_budget is None:
+            return (yield from self._attempts(summary, messages, max_tokens, usage))
+        cap, room = self._limits(summary, max_tokens, self.input_budget)
+        queue = deque(self._pieces(messages, room))
+        calls = 0
+        while queue:
+            chunk = self._take(queue, summary, cap, self.input_budget)
+            calls += 1
+            summary = yield from self._attempts(summary, chunk, cap, usage)
+        if calls > 1:
+            logger.info("Summarised %d messages in %d calls.", len(messages), calls)
+        return summary or ""
+
+    def _redacted(self, previous: str | None) -> str | None:
+        """The previous summary, redacted: one this package did not write may hold anything."""
+        if not previous or self.redact is None:
+            return previous
+        return text_of(self.redact(HumanMessage(previous)).content)
+
+    def _limits(self, previous: str | None, max_tokens: int, budget: int) -> tuple[int, int]:
+        """The summary's cap and the most one piece of a message may take, within ``budget``.
+
+        The running summary gets at most half of what the prompt leaves; a piece gets what
+        the prompt and the longest summary (the cap, or a longer previous one) leave.
+        """
+        base = self._prompt_tokens(None, [], max_tokens)
+        half = (budget - base) // 2
+        cap = min(max_tokens, half)
+        room = budget - base - max(cap, self.token_counter.count_text(previous or "")) - _SLACK
+        if half < _MIN_TOKENS or room < _MIN_TOKENS:
+            msg = (
+                f"`summary_input_tokens` ({budget}) is too small for this summariser: its "
+                f"prompt alone takes {base} tokens and the running summary "
+                f"{self.token_counter.count_text(previous or '')}, leaving no room for the "
+                f"messages. Raise `summary_input_tokens` (at least {base + 4 * _MIN_TOKENS} "
+                "with a short summary) or use a summariser model with a larger window."
+            )
+            raise SummarizationError(msg)
+        return cap, room
+
+    def _size(self, message: BaseMessage) -> int:
+        """Tokens ``message`` adds to a summariser call's transcript."""
+        events = message_events([message])
+        return self.token_counter.count_text(events[0]) + 1 if events else 0
+
+    def _pieces(self, messages: list[BaseMessage], room: int) -> list[BaseMessage]:
+        """``messages``, each one larger than ``room`` cut into pieces that are not."""
+        pieces: list[BaseMessage] = []
+        for message in messages:
+            if self._size(message) <= room:
+                pieces.append(message)
+            else:
+                pieces.extend(split_message(message, room, self._size))
+        return pieces
+
+    def _take(
+        self, queue: deque[BaseMessage], previous: str | None, cap: int, budget: int
+    ) -> list[BaseMessage]:
+        """The next call's messages: as many from ``queue`` as fit ``budget`` with the prompt."""
+        used = self._prompt_tokens(previous, [], cap) + _SLACK
+        chunk: list[BaseMessage] = []
+        while queue and (not chunk or used + self._size(queue[0]) <= budget):
+            piece = queue.popleft()
+            chunk.append(piece)
+            used += self._size(piece)
+        # Counted per message the total is an estimate: the exact prompt decides.
+        while len(chunk) > 1 and self._prompt_tokens(previous, chunk, cap) > budget:
+            queue.appendleft(chunk.pop())
+        return chunk
 
     def _attempts(
         self,
@@ -182,42 +261,57 @@ class SummaryPolicy:
             return 0  # no model reads anything
         return self.token_counter.count(chunk) + self.token_counter.count_text(previous or "")
 
-    def _chunks(self, messages: list[BaseMessage], max_tokens: int) -> list[list[BaseMessage]]:
-        """Split ``messages`` into pieces whose transcript fits the summariser's input."""
-        budget = self.input_budget
-        if budget is None:
-            return [messages]
-        count = self.token_counter.count_message
-        # Room for the prompt, the running summary (at most max_tokens) and the answer.
-        room = max(budget - max_tokens * 2 - 500, budget // 4, 100)
-        chunks: list[list[BaseMessage]] = [[]]
-        used = 0
-        for message in messages:
-            whole = count(message)
-            pieces = [message] if whole <= room else split_message(message, room, whole)
-            for piece in pieces:
-                size = whole if piece is message else count(piece)
-                if chunks[-1] and used + size > room:
-                    chunks.append([])
-                    used = 0
-                chunks[-1].append(piece)
-                used += size
-        return chunks
 
+def split_message(
+    message: BaseMessage, room: int, size: Callable[[BaseMessage], int]
+) -> list[BaseMessage]:
+    """Cut ``message``, larger than ``room`` tokens, into pieces of at most ``room`` each.
 
-def split_message(message: BaseMessage, room: int, tokens: int) -> list[BaseMessage]:
-    """Cut one message of ``tokens`` tokens, more than ``room``, into readable pieces."""
-    text = text_of(message.content)  # content blocks are read as their text
+    Each piece carries a stretch of everything the transcript shows of the message (its text,
+    and its tool calls' names and arguments: `plain_text`), marked ``[part n of N]``, so
+    nothing is lost whatever holds the message's size.
+
+    Args:
+        message: The message to cut.
+        room: The most one piece may take in a summariser call's transcript.
+        size: Measures a message as the transcript holds it.
+    """
+    text = plain_text(message)
     if not text:
         return [message]
-    size = max(200, len(text) * room // max(tokens, 1) - 40)
-    parts = [text[i : i + size] for i in range(0, len(text), size)]
-    return [
-        message.model_copy(
-            update={
-                "content": f"[part {n} of {len(parts)}] {part}",
-                **({"tool_calls": []} if n > 1 and isinstance(message, AIMessage) else {}),
-            }
-        )
-        for n, part in enumerate(parts, start=1)
-    ]
+    chars = max(1, len(text) * max(room - _PART_OVERHEAD, 1) // max(size(message), 1))
+    while True:
+        parts = _cut(text, chars)
+        pieces = [
+            _piece(message, f"[part {n} of {len(parts)}] {part}") for n, part in enumerate(parts, 1)
+        ]
+        largest = max(size(piece) for piece in pieces)
+        if largest <= room or chars == 1:
+            return pieces
+        chars = max(1, chars * room // largest - 1)
+
+
+def _cut(text: str, chars: int) -> list[str]:
+    """``text`` in parts of at most ``chars`` characters, words kept whole where it can.
+
+    A part ends after the last space or newline in its last fifth, if there is one.
+    """
+    parts = []
+    start = 0
+    while start < len(text):
+        end = min(start + chars, len(text))
+        if end < len(text):
+            space = text.rfind(" ", end - chars // 5, end)
+            newline = text.rfind("\n", end - chars // 5, end)
+            end = max(space, newline) + 1 if max(space, newline) > start else end
+        parts.append(text[start:end])
+        start = end
+    return parts
+
+
+def _piece(message: BaseMessage, content: str) -> BaseMessage:
+    """A copy of ``message`` holding ``content`` only (its tool calls are in the text)."""
+    update: dict[str, object] = {"content": content}
+    if isinstance(message, AIMessage):
+        update |= {"tool_calls": [], "invalid_tool_calls": []}
+    return message.model_copy(update=update)
