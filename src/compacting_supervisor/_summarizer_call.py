@@ -1,7 +1,9 @@
 """Calling a summariser: its protocol, a time-bounded call, and what the provider billed.
 
 `call_summarizer` / `acall_summarizer` run any `Summarizer` within a timeout, turn every
-failure into a `SummarizationError`, and check the reply (`validate_summary`). While a call
+failure into a `SummarizationError`, and check the reply (`validate_summary`: a refusal,
+an error report, a markup page or near-empty text is a failed summary); a reply that looks
+like it dropped what the previous summary carried is logged as a warning. While a call
 runs, a chat-model summariser notes the usage each model reply reports (``usage_metadata``)
 in `REPLIES`, so a compaction records what the provider billed rather than an estimate.
 """
@@ -11,14 +13,17 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextvars
+import logging
 import threading
 from collections.abc import Sequence
 from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 from langchain_core.messages import BaseMessage
 
-from compacting_supervisor._summary_checks import validate_summary
+from compacting_supervisor._summary_checks import dropped_content, validate_summary
 from compacting_supervisor.errors import SummarizationError
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "REPLIES",
@@ -28,6 +33,7 @@ __all__ = [
     "acall_summarizer",
     "arun_summarizer",
     "call_summarizer",
+    "checked_reply",
     "note_reply_usage",
     "reported_usage",
     "run_summarizer",
@@ -101,6 +107,19 @@ def reported_usage(replies: Replies) -> ReplyUsage | None:
     return ReplyUsage(sum(r.input_tokens for r in reported), sum(r.output_tokens for r in reported))
 
 
+def checked_reply(previous: str | None, text: Any) -> str:
+    """``text`` validated as a summary; a warning when it seems to drop ``previous``.
+
+    Raises:
+        SummarizationError: ``text`` is no summary (see `validate_summary`).
+    """
+    summary = validate_summary(text)
+    dropped = dropped_content(previous, summary)
+    if dropped:
+        logger.warning("The summariser's reply may have dropped the previous summary: %s", dropped)
+    return summary
+
+
 def _failure(exc: BaseException, timeout: float | None) -> SummarizationError:
     if isinstance(exc, SummarizationError):
         return exc
@@ -157,7 +176,7 @@ def call_summarizer(
         text = future.result(timeout=timeout)
     except Exception as exc:
         raise _failure(exc, timeout) from exc
-    return validate_summary(text)
+    return checked_reply(previous, text)
 
 
 async def arun_summarizer(
@@ -196,4 +215,4 @@ async def acall_summarizer(
         text = await asyncio.wait_for(call(), timeout=timeout)
     except Exception as exc:
         raise _failure(exc, timeout) from exc
-    return validate_summary(text)
+    return checked_reply(previous, text)
