@@ -18,6 +18,7 @@ from compacting_supervisor import (
     ThreadBusyError,
 )
 from compacting_supervisor._messages import is_summary
+from compacting_supervisor._persist.rewrite import waiting_nodes
 
 from .helpers import (
     anthropic_violations,
@@ -333,3 +334,61 @@ async def test_async_compacted_tool_history_is_accepted_by_providers(asaver: Any
     for snapshot in [await supervisor.aget_state(CONFIG), *compactions]:
         assert openai_violations(snapshot.values["messages"]) == []
         assert anthropic_violations(snapshot.values["messages"]) == []
+
+
+# ------------------------------------------------- a thread paused before a node (issue 18, part 5)
+
+
+def _paused_before_agent(checkpointer: Any) -> Any:
+    """The chat graph compiled with ``interrupt_before=["assistant"]``."""
+    return chat_graph(checkpointer).builder.compile(
+        checkpointer=checkpointer, interrupt_before=["assistant"]
+    )
+
+
+def test_a_thread_paused_before_a_node_is_left_alone_without_the_graph(saver: Any) -> None:
+    graph = _paused_before_agent(saver)
+    for i in range(4):
+        graph.invoke({"messages": [HumanMessage(f"request {i} " + "words " * 40)]}, CONFIG)
+        if i < 3:
+            graph.invoke(None, CONFIG)  # resume: the assistant answers
+    assert graph.get_state(CONFIG).next == ("assistant",)
+    head = saver.get_tuple(CONFIG)
+    assert not head.pending_writes  # nothing but the checkpoint itself tells it is paused
+    manager = HistoryManager(memory_saver=saver)  # no graph: what the CLI does
+    with pytest.raises(ThreadBusyError) as caught:
+        manager.compact_thread(CONFIG, compaction_ratio=0.5)
+    assert "assistant" in caught.value.reason
+    assert saver.get_tuple(CONFIG).checkpoint["id"] == head.checkpoint["id"]
+    graph.invoke(None, CONFIG)  # resumed and finished: now it compacts
+    assert manager.compact_thread(CONFIG, compaction_ratio=0.5) is not None
+
+
+async def test_async_a_thread_paused_before_a_node_is_left_alone(asaver: Any) -> None:
+    graph = _paused_before_agent(asaver)
+    await graph.ainvoke({"messages": [HumanMessage("request " + "words " * 80)]}, CONFIG)
+    await graph.ainvoke(None, CONFIG)
+    await graph.ainvoke({"messages": [HumanMessage("again " + "words " * 80)]}, CONFIG)
+    manager = HistoryManager(memory_saver=asaver)
+    with pytest.raises(ThreadBusyError):
+        await manager.acompact_thread(CONFIG, compaction_ratio=0.5)
+    await graph.ainvoke(None, CONFIG)
+    assert await manager.acompact_thread(CONFIG, compaction_ratio=0.5) is not None
+
+
+def test_waiting_nodes_agrees_with_get_state_next_on_every_checkpoint(saver: Any) -> None:
+    """The graph-free test gives LangGraph's own ``next`` for each checkpoint of each thread."""
+    threads = {
+        "chat": chat_graph(saver),
+        "tools": tool_agent(saver),
+        "approval": approval_graph(saver),
+        "paused": _paused_before_agent(saver),
+    }
+    for name, graph in threads.items():
+        config = {"configurable": {"thread_id": name}}
+        graph.invoke({"messages": [HumanMessage("hello")]}, config)
+        graph.invoke(Command(resume="yes") if name == "approval" else None, config)
+        graph.invoke({"messages": [HumanMessage("and again")]}, config)
+        for snapshot in graph.get_state_history(config):
+            stored = saver.get_tuple(snapshot.config)
+            assert waiting_nodes(stored.checkpoint) == sorted(set(snapshot.next)), name

@@ -10,9 +10,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import threading
 import uuid
 from collections.abc import Iterator
@@ -608,3 +610,168 @@ def test_console_script_respects_a_lock_held_by_another_process(sqlite_store: St
     listing = console("threads", sqlite_store.db, module=True)
     assert listing.returncode == 0, listing.stderr
     assert thread in listing.stdout
+
+
+# --------------------------------------------------------------------------- issue 18, part 5
+
+
+def test_compact_refuses_a_thread_paused_before_a_node(
+    store: Store, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``interrupt_before`` leaves no pending write: the checkpoint itself says it waits."""
+    graph = echo_graph(checkpointer=store.saver).builder.compile(
+        checkpointer=store.saver, interrupt_before=["agent"]
+    )
+    thread = f"paused-{uuid.uuid4().hex[:8]}"
+    config = {"configurable": {"thread_id": thread}}
+    for turn in range(4):
+        graph.invoke({"messages": [HumanMessage(f"Please look at request {turn}.")]}, config)
+        graph.invoke(None, config)  # resume: the agent answers
+    graph.invoke({"messages": [HumanMessage("And request 4?")]}, config)  # paused
+    state = graph.get_state(config)
+    assert state.next == ("agent",)
+
+    err = _fails(capsys, 1, "compact", store.db, "-t", thread)
+    assert f"Thread {thread!r} is not idle (tasks waiting to run: agent)" in err
+    assert "resume or finish the run, then compact" in err
+    assert "The history is unchanged." in err
+    assert graph.get_state(config).config == state.config
+    graph.invoke(None, config)  # it still resumes where it paused
+    assert graph.get_state(config).values["messages"][-2].content == "And request 4?"
+    result = run_json(capsys, "compact", store.db, "-t", thread)
+    assert result["status"] == "compacted"
+
+
+NOBODY = 65534
+
+
+@contextmanager
+def _read_only_directory(store_path: Path) -> Iterator[Path]:
+    """A world-readable directory holding a copy of ``store_path``, then made read-only."""
+    directory = Path(tempfile.mkdtemp(prefix="cli-read-only-"))
+    try:
+        directory.chmod(0o755)
+        copy = directory / "threads.sqlite"
+        shutil.copy(store_path, copy)
+        copy.chmod(0o644)
+        directory.chmod(0o555)
+        yield copy
+    finally:
+        directory.chmod(0o755)
+        shutil.rmtree(directory)
+
+
+def _main_as_reader(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    """``main(argv)`` as a user who may not write to the directory.
+
+    As that user already, in this process; as root (whom no permission stops), in a
+    process running as ``nobody``.
+    """
+    if os.geteuid() != 0:
+        return run(capsys, *argv)
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        pytest.skip("running as root, and setpriv (util-linux) is missing to drop to nobody")
+    code = "import sys; from compacting_supervisor.cli import main; sys.exit(main(sys.argv[1:]))"
+    ids = [f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
+    cache = Path(tempfile.mkdtemp(prefix="cli-tiktoken-"))  # the offline encoding, readable
+    try:
+        cache.chmod(0o755)
+        for file in Path(os.environ["TIKTOKEN_CACHE_DIR"]).iterdir():
+            shutil.copy(file, cache / file.name)
+            (cache / file.name).chmod(0o644)
+        env = {**os.environ, "COLUMNS": "100", "HOME": "/tmp", "TIKTOKEN_CACHE_DIR": str(cache)}
+        done = subprocess.run(
+            [setpriv, *ids, sys.executable, "-c", code, *argv],
+            check=False,
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+        )
+    finally:
+        shutil.rmtree(cache)
+    return done.returncode, done.stdout, done.stderr
+
+
+def test_a_store_in_a_read_only_directory_is_read(
+    sqlite_store: Store, capsys: pytest.CaptureFixture[str]
+) -> None:
+    conversation = sqlite_store.conversation(12)
+    assert conversation.compactions
+    thread = conversation.thread_id
+    sqlite_store.saver.conn.close()  # its write-ahead log is folded into the file
+    writable = {
+        command: run_json(capsys, command, sqlite_store.db, *extra)
+        for command, extra in (("threads", []), ("inspect", ["-t", thread]))
+    }
+    exported = run_json(capsys, "export", sqlite_store.db, "-t", thread)
+    with _read_only_directory(Path(sqlite_store.db)) as db:
+        for command, extra in (("threads", []), ("inspect", ["-t", thread])):
+            code, out, err = _main_as_reader(capsys, command, str(db), *extra, "--json")
+            assert code == 0, err
+            got = json.loads(out)
+            got.pop("database", None)
+            writable[command].pop("database", None)
+            assert got == writable[command]
+        code, out, err = _main_as_reader(capsys, "export", str(db), "-t", thread, "--json")
+        assert code == 0, err
+        assert json.loads(out) == exported
+        code, out, err = _main_as_reader(capsys, "compact", str(db), "-t", thread, "--dry-run")
+        assert code == 0, err
+        assert "not a SQLite database" not in err
+        assert sorted(p.name for p in db.parent.iterdir()) == ["threads.sqlite"]
+
+
+def test_compact_in_a_read_only_directory_says_why(
+    sqlite_store: Store, capsys: pytest.CaptureFixture[str]
+) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs a file that nobody may write in a directory nobody may not")
+    thread = sqlite_store.conversation(6, token_limit=100_000).thread_id
+    sqlite_store.saver.conn.close()
+    with _read_only_directory(Path(sqlite_store.db)) as db:
+        db.chmod(0o666)  # the file is writable, its directory is not
+        code, out, err = _main_as_reader(capsys, "compact", str(db), "-t", thread)
+        assert code == 2, err
+        assert out == ""
+        assert "not a SQLite database" not in err
+        assert "needs write access to the file and to its directory" in err
+        assert "--dry-run" in err
+
+
+SECRET = "Zq9pw-secret"
+
+
+def test_a_postgres_password_is_never_printed(capsys: pytest.CaptureFixture[str]) -> None:
+    for db in (
+        f"postgresql://u:{SECRET}@127.0.0.1:1/test",
+        f"postgres://u:{SECRET}@127.0.0.1:1/test?sslmode=disable",
+        f"postgresql://u@127.0.0.1:1/test?password={SECRET}",
+        f"postgresql://u@127.0.0.1:1/test?sslmode=disable&password={SECRET}",
+        f"postgresql://u@127.0.0.1:1/test?PASSWORD={SECRET}",
+        f"postgresql://u@127.0.0.1:1/test?password={SECRET}&no_such_option=1",
+        f"host=127.0.0.1 port=1 user=u password={SECRET} dbname=test",
+        f"host=127.0.0.1 port=1 user=u Password = '{SECRET} x' dbname=test",
+        f"host=127.0.0.1 port=1 password={SECRET} not-an-option",
+        f"postgresql://u:{SECRET.replace('-', '%2D')}@127.0.0.1:1/test",
+    ):
+        for argv in (["threads", db], ["compact", db, "-t", "x"], ["export", db, "-t", "x"]):
+            code, out, err = run(capsys, *argv)
+            assert code in (1, 2), err
+            assert err.startswith("compacting-supervisor: error: ")
+            assert SECRET not in err and SECRET not in out, db
+            assert "Zq9pw" not in err, db
+            assert "***" in err, db
+
+
+def test_a_postgres_password_is_masked_by_the_real_server(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with _schema() as url:  # no checkpoint tables: the error names the store
+        scheme, rest = url.split("://", 1)
+        user, host = rest.split("@", 1)
+        for db in (f"{scheme}://{user}:{SECRET}@{host}", f"{url}&password={SECRET}"):
+            err = _fails(capsys, 2, "threads", db)
+            assert "is not a LangGraph checkpoint store" in err
+            assert SECRET not in err

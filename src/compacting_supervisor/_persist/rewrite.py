@@ -17,7 +17,7 @@ from typing import Any
 
 from langchain_core.messages import BaseMessage
 from langchain_core.runnables import RunnableConfig
-from langgraph.checkpoint.base import BaseCheckpointSaver, CheckpointTuple
+from langgraph.checkpoint.base import BaseCheckpointSaver, Checkpoint, CheckpointTuple
 
 from compacting_supervisor._checkpoint import (
     build_compacted_checkpoint,
@@ -43,6 +43,7 @@ __all__ = [
     "compact_thread",
     "offload_answered",
     "replace_history",
+    "waiting_nodes",
 ]
 
 
@@ -93,8 +94,63 @@ class ReadState:
         if head is None:
             return ThreadState([], None, None)
         values = head.checkpoint["channel_values"]
-        busy = "pending writes" if head.pending_writes else None
+        busy = None
+        if waiting := waiting_nodes(head.checkpoint):
+            busy = f"tasks waiting to run: {', '.join(waiting)}"
+        if head.pending_writes:
+            busy = "pending writes"
         return ThreadState(list(values.get(self.messages_key) or []), head.checkpoint["id"], busy)
+
+
+_TASKS = "__pregel_tasks"
+
+
+def waiting_nodes(checkpoint: Checkpoint) -> list[str]:
+    """The nodes a checkpoint still has to run (its ``next``), told without the graph.
+
+    LangGraph's own test (``prepare_next_tasks``): a node runs next when one of its trigger
+    channels holds a value whose version is newer than the one the node last saw
+    (``versions_seen``). A node's triggers are named for it: ``branch:to:<node>``,
+    ``join:<sources>:<node>``, ``__start__`` for the input; queued ``Send`` s wait in
+    ``__pregel_tasks``. A thread paused by ``interrupt_before`` (or stopped mid-run) has
+    some; a finished one has none.
+
+    Args:
+        checkpoint: The thread's head checkpoint.
+
+    Returns:
+        The waiting nodes' names, sorted; empty when the thread is idle.
+    """
+    values = checkpoint["channel_values"]
+    versions = checkpoint["channel_versions"]
+    seen = checkpoint["versions_seen"]
+    waiting = {str(getattr(send, "node", send)) for send in values.get(_TASKS) or ()}
+    for channel in values:  # the channels holding a value (an empty trigger holds none)
+        node = _triggered_node(channel)
+        if node is not None and _newer(versions.get(channel), (seen.get(node) or {}).get(channel)):
+            waiting.add(node)
+    return sorted(waiting)
+
+
+def _triggered_node(channel: str) -> str | None:
+    if channel == "__start__":
+        return channel
+    if channel.startswith("branch:to:"):
+        return channel.removeprefix("branch:to:")
+    if channel.startswith("join:"):
+        return channel.rsplit(":", 1)[-1]
+    return None
+
+
+def _newer(version: Any, seen: Any) -> bool:
+    if version is None:
+        return False
+    if seen is None:
+        return True
+    try:
+        return bool(version > seen)
+    except TypeError:  # versions of another type than the seen ones: count it as new
+        return True
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from compacting_supervisor.cli._commands import (
     _database_errors,
 )
 from compacting_supervisor.cli._compact import _cmd_compact
-from compacting_supervisor.cli._stores import StoreError, StoreUnavailableError
+from compacting_supervisor.cli._stores import StoreError, StoreUnavailableError, mask_secrets
 from compacting_supervisor.history_manager import DEFAULT_MAX_SUMMARY_TOKENS
 
 __all__ = ["main"]
@@ -46,18 +46,19 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help, --version, or a usage error argparse reported
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    db = str(getattr(args, "db", ""))
     try:
         code: int = args.run(args)
     except CliError as exc:
-        return _fail(str(exc), exc.code)
+        return _fail(str(exc), exc.code, db)
     except StoreError as exc:
-        return _fail(str(exc), EXIT_USAGE)
+        return _fail(str(exc), EXIT_USAGE, db)
     except StoreUnavailableError as exc:
-        return _fail(str(exc), EXIT_FAILURE)
+        return _fail(str(exc), EXIT_FAILURE, db)
     except _database_errors() as exc:
-        return _fail(f"database error: {type(exc).__name__}: {exc}", EXIT_FAILURE)
+        return _fail(f"database error: {type(exc).__name__}: {exc}", EXIT_FAILURE, db)
     except KeyboardInterrupt:
-        return _fail("interrupted", 130)
+        return _fail("interrupted", 130, db)
     except BrokenPipeError:  # `... | head`: stop quietly
         with contextlib.suppress(OSError, ValueError):
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -65,8 +66,9 @@ def main(argv: list[str] | None = None) -> int:
     return code
 
 
-def _fail(message: str, code: int) -> int:
-    print(f"{PROG}: error: {message}", file=sys.stderr)
+def _fail(message: str, code: int, db: str) -> int:
+    """Print ``message`` (any password ``db`` holds masked) and return ``code``."""
+    print(f"{PROG}: error: {mask_secrets(message, db)}", file=sys.stderr)
     return code
 
 

@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
 
@@ -36,6 +37,7 @@ __all__ = [
     "ThreadStats",
     "display_name",
     "is_postgres_url",
+    "mask_secrets",
     "open_store",
 ]
 
@@ -106,14 +108,69 @@ class CompactionRecord:
     """Messages folded into the summary, when recorded."""
 
 
+_CONNINFO = re.compile(
+    r"\s*(host|hostaddr|port|dbname|user|password|passfile|service|sslmode|options)\s*=", re.I
+)
+"""The start of a libpq ``key=value`` connection string (``host=db user=u password=pw``)."""
+
+_URL_PASSWORD = re.compile(r"(?P<keep>\w[\w+.-]*://[^/?#@\s:]*:)(?P<secret>[^/?#\s]*)@")
+"""The password in a URL's user info (``postgresql://user:PASSWORD@host``; up to the last
+``@``, so a password holding an unescaped ``@`` is masked whole)."""
+
+_KEY_PASSWORD = re.compile(
+    r"(?P<keep>(?:^|[?&;\s])[\w-]*password\s*=\s*)(?P<secret>'(?:[^'\\]|\\.)*'|[^&#;\s]*)",
+    re.I,
+)
+"""A ``password=`` (``sslpassword=`` ...) in a URL's query or a ``key=value`` string, any case,
+its value quoted or not."""
+
+MASK = "***"
+
+
 def is_postgres_url(db: str) -> bool:
-    """Whether ``db`` names a Postgres database rather than a SQLite file."""
-    return db.lower().startswith(POSTGRES_SCHEMES)
+    """Whether ``db`` names a Postgres database (a URL or a ``key=value`` connection string)."""
+    if db.lower().startswith(POSTGRES_SCHEMES):
+        return True
+    return bool(_CONNINFO.match(db)) and not Path(db).exists()
+
+
+def _secrets(db: str) -> list[str]:
+    """Every form the passwords in ``db`` may take in a message, longest first."""
+    found: set[str] = set()
+    for pattern in (_URL_PASSWORD, _KEY_PASSWORD):
+        for match in pattern.finditer(db):
+            secret = match["secret"]
+            bare = (
+                secret[1:-1].replace("\\'", "'").replace("\\\\", "\\")
+                if (len(secret) >= 2 and secret[0] == secret[-1] == "'")
+                else secret
+            )
+            found.update({secret, bare, unquote(secret), unquote(bare)})
+    return sorted((s for s in found if s), key=len, reverse=True)
+
+
+def mask_secrets(text: str, db: str) -> str:
+    """``text`` fit to print: every password ``db`` holds is masked, in every form.
+
+    A Postgres URL's ``user:password@``, a ``?password=`` or ``&password=`` query
+    parameter and a ``password=`` in a ``key=value`` connection string (any case, quoted
+    or not) are masked where they appear, and the password itself wherever a message
+    repeats it (psycopg quotes parts of a connection string it cannot parse).
+
+    Args:
+        text: What is about to be printed.
+        db: The store as the user named it.
+    """
+    text = _URL_PASSWORD.sub(lambda m: f"{m['keep']}{MASK}@", text)
+    text = _KEY_PASSWORD.sub(lambda m: f"{m['keep']}{MASK}", text)
+    for secret in _secrets(db):
+        text = text.replace(secret, MASK)
+    return text
 
 
 def display_name(db: str) -> str:
-    """``db`` fit to print: a Postgres URL's password is masked."""
-    return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", db) if is_postgres_url(db) else db
+    """``db`` fit to print: its password masked, whatever form it takes."""
+    return mask_secrets(db, db)
 
 
 class CheckpointStore:
@@ -259,13 +316,7 @@ def _open_sqlite(db: str, read_only: bool) -> Iterator[CheckpointStore]:
     if not os.access(path, os.R_OK if read_only else os.R_OK | os.W_OK):
         msg = f"{db}: permission denied ({'read' if read_only else 'read and write'} access)."
         raise StoreError(msg)
-    # A URI with mode=ro/rw never creates the file; as_uri() escapes '?', '#' and '%'.
-    uri = f"{path.resolve().as_uri()}?mode={'ro' if read_only else 'rw'}"
-    try:
-        conn = sqlite3.connect(uri, uri=True, check_same_thread=False)
-    except sqlite3.Error as exc:
-        msg = f"{db}: cannot open it as a SQLite database ({exc})."
-        raise StoreError(msg) from exc
+    conn = _connect_sqlite(path, db, read_only)
     try:
         has_task_path = _check_sqlite_schema(conn, db)
         saver = SqliteSaver(conn)
@@ -278,14 +329,77 @@ def _open_sqlite(db: str, read_only: bool) -> Iterator[CheckpointStore]:
         conn.close()
 
 
+_TABLES = "SELECT name FROM sqlite_master WHERE type = 'table'"
+
+
+def _connect_sqlite(path: Path, db: str, read_only: bool) -> sqlite3.Connection:
+    """Connect to the file, read-only when asked, and check that SQLite can read it.
+
+    A read-only connection to a database in WAL mode (SqliteSaver's) needs its ``-shm``
+    file, which SQLite cannot create in a directory the user may not write to: then the
+    file is read as immutable, which is exact as long as no write-ahead log holds changes
+    (no ``-wal`` file, or an empty one); otherwise it is refused with the reason.
+    """
+    # A URI with mode=ro/rw never creates the file; as_uri() escapes '?', '#' and '%'.
+    uri = f"{path.resolve().as_uri()}?mode={'ro' if read_only else 'rw'}"
+    conn = _connect(uri, db)
+    try:
+        conn.execute(_TABLES).fetchall()
+    except sqlite3.DatabaseError as exc:
+        if _error_name(exc) == "SQLITE_NOTADB":
+            return conn  # _check_sqlite_schema says what it is
+        conn.close()
+        if not _needs_a_writable_directory(exc):
+            msg = f"cannot read {db}: {exc}."
+            raise StoreUnavailableError(msg) from exc
+        if not read_only:
+            msg = (
+                f"{db}: cannot write to it ({exc}): compact writes a new checkpoint, so it "
+                "needs write access to the file and to its directory, where SQLite keeps "
+                "its -wal and -shm files. Add --dry-run to see the compaction without writing."
+            )
+            raise StoreError(msg) from exc
+        for suffix in ("-wal", "-journal"):
+            pending = Path(f"{path}{suffix}")
+            if pending.exists() and pending.stat().st_size > 0:
+                msg = (
+                    f"{db}: cannot read it read-only: {pending.name} holds changes that SQLite "
+                    "only reads with write access to the directory (it is read-only). Run as a "
+                    "user who may write there, or copy the database with its "
+                    f"{suffix} file to a writable directory ({exc})."
+                )
+                raise StoreError(msg) from exc
+        conn = _connect(f"{uri}&immutable=1", db)
+    return conn
+
+
+def _connect(uri: str, db: str) -> sqlite3.Connection:
+    try:
+        return sqlite3.connect(uri, uri=True, check_same_thread=False)
+    except sqlite3.Error as exc:
+        msg = f"{db}: cannot open it as a SQLite database ({exc})."
+        raise StoreError(msg) from exc
+
+
+def _error_name(exc: sqlite3.Error) -> str:
+    return str(getattr(exc, "sqlite_errorname", "") or "")
+
+
+def _needs_a_writable_directory(exc: sqlite3.Error) -> bool:
+    """Whether SQLite failed for want of creating a file beside the database."""
+    name = _error_name(exc)
+    return name.startswith("SQLITE_READONLY") or name.startswith("SQLITE_CANTOPEN")
+
+
 def _check_sqlite_schema(conn: sqlite3.Connection, db: str) -> bool:
     """Raise unless ``conn`` holds SqliteSaver's tables; return whether writes has task_path."""
     not_store = f"{db} is not a LangGraph checkpoint store"
     try:
-        tables = {
-            row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
-        }
-    except sqlite3.DatabaseError as exc:  # "file is not a database"
+        tables = {row[0] for row in conn.execute(_TABLES)}
+    except sqlite3.DatabaseError as exc:
+        if _error_name(exc) not in ("SQLITE_NOTADB", ""):
+            msg = f"cannot read {db}: {exc}."
+            raise StoreUnavailableError(msg) from exc
         msg = f"{not_store}: it is not a SQLite database ({exc})."
         raise StoreError(msg) from exc
     missing = [t for t in ("checkpoints", "writes") if t not in tables]
@@ -327,7 +441,7 @@ def _open_postgres(db: str, read_only: bool) -> Iterator[CheckpointStore]:
             db, autocommit=True, prepare_threshold=0, row_factory=dict_row
         )
     except psycopg.ProgrammingError as exc:  # a malformed URL
-        msg = f"{name} is not a valid Postgres URL ({exc})."
+        msg = f"{name} is not a valid Postgres URL ({' '.join(str(exc).split())})."
         raise StoreError(msg) from exc
     except psycopg.Error as exc:
         msg = f"cannot connect to {name}: {' '.join(str(exc).split())}"
