@@ -486,15 +486,15 @@ NEXT_STEPS = """\
 
 - **A real summariser.** `HistoryManager(model="openai:gpt-4o-mini")` (or any LangChain \
 chat model, or your own object with `summarize` / `asummarize`) writes the summary with an \
-LLM; see [Parameters](../README.md#parameters) in the README.
+LLM; see [Parameters](../docs/parameters.md) in the docs.
 - **Your graph.** Any compiled graph with a messages channel works the same way: \
 `create_agent`, `create_react_agent`, a `langgraph-supervisor` team. See \
-[Usage](../README.md#usage).
+[Usage](../docs/getting-started.md#usage).
 - **Durable threads and several workers.** Compile with a `SqliteSaver` or a \
 `PostgresSaver`; runs and compactions of a thread are then serialised across processes. \
-See [Several workers: SQLite and Postgres](../README.md#several-workers-sqlite-and-postgres).
+See [Several workers: SQLite and Postgres](../docs/workers.md).
 - **Everything is still there.** `supervisor.transcript(config)` puts the whole \
-conversation back together from the checkpoints; see [The archive](../README.md#the-archive).
+conversation back together from the checkpoints; see [The archive](../docs/archive.md).
 - **A terminal demo.** `python examples/quickstart.py` streams a conversation with the same \
 machinery, and with `OPENAI_API_KEY` set it uses a real model.
 """

@@ -208,7 +208,7 @@ class ContextBuilder:
 
         Returns:
             The prompt as text and as messages, its exact token count and what was left
-            out.
+                out.
 
         Raises:
             ValueError: Nothing was added, or the system instructions and the user's input

@@ -265,7 +265,7 @@ class HistoryManager:
 
         Returns:
             The new messages, or None when the thread is not idle or nothing is answered
-            and large enough.
+                and large enough.
 
         Raises:
             OffloadError: A store write failed; the history is unchanged.
@@ -342,7 +342,7 @@ class HistoryManager:
 
         Returns:
             The archived sessions (one per compaction, with the summary that replaced
-            them) and the live part; ``.to_markdown()`` exports it.
+                them) and the live part; ``.to_markdown()`` exports it.
         """
         thread_id = self._thread_id(config)
         flow = reads.transcript(thread_id, saver=self._saver(graph), messages_key=self.messages_key)

@@ -31,7 +31,7 @@ class KeepPolicy(ABC):
 
         Returns:
             A number from 0 (nothing to compact) to ``len(conversation)``; the cut then
-            moves back to a safe boundary.
+                moves back to a safe boundary.
         """
 
     @property

@@ -117,8 +117,7 @@ def _load_encoding_uncached(name: str) -> tuple[_Encoding, bool]:
             logger.warning(
                 "Could not load the tiktoken encoding %r (%s). Counting tokens with %r "
                 "instead, which is close but not exact. For exact counts offline, put the "
-                "encoding file in TIKTOKEN_CACHE_DIR (see the README, 'Exact token counts "
-                "offline').",
+                "encoding file in TIKTOKEN_CACHE_DIR (see docs/token-counts.md).",
                 name,
                 exc,
                 fallback.name,
