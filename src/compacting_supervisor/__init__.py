@@ -27,7 +27,13 @@ from compacting_supervisor.offload import (
     ResultStore,
     read_tool_result_tool,
 )
-from compacting_supervisor.redaction import redact_secrets, redact_text
+from compacting_supervisor.redaction import (
+    Redactor,
+    redact_personal_data,
+    redact_secrets,
+    redact_text,
+    redact_with,
+)
 from compacting_supervisor.results import CompactionResult, MessageCompaction, ThreadStats
 from compacting_supervisor.summarizers import (
     DEFAULT_SUMMARY_PROMPT,
@@ -78,6 +84,7 @@ __all__ = [
     "NoReductionError",
     "OffloadError",
     "OffloadToolResults",
+    "Redactor",
     "Repetition",
     "ResultStore",
     "StaleCheckpointError",
@@ -96,8 +103,10 @@ __all__ = [
     "count_tokens",
     "is_summary",
     "read_tool_result_tool",
+    "redact_personal_data",
     "redact_secrets",
     "redact_text",
+    "redact_with",
     "render_messages",
     "render_transcript",
 ]

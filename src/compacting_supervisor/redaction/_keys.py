@@ -1,0 +1,172 @@
+"""Secret-bearing keys: which names hold a secret, and which values are only placeholders.
+
+A key holds a secret when its last word (snake_case, camelCase, kebab-case, dotted, any
+case) is a credential noun, or its last two words are one (``api key``, ``private key``):
+``password``, ``db_password``, ``dbPassword``, ``X-Api-Key``, ``client_secret``,
+``GITHUB_TOKEN``, ``Authorization``, ``Set-Cookie``. A key that ends in another word is
+about the secret, not the secret: ``password_reset_url``, ``token_count``, ``secret_name``,
+``passwordVariable``. Some credential nouns are also ordinary words in a name
+(``pwd``, ``auth``): their value must look like a credential as well. Tokens that are not
+credentials keep their value: ``max_tokens``, ``next_token``, ``csrf_token``, ``eos_token``,
+``public_key``.
+
+Under such a key any value is a secret, a plain word too, except a placeholder: empty,
+a boolean or null, a reference (``$VAR``, ``${VAR}``, ``{{ var }}``, ``<password>``,
+``os.environ[...]``, an ``ENV_NAME``), a mask (``****``, ``xxxx``) or one already redacted.
+"""
+
+from __future__ import annotations
+
+import re
+
+__all__ = ["KeyKind", "is_mask", "is_placeholder", "key_kind", "looks_like_credential"]
+
+KeyKind = str  # "strong", "weak", "strict" (a plain "key") or "" (not a secret key)
+
+_STRONG_LAST = frozenset(
+    {
+        "password", "passwd", "passphrase", "passcode", "pass", "secret",
+        "token", "apikey", "credential", "credentials", "creds", "authorization",
+        "cookie", "cookies", "privatekey", "secretkey", "accesskey", "sessionid",
+        "sessiontoken", "authtoken", "accesstoken", "refreshtoken", "clientsecret",
+        "bearer", "jwt", "pat", "dsn",
+    }
+)  # fmt: skip
+_WEAK_LAST = frozenset({"pwd", "auth", "key"})
+_STRONG_PAIRS = frozenset(
+    {
+        ("api", "key"), ("private", "key"), ("secret", "key"), ("access", "key"),
+        ("signing", "key"), ("encryption", "key"), ("master", "key"), ("session", "key"),
+        ("auth", "key"), ("account", "key"), ("license", "key"), ("app", "key"),
+        ("subscription", "key"), ("shared", "key"), ("storage", "key"), ("service", "key"),
+        ("session", "id"), ("connection", "string"),
+    }
+)  # fmt: skip
+# A token or key named for something else than a credential.
+_NOT_CREDENTIAL_BEFORE = frozenset(
+    {
+        "public", "csrf", "xsrf", "page", "next", "prev", "previous", "continuation",
+        "pagination", "sync", "max", "min", "num", "total", "input", "output", "prompt",
+        "completion", "reasoning", "cached", "eos", "bos", "pad", "unk", "sep", "cls",
+        "mask", "special", "start", "end", "stop", "cancellation", "cancel", "device",
+        "push", "registration", "verification", "idempotency", "lexer", "parser", "cursor",
+        "primary", "foreign", "schema", "sequence", "bucket", "sort", "partition", "cache",
+        "hot", "pub", "natural", "index", "idx", "map", "dict", "object", "lookup", "row",
+        "column", "composite", "unique", "hash", "group", "routing", "dedup", "dedupe",
+        "cluster", "shard", "react", "storage", "translation", "i18n", "foo", "sample",
+    }
+)  # fmt: skip
+
+_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
+_SEPARATORS = re.compile(r"[^A-Za-z0-9]+")
+
+
+def _words(key: str) -> list[str]:
+    # Folded as IGNORECASE folds: the Turkish dotless i and dotted capital I read as i.
+    folded = _CAMEL.sub("_", key).casefold().replace("\u0131", "i").replace("i\u0307", "i")
+    return [w for w in _SEPARATORS.split(folded) if w]
+
+
+def key_kind(key: str) -> KeyKind:
+    """How much of a secret ``key`` holds.
+
+    Returns:
+        ``"strong"`` (any value is a secret), ``"weak"`` (a credential-like one is),
+        ``"strict"`` (a long credential-like one is: a plain ``key``), or ``""``.
+    """
+    if len(key) > 80:
+        return ""
+    words = _words(key)
+    if not words:
+        return ""
+    last = words[-1]
+    before = words[-2] if len(words) > 1 else ""
+    if before in _NOT_CREDENTIAL_BEFORE:
+        return ""
+    if last in _STRONG_LAST or (before, last) in _STRONG_PAIRS:
+        return "strong"
+    if last == "key":
+        return "strict"
+    if last in _WEAK_LAST:
+        return "weak"
+    return ""
+
+
+_PLACEHOLDER = re.compile(
+    r"""(?ix)
+    (?: null | none | nil | true | false | undefined | n/?a | redacted | changeme | secret
+      | password | \*+ | x+ | \.+ | -+ | \#+ | \?+ )
+    | \$\{ .* | \$[A-Z_][A-Z0-9_]* | %\(\w+\)s          # $VAR, ${VAR}, %(name)s
+    | \{\{ .* | \{% .*                         # templates
+    | < [^<>]* >                               # <password>
+    | \[ [^\]]* \] .* | \[REDACTED .*          # [PASSWORD], already [REDACTED:...]
+    | \$\( .* | new \s .* | \{ \s* [A-Za-z_][\w.]* \s* \} | \{ .* \( .*   # code
+    | pass | test | user | username | pwd | token
+    | (?: os\.environ | os\.getenv | getenv | process\.env | System\.getenv | env\( | ENV\[
+        | secrets\. | vault: | ssm: ) .*       # read from elsewhere
+    """
+)
+_ENV_NAME = re.compile(r"[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+")
+_ATTRIBUTE = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+(?:\(\))?")
+
+
+_MASK_RUN = re.compile(r"([xX*#.\u2022])\1{7}")
+_ONE_CHAR = re.compile(r"(.)\1*")
+
+
+def is_mask(value: str) -> bool:
+    """``xxxxxxxx``, ``****``, ``glc_111111111111111111``: a value that hides or fakes one.
+
+    A run of eight ``x``, ``*``, ``#``, ``.`` or ``\u2022``, one character repeated, or one
+    character making most of a value of eight or more.
+    """
+    if _MASK_RUN.search(value) or _ONE_CHAR.fullmatch(value):
+        return True
+    if len(value) < 8:
+        return False
+    most = max(value.count(char) for char in set(value[:64]))
+    return most * 10 >= len(value) * 6
+
+
+_CALL = re.compile(r"[A-Za-z_][\w.]*\(.*")
+
+
+def is_placeholder(value: str, *, quoted: bool = False) -> bool:
+    """Whether ``value`` (already unquoted and stripped) names a secret without holding one.
+
+    A run of eight identical characters is a mask (``ghp_xxxxxxxx...``). Outside quotes, an
+    attribute or a call without digits (``self.password``, ``get_token()``) and an
+    ``ENV_NAME`` are code referring to a secret.
+    """
+    if len(value) < 3:
+        return True
+    if len(value) > 300:
+        return False
+    if _PLACEHOLDER.fullmatch(value) is not None or is_mask(value):
+        return True
+    if quoted:
+        return False
+    return _ENV_NAME.fullmatch(value) is not None or (
+        not any(char.isdigit() for char in value)
+        and (_ATTRIBUTE.fullmatch(value) is not None or _CALL.fullmatch(value) is not None)
+    )
+
+
+_CREDENTIAL_CHARS = re.compile(r"[0-9_\-+/=!@#$%^&*.~]")
+
+
+def looks_like_credential(value: str, *, strict: bool = False) -> bool:
+    """What a weak key's value must look like to be redacted.
+
+    Six or more characters (sixteen when ``strict``, for a plain ``key``), a digit or a
+    symbol in it, no space, and not a path (``pwd=/home/me``) or a URL.
+    """
+    if strict and (sum(c.isdigit() for c in value) < 2 or "." in value):
+        return False
+    return (
+        len(value) >= (16 if strict else 6)
+        and " " not in value
+        and not value.startswith(("/", "./", "~", "../"))
+        and "://" not in value
+        and _CREDENTIAL_CHARS.search(value) is not None
+    )

@@ -1,0 +1,327 @@
+"""The built-in secret rules: known key formats, and values under secret-bearing keys.
+
+Every pattern runs in time linear in the text (checked by ``benchmarks/linear_time.py``):
+a token starts only where a run of its characters starts (a negative lookbehind of the
+same class), its body is possessive (``{20,}+``) so a failed match gives nothing back,
+lookaheads and key-value parts are bounded, and no quantifier is nested in another
+unbounded one. Text holding none of the words the patterns need (`may_hold_secret`) is
+not scanned at all.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from collections.abc import Callable
+
+from compacting_supervisor.redaction._keys import (
+    is_mask,
+    is_placeholder,
+    key_kind,
+    looks_like_credential,
+)
+
+__all__ = ["PATTERNS", "may_hold_secret", "redact_key_value", "scan_secrets"]
+
+Replacement = str | Callable[[re.Match[str]], str]
+
+SECRET = "[REDACTED:secret]"
+_QUOTES = "\"'`"
+_AUTH_SCHEME = re.compile(r"(?i)(bearer|basic|token|digest|negotiate|aws4-hmac-sha256)\s+")
+
+
+def redact_key_value(key: str, raw: str) -> str:
+    """``raw`` (the text after a key and its operator) with the secret in it replaced.
+
+    Quotes around the value stay; an HTTP auth scheme (``Bearer``, ``Basic`` ...) stays
+    before it. A key that holds no secret, or a placeholder value, leaves ``raw`` as is.
+    """
+    kind = key_kind(key)
+    if not kind:
+        return raw
+    lead = raw[: len(raw) - len(raw.lstrip())]
+    value = raw.strip().rstrip(",;")
+    tail = raw[len(lead) + len(value) :]
+    quote = ""
+    if len(value) >= 2 and value[0] in _QUOTES and value[-1] == value[0]:
+        quote, value = value[0], value[1:-1]
+    elif value[:2] in ('\\"', "\\'") and value.endswith(value[:2]) and len(value) >= 4:
+        quote, value = value[:2], value[2:-2]
+    scheme = _AUTH_SCHEME.match(value)
+    prefix = scheme.group(0) if scheme else ""
+    secret = value[len(prefix) :].strip()
+    if quote == "`" and " " in secret:
+        return raw  # a shell command's output, not a value
+    if is_placeholder(secret, quoted=bool(quote)) or (
+        kind != "strong" and not looks_like_credential(secret, strict=kind == "strict")
+    ):
+        return raw
+    return f"{lead}{quote}{prefix}{SECRET}{quote}{tail}"
+
+
+def _line_value(match: re.Match[str]) -> str:
+    redacted = redact_key_value(match["key"], match["value"])
+    if redacted == match["value"]:
+        return match[0]
+    return match[0][: match.start("value") - match.start()] + redacted
+
+
+def _inline_value(match: re.Match[str]) -> str:
+    op, quoted_key, value = match["op"], match["q"], match["value"]
+    text = match.string
+    if op in (":", ",") and not quoted_key:
+        return match[0]  # "The secret: be kind." is prose; line-start keys are the line rule's
+    if op == "," and value[:1] not in _QUOTES:
+        return match[0]
+    if value[:1] not in _QUOTES and text[match.end() : match.end() + 1] == "(":
+        return match[0]  # password=get_password(): code, not a value
+    return _line_value(match)
+
+
+def _token(kind: str) -> Callable[[re.Match[str]], str]:
+    """A key format's replacement: ``[REDACTED:<kind>]``, unless the key is a mask."""
+
+    def replace(match: re.Match[str]) -> str:
+        return match[0] if is_mask(match[0]) else f"[REDACTED:{kind}]"
+
+    return replace
+
+
+def _curl_user(match: re.Match[str]) -> str:
+    if is_placeholder(match[3]):
+        return match[0]
+    return f"{match[1]}[REDACTED:password]"
+
+
+def _basic_auth(match: re.Match[str]) -> str:
+    """``Basic <base64 of user:password>``: redacted when it decodes to a user and password."""
+    token = match["b64"]
+    try:
+        decoded = base64.b64decode(token + "=" * (-len(token) % 4), validate=True)
+        text = decoded.decode("utf-8")
+    except (binascii.Error, ValueError):
+        return match[0]
+    if ":" not in text or not text.isprintable():
+        return match[0]
+    return f"{match['scheme']} [REDACTED:password]"
+
+
+# (kind, pattern, replacement), applied in order.
+PATTERNS: list[tuple[str, re.Pattern[str], Replacement]] = [
+    (
+        "private-key",
+        re.compile(
+            r"-----BEGIN (?:[A-Z0-9]{1,20} ){0,3}PRIVATE KEY(?: BLOCK)?-----.*?"
+            r"(?:-----END (?:[A-Z0-9]{1,20} ){0,3}PRIVATE KEY(?: BLOCK)?-----|\Z)",
+            re.DOTALL,
+        ),
+        "[REDACTED:private-key]",
+    ),
+    (
+        "anthropic-key",
+        re.compile(r"(?<![A-Za-z0-9_\-])sk-ant-[A-Za-z0-9_\-]{20,}+"),
+        _token("anthropic-key"),
+    ),
+    (
+        "openai-key",
+        re.compile(
+            r"(?<![A-Za-z0-9_\-])sk-(?:proj-|svcacct-|admin-)?"
+            r"(?=[A-Za-z_\-]{0,200}\d)[A-Za-z0-9_\-]{20,}+"
+        ),
+        _token("api-key"),
+    ),
+    (
+        "stripe-key",
+        re.compile(r"(?<![A-Za-z0-9_])(?:sk|rk|pk)_(?:live|test)_[A-Za-z0-9]{16,}+"),
+        _token("api-key"),
+    ),
+    (
+        "aws-access-key",
+        re.compile(r"(?<![A-Z0-9])(?:AKIA|ASIA|ABIA|ACCA)[0-9A-Z]{16}(?![0-9A-Z])"),
+        _token("aws-key"),
+    ),
+    (
+        "github-token",
+        re.compile(
+            r"(?<![A-Za-z0-9_])(?:gh[pousr]_[A-Za-z0-9]{30,}+|github_pat_[A-Za-z0-9_]{40,}+)"
+        ),
+        _token("github-token"),
+    ),
+    (
+        "slack-token",
+        re.compile(r"(?<![A-Za-z0-9_\-])(?:xox[abposre]|xapp)-\d{1,15}-[A-Za-z0-9\-]{6,}+"),
+        _token("slack-token"),
+    ),
+    (
+        "google-key",
+        re.compile(r"(?<![A-Za-z0-9_\-])AIza[0-9A-Za-z_\-]{35}(?![A-Za-z0-9_])"),
+        _token("api-key"),
+    ),
+    (
+        "jwt",
+        re.compile(
+            r"(?<![A-Za-z0-9_\-])eyJ[A-Za-z0-9_\-]{8,}+\.ey[A-Za-z0-9_\-/\\]{8,}+"
+            r"(?:\.[A-Za-z0-9_\-/\\=]*+)?"
+        ),
+        _token("jwt"),
+    ),
+    (
+        # Vendors whose keys carry a prefix of their own: Hugging Face, GitLab, npm, PyPI,
+        # SendGrid, Vault, Notion, Sourcegraph, Bedrock, Facebook, Azure AD, Shopify,
+        # Doppler, Databricks, Grafana, DigitalOcean, Postman, Linear, Pulumi, Twilio ...
+        "vendor-key",
+        re.compile(
+            r"(?<![A-Za-z0-9_\-])(?:hf_(?=[A-Za-z]{0,60}\d)[A-Za-z0-9]{30,}+|glpat-[A-Za-z0-9_\-]{20,}+"
+            r"|gl(?:ptt|rt|dt|ft|imt|oas|soat|cbt)-[A-Za-z0-9_\-]{20,}+|npm_[A-Za-z0-9]{36,}+"
+            r"|pypi-[A-Za-z0-9_\-]{50,}+|SG\.[A-Za-z0-9_\-]{20,}+\.[A-Za-z0-9_\-]{20,}+"
+            r"|hv[sb]\.[A-Za-z0-9_\-]{90,}+|ntn_[A-Za-z0-9]{40,}+|sgp_[A-Za-z0-9_]{40,}+"
+            r"|ABSKQmVkcm9ja0FQSUtleS1[A-Za-z0-9+/]{80,}+={0,2}|EAA[A-Za-z0-9]{90,}+"
+            r"|shp(?:at|ca|pa|ss)_[a-fA-F0-9]{32}|dp\.(?:pt|st|sa|ct|scim|audit)\.[A-Za-z0-9]{40,}+"
+            r"|dapi[a-f0-9]{32}(?:-\d)?|gl(?:c|sa)_[A-Za-z0-9+/_=]{32,}+"
+            r"|do[opr]_v1_[a-f0-9]{64}|PMAK-[a-f0-9]{24}-[a-f0-9]{34}|lin_api_[A-Za-z0-9]{40}"
+            r"|pul-[a-f0-9]{40}|rubygems_[a-f0-9]{48}"
+            r"|[A-Za-z0-9_~.]{3}\dQ~[A-Za-z0-9_~.\-]{31,34}(?![A-Za-z0-9_~.\-]))"
+        ),
+        _token("api-key"),
+    ),
+    (
+        "age-key",
+        re.compile(r"AGE-SECRET-KEY-1[0-9A-Z]{58}"),
+        "[REDACTED:private-key]",
+    ),
+    (
+        # Incoming webhooks: the URL is the credential.
+        "webhook",
+        re.compile(
+            r"(?i)((?:hooks\.slack\.com/(?:services|workflows|triggers)"
+            r"|\.webhook\.office\.com/webhookb2|discord(?:app)?\.com/api/webhooks)/)"
+            r"[A-Za-z0-9/_\-@]{16,}+"
+        ),
+        r"\1[REDACTED:webhook]",
+    ),
+    (
+        "basic-auth",
+        re.compile(
+            r"(?i)(?<![A-Za-z0-9_\-])(?P<scheme>basic)[ \t]{1,5}+"
+            r"(?P<b64>[A-Za-z0-9+/]{8,}+)={0,2}"
+        ),
+        _basic_auth,
+    ),
+    (
+        "http-auth",
+        re.compile(
+            r"(?i)(?<![A-Za-z0-9_\-])(bearer|basic|token)[ \t]{1,5}+"
+            r"(?=[A-Za-z._~+/=\-]{0,200}\d)[A-Za-z0-9._~+/=\-]{12,}+"
+        ),
+        r"\1 [REDACTED:token]",
+    ),
+    (
+        # user:password@host, including passwords that contain "@" and an empty user.
+        "url-password",
+        re.compile(
+            r"(?i)(?<![a-z0-9+.\-])([a-z][a-z0-9+.\-]{0,30}+://[^\s:/@]{0,200}+:)"
+            r"([^\s/]{1,500})(@[^\s@/]{1,255}+)"
+        ),
+        r"\1[REDACTED:password]\3",
+    ),
+    (
+        # curl -u user:password, curl --user "user:password"
+        "curl-user",
+        re.compile(
+            r"(?<![\w\-])(curl\b(?:[^\n\\]|\\\n?){0,600}?[ \t](?:-u|--user)[ \t]{1,5}+([\"']?)"
+            r"[^\s\"':<>]{0,100}+:)([^\s\"'<>]{1,200}+)(?=\2)"
+        ),
+        _curl_user,
+    ),
+    (
+        # password: ..., Authorization: ..., - api_key: ... at the start of a line (YAML,
+        # headers, .env, INI): the rest of the line is the value.
+        "key-line",
+        re.compile(
+            r"(?m)^[ \t]{0,40}+(?:-[ \t]{1,8}+)?(?:export[ \t]{1,8}+)?(?P<q>[\"']?)"
+            r"(?P<key>[A-Za-z0-9_$@][\w.\-]{0,79}+)(?P=q)[ \t]{0,5}+"
+            r"(?P<op>:::=|::=|:=|=>|\?=|:|=)[ \t]{0,20}+(?P<value>[^\n]{1,4000}+)"
+        ),
+        _line_value,
+    ),
+    (
+        # db_password="...", apiKey = '...', "token": "...", setProperty("X_TOKEN", "...")
+        "key-value",
+        re.compile(
+            r"(?<![\w.\-$@])(?P<q>\\?[\"'`]?)(?P<key>[A-Za-z0-9_$@][\w.\-]{0,79}+)(?P=q)"
+            r"[ \t]{0,5}+(?P<op>:::=|::=|:=|=>|\?=|==|=|:|,)[ \t]{0,20}+"
+            r"(?P<value>\\\"(?:[^\"\\\n]|\\[^\"\n]){0,2000}+\\\"|\"(?:[^\"\\\n]|\\.){0,2000}+\""
+            r"|'[^'\n]{0,2000}+'|`[^`\n]{0,2000}+`|[^\s\"'`,;&()}\]<>{\[][^\s\"'`,;&()}\]<>]{0,1999}+)"
+        ),
+        _inline_value,
+    ),
+    (
+        # curl -H "Authorization: Bearer ...", -H 'X-Api-Key: ...', Cookie: a=b; c=d
+        "header",
+        re.compile(
+            r"(?i)(?<![\w\-])(?P<key>authorization|proxy-authorization|cookie|set-cookie"
+            r"|x-[a-z0-9\-]{1,40}+)[ \t]{0,5}+:[ \t]{0,5}+(?P<value>[^\n\"']{1,4000}+)"
+        ),
+        _line_value,
+    ),
+    (
+        # curl -H "apikey: ...", --header 'Token: ...': any header name, inside -H
+        "curl-header",
+        re.compile(
+            r"(?i)(?<![\w\-])(?:-H|--header)[ \t]{1,5}+[\"'](?P<key>[A-Za-z][\w\-]{0,60}+)"
+            r"[ \t]{0,5}+:[ \t]{0,5}+(?P<value>[^\n\"']{1,4000}+)"
+        ),
+        _line_value,
+    ),
+    (
+        # <password>...</password>, <apiToken>\n  ...\n</apiToken>
+        "xml-element",
+        re.compile(r"<(?P<key>[A-Za-z_][\w.\-]{0,79}+)>(?P<value>[^<]{1,4000}+)</(?P=key)>"),
+        lambda m: f"<{m['key']}>{redact_key_value(m['key'], m['value'])}</{m['key']}>",
+    ),
+]  # fmt: skip
+
+
+# Something every pattern above needs in order to match, case-folded: text holding none of
+# them cannot hold a secret and is not scanned. Each is a substring of every match of its
+# patterns (the key rules: of every secret-bearing key, see `_keys`).
+_NEEDED = (
+    "-----begin", "sk-", "_live_", "_test_", "akia", "asia", "abia", "acca", "github_pat_",
+    "xox", "xapp-", "aiza", "eyj", "bearer", "basic", "token", "://", "curl", "pass",
+    "secret", "auth", "key", "cred", "cookie", "session", "jwt", "connection", "pwd",
+    # vendor-key, age-key, webhook
+    "hf_", "glpat-", "glptt-", "glrt-", "gldt-", "glft-", "glimt-", "gloas-", "glsoat-",
+    "glcbt-", "npm_", "pypi-", "sg.", "hvs.", "hvb.", "ntn_", "sgp_", "absk", "eaa", "shpat_",
+    "shpca_", "shppa_", "shpss_", "dp.", "dapi", "glc_", "glsa_", "_v1_", "pmak-", "lin_api_",
+    "pul-", "rubygems_", "q~", "age-secret-key-", "hooks.slack", "webhook", "discord",
+)  # fmt: skip
+_NEEDED_GITHUB = re.compile(r"gh[pousr]_")
+
+
+def may_hold_secret(text: str) -> bool:
+    """False only for text that none of the patterns could change."""
+    lowered = text.casefold()
+    if "\u0131" in lowered or "\u0307" in lowered or "\u017f" in lowered or "\u212a" in text:
+        # IGNORECASE matches the Turkish dotless i (U+0131), the dotted capital I (U+0130,
+        # folded to i + U+0307), the long s (U+017F) and the Kelvin sign (U+212A) as
+        # i, s and k; casefold() does not fold all of them alike, so fold them here.
+        lowered = (
+            lowered.replace("\u0131", "i")
+            .replace("i\u0307", "i")
+            .replace("\u017f", "s")
+            .replace("\u212a", "k")
+        )
+    for needed in _NEEDED:
+        if needed in lowered:
+            return True
+    return _NEEDED_GITHUB.search(lowered) is not None
+
+
+def scan_secrets(text: str) -> str:
+    """``text`` with every pattern's secret replaced (``text`` itself when none is)."""
+    if not may_hold_secret(text):
+        return text
+    for _, pattern, replacement in PATTERNS:
+        text = pattern.sub(replacement, text)
+    return text

@@ -1,0 +1,138 @@
+r"""Secrets found by where they sit: values under secret keys, JSON in text, encoded text.
+
+`redact_string` is what every string of a message goes through. A string that is JSON
+(an object or an array) is parsed and its decoded values redacted one by one, the values
+under a secret-bearing key (`compacting_supervisor.redaction._keys`) whatever they are;
+it is written back as JSON only when something was redacted. Any other string is scanned
+as it is and, when it holds escapes (``\/``, ``\"``, ``\uXXXX``, ``%XX``), decoded as
+the renderer and the summariser would read it and scanned again: what is found there is
+returned decoded and redacted.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+from urllib.parse import unquote
+
+from compacting_supervisor.redaction._keys import is_placeholder, key_kind, looks_like_credential
+from compacting_supervisor.redaction._rules import SECRET
+
+__all__ = ["Scan", "decode", "redact_string", "redact_structure"]
+
+Scan = Callable[[str], str]
+"""Text in, text out: the text rules (built-in patterns, personal data, a plug-in)."""
+
+_MAX_DEPTH = 100  # deeper structures are scanned as their JSON text, not walked
+_ESCAPE = re.compile(
+    r"\\u(d[89abAB][0-9a-fA-F]{2})\\u(d[c-fC-F][0-9a-fA-F]{2})|\\u([0-9a-fA-F]{4})|\\([/\"nrt])"
+)
+_PERCENT = re.compile(r"%[0-9A-Fa-f]{2}")
+_SIMPLE = {"/": "/", '"': '"', "n": "\n", "r": "\r", "t": "\t"}
+
+
+def _unescape(match: re.Match[str]) -> str:
+    high, low, single, simple = match.groups()
+    if high:
+        return chr(0x10000 + ((int(high, 16) - 0xD800) << 10) + (int(low, 16) - 0xDC00))
+    if single:
+        code = int(single, 16)
+        return match[0] if 0xD800 <= code <= 0xDFFF else chr(code)
+    return _SIMPLE[simple]
+
+
+def decode(text: str) -> str:
+    """``text`` as a reader of it sees it: JSON escapes and percent-encoding decoded."""
+    if "\\" in text:
+        text = _ESCAPE.sub(_unescape, text)
+    if "%" in text and _PERCENT.search(text):
+        text = unquote(text)
+    return text
+
+
+def _secret_value(value: Any, kind: str, scan: Scan, depth: int) -> Any:
+    """A value under a secret key: replaced, unless it is only a placeholder."""
+    if isinstance(value, str):
+        if is_placeholder(value.strip(), quoted=True):
+            return redact_string(value, scan, depth + 1)
+        if kind != "strong" and not looks_like_credential(value, strict=kind == "strict"):
+            return redact_string(value, scan, depth + 1)
+        return SECRET
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, int | float):
+        return SECRET if kind == "strong" and abs(value) >= 100 else value
+    if isinstance(value, Mapping):
+        return {k: _secret_value(v, kind, scan, depth + 1) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_secret_value(v, kind, scan, depth + 1) for v in value)
+    return value
+
+
+def redact_structure(value: Any, scan: Scan, depth: int = 0) -> Any:
+    """``value`` (a string, or dicts, lists and tuples of them) with its secrets replaced.
+
+    Returns ``value`` itself when nothing in it changed, so callers can tell by identity.
+    """
+    if isinstance(value, str):
+        return redact_string(value, scan, depth)
+    if depth > _MAX_DEPTH:
+        return value
+    if isinstance(value, Mapping):
+        changed = False
+        out: dict[Any, Any] = {}
+        for key, item in value.items():
+            kind = key_kind(key) if isinstance(key, str) else ""
+            new = (
+                _secret_value(item, kind, scan, depth)
+                if kind
+                else redact_structure(item, scan, depth + 1)
+            )
+            changed = changed or new is not item
+            out[key] = new
+        return out if changed else value
+    if isinstance(value, list | tuple):
+        items = [redact_structure(item, scan, depth + 1) for item in value]
+        if all(new is old for new, old in zip(items, value, strict=True)):
+            return value
+        return type(value)(items)
+    return value
+
+
+def _as_json(text: str, scan: Scan, depth: int) -> str | None:
+    """``text`` redacted as the JSON it is; None when it is not a JSON object or array."""
+    stripped = text.strip()
+    if stripped[:1] not in ("{", "[") or stripped[-1:] not in ("}", "]") or depth > _MAX_DEPTH:
+        return None
+    try:
+        value = json.loads(stripped)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(value, dict | list):
+        return None
+    redacted = redact_structure(value, scan, depth + 1)
+    if redacted is value:
+        return text
+    indent = 2 if "\n" in stripped else None
+    return json.dumps(redacted, ensure_ascii=False, indent=indent)
+
+
+def redact_string(text: str, scan: Scan, depth: int = 0) -> str:
+    """``text`` with its secrets replaced: as JSON when it is JSON, else as text, decoded too.
+
+    Returns ``text`` itself when nothing was found.
+    """
+    if not text:
+        return text
+    as_json = _as_json(text, scan, depth)
+    if as_json is not None:
+        return as_json
+    decoded = decode(text)
+    if decoded != text:
+        redacted = scan(decoded)
+        if redacted != decoded:
+            return redacted
+    redacted = scan(text)
+    return text if redacted == text else redacted
