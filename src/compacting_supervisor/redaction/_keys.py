@@ -146,9 +146,10 @@ def is_placeholder(value: str, *, quoted: bool = False) -> bool:
         return True
     if quoted:
         return False
-    return _ENV_NAME.fullmatch(value) is not None or (
-        not any(char.isdigit() for char in value)
-        and (_ATTRIBUTE.fullmatch(value) is not None or _CALL.fullmatch(value) is not None)
+    return (
+        _ENV_NAME.fullmatch(value) is not None
+        or _CALL.fullmatch(value) is not None
+        or (_ATTRIBUTE.fullmatch(value) is not None and not any(c.isdigit() for c in value))
     )
 
 

@@ -47,7 +47,7 @@ _PATTERNS: list[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]]] = 
     (
         re.compile(
             r"(?<![A-Za-z0-9._%+\-])[A-Za-z0-9][A-Za-z0-9._%+\-]{0,63}+@"
-            r"(?:[A-Za-z0-9\-]{1,63}+\.){1,8}+[A-Za-z]{2,24}+(?![A-Za-z0-9\-])"
+            r"(?:[A-Za-z0-9\-]{1,63}+\.){1,8}[A-Za-z]{2,24}+(?![A-Za-z0-9\-])"
         ),
         "[REDACTED:email]",
     ),
@@ -57,7 +57,7 @@ _PATTERNS: list[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]]] = 
         ),
         _iban,
     ),
-    (re.compile(r"(?<![\d\-])\d(?:[ \-]?\d){12,18}(?![\d])"), _card),
+    (re.compile(r"(?<![\w\-])\d(?:[ \-]?\d){12,18}(?![\w])"), _card),
     (
         re.compile(r"(?<![\w+])\+[1-9](?:[ .\-]?\(?\d\)?){6,14}(?![\d])"),
         "[REDACTED:phone]",

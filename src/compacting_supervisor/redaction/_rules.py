@@ -257,10 +257,11 @@ PATTERNS: list[tuple[str, re.Pattern[str], Replacement]] = [
         _inline_value,
     ),
     (
-        # curl -H "Authorization: Bearer ...", -H 'X-Api-Key: ...', Cookie: a=b; c=d
+        # "Authorization: Bearer ...", 'X-Api-Key: ...', "Cookie: a=b; c=d" in quotes (a
+        # header at the start of a line is the line rule's; in prose, "cookie:" is a word)
         "header",
         re.compile(
-            r"(?i)(?<![\w\-])(?P<key>authorization|proxy-authorization|cookie|set-cookie"
+            r"(?i)(?<=[\"'])(?P<key>authorization|proxy-authorization|cookie|set-cookie"
             r"|x-[a-z0-9\-]{1,40}+)[ \t]{0,5}+:[ \t]{0,5}+(?P<value>[^\n\"']{1,4000}+)"
         ),
         _line_value,
