@@ -89,7 +89,14 @@ def _token(kind: str) -> Callable[[re.Match[str]], str]:
 
 
 def _curl_user(match: re.Match[str]) -> str:
-    if is_placeholder(match[3]):
+    """``-u user:password`` in a curl command, redacted unless a placeholder.
+
+    The command's ``curl`` is at most 600 characters before, on the same line or on lines
+    continued with a backslash.
+    """
+    before = match.string[max(0, match.start() - 600) : match.start()]
+    command = before.rfind("curl")
+    if command < 0 or "\n" in before[command:].replace("\\\n", "") or is_placeholder(match[3]):
         return match[0]
     return f"{match[1]}[REDACTED:password]"
 
@@ -229,7 +236,7 @@ PATTERNS: list[tuple[str, re.Pattern[str], Replacement]] = [
         # curl -u user:password, curl --user "user:password"
         "curl-user",
         re.compile(
-            r"(?<![\w\-])(curl\b(?:[^\n\\]|\\\n?){0,600}?[ \t](?:-u|--user)[ \t]{1,5}+([\"']?)"
+            r"(?<=[ \t])((?:-u|--user)[ \t]{1,5}+([\"']?)"
             r"[^\s\"':<>]{0,100}+:)([^\s\"'<>]{1,200}+)(?=\2)"
         ),
         _curl_user,
