@@ -775,3 +775,40 @@ def test_a_postgres_password_is_masked_by_the_real_server(
             err = _fails(capsys, 2, "threads", db)
             assert "is not a LangGraph checkpoint store" in err
             assert SECRET not in err
+
+
+def test_threads_inspect_and_export_follow_the_branch_after_time_travel(
+    store: Store, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A run from an older checkpoint abandons the later compactions: none is counted."""
+    conversation = store.conversation(10)
+    assert conversation.compactions >= 3
+    history = list(conversation.graph.get_state_history(conversation.config))
+    compactions = [
+        s
+        for s in reversed(history)
+        if (s.metadata.get("compacting_supervisor") or {}).get("kind") == "compaction"
+    ]
+    fork = compactions[0]  # the state right after the first compaction
+    config = {
+        "configurable": {**conversation.config["configurable"], **fork.config["configurable"]}
+    }
+    conversation.graph.invoke({"messages": [HumanMessage("A new branch.")]}, config)
+    thread = conversation.thread_id
+
+    row = next(
+        r for r in run_json(capsys, "threads", store.db)["threads"] if r["thread_id"] == thread
+    )
+    assert row["compactions"] == 1
+    assert row["checkpoints"] == len(history) + 3  # every stored checkpoint still counts
+    data = run_json(capsys, "inspect", store.db, "-t", thread)
+    assert data["compactions"] == 1
+    assert [r["checkpoint_id"] for r in data["history"]] == [
+        fork.config["configurable"]["checkpoint_id"]
+    ]
+    exported = run_json(capsys, "export", store.db, "-t", thread)
+    assert len(exported["sessions"]) == 1
+    parts = [*exported["system"], *exported["sessions"][0]["messages"], *exported["live"]]
+    ids = [m["data"]["id"] for m in parts]
+    assert len(ids) == len(set(ids)) == exported["message_count"]
+    assert messages_from_dict(exported["live"])[-2].content == "A new branch."

@@ -23,7 +23,8 @@ from compacting_supervisor.cli._commands import (
     _database_errors,
 )
 from compacting_supervisor.cli._compact import _cmd_compact
-from compacting_supervisor.cli._stores import StoreError, StoreUnavailableError, mask_secrets
+from compacting_supervisor.cli._masking import mask_secrets
+from compacting_supervisor.cli._stores import StoreError, StoreUnavailableError
 from compacting_supervisor.history_manager import DEFAULT_MAX_SUMMARY_TOKENS
 
 __all__ = ["main"]

@@ -21,12 +21,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
 
 from compacting_supervisor._checkpoint import head_config
 from compacting_supervisor._messages import METADATA_KEY
+from compacting_supervisor.cli._masking import display_name
 
 __all__ = [
     "CheckpointStore",
@@ -37,7 +37,6 @@ __all__ = [
     "ThreadStats",
     "display_name",
     "is_postgres_url",
-    "mask_secrets",
     "open_store",
 ]
 
@@ -113,19 +112,6 @@ _CONNINFO = re.compile(
 )
 """The start of a libpq ``key=value`` connection string (``host=db user=u password=pw``)."""
 
-_URL_PASSWORD = re.compile(r"(?P<keep>\w[\w+.-]*://[^/?#@\s:]*:)(?P<secret>[^/?#\s]*)@")
-"""The password in a URL's user info (``postgresql://user:PASSWORD@host``; up to the last
-``@``, so a password holding an unescaped ``@`` is masked whole)."""
-
-_KEY_PASSWORD = re.compile(
-    r"(?P<keep>(?:^|[?&;\s])[\w-]*password\s*=\s*)(?P<secret>'(?:[^'\\]|\\.)*'|[^&#;\s]*)",
-    re.I,
-)
-"""A ``password=`` (``sslpassword=`` ...) in a URL's query or a ``key=value`` string, any case,
-its value quoted or not."""
-
-MASK = "***"
-
 
 def is_postgres_url(db: str) -> bool:
     """Whether ``db`` names a Postgres database (a URL or a ``key=value`` connection string)."""
@@ -134,43 +120,26 @@ def is_postgres_url(db: str) -> bool:
     return bool(_CONNINFO.match(db)) and not Path(db).exists()
 
 
-def _secrets(db: str) -> list[str]:
-    """Every form the passwords in ``db`` may take in a message, longest first."""
-    found: set[str] = set()
-    for pattern in (_URL_PASSWORD, _KEY_PASSWORD):
-        for match in pattern.finditer(db):
-            secret = match["secret"]
-            bare = (
-                secret[1:-1].replace("\\'", "'").replace("\\\\", "\\")
-                if (len(secret) >= 2 and secret[0] == secret[-1] == "'")
-                else secret
-            )
-            found.update({secret, bare, unquote(secret), unquote(bare)})
-    return sorted((s for s in found if s), key=len, reverse=True)
+_BRANCH = """
+    forked AS (SELECT DISTINCT thread_id FROM checkpoints
+               WHERE checkpoint_ns = ''{where} AND parent_checkpoint_id IS NOT NULL
+               GROUP BY thread_id, parent_checkpoint_id HAVING COUNT(*) > 1),
+    heads AS (SELECT thread_id, MAX(checkpoint_id) AS checkpoint_id FROM checkpoints
+              WHERE checkpoint_ns = ''{where}{only_forked} GROUP BY thread_id),
+    branch(thread_id, checkpoint_id) AS (
+        SELECT thread_id, checkpoint_id FROM heads
+        UNION ALL
+        SELECT c.thread_id, c.parent_checkpoint_id
+        FROM branch AS b
+        JOIN checkpoints AS c ON c.thread_id = b.thread_id AND c.checkpoint_ns = ''
+                             AND c.checkpoint_id = b.checkpoint_id
+        WHERE c.parent_checkpoint_id < c.checkpoint_id)"""
+"""Each thread's head and its ancestors (its branch), walked through ``parent_checkpoint_id``
+on the primary key; with ``only_forked``, only for the threads whose history forks (time
+travel), every checkpoint of the others being on their one branch. Checkpoint ids sort by
+time and a parent is older, so the walk ends."""
 
-
-def mask_secrets(text: str, db: str) -> str:
-    """``text`` fit to print: every password ``db`` holds is masked, in every form.
-
-    A Postgres URL's ``user:password@``, a ``?password=`` or ``&password=`` query
-    parameter and a ``password=`` in a ``key=value`` connection string (any case, quoted
-    or not) are masked where they appear, and the password itself wherever a message
-    repeats it (psycopg quotes parts of a connection string it cannot parse).
-
-    Args:
-        text: What is about to be printed.
-        db: The store as the user named it.
-    """
-    text = _URL_PASSWORD.sub(lambda m: f"{m['keep']}{MASK}@", text)
-    text = _KEY_PASSWORD.sub(lambda m: f"{m['keep']}{MASK}", text)
-    for secret in _secrets(db):
-        text = text.replace(secret, MASK)
-    return text
-
-
-def display_name(db: str) -> str:
-    """``db`` fit to print: its password masked, whatever form it takes."""
-    return mask_secrets(db, db)
+_ONLY_FORKED = " AND thread_id IN (SELECT thread_id FROM forked)"
 
 
 class CheckpointStore:
@@ -210,17 +179,35 @@ class CheckpointStore:
             compacted = f"(metadata -> '{METADATA_KEY}' -> 'compacted_checkpoint_id') IS NOT NULL"
             kind = f"COALESCE(metadata -> '{METADATA_KEY}' ->> 'kind', 'compaction')"
         where = f" AND thread_id = {marker}" if thread_id is not None else ""
+        # Compactions count on the branch the thread is on (the head and its ancestors):
+        # after time travel the abandoned branch's stay stored but are no longer its history.
+        counts = """
+                   SUM(CASE WHEN compacted AND kind = 'compaction' THEN 1 ELSE 0 END)
+                       AS compactions,
+                   SUM(CASE WHEN compacted AND kind = 'replacement' THEN 1 ELSE 0 END)
+                       AS replacements"""
         query = f"""
-            SELECT thread_id,
-                   COUNT(*),
-                   SUM(CASE WHEN compacted AND kind = 'compaction' THEN 1 ELSE 0 END),
-                   SUM(CASE WHEN compacted AND kind = 'replacement' THEN 1 ELSE 0 END),
-                   MAX(checkpoint_id)
-            FROM (SELECT thread_id, checkpoint_id, {compacted} AS compacted, {kind} AS kind
-                  FROM checkpoints WHERE checkpoint_ns = ''{where}) AS root
-            GROUP BY thread_id
-            ORDER BY MAX(checkpoint_id) DESC"""
-        rows = self._rows(query, () if thread_id is None else (thread_id,))
+            WITH RECURSIVE {_BRANCH.format(where=where, only_forked=_ONLY_FORKED)}
+            SELECT root.thread_id, root.checkpoints,
+                   COALESCE(kinds.compactions, root.compactions),
+                   COALESCE(kinds.replacements, root.replacements), root.head
+            FROM (SELECT thread_id, COUNT(*) AS checkpoints, MAX(checkpoint_id) AS head,
+                         {counts}
+                  FROM (SELECT thread_id, checkpoint_id, {compacted} AS compacted,
+                               {kind} AS kind
+                        FROM checkpoints WHERE checkpoint_ns = ''{where}) AS every
+                  GROUP BY thread_id) AS root
+            LEFT JOIN (
+                SELECT thread_id, {counts}
+                FROM (SELECT c.thread_id, {compacted} AS compacted, {kind} AS kind
+                      FROM branch AS b
+                      JOIN checkpoints AS c ON c.thread_id = b.thread_id
+                                           AND c.checkpoint_ns = ''
+                                           AND c.checkpoint_id = b.checkpoint_id) AS on_branch
+                GROUP BY thread_id) AS kinds ON kinds.thread_id = root.thread_id
+            ORDER BY root.head DESC"""
+        params = () if thread_id is None else (thread_id,) * 3
+        rows = self._rows(query, params)
         return [
             ThreadStats(str(row[0]), int(row[1]), int(row[2] or 0), int(row[3] or 0), str(row[4]))
             for row in rows
@@ -242,12 +229,19 @@ class CheckpointStore:
         )
 
     def compactions(self, thread_id: str) -> list[CompactionRecord]:
-        """The thread's compactions and history replacements, oldest first."""
+        """The compactions and history replacements on the thread's branch, oldest first."""
+        marker = "?" if self.dialect == "sqlite" else "%s"
+        where = f" AND thread_id = {marker}"
+        branch = _BRANCH.format(where=where, only_forked="")
+        query = f"WITH RECURSIVE {branch} SELECT checkpoint_id FROM branch"
+        on_branch = {str(row[0]) for row in self._rows(query, (thread_id,) * 2)}
         records = []
         for update in self.saver.list(head_config(thread_id), filter={"source": "update"}):
             details = update.metadata.get(METADATA_KEY)
             if not isinstance(details, dict) or "compacted_checkpoint_id" not in details:
                 continue  # an ordinary update_state, not a compaction
+            if update.checkpoint["id"] not in on_branch:
+                continue  # abandoned by a run from an older checkpoint
             records.append(
                 CompactionRecord(
                     checkpoint_id=update.checkpoint["id"],
