@@ -11,63 +11,30 @@ and compact.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
-from collections.abc import Sequence
 from typing import Any
 
 from langchain_core.messages import BaseMessage
 
-from compacting_supervisor._breaker import CircuitBreaker, NoSafeCutError, unchanged_result
 from compacting_supervisor._checkpoint import head_config
+from compacting_supervisor._decisions import Compact, CompactionDecisions
 from compacting_supervisor._events import output_messages
 from compacting_supervisor._messages import check_messages
-from compacting_supervisor._usage import context_tokens, summary_details
 from compacting_supervisor.errors import CompactionError
-from compacting_supervisor.history_manager import DEFAULT_MAX_SUMMARY_TOKENS, HistoryManager
 from compacting_supervisor.keep import KeepPolicy
 from compacting_supervisor.offload import OffloadToolResults
 from compacting_supervisor.results import CompactionResult
-from compacting_supervisor.triggers import (
-    AllOf,
-    AnyOf,
-    ContextFraction,
-    TokenLimit,
-    Trigger,
-    TriggerContext,
-    safe_check,
-)
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["AutoCompaction"]
 
 
-@dataclasses.dataclass(frozen=True)
-class _Compact:
-    """The go-ahead for an automatic compaction."""
-
-    reason: str
-    started: float
-
-
-class AutoCompaction:
-    """The automatic compaction after a run, and the record of every compaction's result.
-
-    The wrapper sets these attributes in its ``__init__``; a `with_config` copy shares the
-    results, first-seen times and breaker with the wrapper it was made from.
-    """
+class AutoCompaction(CompactionDecisions):
+    """The automatic compaction after a run: the wrapper's part of the decisions."""
 
     agent: Any
-    history_manager: HistoryManager
-    trigger: Trigger
-    keep: KeepPolicy
-    offload: OffloadToolResults | None
-    overhead_tokens: int
-    _breaker: CircuitBreaker
-    _first_seen: dict[str, float]
-    _results: dict[str, CompactionResult]
 
     def _auto_compact(self, thread_id: str, values: Any) -> CompactionResult | None:
         started = time.perf_counter()
@@ -97,7 +64,7 @@ class AutoCompaction:
             else:
                 messages = offloaded or messages
         decision = self._decide(thread_id, messages, values)
-        if not isinstance(decision, _Compact):
+        if not isinstance(decision, Compact):
             return decision
         try:
             result = self.history_manager.compact_thread(
@@ -123,7 +90,7 @@ class AutoCompaction:
             else:
                 messages = offloaded or messages
         decision = self._decide(thread_id, messages, values)
-        if not isinstance(decision, _Compact):
+        if not isinstance(decision, Compact):
             return decision
         try:
             result = await self.history_manager.acompact_thread(
@@ -143,6 +110,10 @@ class AutoCompaction:
         """
         return bool(policy.plan_answered(messages, thread_id=thread_id).offloaded)
 
+    def _compact_kwargs(self, trigger: str, keep: KeepPolicy | None = None) -> dict[str, Any]:
+        """The shared settings, and the graph: its idle check sees tasks and interrupts."""
+        return {**super()._compact_kwargs(trigger, keep), "graph": self.agent}
+
     def _values_messages(self, values: Any) -> list[BaseMessage] | None:
         return output_messages(values, self.history_manager.messages_key)
 
@@ -156,106 +127,6 @@ class AutoCompaction:
         values = snapshot.values if isinstance(snapshot.values, dict) else {}
         return list(values.get(self.history_manager.messages_key) or [])
 
-    def _trigger_context(
-        self, thread_id: str, messages: list[BaseMessage], values: Any
-    ) -> TriggerContext:
-        details = summary_details(messages)
-        compacted_at = details.get("compacted_at")
-        values = getattr(values, "value", values)  # GraphOutput with version="v2"
-        return TriggerContext(
-            thread_id=thread_id,
-            messages=messages,
-            tokens=self._context_tokens(messages),
-            values=values if isinstance(values, dict) else {},
-            last_compaction_at=compacted_at if isinstance(compacted_at, int | float) else None,
-            first_seen_at=self._first_seen.setdefault(thread_id, time.time()),
-        )
-
-    def _context_tokens(self, messages: Sequence[BaseMessage]) -> int:
-        counter = self.history_manager.token_counter
-        return context_tokens(messages, counter, self.overhead_tokens)
-
-    def _decide(
-        self, thread_id: str, messages: list[BaseMessage], values: Any
-    ) -> _Compact | CompactionResult | None:
-        """Whether to compact now, the same decision for the sync and async paths.
-
-        Returns:
-            None (the trigger did not fire), a skipped result (the circuit breaker is open),
-            or the go-ahead with the trigger's reason.
-        """
-        reason = safe_check(self.trigger, self._trigger_context(thread_id, messages, values))
-        if reason is None:
-            return None
-        started = time.perf_counter()
-        if (paused := self._breaker.pause(thread_id)) is not None:
-            return self._record(self._unchanged(thread_id, reason, paused, started, messages))
-        return _Compact(reason, started)
-
-    def _settle(
-        self,
-        thread_id: str,
-        decision: _Compact,
-        messages: list[BaseMessage],
-        outcome: CompactionResult | Exception | None,
-    ) -> CompactionResult:
-        """Record what a compaction came to (``None``: there was no safe cut)."""
-        if isinstance(outcome, CompactionResult):
-            return self._record(outcome)
-        error = outcome if outcome is not None else NoSafeCutError()
-        return self._record(
-            self._unchanged(thread_id, decision.reason, error, decision.started, messages)
-        )
-
-    def _unchanged(
-        self,
-        thread_id: str,
-        trigger: str,
-        exc: BaseException,
-        started: float,
-        messages: list[BaseMessage] | None,
-    ) -> CompactionResult:
-        counter = self.history_manager.token_counter
-        return unchanged_result(
-            thread_id, trigger, exc, started=started, messages=messages, counter=counter
-        )
-
-    def _record(self, result: CompactionResult) -> CompactionResult:
-        """Count ``result`` on the breaker, flag it if still over the limit, and keep it."""
-        self._breaker.count(result)
-        threshold = self._token_threshold()
-        if result.succeeded and threshold is not None and result.tokens_after > threshold:
-            logger.warning(
-                "Thread %s is still over the token limit after compaction (%d > %d tokens): "
-                "a large message is kept or the summary is long. It will compact again after "
-                "the next turn; consider a higher `compaction_ratio` or `token_limit`.",
-                result.thread_id,
-                result.tokens_after,
-                threshold,
-            )
-            result = dataclasses.replace(result, still_over_limit=True)
-        self._results[result.thread_id] = result
-        return result
-
-    def _compact_kwargs(self, trigger: str, keep: KeepPolicy | None = None) -> dict[str, Any]:
-        return {
-            "keep": keep or self.keep,
-            "graph": self.agent,
-            "trigger": trigger,
-            "max_summary_tokens": self.history_manager.max_summary_tokens or self._summary_tokens(),
-        }
-
-    def _token_threshold(self) -> int | None:
-        """The token size the trigger compacts at; None for a trigger that is not a size."""
-        return _threshold_of(self.trigger)
-
-    def _summary_tokens(self) -> int:
-        """The summary's length target: a quarter of the trigger's size, at most 4,000."""
-        threshold = self._token_threshold()
-        if threshold is None:  # a count, time, event or repetition trigger
-            return DEFAULT_MAX_SUMMARY_TOKENS
-        return min(4_000, max(32, threshold // 4))
-
 
 def _offload_failed(thread_id: str, exc: Exception) -> None:
     logger.warning(
@@ -264,20 +135,3 @@ def _offload_failed(thread_id: str, exc: Exception) -> None:
         exc,
         exc_info=not isinstance(exc, CompactionError),
     )
-
-
-def _threshold_of(trigger: Trigger) -> int | None:
-    """The smallest token size at which ``trigger`` fires, if it fires on size at all."""
-    if isinstance(trigger, TokenLimit):
-        return trigger.tokens
-    if isinstance(trigger, ContextFraction):
-        return trigger.limit
-    if isinstance(trigger, AnyOf):  # the first size reached fires
-        sizes = [size for t in trigger.triggers if (size := _threshold_of(t)) is not None]
-        return min(sizes) if sizes else None
-    if isinstance(trigger, AllOf):  # a size only when every part is one: the largest
-        all_sizes = [_threshold_of(t) for t in trigger.triggers]
-        if any(size is None for size in all_sizes):
-            return None
-        return max(size for size in all_sizes if size is not None)
-    return None

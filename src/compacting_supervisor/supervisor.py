@@ -34,14 +34,12 @@ from compacting_supervisor._arguments import (
     COMPACTION_RATIO,
     TOKEN_LIMIT,
     bind_agent,
-    check_policies,
     configs_for,
     keep_for_call,
     run_thread_id,
     thread_of,
 )
 from compacting_supervisor._auto_compaction import AutoCompaction
-from compacting_supervisor._breaker import Circuit, CircuitBreaker
 from compacting_supervisor._checkpoint import head_config
 from compacting_supervisor._events import (
     EventMapper,
@@ -49,16 +47,15 @@ from compacting_supervisor._events import (
     event_kwargs,
     native_final_values,
 )
-from compacting_supervisor._settings import check_count, check_ratio, check_seconds
-from compacting_supervisor._usage import declared_tokens
+from compacting_supervisor._settings import check_seconds
 from compacting_supervisor.archive import Transcript
 from compacting_supervisor.errors import CompactionError
 from compacting_supervisor.history_manager import HistoryManager
-from compacting_supervisor.keep import KeepPolicy, KeepRatio
+from compacting_supervisor.keep import KeepPolicy
 from compacting_supervisor.locks import ThreadLocks, alocks_for, locks_for
 from compacting_supervisor.offload import OffloadToolResults
 from compacting_supervisor.results import CompactionResult, ThreadStats
-from compacting_supervisor.triggers import TokenLimit, Trigger
+from compacting_supervisor.triggers import Trigger
 
 logger = logging.getLogger(__name__)
 
@@ -151,51 +148,24 @@ class CompactingSupervisor(AutoCompaction):
         max_consecutive_failures: int = 3,
         failure_cooldown_turns: int = 5,
     ) -> None:
-        check_count("token_limit", token_limit, unit=" number of tokens")
-        check_ratio(compaction_ratio)
         check_seconds("lock_timeout", lock_timeout, allow_none=True)
-        check_count("max_consecutive_failures", max_consecutive_failures)
-        check_count("failure_cooldown_turns", failure_cooldown_turns)
-        check_policies(
+        agent, manager = bind_agent(agent, history_manager)
+        self.agent = agent
+        self.configure(
+            manager,
+            token_limit=token_limit,
+            compaction_ratio=compaction_ratio,
             trigger=trigger,
             keep=keep,
             offload=offload,
-            token_limit=token_limit,
-            compaction_ratio=compaction_ratio,
+            system_prompt=system_prompt,
+            tools=tools,
+            max_consecutive_failures=max_consecutive_failures,
+            failure_cooldown_turns=failure_cooldown_turns,
         )
-        agent, manager = bind_agent(agent, history_manager)
-        self.agent = agent
-        self.history_manager = manager
-        self.token_limit = int(token_limit)
-        self.compaction_ratio = float(compaction_ratio)
-        self.trigger = trigger or TokenLimit(self.token_limit)
-        self.keep = keep or KeepRatio(self.compaction_ratio)
-        self.offload = offload
-        if offload is not None:
-            # Compactions then read the stored results back for the summariser and keep
-            # their references in the summary.
-            manager._bind_offload(offload)
-        self.overhead_tokens = declared_tokens(system_prompt, tools, manager.token_counter)
-        self._first_seen = {}
         self.lock_timeout = lock_timeout
-        self._breaker = CircuitBreaker(max_consecutive_failures, failure_cooldown_turns)
-        self._results = {}
         self._locks: ThreadLocks | None = None
         self._locks_pid = os.getpid()
-
-    @property
-    def max_consecutive_failures(self) -> int:
-        """Failed compactions in a row after which a thread's automatic compaction pauses."""
-        return self._breaker.max_consecutive_failures
-
-    @property
-    def failure_cooldown_turns(self) -> int:
-        """How many turns that pause lasts."""
-        return self._breaker.failure_cooldown_turns
-
-    @property
-    def _circuits(self) -> dict[str, Circuit]:
-        return self._breaker.circuits
 
     # ------------------------------------------------------------------ running the graph
 

@@ -14,6 +14,7 @@ from compacting_supervisor._compaction.compactor import (
     ReadResults,
     StoreResults,
     check_reduction,
+    compaction_result,
 )
 from compacting_supervisor._compaction.summarise import (
     Summarize,
@@ -30,5 +31,6 @@ __all__ = [
     "SummarizerUsage",
     "SummaryPolicy",
     "check_reduction",
+    "compaction_result",
     "split_message",
 ]

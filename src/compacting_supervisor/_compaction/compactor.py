@@ -18,6 +18,7 @@ is the summariser and the offload store, asked for as ops.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -42,7 +43,7 @@ from compacting_supervisor.offload import (
     offloaded_ref,
     restored,
 )
-from compacting_supervisor.results import MessageCompaction
+from compacting_supervisor.results import CompactionResult, MessageCompaction
 from compacting_supervisor.token_counter import TokenCounter
 
 logger = logging.getLogger(__name__)
@@ -52,6 +53,7 @@ __all__ = [
     "ReadResults",
     "StoreResults",
     "check_reduction",
+    "compaction_result",
 ]
 
 _warned_offline_default = False
@@ -237,3 +239,59 @@ def check_reduction(compaction: MessageCompaction, *, thread_id: str | None) -> 
         "`max_summary_tokens`."
     )
     raise NoReductionError(msg, thread_id=thread_id, tokens_before=before, tokens_after=after)
+
+
+def compaction_result(
+    compaction: MessageCompaction,
+    *,
+    thread_id: str,
+    trigger: str,
+    started: float,
+    messages_before: int,
+    previous_checkpoint_id: str | None = None,
+    checkpoint_id: str | None = None,
+) -> CompactionResult:
+    """The result of a compaction that was persisted, logged at INFO.
+
+    Args:
+        compaction: What the core produced.
+        thread_id: The thread compacted.
+        trigger: Why it ran.
+        started: ``time.perf_counter()`` when it began.
+        messages_before: Messages in the channel before it.
+        previous_checkpoint_id: The checkpoint compacted (a checkpoint rewrite).
+        checkpoint_id: The checkpoint written (a checkpoint rewrite).
+    """
+    result = CompactionResult(
+        thread_id=thread_id,
+        status="compacted",
+        trigger=trigger,
+        tokens_before=compaction.tokens_before,
+        tokens_after=compaction.tokens_after,
+        messages_before=messages_before,
+        messages_after=len(compaction.messages),
+        messages_summarized=len(compaction.summarized),
+        previous_checkpoint_id=previous_checkpoint_id,
+        checkpoint_id=checkpoint_id,
+        summary=compaction.summary,
+        duration=time.perf_counter() - started,
+        summarizer_calls=compaction.summarizer_calls,
+        summarizer_input_tokens=compaction.summarizer_input_tokens,
+        summarizer_output_tokens=compaction.summarizer_output_tokens,
+    )
+    logger.info(
+        "Thread %s compacted (trigger %s): %d -> %d tokens (-%.0f%%), %d messages "
+        "summarised; summariser %d call(s), %d in / %d out tokens; %.3f s.",
+        thread_id,
+        trigger,
+        result.tokens_before,
+        result.tokens_after,
+        result.reduction * 100,
+        result.messages_summarized,
+        result.summarizer_calls,
+        result.summarizer_input_tokens,
+        result.summarizer_output_tokens,
+        result.duration,
+        extra={"compaction": result.to_event() | {"result": None}},
+    )
+    return result

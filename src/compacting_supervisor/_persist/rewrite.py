@@ -25,7 +25,12 @@ from compacting_supervisor._checkpoint import (
     head_config,
     thread_config,
 )
-from compacting_supervisor._compaction import Compactor, StoreResults, check_reduction
+from compacting_supervisor._compaction import (
+    Compactor,
+    StoreResults,
+    check_reduction,
+    compaction_result,
+)
 from compacting_supervisor._flow import Flow, Op
 from compacting_supervisor._messages import check_messages
 from compacting_supervisor.errors import CheckpointerError, CompactionError, ThreadBusyError
@@ -353,36 +358,12 @@ def compact_thread(
     new_config = yield from write_history(
         config, compaction.messages, details, saver, core.messages_key
     )
-    result = CompactionResult(
+    return compaction_result(
+        compaction,
         thread_id=thread_id,
-        status="compacted",
         trigger=trigger,
-        tokens_before=tokens_before,
-        tokens_after=tokens_after,
+        started=started,
         messages_before=len(state.messages),
-        messages_after=len(compaction.messages),
-        messages_summarized=len(compaction.summarized),
         previous_checkpoint_id=state.checkpoint_id,
         checkpoint_id=new_config["configurable"]["checkpoint_id"],
-        summary=compaction.summary,
-        duration=time.perf_counter() - started,
-        summarizer_calls=compaction.summarizer_calls,
-        summarizer_input_tokens=compaction.summarizer_input_tokens,
-        summarizer_output_tokens=compaction.summarizer_output_tokens,
     )
-    logger.info(
-        "Thread %s compacted (trigger %s): %d -> %d tokens (-%.0f%%), %d messages "
-        "summarised; summariser %d call(s), %d in / %d out tokens; %.3f s.",
-        thread_id,
-        trigger,
-        result.tokens_before,
-        result.tokens_after,
-        result.reduction * 100,
-        result.messages_summarized,
-        result.summarizer_calls,
-        result.summarizer_input_tokens,
-        result.summarizer_output_tokens,
-        result.duration,
-        extra={"compaction": result.to_event() | {"result": None}},
-    )
-    return result
