@@ -37,6 +37,7 @@ from compacting_supervisor._summary_phrases import (
     PLACEHOLDERS,
     REFUSAL_CORES,
     REFUSAL_OPENERS,
+    SECTIONS,
     TRACE_OPENERS,
 )
 from compacting_supervisor.errors import SummarizationError
@@ -96,6 +97,8 @@ _ERROR_WORDS = _folded(ERROR_WORDS)
 _TRACE_OPENERS = _folded(TRACE_OPENERS)
 _HTTP_REASONS = _folded(HTTP_REASONS)
 _LABELS = tuple(sorted(_folded(LABELS), key=len, reverse=True))  # longest first
+_NAMES = frozenset(_LABELS) | frozenset(_folded(SECTIONS))
+"""What a heading or a ``Name: value`` line may be named."""
 _PLACEHOLDERS = frozenset(fold(p) for p in PLACEHOLDERS)
 _JSON_STARTS = tuple(p.replace(" ", "") for p in JSON_ERROR_STARTS)
 
@@ -167,13 +170,13 @@ def _is_heading(line: str, raw: str) -> bool:
         return True
     if line.endswith(":") and _count_words(line)[0] <= 8:
         return True
-    return line.rstrip(":. ") in _LABELS
+    return line.rstrip(":. ") in _NAMES
 
 
 def _value(line: str) -> str:
     """The text of a ``Summary: value`` or ``Goal: value`` line, without its label."""
     head, sep, rest = line.partition(":")
-    if sep and head.strip(" *_#") in _LABELS:
+    if sep and head.strip(" *_#") in _NAMES:
         return rest.strip()
     return line
 

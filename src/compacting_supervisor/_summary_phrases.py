@@ -26,6 +26,7 @@ __all__ = [
     "PLACEHOLDERS",
     "REFUSAL_CORES",
     "REFUSAL_OPENERS",
+    "SECTIONS",
     "TRACE_OPENERS",
 ]
 
@@ -206,12 +207,16 @@ LABELS = (
     "resumo atualizado", "riepilogo", "sommario", "riassunto", "samenvatting",
     "总结", "摘要", "總結", "要約", "概要", "まとめ", "резюме", "сводка", "итог",
     "краткое содержание",
-    # the sections of the default prompt, and common others
+)  # fmt: skip
+"""Labels a reply may put before its text ("Summary:", "## Resumen")."""
+
+SECTIONS = (
     "goal", "goals", "discoveries", "decisions", "artifacts", "artifacts (verbatim)",
     "open tasks", "current state", "status", "notes", "context", "facts", "next steps",
     "tasks", "objetivo", "objectif", "ziel", "obiettivo", "doel", "目标", "目標", "цель",
 )  # fmt: skip
-"""Labels a reply may put before its text ("Summary:", "## Resumen", "Goal:")."""
+"""Section names (the default prompt's, and common others): a heading when alone on a line,
+and "Goal: none" is a placeholder."""
 
 PLACEHOLDERS = frozenset(
     {

@@ -337,6 +337,10 @@ STRUCTURED: list[tuple[str, str]] = [
         "## Goal\n- Translate the onboarding guide into Japanese.\n## Discoveries\n- The translation agent once answered 「申し訳ありませんが、お手伝いできません。」 for the legal section.\n## Decisions\n- The legal section is translated by a human.\n## Artifacts (verbatim)\n- guide v3.2, 48 pages\n## Open tasks\n- none\n## Current state\n- 31 of 48 pages done.",
     ),
     (
+        "default format, first bullets name error settings",
+        "## Goal\n- Timeout: raise the vendor API timeout to 30 s.\n- Rate limit: stay under 100 requests/s.\n## Decisions\n- Retry 3 times with back-off.\n## Current state\n- Deployed on 12 May; no errors since.",
+    ),
+    (
         "summary with a code block holding an exception",
         "## Goal\n- Fix the nightly import.\n## Discoveries\n- It fails with:\n```\nValueError: invalid literal for int() with base 10: 'N/A'\n```\n- Row 1,882 of orders.csv has 'N/A' in the quantity column.\n## Decisions\n- Treat 'N/A' as 0 and log it.\n## Current state\n- Patch deployed; import green since 03:00.",
     ),
