@@ -30,6 +30,7 @@ from typing import Protocol, runtime_checkable
 
 from langchain_core.messages import BaseMessage
 
+from compacting_supervisor.errors import CompactionError
 from compacting_supervisor.redaction._messages import redact_message
 from compacting_supervisor.redaction._pii import scan_personal_data
 from compacting_supervisor.redaction._rules import PATTERNS as _PATTERNS
@@ -163,8 +164,9 @@ def redact_with(
 
     The hook applies the built-in rules first (known key formats, secret-bearing keys in
     any structure, decoding; personal data too if asked), then each redactor, in order, to
-    every string the message carries. An exception a redactor raises propagates: the
-    compaction fails and the history stays as it was.
+    every string the message carries. A redactor that raises, or returns something other
+    than text, fails the compaction with a `CompactionError` (its exception chained): the
+    history stays as it was and nothing reaches the summariser.
 
     Args:
         *redactors: Objects with a ``redact(text) -> text`` method (`Redactor`).
@@ -175,7 +177,7 @@ def redact_with(
         was redacted).
 
     Raises:
-        TypeError: A redactor has no callable ``redact`` method.
+        TypeError: A redactor has no callable ``redact`` method (when building the hook).
 
     Example:
         >>> from langchain_core.messages import HumanMessage
@@ -194,16 +196,26 @@ def redact_with(
                 "whose redact method calls f."
             )
             raise TypeError(msg)
-    engines = tuple(redactor.redact for redactor in redactors)
     builtin = _secrets_and_personal_data if personal_data else scan_secrets
 
     def scan(text: str) -> str:
         text = builtin(text)
-        for engine in engines:
-            result = engine(text)
+        for redactor in redactors:
+            name = type(redactor).__name__
+            try:
+                result = redactor.redact(text)
+            except Exception as exc:
+                msg = (
+                    f"The redactor {name} failed ({type(exc).__name__}: {exc}); nothing was "
+                    "sent to the summariser and the history is unchanged."
+                )
+                raise CompactionError(msg) from exc
             if not isinstance(result, str):
-                msg = f"A redactor returned {type(result).__name__}, not text; refusing it."
-                raise TypeError(msg)
+                msg = (
+                    f"The redactor {name} returned {type(result).__name__}, not text; "
+                    "nothing was sent to the summariser and the history is unchanged."
+                )
+                raise CompactionError(msg)
             text = result
         return text
 

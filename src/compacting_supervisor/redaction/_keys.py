@@ -29,7 +29,7 @@ _STRONG_LAST = frozenset(
         "token", "apikey", "credential", "credentials", "creds", "authorization",
         "cookie", "cookies", "privatekey", "secretkey", "accesskey", "sessionid",
         "sessiontoken", "authtoken", "accesstoken", "refreshtoken", "clientsecret",
-        "bearer", "jwt", "pat", "dsn",
+        "bearer", "jwt",
     }
 )  # fmt: skip
 _WEAK_LAST = frozenset({"pwd", "auth", "key"})
@@ -83,7 +83,7 @@ def key_kind(key: str) -> KeyKind:
     before = words[-2] if len(words) > 1 else ""
     if before in _NOT_CREDENTIAL_BEFORE:
         return ""
-    if last in _STRONG_LAST or (before, last) in _STRONG_PAIRS:
+    if last in _STRONG_LAST or (before, last) in _STRONG_PAIRS or before + last in _STRONG_LAST:
         return "strong"
     if last == "key":
         return "strict"

@@ -29,7 +29,7 @@ def _luhn(digits: str) -> bool:
 
 def _card(match: re.Match[str]) -> str:
     digits = re.sub(r"[ \-]", "", match[0])
-    if 13 <= len(digits) <= 19 and _luhn(digits) and len(set(digits)) > 2:
+    if 13 <= len(digits) <= 19 and _luhn(digits) and len(set(digits)) > 1:
         return "[REDACTED:card]"
     return match[0]
 
@@ -64,8 +64,8 @@ _PATTERNS: list[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]]] = 
     ),
     (
         re.compile(
-            r"(?<![\w\-+(])(?:\(\d{3}\)[ .\-]?\d{3}[ .\-]\d{4}|\d{3}[.\-]\d{3}[.\-]\d{4}"
-            r"|0\d{2,4}[ \-]\d{3,4}[ \-]?\d{3,4}|0[1-9](?:[ .]\d{2}){4})(?![\w\-])"
+            r"(?<![\w\-+(])(?<!\d )(?:\(\d{3}\)[ .\-]?\d{3}[ .\-]\d{4}|\d{3}[.\-]\d{3}[.\-]\d{4}"
+            r"|0\d{2,4}[ \-]\d{3,4}[ \-]?\d{3,4}|0[1-9](?:[ .]\d{2}){4})(?![\w\-]| \d)"
         ),
         "[REDACTED:phone]",
     ),

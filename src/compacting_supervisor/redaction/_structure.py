@@ -94,6 +94,12 @@ def redact_structure(value: Any, scan: Scan, depth: int = 0) -> Any:
             out[key] = new
         return out if changed else value
     if isinstance(value, list | tuple):
+        if len(value) == 2 and isinstance(value[0], str) and key_kind(value[0]):
+            # a (name, value) pair: headers as httpx and requests list them
+            secret = _secret_value(value[1], key_kind(value[0]), scan, depth)
+            if secret is value[1]:
+                return value
+            return (value[0], secret) if isinstance(value, tuple) else [value[0], secret]
         items = [redact_structure(item, scan, depth + 1) for item in value]
         if all(new is old for new, old in zip(items, value, strict=True)):
             return value

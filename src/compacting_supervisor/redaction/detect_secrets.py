@@ -10,8 +10,11 @@ rules:
 
     history = HistoryManager(model=model, redact=redact_with(DetectSecretsRedactor()))
 
-detect-secrets' plugins scan each line once, but some of them are not linear in the
-length of a line; the built-in rules are (see ``benchmarks/linear_time.py``).
+It scans the lines as detect-secrets scans a file's (its filters included), through
+``detect_secrets.core.scan``'s line-based scanner, which detect-secrets 1.5 does not
+export: hence the ``detect-secrets>=1.5,<2`` pin of the ``redaction`` extra.
+detect-secrets' plugins are not all linear in the length of a line; the built-in rules
+are (see ``benchmarks/linear_time.py``).
 """
 
 from __future__ import annotations
@@ -47,8 +50,8 @@ class DetectSecretsRedactor:
             msg = f"`min_length` must be a whole number of at least 1, got {min_length!r}."
             raise ValueError(msg)
         try:
-            from detect_secrets.core.scan import scan_line
-            from detect_secrets.settings import default_settings
+            from detect_secrets.core import scan
+            from detect_secrets.settings import default_settings, get_settings
         except ImportError as exc:
             msg = (
                 "DetectSecretsRedactor needs detect-secrets: `pip install detect-secrets` "
@@ -56,18 +59,24 @@ class DetectSecretsRedactor:
             )
             raise ImportError(msg) from exc
         self.min_length = min_length
-        self._scan_line: Any = scan_line
+        self._scan: Any = scan
         self._settings: Any = default_settings
+        self._get_settings: Any = get_settings
 
     def redact(self, text: str) -> str:
         """Return ``text`` with every secret detect-secrets reports replaced."""
         found: dict[str, str] = {}
+        lines = list(enumerate(text.splitlines(), start=1))
         with self._settings():
-            for line in text.splitlines():
-                for secret in self._scan_line(line):
-                    value = secret.secret_value
-                    if value and len(value) >= self.min_length:
-                        found[value] = _SLUG.sub("-", str(secret.type).lower()).strip("-")
+            # Scanned as the lines of a file, with detect-secrets' filters (its ad-hoc
+            # `scan_line` reports every word as a candidate); the file does not exist.
+            self._get_settings().disable_filters("detect_secrets.filters.common.is_invalid_file")
+            self._scan.get_filters.cache_clear()
+            for secret in self._scan._process_line_based_plugins(lines, filename="message.txt"):
+                value = secret.secret_value
+                if value and len(value) >= self.min_length:
+                    found[value] = _SLUG.sub("-", str(secret.type).lower()).strip("-")
+            self._scan.get_filters.cache_clear()
         for value in sorted(found, key=len, reverse=True):
             text = text.replace(value, f"[REDACTED:{found[value]}]")
         return text

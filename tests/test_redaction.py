@@ -1,0 +1,458 @@
+"""Redaction holds: secrets under their keys, after decoding, in every field of a message.
+
+Issue 18, part 2. Each test names what reached the summariser before: a tool call
+``login(username="bob", password="Zq9xLm2Pw7Rt")``, JSON with escaped slashes, raw
+``additional_kwargs``, a tool message's artifact ... The measured figures on data not
+written here are in ``tests/test_redaction_corpus.py`` and ``benchmarks/redaction.py``.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+import pytest
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
+
+from compacting_supervisor import (
+    CompactingSupervisor,
+    CompactionError,
+    HistoryManager,
+    Redactor,
+    redact_personal_data,
+    redact_secrets,
+    redact_text,
+    redact_with,
+)
+from compacting_supervisor._messages import is_summary
+from compacting_supervisor.context import render_messages
+from compacting_supervisor.testing import ScriptedChatModel
+from tests.helpers import chat_graph
+
+CONFIG = {"configurable": {"thread_id": "r"}}
+PASSWORD = "Zq9xLm2Pw7Rt"
+
+
+def _login_call(**args: Any) -> AIMessage:
+    return AIMessage("", tool_calls=[{"name": "login", "args": args, "id": "call_login"}])
+
+
+# ------------------------------------------------------------------ the issue's example
+
+
+def test_a_login_tool_call_never_reaches_the_summariser(saver: Any) -> None:
+    """Found in review: the password of ``login(username="bob", password=...)`` reached the
+    summariser, the stored summary and the INFO log, with every default."""
+    model = ScriptedChatModel(responses=["The user logged in as bob."])
+    supervisor = CompactingSupervisor(
+        chat_graph(saver), HistoryManager(model=model), token_limit=100_000
+    )
+    supervisor.invoke(
+        {
+            "messages": [
+                HumanMessage("log me in"),
+                _login_call(username="bob", password=PASSWORD),
+                ToolMessage("ok", tool_call_id="call_login", name="login"),
+            ]
+        },
+        CONFIG,
+    )
+    for i in range(3):
+        supervisor.invoke({"messages": [HumanMessage(f"turn {i}")]}, CONFIG)
+    supervisor.compact(CONFIG)
+    assert PASSWORD not in str(model.calls)
+    assert "bob" in str(model.calls)
+    assert "[REDACTED:secret]" in str(model.calls)
+    assert is_summary(supervisor.get_state(CONFIG).values["messages"][0])
+
+
+def test_the_login_call_is_redacted_in_the_message_and_in_what_the_summariser_reads() -> None:
+    message = _login_call(username="bob", password=PASSWORD)
+    redacted = redact_secrets(message)
+    assert redacted.tool_calls[0]["args"] == {"username": "bob", "password": "[REDACTED:secret]"}
+    assert PASSWORD not in render_messages([redacted])
+    assert message.tool_calls[0]["args"]["password"] == PASSWORD  # the original is intact
+
+
+# ------------------------------------------------------------------ keys of every shape
+
+SECRET_KEYS = [
+    "password", "passwd", "pwd", "passphrase", "secret", "token", "api_key", "apikey",
+    "apiKey", "API_KEY", "api-key", "X-Api-Key", "x-api-key", "client_secret", "clientSecret",
+    "private_key", "privateKey", "access_token", "accessToken", "auth", "authorization",
+    "Authorization", "credentials", "cookie", "Set-Cookie", "session_token", "sessionId",
+    "db_password", "DB_PASSWORD", "dbPassword", "db-password", "GITHUB_TOKEN", "refreshToken",
+    "aws_secret_access_key", "smtp.password", "PassWord",
+]  # fmt: skip
+# A plain word, a number-free phrase, a key-like string: the key decides, not the value.
+VALUES = ["hunter2pass", "Zq9xLm2Pw7Rt", "correct horse battery staple"]
+
+
+@pytest.mark.parametrize("key", SECRET_KEYS)
+def test_values_under_secret_keys_are_redacted_in_tool_call_arguments(key: str) -> None:
+    for value in VALUES:
+        if key in ("pwd", "auth") and " " in value:
+            continue  # weak keys: a credential-like value only (see NOT_SECRET)
+        message = _login_call(user="bob", options={"nested": [{key: value}]})
+        assert value not in str(redact_secrets(message).tool_calls), (key, value)
+
+
+@pytest.mark.parametrize("key", SECRET_KEYS)
+@pytest.mark.parametrize(
+    "form",
+    [
+        '{{"user": "bob", "{key}": "{value}"}}',  # JSON
+        '{{\n  "data": {{"{key}": "{value}", "n": 1}}\n}}',  # nested JSON
+        "user: bob\n{key}: {value}\nport: 5432",  # YAML
+        "  - {key}: '{value}'",  # YAML list item
+        "{key}={value}",  # .env, query strings, kwargs
+        'login(user="bob", {key}="{value}")',  # a call
+        "export {key}='{value}'",  # shell
+        "{key}: {value}",  # a header line
+        "<{key}>{value}</{key}>",  # XML
+    ],
+)
+def test_values_under_secret_keys_are_redacted_in_text(key: str, form: str) -> None:
+    value = "Zq9xLm2Pw7Rt"
+    text = form.format(key=key, value=value)
+    assert value not in redact_text(text), text
+
+
+def test_http_headers_and_their_auth_schemes() -> None:
+    text = (
+        "GET /v1/me HTTP/1.1\nHost: api.example.com\nAuthorization: Basic dXNlcjpwYXNz\n"
+        "Cookie: sessionid=abc; csrftoken=def\nX-Api-Key: plainword\nAccept: */*"
+    )
+    redacted = redact_text(text)
+    for secret in ("dXNlcjpwYXNz", "sessionid=abc", "plainword"):
+        assert secret not in redacted
+    assert "Authorization: Basic [REDACTED:" in redacted
+    assert "Host: api.example.com" in redacted and "Accept: */*" in redacted
+    curl = 'curl -H "Authorization: Bearer plain" -H "apikey: c4ed6c21" https://x.example'
+    assert "plain" not in redact_text(curl).replace("[REDACTED", "")
+    assert "c4ed6c21" not in redact_text(curl)
+
+
+NOT_SECRET = [
+    "token_count: 12",
+    "max_tokens=500",
+    "input_tokens: 830",
+    "password_reset_url: https://example.com/account/reset",
+    "secret_santa: Ana",
+    "secret_name: api-creds",
+    "passwordVariable: 'PASSWORD'",
+    "next_page_token: null",
+    "public_key: ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB",
+    "eos_token: </s>",
+    "auth: true",
+    "pwd=/home/me",
+    "password: ${DB_PASSWORD}",
+    "api_key = os.environ['API_KEY']",
+    "token = get_token()",
+    "password = getpass.getpass()",
+    "secret: <your secret here>",
+    "api_key: xxxxxxxxxxxxxxxxxxxx",
+    "The secret: always be kind.",
+    "Keep the token: it is short-lived.",
+    'primary_key = "id"',
+    "session_timeout: 3600",
+    "key: value",
+]
+
+
+@pytest.mark.parametrize("text", NOT_SECRET)
+def test_keys_about_secrets_and_placeholders_keep_their_value(text: str) -> None:
+    """The judgement calls: a key that ends in another word (``token_count``,
+    ``password_reset_url``) is about the secret; a placeholder holds none; a colon in prose
+    is prose. Documented in ``compacting_supervisor.redaction._keys``."""
+    assert redact_text(text) == text
+
+
+def test_json_values_under_a_secret_key_are_redacted_whole() -> None:
+    payload = {"credentials": {"user": "bob", "password": "x7pass", "pin": 1234}, "n": 3}
+    redacted = json.loads(redact_text(json.dumps(payload)))
+    assert redacted == {
+        "credentials": {"user": "[REDACTED:secret]", "password": "[REDACTED:secret]", "pin": "[REDACTED:secret]"},
+        "n": 3,
+    }  # fmt: skip
+
+
+# ------------------------------------------------------------------ encodings
+
+
+def test_json_with_escaped_slashes_is_redacted_after_decoding() -> None:
+    """Found in review: ``postgres:\\/\\/billing:Hunter2pass@db`` passed, then the renderer
+    decoded it for the summariser."""
+    result = '{"dsn": "postgres:\\/\\/billing:Hunter2pass@db\\/prod"}'
+    message = ToolMessage(result, tool_call_id="c1", name="config")
+    redacted = redact_secrets(message)
+    assert "Hunter2pass" not in str(redacted.content)
+    assert "Hunter2pass" not in render_messages([redacted])
+    assert "billing" in render_messages([redacted])
+
+
+def test_unicode_escapes_in_json_and_in_text_are_decoded_before_matching() -> None:
+    key_escaped = '{"\\u0070assword": "plainvalue"}'  # "password", spelt with \u0070
+    assert "plainvalue" not in redact_text(key_escaped)
+    in_text = "connect with postgres:\\u002f\\u002fbob:Hunter2pass@db"
+    assert "Hunter2pass" not in redact_text(in_text)
+    escaped_json_in_text = 'log: {\\"password\\": \\"plainvalue\\"}'
+    assert "plainvalue" not in redact_text(escaped_json_in_text)
+
+
+def test_json_inside_a_json_string_is_read_too() -> None:
+    inner = json.dumps({"api_key": "plainvalue"})
+    outer = json.dumps({"body": inner, "status": 200})
+    assert "plainvalue" not in redact_text(outer)
+
+
+def test_percent_encoded_urls_and_base64_basic_auth() -> None:
+    encoded = "callback=https%3A%2F%2Fbob%3AHunter2pass%40db.example.com%2Fx"
+    assert "Hunter2pass" not in redact_text(encoded)
+    # base64("user:pass") has no digit; it is redacted because it decodes to user:password
+    assert "dXNlcjpwYXNz" not in redact_text("send it with Basic dXNlcjpwYXNz please")
+    # ... and "Basic" followed by a word that is not base64 of a credential stays
+    assert redact_text("Basic principles apply.") == "Basic principles apply."
+
+
+def test_text_without_secrets_is_returned_as_it_is_even_with_escapes() -> None:
+    for text in ("path C:\\/temp and \\u00e9t\\u00e9", '{"a": "\\u00e9"}', "50%25 off"):
+        assert redact_text(text) is text
+
+
+# ------------------------------------------------------------------ every field
+
+
+def _secret_everywhere() -> list[BaseMessage]:
+    arguments = json.dumps({"username": "bob", "password": PASSWORD})
+    return [
+        HumanMessage(f"my password={PASSWORD}"),
+        HumanMessage(
+            [
+                {"type": "text", "text": f"token: {PASSWORD}"},
+                {"type": "image_url", "image_url": {"url": f"https://bob:{PASSWORD}@img.example/x.png"}},
+                {"type": "reasoning", "reasoning": f"api_key={PASSWORD}", "summary": [{"type": "summary_text", "text": f"password={PASSWORD}"}]},
+            ]
+        ),
+        AIMessage(
+            [
+                {"type": "text", "text": "logging in"},
+                {"type": "tool_use", "id": "t1", "name": "login", "input": {"password": PASSWORD}},
+            ],
+            tool_calls=[{"name": "login", "args": {"password": PASSWORD}, "id": "t1"}],
+            additional_kwargs={
+                "tool_calls": [{"id": "t1", "type": "function", "function": {"name": "login", "arguments": arguments}}],
+                "function_call": {"name": "login", "arguments": arguments},
+            },
+            invalid_tool_calls=[{"name": "login", "args": arguments[:-1], "id": "t2", "error": "bad json", "type": "invalid_tool_call"}],
+        ),
+        ToolMessage(
+            [{"type": "tool_result", "tool_use_id": "t1", "content": f"session_token={PASSWORD}"}],
+            tool_call_id="t1",
+            name="login",
+            artifact={"raw": [("cookie", PASSWORD)], "headers": {"Set-Cookie": f"sid={PASSWORD}"}},
+        ),
+    ]  # fmt: skip
+
+
+def test_every_field_a_message_carries_text_in_is_redacted() -> None:
+    messages = _secret_everywhere()
+    originals = copy.deepcopy(messages)
+    for message in messages:
+        redacted = redact_secrets(message)
+        assert redacted is not message
+        fields = redacted.model_dump(exclude={"response_metadata"})
+        assert PASSWORD not in str(fields), type(message).__name__
+    assert messages == originals  # never mutated
+    assert PASSWORD not in render_messages([redact_secrets(m) for m in messages])
+
+
+def test_the_artifact_keeps_its_shape() -> None:
+    tool = _secret_everywhere()[-1]
+    redacted = redact_secrets(tool)
+    assert isinstance(redacted, ToolMessage)
+    assert redacted.artifact["raw"] == [("cookie", "[REDACTED:secret]")]
+    assert isinstance(redacted.artifact["raw"][0], tuple)
+
+
+def test_response_metadata_is_not_sent_and_is_left_alone() -> None:
+    message = AIMessage("hello", response_metadata={"debug": f"password={PASSWORD}"})
+    assert redact_secrets(message) is message
+    assert PASSWORD not in render_messages([message])
+
+
+def test_a_message_with_nothing_to_redact_is_returned_as_it_is() -> None:
+    for message in (
+        HumanMessage("Where is order 42?"),
+        _login_call(order_id=42, city="Paris"),
+        ToolMessage('{"status": "shipped", "token_count": 12}', tool_call_id="c", name="x"),
+        AIMessage([{"type": "text", "text": "done"}], additional_kwargs={"refusal": None}),
+    ):
+        assert redact_secrets(message) is message
+
+
+# ------------------------------------------------------------------ personal data
+
+
+def test_personal_data_is_kept_by_default_and_redacted_on_request() -> None:
+    text = "Refund card 4111 1111 1111 1111 for alice@example.com, IBAN DE89 3704 0044 0532 0130 00, call +44 20 7946 0958"
+    assert redact_text(text) == text
+    redacted = redact_text(text, personal_data=True)
+    assert redacted == (
+        "Refund card [REDACTED:card] for [REDACTED:email], IBAN [REDACTED:iban], call "
+        "[REDACTED:phone]"
+    )
+    message = HumanMessage(text)
+    assert redact_secrets(message) is message
+    assert "alice" not in str(redact_personal_data(message).content)
+
+
+def test_numbers_failing_their_checksums_are_not_personal_data() -> None:
+    text = "order 4111 1111 1111 1112 and IBAN DE88 3704 0044 0532 0130 00"
+    assert redact_text(text, personal_data=True) == text
+
+
+# ------------------------------------------------------------------ other engines
+
+
+class _HideNames:
+    def redact(self, text: str) -> str:
+        return text.replace("Alice", "[NAME]")
+
+
+class _Boom:
+    def redact(self, text: str) -> str:
+        raise RuntimeError("engine down")
+
+
+def test_a_redactor_plugs_in_on_top_of_the_built_in_rules() -> None:
+    assert isinstance(_HideNames(), Redactor)
+    hook = redact_with(_HideNames())
+    message = _login_call(note="Alice asked", password=PASSWORD)
+    redacted = hook(message)
+    assert redacted.tool_calls[0]["args"] == {
+        "note": "[NAME] asked",
+        "password": "[REDACTED:secret]",
+    }
+    assert hook(HumanMessage("Alice")).content == "[NAME]"
+    assert redact_with(personal_data=True)(HumanMessage("a@b.org")).content == "[REDACTED:email]"
+
+
+def test_a_redactor_sees_decoded_json_values() -> None:
+    seen: list[str] = []
+
+    class Spy:
+        def redact(self, text: str) -> str:
+            seen.append(text)
+            return text
+
+    redact_with(Spy())(ToolMessage('{"note": "caf\\u00e9 \\/ bar"}', tool_call_id="c"))
+    assert "café / bar" in seen
+
+
+@pytest.mark.parametrize("bad", [object(), "redact", lambda text: text])
+def test_redact_with_refuses_what_is_not_a_redactor(bad: Any) -> None:
+    with pytest.raises(TypeError, match="`redactors`"):
+        redact_with(bad)
+
+
+def test_a_redactor_returning_something_else_than_text_fails_closed() -> None:
+    class Bad:
+        def redact(self, text: str) -> Any:
+            return None
+
+    with pytest.raises(CompactionError, match="returned NoneType"):
+        redact_with(Bad())(HumanMessage("hello"))
+
+
+def _over_limit_turns(supervisor: CompactingSupervisor) -> None:
+    for i in range(8):
+        supervisor.invoke({"messages": [HumanMessage(f"turn {i} password={PASSWORD}")]}, CONFIG)
+        if supervisor.last_compaction(CONFIG) is not None:
+            return
+
+
+def test_a_redactor_that_raises_fails_the_compaction_and_keeps_the_history(saver: Any) -> None:
+    model = ScriptedChatModel(responses=["The user sent a few turns; the agent noted each one."])
+    history = HistoryManager(model=model, redact=redact_with(_Boom()))
+    supervisor = CompactingSupervisor(chat_graph(saver), history, token_limit=150)
+    _over_limit_turns(supervisor)
+    result = supervisor.last_compaction(CONFIG)
+    assert result is not None
+    assert result.status == "failed"
+    assert "engine down" in str(result.error)
+    assert model.calls == []  # nothing reached the summariser
+    messages = supervisor.get_state(CONFIG).values["messages"]
+    assert not any(is_summary(m) for m in messages)
+    assert [m.content for m in messages if isinstance(m, HumanMessage)] == [
+        f"turn {i} password={PASSWORD}" for i in range(len(messages) // 2)
+    ]
+    before = supervisor.get_state(CONFIG).values["messages"]
+    with pytest.raises(CompactionError, match="engine down"):
+        supervisor.compact(CONFIG)
+    assert supervisor.last_compaction(CONFIG).status == "failed"
+    assert supervisor.get_state(CONFIG).values["messages"] == before
+
+
+async def test_a_redactor_that_raises_fails_the_async_compaction_too(asaver: Any) -> None:
+    model = ScriptedChatModel(responses=["The user sent a few turns; the agent noted each one."])
+    history = HistoryManager(model=model, redact=redact_with(_Boom()))
+    supervisor = CompactingSupervisor(chat_graph(asaver), history, token_limit=150)
+    for i in range(8):
+        await supervisor.ainvoke({"messages": [HumanMessage(f"turn {i}")]}, CONFIG)
+        if supervisor.last_compaction(CONFIG) is not None:
+            break
+    result = supervisor.last_compaction(CONFIG)
+    assert result is not None
+    assert result.status == "failed"
+    assert model.calls == []
+    before = (await supervisor.aget_state(CONFIG)).values["messages"]
+    assert not any(is_summary(m) for m in before)
+    with pytest.raises(CompactionError, match="engine down"):
+        await supervisor.acompact(CONFIG)
+    assert (await supervisor.aget_state(CONFIG)).values["messages"] == before
+
+
+# ------------------------------------------------------------------ detect-secrets
+
+
+def _detect_secrets() -> Any:
+    pytest.importorskip(
+        "detect_secrets",
+        reason="detect-secrets is not installed (pip install detect-secrets, the `redaction` extra)",
+    )
+    from compacting_supervisor.redaction.detect_secrets import DetectSecretsRedactor
+
+    return DetectSecretsRedactor()
+
+
+def test_the_detect_secrets_adapter_redacts_what_it_finds() -> None:
+    redactor = _detect_secrets()
+    assert isinstance(redactor, Redactor)
+    text = 'aws = "AKIAIOSFODNN7EXAMPLE"\nhello world'
+    assert redactor.redact(text) == 'aws = "[REDACTED:aws-access-key]"\nhello world'
+    assert redactor.redact("nothing to see") == "nothing to see"
+
+
+def test_the_detect_secrets_adapter_plugs_into_a_compaction(saver: Any) -> None:
+    redactor = _detect_secrets()
+    model = ScriptedChatModel(
+        responses=["The user sent four short turns; the agent noted each one."]
+    )
+    history = HistoryManager(model=model, redact=redact_with(redactor))
+    supervisor = CompactingSupervisor(chat_graph(saver), history, token_limit=100_000)
+    secret = "8d6f3a2b9c1e4f7a0b5c8d2e6f9a3b7c"  # a high-entropy hex string, no key around it
+    supervisor.invoke({"messages": [HumanMessage(f'the checksum is "{secret}" ok')]}, CONFIG)
+    for i in range(3):
+        supervisor.invoke({"messages": [HumanMessage(f"turn {i}")]}, CONFIG)
+    supervisor.compact(CONFIG)
+    assert secret not in str(model.calls)
+
+
+def test_the_detect_secrets_adapter_checks_its_setting() -> None:
+    pytest.importorskip("detect_secrets", reason="detect-secrets is not installed")
+    from compacting_supervisor.redaction.detect_secrets import DetectSecretsRedactor
+
+    with pytest.raises(ValueError, match="`min_length`"):
+        DetectSecretsRedactor(min_length=0)
