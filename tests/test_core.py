@@ -77,11 +77,11 @@ def _compacting_graph(checkpointer: Any, manager: HistoryManager, *, use_async: 
 
     def compact(state: MessagesState) -> dict[str, Any]:
         outcome = manager.compact_messages(state["messages"], keep=KeepMessages(2))
-        return replacing_update(outcome) if outcome and len(state["messages"]) > 6 else {}
+        return replacing_update(outcome.messages) if outcome and len(state["messages"]) > 6 else {}
 
     async def acompact(state: MessagesState) -> dict[str, Any]:
         outcome = await manager.acompact_messages(state["messages"], keep=KeepMessages(2))
-        return replacing_update(outcome) if outcome and len(state["messages"]) > 6 else {}
+        return replacing_update(outcome.messages) if outcome and len(state["messages"]) > 6 else {}
 
     builder = StateGraph(MessagesState)
     builder.add_node("compact", acompact if use_async else compact)

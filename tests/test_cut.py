@@ -201,3 +201,36 @@ def test_tool_call_ids_reused_across_turns_still_allow_a_real_cut() -> None:
     assert plan is not None
     assert len(plan.evicted) == 20
     assert openai_violations([_summary(), *plan.kept]) == []
+
+
+def _one_request_many_calls(calls: int) -> list[BaseMessage]:
+    messages: list[BaseMessage] = [HumanMessage("Read every record.")]
+    for n in range(calls):
+        call = {"name": "lookup", "args": {"n": n}, "id": f"c{n}"}
+        messages += [
+            AIMessage("", tool_calls=[call]),
+            ToolMessage(f"record {n}", tool_call_id=f"c{n}"),
+        ]
+    return messages
+
+
+def test_inside_a_run_the_cut_may_pass_the_request_which_stays_first() -> None:
+    messages = _one_request_many_calls(10)
+    assert plan_cut(messages, 0.5) is None  # after a run: never past the latest request
+    plan = plan_cut(messages, 0.5, pin_request=True)
+    assert plan is not None
+    assert plan.kept[0] is messages[0]  # the request, verbatim, right after the summary
+    assert messages[0] not in plan.evicted
+    assert len(plan.evicted) == 10
+    assert plan.evicted == messages[1:11]
+    assert plan.kept[1:] == messages[11:]
+    assert not isinstance(plan.kept[1], ToolMessage)
+    assert openai_violations(plan.kept) == []
+
+
+def test_pinning_changes_nothing_when_the_cut_falls_before_the_request() -> None:
+    messages = [
+        HumanMessage("first"), AIMessage("one"), HumanMessage("second"), AIMessage("two"),
+        HumanMessage("third"), AIMessage("three"), HumanMessage("now"),
+    ]  # fmt: skip
+    assert plan_cut(messages, 0.5, pin_request=True) == plan_cut(messages, 0.5)

@@ -68,6 +68,7 @@ __all__ = [
     "CheckpointerError",
     "CompactingSupervisor",
     "CompactionError",
+    "CompactionMiddleware",
     "CompactionResult",
     "ContextBuilder",
     "ContextFraction",
@@ -110,3 +111,20 @@ __all__ = [
     "render_messages",
     "render_transcript",
 ]
+
+
+def __getattr__(name: str) -> object:
+    # `CompactionMiddleware` needs langchain (the "agents" extra): imported on first use, so
+    # the package imports without it and the name then says what to install.
+    if name == "CompactionMiddleware":
+        try:
+            from compacting_supervisor.middleware import CompactionMiddleware
+        except ImportError as exc:
+            if not (exc.name or "").startswith("langchain"):
+                raise
+            from compacting_supervisor._extras import missing_extra
+
+            return missing_extra(name, "agents", exc)
+        return CompactionMiddleware
+    msg = f"module 'compacting_supervisor' has no attribute {name!r}"
+    raise AttributeError(msg)

@@ -87,7 +87,9 @@ def _blocked_cuts(conversation: Sequence[BaseMessage]) -> list[bool]:
     return blocked
 
 
-def plan_cut(messages: Sequence[BaseMessage], keep: float | KeepPolicy) -> CutPlan | None:
+def plan_cut(
+    messages: Sequence[BaseMessage], keep: float | KeepPolicy, *, pin_request: bool = False
+) -> CutPlan | None:
     """Choose the messages to evict for a compaction.
 
     The target is what ``keep`` proposes: with a ratio, the oldest
@@ -98,6 +100,10 @@ def plan_cut(messages: Sequence[BaseMessage], keep: float | KeepPolicy) -> CutPl
     Args:
         messages: The thread's messages.
         keep: The fraction of the conversation to evict, in (0, 1), or a `KeepPolicy`.
+        pin_request: Inside a run (the middleware), the latest human message is the request
+            being worked on and the messages after it may be many: the cut may then pass
+            it, and the request is kept verbatim right after the summary (the kept part
+            starts with it). Without it, the cut never passes the latest human message.
 
     Returns:
         The plan, or None when no safe cut exists (too few messages, or everything before
@@ -116,7 +122,26 @@ def plan_cut(messages: Sequence[BaseMessage], keep: float | KeepPolicy) -> CutPl
         ),
         default=None,
     )
+    if pin_request and last_human is not None:
+        work = [*conversation[:last_human], *conversation[last_human + 1 :]]
+        cut = _safe_cut(work, keep, len(work) - 1)
+        if cut is None or cut <= last_human:  # the request stays in place
+            cut = _safe_cut(conversation, keep, last_human)
+            return _plan(parts, conversation, cut)
+        request = conversation[last_human]
+        return CutPlan(parts=parts, evicted=work[:cut], kept=[request, *work[cut:]])
     upper = last_human if last_human is not None else n - 1
+    return _plan(parts, conversation, _safe_cut(conversation, keep, upper))
+
+
+def _plan(parts: HistoryParts, conversation: list[BaseMessage], cut: int | None) -> CutPlan | None:
+    if cut is None:
+        return None
+    return CutPlan(parts=parts, evicted=conversation[:cut], kept=conversation[cut:])
+
+
+def _safe_cut(conversation: list[BaseMessage], keep: float | KeepPolicy, upper: int) -> int | None:
+    """The cut nearest ``keep``'s target, at most ``upper``, at a safe boundary; or None."""
     if upper < 1:
         return None
     blocked = _blocked_cuts(conversation)
@@ -130,6 +155,4 @@ def plan_cut(messages: Sequence[BaseMessage], keep: float | KeepPolicy) -> CutPl
     cut = next((c for c in range(target, 0, -1) if safe(c)), None)
     if cut is None:
         cut = next((c for c in range(target + 1, upper + 1) if safe(c)), None)
-    if cut is None:
-        return None
-    return CutPlan(parts=parts, evicted=conversation[:cut], kept=conversation[cut:])
+    return cut

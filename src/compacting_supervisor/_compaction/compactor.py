@@ -121,6 +121,7 @@ class Compactor:
         *,
         max_summary_tokens: int | None = None,
         thread_id: str | None = None,
+        pin_request: bool = False,
     ) -> Flow[MessageCompaction | None]:
         """Compact ``messages``: offload, cut, summarise; None when no safe cut exists.
 
@@ -129,6 +130,8 @@ class Compactor:
             keep: What stays verbatim: a `KeepPolicy`, or a ratio to summarise.
             max_summary_tokens: This compaction's summary cap.
             thread_id: Names the thread in references to stored results and in errors.
+            pin_request: Inside a run: the cut may pass the latest human message, which is
+                then kept right after the summary (`compacting_supervisor._cut.plan_cut`).
 
         Raises:
             CompactionError: The channel holds something other than messages.
@@ -146,7 +149,7 @@ class Compactor:
             if offloaded.offloaded:
                 yield StoreResults(self.offload, offloaded.offloaded)
                 messages, offloaded_results = offloaded.messages, len(offloaded.offloaded)
-        plan = plan_cut(messages, policy)
+        plan = plan_cut(messages, policy, pin_request=pin_request)
         if plan is None:
             logger.debug("Nothing to compact: no safe cut in %d messages.", len(messages))
             return None

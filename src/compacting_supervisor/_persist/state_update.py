@@ -9,27 +9,26 @@ every original (``get_state_history``, ``transcript()``).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from langchain_core.messages import BaseMessage, RemoveMessage
 from langgraph.graph.message import REMOVE_ALL_MESSAGES
 
-from compacting_supervisor.results import MessageCompaction
-
 __all__ = ["replacing_update"]
 
 
 def replacing_update(
-    compaction: MessageCompaction, *, messages_key: str = "messages"
+    messages: Sequence[BaseMessage], *, messages_key: str = "messages"
 ) -> dict[str, list[BaseMessage]]:
-    """Return the state update that makes ``compaction.messages`` the whole history.
+    """Return the state update that makes ``messages`` the whole history.
 
     Args:
-        compaction: A compaction of the history the graph's state holds now.
+        messages: The new history (a compaction's ``messages``).
         messages_key: The messages channel (it must use the ``add_messages`` reducer).
 
     Returns:
-        ``{messages_key: [RemoveMessage(id=REMOVE_ALL_MESSAGES), *compaction.messages]}``.
+        ``{messages_key: [RemoveMessage(id=REMOVE_ALL_MESSAGES), *messages]}``.
     """
     remove_all: Any = RemoveMessage(id=REMOVE_ALL_MESSAGES)
-    return {messages_key: [remove_all, *compaction.messages]}
+    return {messages_key: [remove_all, *messages]}

@@ -17,6 +17,7 @@ a boolean or null, a reference (``$VAR``, ``${VAR}``, ``{{ var }}``, ``<password
 
 from __future__ import annotations
 
+import functools
 import re
 
 __all__ = ["KeyKind", "is_mask", "is_placeholder", "key_kind", "looks_like_credential"]
@@ -67,6 +68,7 @@ def _words(key: str) -> list[str]:
     return [w for w in _SEPARATORS.split(folded) if w]
 
 
+@functools.lru_cache(maxsize=4096)
 def key_kind(key: str) -> KeyKind:
     """How much of a secret ``key`` holds.
 

@@ -291,45 +291,72 @@ PATTERNS: list[tuple[str, re.Pattern[str], Replacement]] = [
 ]  # fmt: skip
 
 
-# Something every pattern above needs in order to match, case-folded: text holding none of
-# them cannot hold a secret and is not scanned. Each is a substring of every match of its
-# patterns (the key rules: of every secret-bearing key, see `_keys`).
-_NEEDED = (
-    "-----begin", "sk-", "_live_", "_test_", "akia", "asia", "abia", "acca", "github_pat_",
-    "xox", "xapp-", "aiza", "eyj", "bearer", "basic", "token", "://", "curl", "pass",
-    "secret", "auth", "key", "cred", "cookie", "session", "jwt", "connection", "pwd",
-    # vendor-key, age-key, webhook
-    "hf_", "glpat-", "glptt-", "glrt-", "gldt-", "glft-", "glimt-", "gloas-", "glsoat-",
-    "glcbt-", "npm_", "pypi-", "sg.", "hvs.", "hvb.", "ntn_", "sgp_", "absk", "eaa", "shpat_",
-    "shpca_", "shppa_", "shpss_", "dp.", "dapi", "glc_", "glsa_", "_v1_", "pmak-", "lin_api_",
-    "pul-", "rubygems_", "q~", "age-secret-key-", "hooks.slack", "webhook", "discord",
+# What each pattern needs in order to match, case-folded: a pattern runs only on text that
+# holds one of its needles, and text holding none of them is not scanned at all. Each is a
+# substring of every match of its pattern (the key rules: of every secret-bearing key,
+# see `_keys`; ``curl -u``: of the text, which its replacement checks).
+_KEY_WORDS = (
+    "pass", "pwd", "secret", "token", "auth", "key", "cred", "cookie", "session", "bearer",
+    "jwt", "connection",
 )  # fmt: skip
-_NEEDED_GITHUB = re.compile(r"gh[pousr]_")
+_NEEDS: dict[str, tuple[str, ...]] = {  # name -> needles
+    "private-key": ("-----begin",),
+    "anthropic-key": ("sk-ant-",),
+    "openai-key": ("sk-",),
+    "stripe-key": ("_live_", "_test_"),
+    "aws-access-key": ("akia", "asia", "abia", "acca"),
+    "github-token": ("github_pat_", "gh"),
+    "slack-token": ("xox", "xapp-"),
+    "google-key": ("aiza",),
+    "jwt": ("eyj",),
+    "vendor-key": (
+        "hf_", "gl", "npm_", "pypi-", "sg.", "hv", "ntn_", "sgp_", "absk", "eaa", "shp", "dp.",
+        "dapi", "_v1_", "pmak-", "lin_api_", "pul-", "rubygems_", "q~",
+    ),
+    "age-key": ("age-secret-key-",),
+    "webhook": ("hooks.slack", "webhook", "discord"),
+    "basic-auth": ("basic",),
+    "http-auth": ("bearer", "basic", "token"),
+    "url-password": ("://",),
+    "curl-user": ("curl",),
+    "key-line": _KEY_WORDS,
+    "key-value": _KEY_WORDS,
+    "curl-header": _KEY_WORDS,
+    "header": _KEY_WORDS,
+    "xml-element": _KEY_WORDS,
+}  # fmt: skip
+_NEEDED = tuple(sorted({needle for needles in _NEEDS.values() for needle in needles}))
+
+
+def _folded(text: str) -> str:
+    lowered = text.casefold()
+    if "\u0131" in lowered or "\u0307" in lowered:
+        # IGNORECASE matches the Turkish dotless i (U+0131) and dotted capital I (U+0130,
+        # folded to i + U+0307) as i; casefold() does not, so fold them here.
+        lowered = lowered.replace("\u0131", "i").replace("i\u0307", "i")
+    return lowered
+
+
+def _present(text: str) -> set[str]:
+    lowered = _folded(text)
+    return {needle for needle in _NEEDED if needle in lowered}
 
 
 def may_hold_secret(text: str) -> bool:
     """False only for text that none of the patterns could change."""
-    lowered = text.casefold()
-    if "\u0131" in lowered or "\u0307" in lowered or "\u017f" in lowered or "\u212a" in text:
-        # IGNORECASE matches the Turkish dotless i (U+0131), the dotted capital I (U+0130,
-        # folded to i + U+0307), the long s (U+017F) and the Kelvin sign (U+212A) as
-        # i, s and k; casefold() does not fold all of them alike, so fold them here.
-        lowered = (
-            lowered.replace("\u0131", "i")
-            .replace("i\u0307", "i")
-            .replace("\u017f", "s")
-            .replace("\u212a", "k")
-        )
-    for needed in _NEEDED:
-        if needed in lowered:
-            return True
-    return _NEEDED_GITHUB.search(lowered) is not None
+    lowered = _folded(text)
+    return any(needle in lowered for needle in _NEEDED)
 
 
 def scan_secrets(text: str) -> str:
     """``text`` with every pattern's secret replaced (``text`` itself when none is)."""
-    if not may_hold_secret(text):
+    present = _present(text)
+    if not present:
         return text
-    for _, pattern, replacement in PATTERNS:
-        text = pattern.sub(replacement, text)
+    for name, pattern, replacement in PATTERNS:
+        if present.isdisjoint(_NEEDS[name]):
+            continue
+        redacted = pattern.sub(replacement, text)
+        if redacted != text:
+            text, present = redacted, _present(redacted)
     return text

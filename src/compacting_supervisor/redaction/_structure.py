@@ -20,15 +20,18 @@ from urllib.parse import unquote
 from compacting_supervisor.redaction._keys import is_placeholder, key_kind, looks_like_credential
 from compacting_supervisor.redaction._rules import SECRET
 
-__all__ = ["Scan", "decode", "redact_string", "redact_structure"]
+__all__ = ["TOO_DEEP", "Scan", "decode", "redact_string", "redact_structure"]
 
 Scan = Callable[[str], str]
 """Text in, text out: the text rules (built-in patterns, personal data, a plug-in)."""
 
-_MAX_DEPTH = 100  # deeper structures are scanned as their JSON text, not walked
+_MAX_DEPTH = 100  # deeper structures are replaced whole (JSON text: scanned as text)
+TOO_DEEP = "[REDACTED:nested-too-deep]"
 _ESCAPE = re.compile(
     r"\\u(d[89abAB][0-9a-fA-F]{2})\\u(d[c-fC-F][0-9a-fA-F]{2})|\\u([0-9a-fA-F]{4})|\\([/\"nrt])"
 )
+_MEDIA = re.compile(r"data:(?:image|audio|video)/[\w.+\-]{1,40};base64,")
+_JSON_START = re.compile(r"\s*[\[{]")
 _PERCENT = re.compile(r"%[0-9A-Fa-f]{2}")
 _SIMPLE = {"/": "/", '"': '"', "n": "\n", "r": "\r", "t": "\t"}
 
@@ -54,6 +57,8 @@ def decode(text: str) -> str:
 
 def _secret_value(value: Any, kind: str, scan: Scan, depth: int) -> Any:
     """A value under a secret key: replaced, unless it is only a placeholder."""
+    if depth > _MAX_DEPTH:
+        return SECRET
     if isinstance(value, str):
         if is_placeholder(value.strip(), quoted=True):
             return redact_string(value, scan, depth + 1)
@@ -78,8 +83,8 @@ def redact_structure(value: Any, scan: Scan, depth: int = 0) -> Any:
     """
     if isinstance(value, str):
         return redact_string(value, scan, depth)
-    if depth > _MAX_DEPTH:
-        return value
+    if depth > _MAX_DEPTH and isinstance(value, Mapping | list | tuple):
+        return TOO_DEEP  # not walked any further, so not shown either: fail closed
     if isinstance(value, Mapping):
         changed = False
         out: dict[Any, Any] = {}
@@ -109,8 +114,10 @@ def redact_structure(value: Any, scan: Scan, depth: int = 0) -> Any:
 
 def _as_json(text: str, scan: Scan, depth: int) -> str | None:
     """``text`` redacted as the JSON it is; None when it is not a JSON object or array."""
+    if depth > _MAX_DEPTH or not _JSON_START.match(text):
+        return None
     stripped = text.strip()
-    if stripped[:1] not in ("{", "[") or stripped[-1:] not in ("}", "]") or depth > _MAX_DEPTH:
+    if stripped[-1:] not in ("}", "]"):
         return None
     try:
         value = json.loads(stripped)
@@ -130,8 +137,8 @@ def redact_string(text: str, scan: Scan, depth: int = 0) -> str:
 
     Returns ``text`` itself when nothing was found.
     """
-    if not text:
-        return text
+    if not text or (text.startswith("data:") and _MEDIA.match(text)):
+        return text  # an image, audio or video, read as [image] and the like
     as_json = _as_json(text, scan, depth)
     if as_json is not None:
         return as_json

@@ -1,0 +1,235 @@
+"""`CompactionMiddleware`: the compaction inside one `create_agent` run, before each model call."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import textwrap
+from typing import Any
+
+import pytest
+from langchain.agents import create_agent
+from langchain.agents.middleware import HumanInTheLoopMiddleware
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
+from langchain_core.tools import tool
+from langgraph.types import Command
+
+from compacting_supervisor import (
+    CompactionError,
+    CompactionMiddleware,
+    HistoryManager,
+    KeepTokens,
+    MessageCount,
+    TokenCounter,
+    is_summary,
+)
+from compacting_supervisor.testing import ScriptedChatModel
+
+from .helpers import openai_violations
+
+COUNTER = TokenCounter()
+LIMIT = 1_500
+CALLS = 42
+
+
+@tool
+def lookup(n: int) -> str:
+    """Look up record ``n``."""
+    return f"FACT-{n:02d}: record {n} says the budget line {n} is {n * 100} euros. " * 3
+
+
+def _tool_loop_model() -> ScriptedChatModel:
+    """Calls `lookup` once per model call, 42 times in one run, then answers."""
+
+    def step(messages: list[BaseMessage]) -> AIMessage:
+        done = sum(1 for m in messages if m.type == "tool")
+        summary = next((m for m in messages if is_summary(m)), None)
+        done += len(re.findall(r"FACT-\d+", summary.text)) if summary else 0
+        if done >= CALLS:
+            return AIMessage("All records are read.")
+        call = {"name": "lookup", "args": {"n": done}, "id": f"call_{done}"}
+        return AIMessage("", tool_calls=[call])
+
+    return ScriptedChatModel(responses=[step])
+
+
+def _facts_summariser() -> ScriptedChatModel:
+    """Keeps every FACT-n of the existing summary and the new messages, in order."""
+
+    def summarise(messages: list[BaseMessage]) -> str:
+        facts = sorted(set(re.findall(r"FACT-\d+", str(messages[-1].content))))
+        found = " ".join(facts) or "the user's notes, no records yet"
+        return f"## Discoveries\n- {found}\n## Current state\n- working through the requests"
+
+    return ScriptedChatModel(responses=[summarise])
+
+
+def _agent(checkpointer: Any, model: ScriptedChatModel, **kwargs: Any) -> tuple[Any, Any]:
+    middleware = CompactionMiddleware(
+        model=_facts_summariser(), token_limit=LIMIT, keep=KeepTokens(500), **kwargs
+    )
+    agent = create_agent(model, tools=[lookup], middleware=[middleware], checkpointer=checkpointer)
+    return agent, middleware
+
+
+def _check_one_long_run(model: ScriptedChatModel, messages: list[BaseMessage], mw: Any) -> None:
+    tool_results = [c for c in model.calls if c and c[-1].type == "tool"]
+    assert len(model.calls) == CALLS + 1  # 42 tool calls and the answer, in one run
+    assert len(tool_results) >= CALLS
+    # Every model call's input stayed under the trigger, and no call lost its result.
+    for call in model.calls:
+        assert COUNTER.count(call) <= LIMIT
+        assert openai_violations(call) == []
+    assert messages[-1].text == "All records are read."
+    summary = next(m for m in messages if is_summary(m))
+    assert "FACT-00" in summary.text  # the first tool result survives in the summary
+    assert mw.last_compaction("t").status == "compacted"
+
+
+def test_forty_tool_calls_in_one_run_stay_under_the_trigger(saver: Any) -> None:
+    model = _tool_loop_model()
+    agent, mw = _agent(saver, model)
+    config = {"configurable": {"thread_id": "t"}}
+    state = agent.invoke({"messages": [HumanMessage("Read all records.")]}, config)
+    _check_one_long_run(model, state["messages"], mw)
+    # Persisted with the step: the next run starts from the compacted history, and every
+    # original stays in the checkpoints before it.
+    stored = agent.get_state(config).values["messages"]
+    assert is_summary(stored[0])
+    seen = {m.text for s in agent.get_state_history(config) for m in s.values.get("messages", [])}
+    assert {lookup.invoke({"n": n}) for n in range(CALLS)} <= seen
+
+
+async def test_forty_tool_calls_in_one_run_stay_under_the_trigger_async(asaver: Any) -> None:
+    model = _tool_loop_model()
+    agent, mw = _agent(asaver, model)
+    config = {"configurable": {"thread_id": "t"}}
+    state = await agent.ainvoke({"messages": [HumanMessage("Read all records.")]}, config)
+    _check_one_long_run(model, state["messages"], mw)
+
+
+def test_the_system_prompt_and_tools_count_towards_the_trigger(saver: Any) -> None:
+    prompt = "You read records carefully and answer in euros. " * 40  # ~400 tokens
+    model = _tool_loop_model()
+    middleware = CompactionMiddleware(
+        model=_facts_summariser(), token_limit=LIMIT, keep=KeepTokens(300)
+    )
+    agent = create_agent(
+        model,
+        tools=[lookup],
+        system_prompt=prompt,
+        middleware=[middleware],
+        checkpointer=saver,
+    )
+    agent.invoke(
+        {"messages": [HumanMessage("Read all records.")]}, {"configurable": {"thread_id": "t"}}
+    )
+    assert middleware.overhead_tokens > COUNTER.count_text(prompt)  # the prompt and the schema
+    for call in model.calls[1:]:  # from the second call on, the request was seen
+        assert COUNTER.count(call) <= LIMIT + 20
+
+
+def test_an_interrupt_survives_and_resume_works(saver: Any) -> None:
+    @tool
+    def delete(n: int) -> str:
+        """Delete record ``n``."""
+        return f"deleted {n}"
+
+    def step(messages: list[BaseMessage]) -> AIMessage:
+        if messages[-1].type == "tool":
+            return AIMessage("Deleted.")
+        return AIMessage("", tool_calls=[{"name": "delete", "args": {"n": 7}, "id": "d1"}])
+
+    model = ScriptedChatModel(responses=[step])
+    middleware = CompactionMiddleware(
+        model=_facts_summariser(), trigger=MessageCount(4), keep=KeepTokens(60)
+    )
+    agent = create_agent(
+        model,
+        tools=[delete],
+        middleware=[middleware, HumanInTheLoopMiddleware(interrupt_on={"delete": True})],
+        checkpointer=saver,
+    )
+    config = {"configurable": {"thread_id": "t"}}
+    statuses = []
+    for n in range(3):
+        agent.invoke({"messages": [HumanMessage(f"Note {n}: " + "details " * 40)]}, config)
+        assert agent.get_state(config).interrupts  # pending, after the compaction before it
+        state = agent.invoke(Command(resume={"decisions": [{"type": "approve"}]}), config)
+        assert state["messages"][-1].text == "Deleted."  # resumed, the tool ran
+        result = middleware.last_compaction("t")
+        statuses.append(result.status if result else None)
+    assert "compacted" in statuses
+    assert is_summary(state["messages"][0])
+    assert openai_violations(state["messages"]) == []
+
+
+def test_the_summariser_never_reaches_the_messages_stream(saver: Any) -> None:
+    model = _tool_loop_model()
+    agent, _ = _agent(saver, model)
+    config = {"configurable": {"thread_id": "t"}}
+    streamed = [
+        chunk
+        for chunk, _ in agent.stream(
+            {"messages": [HumanMessage("Read all records.")]}, config, stream_mode="messages"
+        )
+    ]
+    assert streamed
+    # Nothing the summariser wrote is streamed as the assistant's tokens (the summary
+    # message itself is the hook's state update, which LangGraph shows as a human message).
+    spoken = [chunk for chunk in streamed if chunk.type in ("ai", "AIMessageChunk")]
+    assert not any("## Discoveries" in str(chunk.content) for chunk in spoken)
+    assert any(is_summary(chunk) for chunk in streamed if chunk.type == "human")
+
+
+def test_a_failing_summariser_never_fails_the_run(saver: Any) -> None:
+    model = _tool_loop_model()
+    middleware = CompactionMiddleware(
+        history_manager=HistoryManager(
+            model=ScriptedChatModel(responses=[RuntimeError("provider down")]), retry_backoff=0
+        ),
+        token_limit=LIMIT,
+        keep=KeepTokens(500),
+    )
+    agent = create_agent(model, tools=[lookup], middleware=[middleware], checkpointer=saver)
+    config = {"configurable": {"thread_id": "t"}}
+    state = agent.invoke({"messages": [HumanMessage("Read all records.")]}, config)
+    assert state["messages"][-1].text == "All records are read."
+    assert not any(is_summary(m) for m in state["messages"])  # history unchanged
+    assert middleware.last_compaction("t").status in {"failed", "skipped"}
+    assert middleware._circuits["t"].failures >= 1
+
+
+# ---------------------------------------------------------------------------- bad input
+
+
+def test_bad_input_names_the_parameter() -> None:
+    graph = create_agent(ScriptedChatModel(responses=["x"]), tools=[])
+    with pytest.raises(TypeError, match="`model` is the summariser's chat model"):
+        CompactionMiddleware(model=graph)
+    with pytest.raises(ValueError, match="`token_limit` and `trigger`"):
+        CompactionMiddleware(token_limit=100, trigger=MessageCount(4))
+    with pytest.raises(TypeError, match="`history_manager`"):
+        CompactionMiddleware(history_manager="manager")  # type: ignore[arg-type]
+    with pytest.raises(CompactionError, match="no 'messages' channel"):
+        CompactionMiddleware().before_model({"todos": []}, None)
+
+
+def test_the_package_imports_without_langchain_and_names_the_extra() -> None:
+    script = textwrap.dedent(
+        """
+        import sys
+        sys.modules["langchain"] = None  # as if langchain were not installed
+        import compacting_supervisor
+        from compacting_supervisor import CompactionMiddleware
+        try:
+            CompactionMiddleware()
+        except ImportError as exc:
+            print(exc)
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert 'pip install "compacting-supervisor[agents]"' in result.stdout
