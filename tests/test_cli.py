@@ -812,3 +812,22 @@ def test_threads_inspect_and_export_follow_the_branch_after_time_travel(
     ids = [m["data"]["id"] for m in parts]
     assert len(ids) == len(set(ids)) == exported["message_count"]
     assert messages_from_dict(exported["live"])[-2].content == "A new branch."
+
+
+def test_compact_on_a_locked_database_says_so_once(
+    sqlite_store: Store, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The store refusing the write is a `CheckpointerError`: exit 1, history unchanged."""
+    conversation = sqlite_store.conversation(6, token_limit=100_000)
+    head = conversation.head_id()
+    writer = sqlite3.connect(sqlite_store.db, timeout=0)
+    writer.execute("BEGIN IMMEDIATE")  # another process is writing (readers still read)
+    try:
+        err = _fails(capsys, 1, "compact", sqlite_store.db, "-t", conversation.thread_id)
+    finally:
+        writer.rollback()
+        writer.close()
+    assert "the checkpointer failed to write the compacted checkpoint" in err
+    assert "database is locked" in err
+    assert err.lower().count("the history is unchanged") == 1
+    assert conversation.head_id() == head

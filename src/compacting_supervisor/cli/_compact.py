@@ -29,6 +29,7 @@ from compacting_supervisor.cli._commands import (
 from compacting_supervisor.cli._output import _compact_report, _print_json, _Progress
 from compacting_supervisor.cli._stores import ThreadHead, open_store
 from compacting_supervisor.errors import (
+    CheckpointerError,
     CompactionError,
     NoReductionError,
     SummarizationError,
@@ -98,6 +99,8 @@ def _cmd_compact(args: argparse.Namespace) -> int:
                 "run, then compact. The history is unchanged."
             )
             raise CliError(msg, EXIT_FAILURE) from exc
+        except CheckpointerError as exc:  # the store refused the read or the write
+            raise CliError(str(exc), EXIT_FAILURE) from exc
         except CompactionError as exc:  # a run moved the thread on, or it holds non-messages
             raise CliError(f"{exc} The history is unchanged.", EXIT_FAILURE) from exc
     if outcome is None:
