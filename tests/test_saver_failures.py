@@ -194,3 +194,18 @@ def test_postgres_in_a_read_only_session_makes_a_compaction_error() -> None:
         _check(caught.value, psycopg.Error, "write")
         saver.conn.execute("SET default_transaction_read_only = off")
         assert _history(saver) == before
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="CompactingSupervisor.compact reads the state again in its `except CompactionError` "
+    "block to record the failure; that read raises the saver's own error over the "
+    "CheckpointerError (supervisor.py: guard that read)",
+)
+def test_the_wrapper_reports_a_failed_read_as_a_compaction_error() -> None:
+    saver = FlakySaver()
+    supervisor = _supervisor(saver)
+    _talk(supervisor)
+    saver.fail_read = True
+    with pytest.raises(CheckpointerError):
+        supervisor.compact(CONFIG)
