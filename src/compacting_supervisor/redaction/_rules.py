@@ -210,7 +210,7 @@ PATTERNS: list[tuple[str, re.Pattern[str], Replacement]] = [
     (
         "basic-auth",
         re.compile(
-            r"(?i)(?<![A-Za-z0-9_\-])(?P<scheme>basic)[ \t]{1,5}+"
+            r"(?i)(?P<scheme>basic)(?<![\w\-]basic)[ \t]{1,5}+"
             r"(?P<b64>[A-Za-z0-9+/]{8,}+)={0,2}"
         ),
         _basic_auth,
@@ -236,7 +236,7 @@ PATTERNS: list[tuple[str, re.Pattern[str], Replacement]] = [
         # curl -u user:password, curl --user "user:password"
         "curl-user",
         re.compile(
-            r"(?<=[ \t])((?:-u|--user)[ \t]{1,5}+([\"']?)"
+            r"(-(?<=[ \t]-)(?:u|-user)[ \t]{1,5}+([\"']?)"
             r"[^\s\"':<>]{0,100}+:)([^\s\"'<>]{1,200}+)(?=\2)"
         ),
         _curl_user,
@@ -268,7 +268,7 @@ PATTERNS: list[tuple[str, re.Pattern[str], Replacement]] = [
         # header at the start of a line is the line rule's; in prose, "cookie:" is a word)
         "header",
         re.compile(
-            r"(?i)(?<=[\"'])(?P<key>authorization|proxy-authorization|cookie|set-cookie"
+            r"(?i)[\"'](?P<key>authorization|proxy-authorization|cookie|set-cookie"
             r"|x-[a-z0-9\-]{1,40}+)[ \t]{0,5}+:[ \t]{0,5}+(?P<value>[^\n\"']{1,4000}+)"
         ),
         _line_value,
@@ -277,7 +277,7 @@ PATTERNS: list[tuple[str, re.Pattern[str], Replacement]] = [
         # curl -H "apikey: ...", --header 'Token: ...': any header name, inside -H
         "curl-header",
         re.compile(
-            r"(?i)(?<![\w\-])(?:-H|--header)[ \t]{1,5}+[\"'](?P<key>[A-Za-z][\w\-]{0,60}+)"
+            r"(?i)-(?<![\w\-]-)(?:h|-header)[ \t]{1,5}+[\"'](?P<key>[A-Za-z][\w\-]{0,60}+)"
             r"[ \t]{0,5}+:[ \t]{0,5}+(?P<value>[^\n\"']{1,4000}+)"
         ),
         _line_value,
@@ -321,11 +321,12 @@ _NEEDS: dict[str, tuple[str, ...]] = {  # name -> needles
     "curl-user": ("curl",),
     "key-line": _KEY_WORDS,
     "key-value": _KEY_WORDS,
-    "curl-header": _KEY_WORDS,
+    "curl-header": ("-h",),
     "header": _KEY_WORDS,
     "xml-element": _KEY_WORDS,
 }  # fmt: skip
-_NEEDED = tuple(sorted({needle for needles in _NEEDS.values() for needle in needles}))
+# The common words first: most texts that hold a needle hold one of them.
+_NEEDED = tuple(dict.fromkeys([*_KEY_WORDS, *(n for needles in _NEEDS.values() for n in needles)]))
 
 
 def _folded(text: str) -> str:
@@ -337,26 +338,30 @@ def _folded(text: str) -> str:
     return lowered
 
 
-def _present(text: str) -> set[str]:
-    lowered = _folded(text)
-    return {needle for needle in _NEEDED if needle in lowered}
+def _holds(lowered: str, needles: tuple[str, ...]) -> bool:
+    return any(needle in lowered for needle in needles)
 
 
 def may_hold_secret(text: str) -> bool:
     """False only for text that none of the patterns could change."""
-    lowered = _folded(text)
-    return any(needle in lowered for needle in _NEEDED)
+    return _holds(_folded(text), _NEEDED)
 
 
 def scan_secrets(text: str) -> str:
     """``text`` with every pattern's secret replaced (``text`` itself when none is)."""
-    present = _present(text)
-    if not present:
+    lowered = _folded(text)
+    if not _holds(lowered, _NEEDED):
         return text
+    seen: dict[int, bool] = {}  # needles (by identity: the key rules share theirs) -> found
     for name, pattern, replacement in PATTERNS:
-        if present.isdisjoint(_NEEDS[name]):
+        needles = _NEEDS[name]
+        found = seen.get(id(needles))
+        if found is None:
+            found = seen[id(needles)] = _holds(lowered, needles)
+        if not found:
             continue
         redacted = pattern.sub(replacement, text)
         if redacted != text:
-            text, present = redacted, _present(redacted)
+            text, lowered = redacted, _folded(redacted)
+            seen.clear()
     return text

@@ -1,0 +1,215 @@
+"""Linear time on any input: redaction, rendering, counting and cutting, 10 KB to 1 MB.
+
+Times ``redact_text`` and ``redact_secrets`` (a tool message holding the text),
+``render_messages``, ``TokenCounter().count`` and ``plan_cut(..., KeepRatio(0.5))`` on
+adversarial inputs (repeated key prefixes, long runs, nested JSON, base64) and ordinary
+ones, at 10 KB, 100 KB and 1 MB. Prints min / median / max of a few repeats and the ratio
+of medians per 10x of input: linear is about 10, quadratic about 100. Then the share of a
+compaction that redaction takes: ``HistoryManager(model=<scripted>).compact_messages`` on
+1,000 ordinary messages, with the default redaction and with ``redact=None``.
+
+Usage (from the repository root)::
+
+    python benchmarks/linear_time.py            # 10 KB, 100 KB, 1 MB; 3 repeats
+    python benchmarks/linear_time.py --quick    # 10 KB and 100 KB; 2 repeats
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import itertools
+import random
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
+
+from compacting_supervisor import HistoryManager, KeepRatio, TokenCounter, redact_secrets
+from compacting_supervisor._cut import plan_cut
+from compacting_supervisor.context import render_messages
+from compacting_supervisor.redaction import redact_text
+from compacting_supervisor.testing import ScriptedChatModel
+from tests.redaction_corpus import ordinary_messages
+
+
+def _repeat(unit: str) -> Callable[[int], str]:
+    return lambda n: (unit * (n // len(unit) + 1))[:n]
+
+
+def _nested_json(n: int) -> str:
+    depth = n // 2
+    return "[" * depth + "]" * depth
+
+
+def _deep_object(n: int) -> str:
+    unit = '{"password": '
+    depth = n // (len(unit) + 1)
+    return unit * depth + '"x"' + "}" * depth
+
+
+def _base64(n: int) -> str:
+    return base64.b64encode(random.Random(1).randbytes(n * 3 // 4 + 3)).decode()[:n]
+
+
+def _ordinary(n: int) -> str:
+    texts = [text for _, text in ordinary_messages(400)]
+    out: list[str] = []
+    size = 0
+    while size < n:
+        text = texts[len(out) % len(texts)]
+        out.append(text)
+        size += len(text) + 1
+    return "\n".join(out)[:n]
+
+
+INPUTS: dict[str, Callable[[int], str]] = {
+    '"sk-" * n': _repeat("sk-"),
+    '"-----BEGIN " * n': _repeat("-----BEGIN "),
+    '"://" * n': _repeat("://"),
+    '"password=" * n': _repeat("password="),
+    '"a" * n': _repeat("a"),
+    '"<" * n': _repeat("<"),
+    '"eyJ-" * n': _repeat("eyJ-"),
+    '"a: " * n': _repeat("a: "),
+    '"token=a&" * n': _repeat("token=a&"),
+    '"\\\\u00" * n': _repeat("\\u00"),
+    '"curl -u " * n': _repeat("curl -u "),
+    '"Authorization: Basic " * n': _repeat("Authorization: Basic "),
+    '\'"password": "\' * n': _repeat('"password": "'),
+    '"1 " * n (digits)': _repeat("1 "),
+    '"a@" * n': _repeat("a@"),
+    "nested JSON [[[...]]]": _nested_json,
+    'deep {"password": {...}}': _deep_object,
+    "base64": _base64,
+    "ordinary messages": _ordinary,
+}
+
+
+def _messages(text: str) -> list[BaseMessage]:
+    """The text as one conversation: 1 KB per message, human and assistant in turn."""
+    chunks = [text[i : i + 1000] for i in range(0, len(text), 1000)] or [""]
+    return [
+        HumanMessage(chunk) if i % 2 == 0 else AIMessage(chunk) for i, chunk in enumerate(chunks)
+    ]
+
+
+def _tool_message(text: str) -> list[BaseMessage]:
+    return [ToolMessage(text, tool_call_id="c1", name="read")]
+
+
+FUNCTIONS: dict[str, tuple[Callable[[str], Any], Callable[[Any], Any]]] = {
+    "redact_text": (lambda text: text, redact_text),
+    "redact_secrets": (lambda text: _tool_message(text)[0], redact_secrets),
+    "render_messages": (_tool_message, render_messages),
+    "TokenCounter.count": (_tool_message, TokenCounter().count),
+    "plan_cut (1 KB messages)": (_messages, lambda ms: plan_cut(ms, KeepRatio(0.5))),
+}
+
+
+def _time(call: Callable[[], Any], repeats: int) -> list[float]:
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - started)
+    return times
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1000:9.1f}"
+
+
+def scaling(sizes: list[int], repeats: int, limit: float) -> None:
+    """Print one table per function: input, then min/median/max per size and the ratios."""
+    for function, (prepare, run) in FUNCTIONS.items():
+        print(f"\n## {function}\n")
+        header = " | ".join(f"{size // 1000} KB min / median / max (ms)" for size in sizes)
+        print(f"| input | {header} | ratio per 10x |")
+        print("|---|" + "---|" * len(sizes) + "---|")
+        for name, make in INPUTS.items():
+            cells, medians = [], []
+            for size in sizes:
+                prepared = prepare(make(size))
+                try:
+                    times = _time(lambda run=run, prepared=prepared: run(prepared), repeats)
+                except Exception as exc:  # a finding to report, not a reason to stop
+                    cells.append(f"fails: {type(exc).__name__}")
+                    cells.extend(["-"] * (len(sizes) - len(cells)))
+                    break
+                medians.append(statistics.median(times))
+                cells.append(
+                    f"{_ms(min(times))} / {_ms(statistics.median(times))} / {_ms(max(times))}"
+                )
+                if medians[-1] > limit:
+                    cells.extend(["(stopped: over the time limit)"] * (len(sizes) - len(cells)))
+                    break
+            ratios = [
+                f"{later / earlier:.1f}x"
+                for earlier, later in itertools.pairwise(medians)
+                if earlier > 0
+            ]
+            print(f"| {name} | {' | '.join(cells)} | {', '.join(ratios)} |", flush=True)
+
+
+def redaction_share(count: int, repeats: int) -> None:
+    """Redaction's share of ``compact_messages`` on ``count`` ordinary messages."""
+    texts = [text for _, text in ordinary_messages(count)]
+    messages: list[BaseMessage] = [
+        HumanMessage(text) if i % 2 == 0 else AIMessage(text) for i, text in enumerate(texts)
+    ]
+    reply = "The user and the assistant went through records, code and logs; nothing pending."
+
+    def compact(redact: Any) -> None:
+        manager = HistoryManager(model=ScriptedChatModel(responses=[reply]), redact=redact)
+        manager.compact_messages(messages)
+
+    compact(redact_secrets)  # warm up: token encoder, regex compilation
+    evicted = messages[: count // 2]
+    with_redaction: list[float] = []
+    without: list[float] = []
+    redact_only: list[float] = []
+    for _ in range(repeats):  # interleaved, so a busy machine slows all three alike
+        with_redaction += _time(lambda: compact(redact_secrets), 1)
+        without += _time(lambda: compact(None), 1)
+        redact_only += _time(lambda: [redact_secrets(m) for m in evicted], 1)
+    print(f"\n## Redaction's share of a compaction ({count} ordinary messages)\n")
+    print("| | min (ms) | median (ms) | max (ms) |")
+    print("|---|---|---|---|")
+    for name, times in (
+        ("compact_messages, default redaction", with_redaction),
+        ("compact_messages, redact=None", without),
+        ("redact_secrets on the evicted half alone", redact_only),
+    ):
+        print(
+            f"| {name} | {_ms(min(times))} | {_ms(statistics.median(times))} | {_ms(max(times))} |"
+        )
+    share = statistics.median(redact_only) / statistics.median(with_redaction)
+    best = min(redact_only) / min(with_redaction)
+    print(
+        f"\nRedaction is {share:.1%} of the compaction's median time ({best:.1%} of its "
+        "fastest run; goal: under 5%)."
+    )
+
+
+def main() -> None:
+    """Run the share of a compaction, then the scaling tables."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="10 KB and 100 KB, 2 repeats")
+    parser.add_argument("--limit", type=float, default=20.0, help="stop an input over this (s)")
+    args = parser.parse_args()
+    sizes = [10_000, 100_000] if args.quick else [10_000, 100_000, 1_000_000]
+    repeats = 2 if args.quick else 3
+    redaction_share(1000, repeats * 3)
+    scaling(sizes, repeats, args.limit)
+
+
+if __name__ == "__main__":
+    main()
