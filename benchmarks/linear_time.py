@@ -109,7 +109,8 @@ FUNCTIONS: dict[str, tuple[Callable[[str], Any], Callable[[Any], Any]]] = {
     "redact_text": (lambda text: text, redact_text),
     "redact_secrets": (lambda text: _tool_message(text)[0], redact_secrets),
     "render_messages": (_tool_message, render_messages),
-    "TokenCounter.count": (_tool_message, TokenCounter().count),
+    # A new counter per call: a counter caches each message's count.
+    "TokenCounter.count": (_tool_message, lambda messages: TokenCounter().count(messages)),
     "plan_cut (1 KB messages)": (_messages, lambda ms: plan_cut(ms, KeepRatio(0.5))),
 }
 

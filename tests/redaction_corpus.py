@@ -383,7 +383,8 @@ def measure(redact: Callable[..., str]) -> Figures:
     def count(kind: str, hit: bool, text: str) -> None:
         hits, total = figures.counts.get(kind, (0, 0))
         figures.counts[kind] = (hits + hit, total + 1)
-        if (kind.endswith(("_fp", "negatives")) or kind.startswith("ordinary")) == hit:
+        wrong_when_hit = kind.endswith(("_fp", "negatives", "_default"))
+        if (wrong_when_hit or kind.startswith("ordinary")) == hit:
             figures.misses.setdefault(kind, []).append(text)
 
     for example in gitleaks_examples():

@@ -1,0 +1,108 @@
+"""Redaction measured on data not written here: recall and false positives per kind.
+
+Corpora (``tests/redaction_corpus.py``): gitleaks' true- and false-positive examples of
+its rules (MIT, ``tests/data/gitleaks_examples.json``), generated personal data with valid
+and broken checksums, and 2,400 ordinary messages. Prints, for the built-in rules
+(``redact_text``; ``personal_data=True`` for the personal-data rows), and for
+detect-secrets (an independent oracle, when installed) alone and on top of the built-in
+rules:
+
+- ``gitleaks true positives``: the secret is gone (recall);
+- ``gitleaks secrets alone``: the same generated secrets with no key around them;
+- ``gitleaks false positives`` and ``ordinary messages``: the text changed (false
+  positives);
+- ``personal data <kind>``: the item is gone, and the near misses changed.
+
+Usage (from the repository root)::
+
+    python benchmarks/redaction.py              # built-in rules, and detect-secrets if installed
+    python benchmarks/redaction.py --misses 5   # also list up to 5 misses per kind
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from compacting_supervisor.redaction import redact_text, redact_with
+from tests.redaction_corpus import Figures, measure
+
+ROWS = [
+    ("gitleaks_tp", "gitleaks true positives (recall)", ">= 95%"),
+    ("gitleaks_tp_bare", "gitleaks secrets alone, no key (recall)", "-"),
+    ("gitleaks_fp", "gitleaks false positives (changed)", "< 1%"),
+    ("ordinary", "ordinary messages (changed)", "< 1%"),
+    ("ordinary_pii", "ordinary messages, personal data on (changed)", "< 1%"),
+    ("pii_card", "personal data: cards, Luhn (recall)", "-"),
+    ("pii_iban", "personal data: IBANs, mod-97 (recall)", "-"),
+    ("pii_email", "personal data: e-mail (recall)", "-"),
+    ("pii_phone", "personal data: phones (recall)", "-"),
+    ("pii_negatives", "personal data near misses (changed)", "< 1%"),
+    ("pii_default", "personal data with the default (redacted)", "0% (off)"),
+]
+
+
+def _engines() -> dict[str, Callable[..., str]]:
+    engines: dict[str, Callable[..., str]] = {"built-in rules": redact_text}
+    try:
+        from compacting_supervisor.redaction.detect_secrets import DetectSecretsRedactor
+
+        oracle = DetectSecretsRedactor()
+    except ImportError:
+        print("detect-secrets is not installed: its columns are left out.\n")
+        return engines
+
+    def alone(text: str, *, personal_data: bool = False) -> str:
+        return oracle.redact(text)
+
+    from langchain_core.messages import HumanMessage
+
+    hooks = {flag: redact_with(oracle, personal_data=flag) for flag in (False, True)}
+
+    def combined(text: str, *, personal_data: bool = False) -> str:
+        return str(hooks[personal_data](HumanMessage(text)).content)
+
+    engines["detect-secrets alone"] = alone
+    engines["built-in + detect-secrets"] = combined
+    return engines
+
+
+def main() -> None:
+    """Measure every engine on every corpus and print the table."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--misses", type=int, default=0, help="list this many misses per kind")
+    args = parser.parse_args()
+    results: dict[str, Figures] = {}
+    seconds: dict[str, float] = {}
+    for name, engine in _engines().items():
+        started = time.perf_counter()
+        results[name] = measure(engine)
+        seconds[name] = time.perf_counter() - started
+    names = list(results)
+    print("| kind | goal | " + " | ".join(names) + " |")
+    print("|---|---|" + "---|" * len(names))
+    for kind, label, goal in ROWS:
+        cells = []
+        for name in names:
+            hits, total = results[name].counts[kind]
+            cells.append(f"{hits / total:.1%} ({hits}/{total})")
+        print(f"| {label} | {goal} | " + " | ".join(cells) + " |")
+    print("| time for all corpora (s) | | " + " | ".join(f"{seconds[n]:.1f}" for n in names) + " |")
+    if args.misses:
+        figures = results["built-in rules"]
+        for kind, label, _ in ROWS:
+            misses = figures.misses.get(kind, [])
+            if misses:
+                print(f"\n{label}: {len(misses)} miss(es), first {args.misses}:")
+                for text in misses[: args.misses]:
+                    print("   ", repr(text[:160]))
+
+
+if __name__ == "__main__":
+    main()
