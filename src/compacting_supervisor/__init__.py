@@ -5,6 +5,8 @@ limit, `HistoryManager` summarises the oldest part of the thread's messages and 
 the thread's checkpoint, leaving every other channel and every earlier checkpoint intact.
 """
 
+from typing import TYPE_CHECKING
+
 from compacting_supervisor._messages import is_summary
 from compacting_supervisor.archive import ArchivedSession, Transcript
 from compacting_supervisor.context import BuiltContext, ContextBuilder, render_messages
@@ -111,6 +113,10 @@ __all__ = [
     "render_messages",
     "render_transcript",
 ]
+
+
+if TYPE_CHECKING:  # imported on first use (below): it needs langchain
+    from compacting_supervisor.middleware import CompactionMiddleware
 
 
 def __getattr__(name: str) -> object:

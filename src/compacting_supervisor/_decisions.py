@@ -2,7 +2,7 @@
 
 `CompactionDecisions` is the base of the wrapper (after each run) and of the middleware
 (before each model call). It holds their settings (trigger, keep, breaker, the declared
-system prompt and tools), checked once (`configure`); asks the trigger on the thread's
+system prompt and tools), checked once (`_configure`); asks the trigger on the thread's
 messages; minds the circuit breaker; and records each compaction's result, flagging one
 still over the limit. Only where the messages come from and how the compaction is persisted
 differ between the forms.
@@ -52,7 +52,7 @@ class Compact:
 class CompactionDecisions:
     """The settings and decisions an automatic compaction shares across forms.
 
-    A form calls `configure` in its ``__init__``; a `with_config` copy of the wrapper shares
+    A form calls `_configure` in its ``__init__``; a `with_config` copy of the wrapper shares
     the results, first-seen times and breaker with the wrapper it was made from.
     """
 
@@ -67,7 +67,7 @@ class CompactionDecisions:
     _first_seen: dict[str, float]
     _results: dict[str, CompactionResult]
 
-    def configure(
+    def _configure(
         self,
         manager: HistoryManager,
         *,

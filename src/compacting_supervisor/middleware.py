@@ -95,7 +95,8 @@ class CompactionMiddleware(AgentMiddleware, CompactionDecisions):
         ...     state = agent.invoke({"messages": [("user", fact)]}, config)
         >>> [m.type for m in state["messages"]]  # a summary, then the two newest and the answer
         ['human', 'ai', 'human', 'ai']
-        >>> agent.get_state(config).values["messages"][0].text.startswith("Here is a summary")
+        >>> stored = agent.get_state(config).values["messages"]
+        >>> stored[0].text.startswith("Here is a summary")
         True
     """
 
@@ -129,7 +130,7 @@ class CompactionMiddleware(AgentMiddleware, CompactionDecisions):
             )
             raise TypeError(msg)
         manager = history_manager or HistoryManager(model=model)
-        self.configure(
+        self._configure(
             manager,
             token_limit=token_limit,
             compaction_ratio=compaction_ratio,

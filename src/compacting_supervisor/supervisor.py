@@ -151,7 +151,7 @@ class CompactingSupervisor(AutoCompaction):
         check_seconds("lock_timeout", lock_timeout, allow_none=True)
         agent, manager = bind_agent(agent, history_manager)
         self.agent = agent
-        self.configure(
+        self._configure(
             manager,
             token_limit=token_limit,
             compaction_ratio=compaction_ratio,
