@@ -169,3 +169,51 @@ def test_summary_like_messages_from_users_are_not_mistaken_for_summaries() -> No
     assert parts_plan is not None
     assert fake in parts_plan.summarized  # a user's words are conversation, not a summary
     assert isinstance(parts_plan.messages[0], BaseMessage)
+
+
+# ------------------------------------------------------------------ issue 18: hostile text
+
+_ADVERSARIAL = [
+    "sk-", "-----BEGIN ", "://", "password=", "a", "<", "eyJ-", "a: ", "token=a&", "\\u00",
+    "curl -u ", "Authorization: Basic ", '"password": "', "1 ", "a@", "[", "%4",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("unit", _ADVERSARIAL)
+def test_redaction_of_adversarial_text_finishes_and_leaves_no_secret(unit: str) -> None:
+    """Found in review: ``redact_text("sk-" * n)`` was quadratic (3.3 s at 24 KB, an hour
+    estimated at 1 MB) while holding the thread's lock. The times are in
+    ``benchmarks/linear_time.py``; here, 300 KB of each shape, with a secret at the end."""
+    from compacting_supervisor import redact_text
+
+    text = unit * (300_000 // len(unit)) + " then sk-proj-4f9a8b7c6d5e4f3a2b1c0d9e"
+    redacted = redact_text(text)
+    assert "4f9a8b7c6d5e4f3a2b1c0d9e" not in redacted
+
+
+def test_deeply_nested_arguments_fail_closed() -> None:
+    """A structure deeper than the walk goes is replaced whole: nothing in it is shown."""
+    from compacting_supervisor import redact_secrets
+
+    nested: Any = {"password": "Hunter2pass"}
+    for _ in range(500):
+        nested = {"inner": [nested]}
+    call = AIMessage("", tool_calls=[{"name": "deep", "args": nested, "id": "c1"}])
+    assert "Hunter2pass" not in str(redact_secrets(call).tool_calls)
+    deep_json = "[" * 50_000 + '"password=Hunter2pass"' + "]" * 50_000
+    assert "Hunter2pass" not in str(redact_secrets(HumanMessage(deep_json)).content)
+
+
+def test_a_thread_holding_adversarial_text_compacts_with_its_secrets_redacted(saver: Any) -> None:
+    from .helpers import chat_graph
+
+    model = ScriptedChatModel(responses=["The user pasted a large log holding credentials."])
+    supervisor = CompactingSupervisor(
+        chat_graph(saver), HistoryManager(model=model, summary_input_tokens=None), token_limit=10**9
+    )
+    blob = "sk-" * 50_000 + "\npassword=Hunter2pass\n" + "://" * 50_000
+    supervisor.invoke({"messages": [HumanMessage(blob)]}, CONFIG)
+    supervisor.invoke({"messages": [HumanMessage("and now?")]}, CONFIG)
+    result = supervisor.compact(CONFIG)
+    assert result is not None and result.succeeded
+    assert "Hunter2pass" not in str(model.calls)
