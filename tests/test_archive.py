@@ -5,9 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from langchain_core.messages import HumanMessage, SystemMessage
+from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.memory import InMemorySaver
 
 from compacting_supervisor import CompactingSupervisor, HistoryManager
+from compacting_supervisor._persist.reads import ListParents
 from compacting_supervisor.testing import ScriptedChatModel
 
 from .helpers import chat_graph, tool_agent
@@ -234,26 +236,98 @@ class _CountingSaver(InMemorySaver):
 
     def __init__(self) -> None:
         super().__init__()
-        self.reads: list[str] = []
+        self.reads: list[tuple[str, Any]] = []
 
     def list(self, config: Any, **kwargs: Any) -> Any:
-        self.reads.append("list")
+        self.reads.append(("list", kwargs.get("filter")))
         return super().list(config, **kwargs)
 
     def get_tuple(self, config: Any) -> Any:
-        self.reads.append("get_tuple")
+        self.reads.append(("get_tuple", config["configurable"].get("checkpoint_id")))
         return super().get_tuple(config)
 
 
-def test_the_archive_reads_the_thread_with_one_listing() -> None:
+def test_the_archive_reads_each_checkpoint_it_needs_once() -> None:
     saver = _CountingSaver()
     supervisor = CompactingSupervisor(
         chat_graph(saver), HistoryManager(model=_summaries()), token_limit=250
     )
     _travel(supervisor)
     saver.reads.clear()
-    assert len(supervisor.transcript(TRAVEL).sessions) >= 3
-    assert saver.reads == ["list"]
+    sessions = len(supervisor.transcript(TRAVEL).sessions)
+    assert sessions >= 3
+    lists = [r for r in saver.reads if r[0] == "list"]
+    tuples = [r for r in saver.reads if r[0] == "get_tuple"]
+    assert lists == [("list", {"source": "update"})]  # the compactions, nothing else listed
+    assert len(tuples) == len(set(tuples)) <= sessions + 1  # what they compacted, the head
     saver.reads.clear()
-    assert supervisor.history_manager.thread_stats(TRAVEL, graph=supervisor.agent).compactions >= 3
-    assert saver.reads == ["list"]
+    stats = supervisor.history_manager.thread_stats(TRAVEL, graph=supervisor.agent)
+    assert stats.compactions == sessions
+    assert len(saver.reads) <= 2
+
+
+class _Opaque(BaseCheckpointSaver[Any]):
+    """A saver the archive knows nothing about (it wraps an InMemorySaver)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inner = InMemorySaver()
+        self.lists: list[Any] = []
+
+    def get_tuple(self, config: Any) -> Any:
+        return self.inner.get_tuple(config)
+
+    def list(self, config: Any, **kwargs: Any) -> Any:
+        self.lists.append(kwargs.get("filter"))
+        return self.inner.list(config, **kwargs)
+
+    def put(self, *args: Any) -> Any:
+        return self.inner.put(*args)
+
+    def put_writes(self, *args: Any, **kwargs: Any) -> None:
+        self.inner.put_writes(*args, **kwargs)
+
+    def get_next_version(self, current: Any, channel: Any) -> Any:
+        return self.inner.get_next_version(current, channel)
+
+
+def test_any_other_saver_is_listed_once_and_followed_along_the_branch() -> None:
+    saver = _Opaque()
+    supervisor = CompactingSupervisor(
+        chat_graph(saver), HistoryManager(model=_summaries()), token_limit=250
+    )
+    fork, _ = _travel(supervisor)
+    supervisor.agent.invoke({"messages": [HumanMessage("A new branch")]}, _branch_config(fork))
+    saver.lists.clear()
+    transcript = supervisor.transcript(TRAVEL)
+    stats = supervisor.history_manager.thread_stats(TRAVEL, graph=supervisor.agent)
+    _check_branch(transcript, stats, fork, 2, supervisor.get_state(TRAVEL))
+    assert saver.lists == [None, None]  # one whole listing per read
+
+
+def _parents_listed(listed: list[Any]) -> dict[str, str | None]:
+    return {
+        t.checkpoint["id"]: (t.parent_config or {}).get("configurable", {}).get("checkpoint_id")
+        for t in listed
+    }
+
+
+def test_the_parents_are_read_without_listing_on_every_saver_we_know(saver: Any) -> None:
+    supervisor = CompactingSupervisor(
+        chat_graph(saver), HistoryManager(model=_summaries()), token_limit=250
+    )
+    for i in range(4):
+        supervisor.invoke({"messages": [HumanMessage(f"Question {i}")]}, TRAVEL)
+    parents = ListParents("travel", saver).run()
+    assert parents == _parents_listed(list(saver.list(TRAVEL)))
+    assert ListParents("no-such-thread", saver).run() == {}
+
+
+async def test_async_the_parents_are_read_without_listing(asaver: Any) -> None:
+    supervisor = CompactingSupervisor(
+        chat_graph(asaver), HistoryManager(model=_summaries()), token_limit=250
+    )
+    for i in range(4):
+        await supervisor.ainvoke({"messages": [HumanMessage(f"Question {i}")]}, TRAVEL)
+    parents = await ListParents("travel", asaver).arun()
+    assert parents == _parents_listed([t async for t in asaver.alist(TRAVEL)])

@@ -4,17 +4,23 @@ Every compaction this package writes is a checkpoint with ``source="update"`` wh
 names the checkpoint it compacted, so both reads need nothing stored elsewhere. They follow
 the branch the thread is on: after time travel (a run from an older ``checkpoint_id``) the
 abandoned branch's checkpoints stay in the store, so only the compactions among the head's
-ancestors (walked through each checkpoint's parent) count. One ``list`` of the thread's
-checkpoints gives all of it; flows, like the rewrite: the saver I/O are ops.
+ancestors (walked through each checkpoint's parent) count.
+
+The parents come from one SQL query on SqliteSaver's or PostgresSaver's table (or from
+InMemorySaver's storage), which deserialises nothing; then the compactions are listed with
+``filter={"source": "update"}`` and the few checkpoints whose messages are needed read once
+each. Any other saver is listed whole, once. Flows, like the rewrite: the saver I/O are ops.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from langgraph.checkpoint.base import BaseCheckpointSaver, CheckpointTuple
+from langgraph.checkpoint.memory import InMemorySaver
 
 from compacting_supervisor._checkpoint import head_config
 from compacting_supervisor._flow import Flow
@@ -24,7 +30,9 @@ from compacting_supervisor.archive import Transcript, build_transcript
 from compacting_supervisor.results import ThreadStats
 from compacting_supervisor.token_counter import TokenCounter
 
-__all__ = ["Checkpoint", "ListCheckpoints", "branch", "thread_stats", "transcript"]
+logger = logging.getLogger(__name__)
+
+__all__ = ["Checkpoint", "ListCheckpoints", "ListParents", "branch", "thread_stats", "transcript"]
 
 
 @dataclass(frozen=True)
@@ -41,26 +49,142 @@ class Checkpoint:
     compacted (None: not kept)."""
 
 
+_PARENTS = (
+    "SELECT checkpoint_id, parent_checkpoint_id FROM checkpoints "
+    "WHERE thread_id = {marker} AND checkpoint_ns = ''"
+)
+
+_SQL_SAVERS = {
+    "langgraph.checkpoint.sqlite.SqliteSaver": "sqlite",
+    "langgraph.checkpoint.sqlite.aio.AsyncSqliteSaver": "sqlite",
+    "langgraph.checkpoint.postgres.PostgresSaver": "postgres",
+    "langgraph.checkpoint.postgres.aio.AsyncPostgresSaver": "postgres",
+}
+
+
+def _sql_kind(saver: BaseCheckpointSaver[Any]) -> str | None:
+    for cls in type(saver).__mro__:
+        if kind := _SQL_SAVERS.get(f"{cls.__module__}.{cls.__qualname__}"):
+            return kind
+    return None
+
+
+@dataclass(frozen=True)
+class ListParents:
+    """Each checkpoint of the thread with its parent's id, deserialising nothing.
+
+    Answered by one query on the ``checkpoints`` table of SqliteSaver and PostgresSaver
+    (sync or async), or from InMemorySaver's storage; None for any other saver (or a
+    table of another shape), which the reads then list whole.
+    """
+
+    thread_id: str
+    saver: BaseCheckpointSaver[Any]
+
+    def run(self) -> dict[str, str | None] | None:
+        """Read them (sync)."""
+        try:
+            return self._memory() if isinstance(self.saver, InMemorySaver) else self._sql()
+        except Exception:  # not the table we know: list the checkpoints instead
+            logger.debug("Thread %s: parents not read with SQL.", self.thread_id, exc_info=True)
+            return None
+
+    async def arun(self) -> dict[str, str | None] | None:
+        """Read them (async)."""
+        try:
+            return self._memory() if isinstance(self.saver, InMemorySaver) else await self._asql()
+        except Exception:  # not the table we know: list the checkpoints instead
+            logger.debug("Thread %s: parents not read with SQL.", self.thread_id, exc_info=True)
+            return None
+
+    def _memory(self) -> dict[str, str | None]:
+        assert isinstance(self.saver, InMemorySaver)
+        stored = self.saver.storage.get(self.thread_id, {}).get("", {})
+        return {str(cid): None if p is None else str(p) for cid, (_, _, p) in stored.items()}
+
+    def _sql(self) -> dict[str, str | None] | None:
+        saver: Any = self.saver
+        kind = _sql_kind(saver)
+        if kind == "sqlite" and not hasattr(saver.conn, "__aenter__"):
+            with saver.lock:
+                rows = saver.conn.execute(_PARENTS.format(marker="?"), (self.thread_id,))
+                return _parents(rows.fetchall())
+        if kind == "postgres" and not hasattr(saver.conn, "__aenter__"):
+            with saver._cursor() as cur:
+                cur.execute(_PARENTS.format(marker="%s"), (self.thread_id,))
+                return _parents(cur.fetchall())
+        return None
+
+    async def _asql(self) -> dict[str, str | None] | None:
+        saver: Any = self.saver
+        kind = _sql_kind(saver)
+        if kind == "sqlite" and hasattr(saver.conn, "__aenter__"):
+            async with (
+                saver.lock,
+                saver.conn.execute(_PARENTS.format(marker="?"), (self.thread_id,)) as cur,
+            ):
+                return _parents(await cur.fetchall())
+        if kind == "postgres" and hasattr(saver.conn, "__aenter__"):
+            async with saver._cursor() as cur:
+                await cur.execute(_PARENTS.format(marker="%s"), (self.thread_id,))
+                return _parents(await cur.fetchall())
+        return None
+
+
+def _parents(rows: Iterable[Any]) -> dict[str, str | None]:
+    def pair(row: Any) -> tuple[Any, Any]:
+        return (row["checkpoint_id"], row["parent_checkpoint_id"]) if isinstance(row, dict) else row
+
+    return {str(cid): None if parent is None else str(parent) for cid, parent in map(pair, rows)}
+
+
 @dataclass(frozen=True)
 class ListCheckpoints:
     """List the thread's checkpoints (root namespace) once, keeping only what the reads use.
 
     Savers list newest first, so a compaction comes before the checkpoint it compacted:
     that one's messages are kept as it passes, and every other checkpoint's are dropped.
+    With ``updates_only``, only the ``source="update"`` ones (compactions among them).
     """
 
     thread_id: str
     saver: BaseCheckpointSaver[Any]
     messages_key: str
+    updates_only: bool = False
 
     def run(self) -> list[Checkpoint]:
         """List them (sync)."""
-        return _keep(self.saver.list(head_config(self.thread_id)), self.messages_key)
+        listed = self.saver.list(head_config(self.thread_id), filter=self._filter())
+        return _keep(listed, self.messages_key)
 
     async def arun(self) -> list[Checkpoint]:
         """List them (async)."""
-        listed = [t async for t in self.saver.alist(head_config(self.thread_id))]
+        cfg = head_config(self.thread_id)
+        listed = [t async for t in self.saver.alist(cfg, filter=self._filter())]
         return _keep(listed, self.messages_key)
+
+    def _filter(self) -> dict[str, Any] | None:
+        return {"source": "update"} if self.updates_only else None
+
+
+def _read_thread(
+    thread_id: str, saver: BaseCheckpointSaver[Any], messages_key: str
+) -> Flow[list[Checkpoint]]:
+    """Every checkpoint of the thread with its parent, compactions with their details."""
+    parents: dict[str, str | None] | None = yield ListParents(thread_id, saver)
+    if parents is None:
+        listed: list[Checkpoint] = yield ListCheckpoints(thread_id, saver, messages_key)
+        return listed
+    updates: list[Checkpoint] = yield ListCheckpoints(
+        thread_id, saver, messages_key, updates_only=True
+    )
+    known = {c.checkpoint_id for c in updates}
+    others = [
+        Checkpoint(checkpoint_id, parent, "", None, None)
+        for checkpoint_id, parent in parents.items()
+        if checkpoint_id not in known
+    ]
+    return [*updates, *others]
 
 
 def _keep(listed: Iterable[CheckpointTuple], messages_key: str) -> list[Checkpoint]:
@@ -141,8 +265,7 @@ def thread_stats(
     token_counter: TokenCounter,
 ) -> Flow[ThreadStats]:
     """`HistoryManager.thread_stats`: the thread's size now and its branch's compactions."""
-    listed: list[Checkpoint] = yield ListCheckpoints(thread_id, saver, messages_key)
-    chain = branch(listed)
+    chain = branch((yield from _read_thread(thread_id, saver, messages_key)))
     compactions = [
         (c.timestamp, c.details)
         for c in chain
@@ -171,7 +294,7 @@ def transcript(
     thread_id: str, *, saver: BaseCheckpointSaver[Any], messages_key: str
 ) -> Flow[Transcript]:
     """`HistoryManager.transcript`: every session the thread's branch held, and the live part."""
-    listed: list[Checkpoint] = yield ListCheckpoints(thread_id, saver, messages_key)
+    listed = yield from _read_thread(thread_id, saver, messages_key)
     by_id = {c.checkpoint_id: c for c in listed}
     chain = branch(listed)
     compactions = []
