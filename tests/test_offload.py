@@ -964,7 +964,9 @@ def test_references_dropped_from_the_list_still_reach_the_summariser(tmp_path: P
 
     def faithful(messages: list[BaseMessage]) -> str:
         refs = dict.fromkeys(REF_PATTERN.findall("\n".join(m.text for m in messages)))
-        return "## Artifacts (verbatim)\n" + "\n".join(f"- {ref}" for ref in refs)
+        return "## Goal\n- read the daily reports\n## Artifacts (verbatim)\n" + "\n".join(
+            f"- {ref}" for ref in refs
+        )
 
     summariser = ScriptedChatModel(responses=[faithful])
     policy = OffloadToolResults(DirectoryResultStore(tmp_path), min_chars=200, preview_chars=0)

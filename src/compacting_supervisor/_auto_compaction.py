@@ -16,6 +16,7 @@ import time
 from typing import Any
 
 from langchain_core.messages import BaseMessage
+from langchain_core.runnables import RunnableConfig
 
 from compacting_supervisor._checkpoint import head_config
 from compacting_supervisor._decisions import Compact, CompactionDecisions
@@ -28,7 +29,7 @@ from compacting_supervisor.results import CompactionResult
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["AutoCompaction"]
+__all__ = ["AutoCompaction", "traced_config"]
 
 
 class AutoCompaction(CompactionDecisions):
@@ -36,21 +37,27 @@ class AutoCompaction(CompactionDecisions):
 
     agent: Any
 
-    def _auto_compact(self, thread_id: str, values: Any) -> CompactionResult | None:
+    def _auto_compact(
+        self, thread_id: str, values: Any, config: Any = None
+    ) -> CompactionResult | None:
         started = time.perf_counter()
         try:
-            return self._auto_compact_unguarded(thread_id, values)
+            return self._auto_compact_unguarded(thread_id, values, config)
         except Exception as exc:  # whatever happens, the user's run has already succeeded
             return self._record(self._unchanged(thread_id, self.trigger.name, exc, started, None))
 
-    async def _aauto_compact(self, thread_id: str, values: Any) -> CompactionResult | None:
+    async def _aauto_compact(
+        self, thread_id: str, values: Any, config: Any = None
+    ) -> CompactionResult | None:
         started = time.perf_counter()
         try:
-            return await self._aauto_compact_unguarded(thread_id, values)
+            return await self._aauto_compact_unguarded(thread_id, values, config)
         except Exception as exc:  # whatever happens, the user's run has already succeeded
             return self._record(self._unchanged(thread_id, self.trigger.name, exc, started, None))
 
-    def _auto_compact_unguarded(self, thread_id: str, values: Any) -> CompactionResult | None:
+    def _auto_compact_unguarded(
+        self, thread_id: str, values: Any, config: Any
+    ) -> CompactionResult | None:
         messages = self._values_messages(values)
         if messages is None:  # the output does not carry the messages: read the state
             values, messages = self._state_of(self.agent.get_state(head_config(thread_id)))
@@ -68,14 +75,14 @@ class AutoCompaction(CompactionDecisions):
             return decision
         try:
             result = self.history_manager.compact_thread(
-                head_config(thread_id), **self._compact_kwargs(decision.reason)
+                traced_config(thread_id, config), **self._compact_kwargs(decision.reason)
             )
         except Exception as exc:  # a compaction problem never fails the user's run
             return self._settle(thread_id, decision, messages, exc)
         return self._settle(thread_id, decision, messages, result)
 
     async def _aauto_compact_unguarded(
-        self, thread_id: str, values: Any
+        self, thread_id: str, values: Any, config: Any
     ) -> CompactionResult | None:
         messages = self._values_messages(values)
         if messages is None:  # the output does not carry the messages: read the state
@@ -94,7 +101,7 @@ class AutoCompaction(CompactionDecisions):
             return decision
         try:
             result = await self.history_manager.acompact_thread(
-                head_config(thread_id), **self._compact_kwargs(decision.reason)
+                traced_config(thread_id, config), **self._compact_kwargs(decision.reason)
             )
         except Exception as exc:  # a compaction problem never fails the user's run
             return self._settle(thread_id, decision, messages, exc)
@@ -126,6 +133,20 @@ class AutoCompaction(CompactionDecisions):
     def _read_messages(self, snapshot: Any) -> list[BaseMessage]:
         values = snapshot.values if isinstance(snapshot.values, dict) else {}
         return list(values.get(self.history_manager.messages_key) or [])
+
+
+def traced_config(thread_id: str, config: Any) -> RunnableConfig:
+    """The thread's config, with the callbacks, tags and metadata of ``config`` (the run's).
+
+    The compaction's run then reaches the handlers the run had (LangSmith's tracer among
+    them), though it starts after the run has ended.
+    """
+    traced = head_config(thread_id)
+    if isinstance(config, dict):
+        for key in ("callbacks", "tags", "metadata"):
+            if config.get(key):
+                traced[key] = config[key]
+    return traced
 
 
 def _offload_failed(thread_id: str, exc: Exception) -> None:

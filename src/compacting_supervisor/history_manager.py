@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage
@@ -415,6 +415,7 @@ class HistoryManager:
             saver=self._saver(graph),
             trigger=trigger,
             max_summary_tokens=max_summary_tokens,
+            trace=cast(RunnableConfig, config) if isinstance(config, dict) else None,
         )
         return flow, thread_id
 

@@ -26,7 +26,7 @@ from langgraph.pregel import Pregel
 
 from compacting_supervisor._arguments import COMPACTION_RATIO, TOKEN_LIMIT
 from compacting_supervisor._checkpoint import thread_config
-from compacting_supervisor._compaction import StoreResults, check_reduction, compaction_result
+from compacting_supervisor._compaction import StoreResults, compaction_result
 from compacting_supervisor._decisions import Compact, CompactionDecisions
 from compacting_supervisor._flow import Flow, adrive, drive
 from compacting_supervisor._messages import check_messages
@@ -214,9 +214,8 @@ class CompactionMiddleware(AgentMiddleware, CompactionDecisions):
                 max_summary_tokens=settings["max_summary_tokens"],
                 thread_id=thread_id,
                 pin_request=True,  # one run may be one request and many tool calls
+                require_reduction=True,
             )
-            if compaction is not None:
-                check_reduction(compaction, thread_id=thread_id)
         except Exception as exc:  # a compaction problem never fails the agent's run
             self._settle(thread_id, decision, messages, exc)
             return None

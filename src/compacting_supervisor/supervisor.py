@@ -39,7 +39,7 @@ from compacting_supervisor._arguments import (
     run_thread_id,
     thread_of,
 )
-from compacting_supervisor._auto_compaction import AutoCompaction
+from compacting_supervisor._auto_compaction import AutoCompaction, traced_config
 from compacting_supervisor._checkpoint import head_config
 from compacting_supervisor._events import (
     EventMapper,
@@ -178,7 +178,7 @@ class CompactingSupervisor(AutoCompaction):
         thread_id = self._run_thread_id(config)
         with self._hold(thread_id):
             output = self.agent.invoke(input, config, **kwargs)
-            self._auto_compact(thread_id, output)
+            self._auto_compact(thread_id, output, config)
         return output
 
     async def ainvoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
@@ -186,7 +186,7 @@ class CompactingSupervisor(AutoCompaction):
         thread_id = self._run_thread_id(config)
         async with self._ahold(thread_id):
             output = await self.agent.ainvoke(input, config, **kwargs)
-            await self._aauto_compact(thread_id, output)
+            await self._aauto_compact(thread_id, output, config)
         return output
 
     def stream(
@@ -239,7 +239,7 @@ class CompactingSupervisor(AutoCompaction):
             for chunk in self.agent.stream(input, config, **event_kwargs(kwargs)):
                 if (event := mapper.feed(chunk)) is not None:
                     yield event
-            result = self._auto_compact(thread_id, mapper.values)
+            result = self._auto_compact(thread_id, mapper.values, config)
         yield from closing_events(thread_id, mapper, result)
 
     async def _aevent_stream(
@@ -250,7 +250,7 @@ class CompactingSupervisor(AutoCompaction):
             async for chunk in self.agent.astream(input, config, **event_kwargs(kwargs)):
                 if (event := mapper.feed(chunk)) is not None:
                     yield event
-            result = await self._aauto_compact(thread_id, mapper.values)
+            result = await self._aauto_compact(thread_id, mapper.values, config)
         for event in closing_events(thread_id, mapper, result):
             yield event
 
@@ -266,7 +266,7 @@ class CompactingSupervisor(AutoCompaction):
                 if is_values:
                     found, values = True, payload
                 yield chunk
-            self._auto_compact(thread_id, values if found else None)
+            self._auto_compact(thread_id, values if found else None, config)
 
     async def _anative_stream(
         self, thread_id: str, input: Any, config: Any, stream_mode: Any, kwargs: dict[str, Any]
@@ -280,7 +280,7 @@ class CompactingSupervisor(AutoCompaction):
                 if is_values:
                     found, values = True, payload
                 yield chunk
-            await self._aauto_compact(thread_id, values if found else None)
+            await self._aauto_compact(thread_id, values if found else None, config)
 
     def batch(
         self,
@@ -321,7 +321,7 @@ class CompactingSupervisor(AutoCompaction):
         def events() -> Iterator[Any]:
             with self._hold(thread_id):
                 yield from self.agent.stream_events(input, config, **kwargs)
-                self._auto_compact(thread_id, None)
+                self._auto_compact(thread_id, None, config)
 
         return events()
 
@@ -335,7 +335,7 @@ class CompactingSupervisor(AutoCompaction):
             async with self._ahold(thread_id):
                 async for event in self.agent.astream_events(input, config, **kwargs):
                     yield event
-                await self._aauto_compact(thread_id, None)
+                await self._aauto_compact(thread_id, None, config)
 
         return events()
 
@@ -366,7 +366,7 @@ class CompactingSupervisor(AutoCompaction):
             started = time.perf_counter()
             try:
                 result = self.history_manager.compact_thread(
-                    head_config(thread_id), **self._compact_kwargs("manual", policy)
+                    traced_config(thread_id, config), **self._compact_kwargs("manual", policy)
                 )
             except CompactionError as exc:
                 messages = self._read_messages(self.agent.get_state(head_config(thread_id)))
@@ -384,7 +384,7 @@ class CompactingSupervisor(AutoCompaction):
             started = time.perf_counter()
             try:
                 result = await self.history_manager.acompact_thread(
-                    head_config(thread_id), **self._compact_kwargs("manual", policy)
+                    traced_config(thread_id, config), **self._compact_kwargs("manual", policy)
                 )
             except CompactionError as exc:
                 snapshot = await self.agent.aget_state(head_config(thread_id))

@@ -21,8 +21,10 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from langchain_core.messages import BaseMessage
+from langchain_core.runnables import RunnableConfig
 
 from compacting_supervisor._compaction.summarise import SummarizerUsage, SummaryPolicy
 from compacting_supervisor._cut import plan_cut
@@ -35,6 +37,7 @@ from compacting_supervisor._messages import (
 )
 from compacting_supervisor._refs_note import for_summariser, listed_refs, refs_note
 from compacting_supervisor._settings import check_count
+from compacting_supervisor._tracing import EndRun, StartRun
 from compacting_supervisor.errors import NoReductionError
 from compacting_supervisor.keep import KeepPolicy, as_keep_policy
 from compacting_supervisor.offload import (
@@ -122,8 +125,13 @@ class Compactor:
         max_summary_tokens: int | None = None,
         thread_id: str | None = None,
         pin_request: bool = False,
+        require_reduction: bool = False,
+        trace: RunnableConfig | None = None,
     ) -> Flow[MessageCompaction | None]:
         """Compact ``messages``: offload, cut, summarise; None when no safe cut exists.
+
+        The compaction is one chain run in LangChain's callbacks (`compacting_supervisor._tracing`),
+        with the summariser's calls as its children.
 
         Args:
             messages: The history, as stored.
@@ -132,15 +140,53 @@ class Compactor:
             thread_id: Names the thread in references to stored results and in errors.
             pin_request: Inside a run: the cut may pass the latest human message, which is
                 then kept right after the summary (`compacting_supervisor._cut.plan_cut`).
+            require_reduction: Fail (`NoReductionError`) unless the history shrinks, as
+                every form that persists the outcome does.
+            trace: The config whose callbacks, tags and metadata the run takes; the
+                current run's (a graph node's) when None.
 
         Raises:
             CompactionError: The channel holds something other than messages.
             SummarizationError: The summariser failed; nothing should be written.
             OffloadError: A store write failed; nothing should be written.
+            NoReductionError: With ``require_reduction``, the summary is not shorter.
         """
         policy = as_keep_policy(keep)
         check_count("max_summary_tokens", max_summary_tokens, allow_none=True)
         check_messages(messages, self.messages_key)
+        inputs = {
+            "thread_id": thread_id,
+            "messages": len(messages),
+            "tokens": self.token_counter.count(messages),
+        }
+        run = yield StartRun(inputs, trace)
+        try:
+            compaction = yield from self._compact(
+                messages,
+                policy,
+                max_summary_tokens=max_summary_tokens,
+                thread_id=thread_id,
+                pin_request=pin_request,
+                callbacks=run.get_child(),
+            )
+            if compaction is not None and require_reduction:
+                check_reduction(compaction, thread_id=thread_id)
+        except Exception as exc:
+            yield EndRun(run, error=exc)
+            raise
+        yield EndRun(run, outputs=_outputs(compaction))
+        return compaction
+
+    def _compact(
+        self,
+        messages: list[BaseMessage],
+        policy: KeepPolicy,
+        *,
+        max_summary_tokens: int | None,
+        thread_id: str | None,
+        pin_request: bool,
+        callbacks: Any,
+    ) -> Flow[MessageCompaction | None]:
         original, offloaded_results = messages, 0
         if self.offload is not None:
             # Large tool results the agent has answered go to the store first (kept ones
@@ -171,7 +217,7 @@ class Compactor:
         # Listed again below: the summariser is sent only the references that will not be.
         told = for_summariser(previous, refs) if refs else previous
         evicted = yield from self._read_back(plan.evicted)
-        summary: str = yield from self.summary.fold(told, evicted, cap, usage)
+        summary: str = yield from self.summary.fold(told, evicted, cap, usage, callbacks)
         if unnamed := {ref: tool for ref, tool in refs.items() if ref not in summary}:
             summary = f"{summary}\n\n{refs_note(unnamed)}"
         summary_message = new_summary_message(
@@ -224,6 +270,23 @@ class Compactor:
                 "HistoryManager(model=...) (a chat model or 'openai:gpt-4o-mini') for real "
                 "summaries."
             )
+
+
+def _outputs(compaction: MessageCompaction | None) -> dict[str, Any]:
+    """What the compaction's run reports at its end."""
+    if compaction is None:
+        return {"compacted": False, "reason": "no safe cut"}
+    return {
+        "compacted": True,
+        "messages": len(compaction.messages),
+        "tokens": compaction.tokens_after,
+        "messages_summarized": len(compaction.summarized),
+        "messages_kept": len(compaction.kept),
+        "offloaded_results": compaction.offloaded_results,
+        "summarizer_calls": compaction.summarizer_calls,
+        "summarizer_input_tokens": compaction.summarizer_input_tokens,
+        "summarizer_output_tokens": compaction.summarizer_output_tokens,
+    }
 
 
 def check_reduction(compaction: MessageCompaction, *, thread_id: str | None) -> None:

@@ -13,6 +13,7 @@ import logging
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 
@@ -26,6 +27,7 @@ from compacting_supervisor._summarizer_call import (
     call_summarizer,
     reported_usage,
 )
+from compacting_supervisor._tracing import ain_run, in_run
 from compacting_supervisor.errors import SummarizationError
 from compacting_supervisor.summarizers import ExtractiveSummarizer
 from compacting_supervisor.token_counter import TokenCounter
@@ -53,27 +55,35 @@ class Summarize:
     timeout: float | None
     replies: Replies
     """Filled by the call: the usage each model reply reported."""
+    callbacks: Any = None
+    """The compaction run's child callbacks: the call is a child run of it."""
 
     def run(self) -> str:
         """Call the summariser in a thread of its own, bounded by ``timeout``."""
-        return call_summarizer(
-            self.summarizer,
-            self.previous,
-            self.messages,
-            max_tokens=self.max_tokens,
-            timeout=self.timeout,
-            replies=self.replies,
+        return in_run(
+            self.callbacks,
+            lambda: call_summarizer(
+                self.summarizer,
+                self.previous,
+                self.messages,
+                max_tokens=self.max_tokens,
+                timeout=self.timeout,
+                replies=self.replies,
+            ),
         )
 
     async def arun(self) -> str:
         """Await the summariser, bounded by ``timeout``."""
-        return await acall_summarizer(
-            self.summarizer,
-            self.previous,
-            self.messages,
-            max_tokens=self.max_tokens,
-            timeout=self.timeout,
-            replies=self.replies,
+        return await ain_run(
+            self.callbacks,
+            lambda: acall_summarizer(
+                self.summarizer,
+                self.previous,
+                self.messages,
+                max_tokens=self.max_tokens,
+                timeout=self.timeout,
+                replies=self.replies,
+            ),
         )
 
 
@@ -105,6 +115,7 @@ class SummaryPolicy:
         evicted: list[BaseMessage],
         max_tokens: int,
         usage: SummarizerUsage,
+        callbacks: Any = None,
     ) -> Flow[str]:
         """Fold ``evicted`` into the summary: redacted, in calls that fit, with retries.
 
@@ -119,14 +130,14 @@ class SummaryPolicy:
         messages = [self.redact(m) for m in evicted] if self.redact else list(evicted)
         summary = self._redacted(previous)
         if self.input_budget is None:
-            return (yield from self._attempts(summary, messages, max_tokens, usage))
+            return (yield from self._attempts(summary, messages, max_tokens, usage, callbacks))
         cap, room = self._limits(summary, max_tokens, self.input_budget)
         queue = deque(self._pieces(messages, room))
         calls = 0
         while queue:
             chunk = self._take(queue, summary, cap, self.input_budget)
             calls += 1
-            summary = yield from self._attempts(summary, chunk, cap, usage)
+            summary = yield from self._attempts(summary, chunk, cap, usage, callbacks)
         if calls > 1:
             logger.info("Summarised %d messages in %d calls.", len(messages), calls)
         return summary or ""
@@ -194,6 +205,7 @@ class SummaryPolicy:
         chunk: list[BaseMessage],
         max_tokens: int,
         usage: SummarizerUsage,
+        callbacks: Any,
     ) -> Flow[str]:
         # Our own count of the prompt: made at most once, and only for a call whose reply
         # reports no usage (the chat-model summariser then hands back the prompt the call
@@ -203,7 +215,7 @@ class SummaryPolicy:
             replies: Replies = []
             try:
                 text: str = yield Summarize(
-                    self.summarizer, previous, chunk, max_tokens, self.timeout, replies
+                    self.summarizer, previous, chunk, max_tokens, self.timeout, replies, callbacks
                 )
             except SummarizationError as exc:
                 self._add_usage(usage, replies, None, prompt_tokens)

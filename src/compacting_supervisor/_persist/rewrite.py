@@ -28,7 +28,6 @@ from compacting_supervisor._checkpoint import (
 from compacting_supervisor._compaction import (
     Compactor,
     StoreResults,
-    check_reduction,
     compaction_result,
 )
 from compacting_supervisor._flow import Flow, Op
@@ -325,6 +324,7 @@ def compact_thread(
     saver: BaseCheckpointSaver[Any],
     trigger: str,
     max_summary_tokens: int | None,
+    trace: RunnableConfig | None = None,
 ) -> Flow[CompactionResult | None]:
     """`HistoryManager.compact_thread`: read the thread, run the core, rewrite the head."""
     started = time.perf_counter()
@@ -334,11 +334,15 @@ def compact_thread(
         msg = f"Thread {thread_id!r} is not idle ({state.busy}); compaction waits for a later turn."
         raise ThreadBusyError(msg, thread_id=thread_id, reason=state.busy)
     compaction = yield from core.compact(
-        state.messages, keep, max_summary_tokens=max_summary_tokens, thread_id=thread_id
+        state.messages,
+        keep,
+        max_summary_tokens=max_summary_tokens,
+        thread_id=thread_id,
+        require_reduction=True,
+        trace=trace,
     )
     if compaction is None:
         return None
-    check_reduction(compaction, thread_id=thread_id)
     tokens_before, tokens_after = compaction.tokens_before, compaction.tokens_after
     details = {
         "kind": "compaction",
