@@ -35,6 +35,8 @@ def redact_message(message: BaseMessage, scan: Scan) -> BaseMessage:
         fields.append("artifact")
     for name in fields:
         value = getattr(message, name)
+        if not value:
+            continue
         redacted = redact_structure(value, scan)
         if redacted is not value:
             update[name] = redacted

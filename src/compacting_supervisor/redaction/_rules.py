@@ -299,6 +299,13 @@ _KEY_WORDS = (
     "pass", "pwd", "secret", "token", "auth", "key", "cred", "cookie", "session", "bearer",
     "jwt", "connection",
 )  # fmt: skip
+# The key rules need more than a key word: the word inside a key, then an operator. On
+# the case-folded text, this is one scan with a literal prefix, and most prose that says
+# "token" or "key" has no key=value in it.
+_KEY_OPERATOR = re.compile(
+    r"(?:pass|pwd|secret|token|auth|key|cred|cookie|session|bearer|jwt|connection)"
+    r"[\w.\-]{0,80}(?:\\?[\"'`])?[ \t]{0,5}[:=,>?]"
+)
 _NEEDS: dict[str, tuple[str, ...]] = {  # name -> needles
     "private-key": ("-----begin",),
     "anthropic-key": ("sk-ant-",),
@@ -325,11 +332,16 @@ _NEEDS: dict[str, tuple[str, ...]] = {  # name -> needles
     "header": _KEY_WORDS,
     "xml-element": _KEY_WORDS,
 }  # fmt: skip
+_OTHER_NEEDLES = tuple(
+    dict.fromkeys(n for needles in _NEEDS.values() if needles is not _KEY_WORDS for n in needles)
+)
 # The common words first: most texts that hold a needle hold one of them.
 _NEEDED = tuple(dict.fromkeys([*_KEY_WORDS, *(n for needles in _NEEDS.values() for n in needles)]))
 
 
 def _folded(text: str) -> str:
+    if text.isascii():
+        return text.lower()
     lowered = text.casefold()
     if "\u0131" in lowered or "\u0307" in lowered:
         # IGNORECASE matches the Turkish dotless i (U+0131) and dotted capital I (U+0130,
@@ -339,7 +351,7 @@ def _folded(text: str) -> str:
 
 
 def _holds(lowered: str, needles: tuple[str, ...]) -> bool:
-    return any(needle in lowered for needle in needles)
+    return any(map(lowered.__contains__, needles))
 
 
 def may_hold_secret(text: str) -> bool:
@@ -347,21 +359,27 @@ def may_hold_secret(text: str) -> bool:
     return _holds(_folded(text), _NEEDED)
 
 
+def _gates(lowered: str) -> tuple[bool, bool]:
+    """Whether the key rules, and whether any of the other patterns, may match."""
+    keys = _holds(lowered, _KEY_WORDS) and _KEY_OPERATOR.search(lowered) is not None
+    return keys, _holds(lowered, _OTHER_NEEDLES)
+
+
 def scan_secrets(text: str) -> str:
     """``text`` with every pattern's secret replaced (``text`` itself when none is)."""
     lowered = _folded(text)
-    if not _holds(lowered, _NEEDED):
+    keys, others = _gates(lowered)
+    if not (keys or others):
         return text
-    seen: dict[int, bool] = {}  # needles (by identity: the key rules share theirs) -> found
     for name, pattern, replacement in PATTERNS:
         needles = _NEEDS[name]
-        found = seen.get(id(needles))
-        if found is None:
-            found = seen[id(needles)] = _holds(lowered, needles)
-        if not found:
+        if needles is _KEY_WORDS:
+            if not keys:
+                continue
+        elif not (others and _holds(lowered, needles)):
             continue
         redacted = pattern.sub(replacement, text)
         if redacted != text:
             text, lowered = redacted, _folded(redacted)
-            seen.clear()
+            keys, others = _gates(lowered)
     return text

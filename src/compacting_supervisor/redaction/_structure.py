@@ -18,7 +18,14 @@ from typing import Any
 from urllib.parse import unquote
 
 from compacting_supervisor.redaction._keys import is_placeholder, key_kind, looks_like_credential
-from compacting_supervisor.redaction._rules import SECRET
+from compacting_supervisor.redaction._rules import (
+    _NEEDED,
+    SECRET,
+    _folded,
+    _holds,
+    may_hold_secret,
+    scan_secrets,
+)
 
 __all__ = ["TOO_DEEP", "Scan", "decode", "redact_string", "redact_structure"]
 
@@ -82,6 +89,8 @@ def redact_structure(value: Any, scan: Scan, depth: int = 0) -> Any:
     Returns ``value`` itself when nothing in it changed, so callers can tell by identity.
     """
     if isinstance(value, str):
+        if isinstance(scan, _Narrowed) and scan.skip(value):
+            return value
         return redact_string(value, scan, depth)
     if depth > _MAX_DEPTH and isinstance(value, Mapping | list | tuple):
         return TOO_DEEP  # not walked any further, so not shown either: fail closed
@@ -90,11 +99,12 @@ def redact_structure(value: Any, scan: Scan, depth: int = 0) -> Any:
         out: dict[Any, Any] = {}
         for key, item in value.items():
             kind = key_kind(key) if isinstance(key, str) else ""
-            new = (
-                _secret_value(item, kind, scan, depth)
-                if kind
-                else redact_structure(item, scan, depth + 1)
-            )
+            if kind:
+                new = _secret_value(item, kind, scan, depth)
+            elif type(item) is str and isinstance(scan, _Narrowed) and scan.skip(item):
+                new = item
+            else:
+                new = redact_structure(item, scan, depth + 1)
             changed = changed or new is not item
             out[key] = new
         return out if changed else value
@@ -112,10 +122,36 @@ def redact_structure(value: Any, scan: Scan, depth: int = 0) -> Any:
     return value
 
 
+class _Narrowed:
+    """The built-in scan, skipping strings that hold none of the needles ``text`` holds.
+
+    ``text`` is JSON without escapes, so each of its strings appears in it verbatim: a
+    string holding none of the needles found in the whole holds none at all.
+    """
+
+    def __init__(self, text: str) -> None:
+        lowered = _folded(text)
+        self.present = tuple(needle for needle in _NEEDED if needle in lowered)
+
+    def skip(self, leaf: str) -> bool:
+        return not _holds(_folded(leaf), self.present)
+
+    def __call__(self, leaf: str) -> str:
+        return leaf if self.skip(leaf) else scan_secrets(leaf)
+
+
+def _narrowed(text: str, scan: Scan) -> Scan:
+    if scan is not scan_secrets or "\\" in text or "%" in text:
+        return scan
+    return _Narrowed(text)
+
+
 def _as_json(text: str, scan: Scan, depth: int) -> str | None:
     """``text`` redacted as the JSON it is; None when it is not a JSON object or array."""
     if depth > _MAX_DEPTH or not _JSON_START.match(text):
         return None
+    if scan is scan_secrets and "\\" not in text and "%" not in text and not may_hold_secret(text):
+        return text  # no escape to decode, and no word any rule (or secret key) needs
     stripped = text.strip()
     if stripped[-1:] not in ("}", "]"):
         return None
@@ -125,7 +161,7 @@ def _as_json(text: str, scan: Scan, depth: int) -> str | None:
         return None
     if not isinstance(value, dict | list):
         return None
-    redacted = redact_structure(value, scan, depth + 1)
+    redacted = redact_structure(value, _narrowed(stripped, scan), depth + 1)
     if redacted is value:
         return text
     indent = 2 if "\n" in stripped else None
