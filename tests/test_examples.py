@@ -46,6 +46,22 @@ def test_quickstart_runs_offline(
     assert "TP 1351" in out
 
 
+def test_create_agent_middleware_runs_offline_and_bounds_every_model_call(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    example = load("create_agent_middleware")
+    assert example.main(["--db", str(tmp_path / "invoices.sqlite")]) == 0
+    out = capsys.readouterr().out
+    calls, largest, limit = re.search(
+        r"(\d+) model calls in one run; the largest read ([\d,]+) tokens \(limit ([\d,]+)\)", out
+    ).groups()
+    assert int(calls) == example.INVOICES + 1
+    assert int(largest.replace(",", "")) <= int(limit.replace(",", ""))
+    assert re.search(r"[2-9] compactions during the run", out)
+    assert f"{example.INVOICES} of {example.INVOICES}." in out  # every original kept
+
+
 # ---------------------------------------------------------------------------- the HR demo
 
 
