@@ -233,3 +233,58 @@ def test_the_package_imports_without_langchain_and_names_the_extra() -> None:
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True
     )
     assert 'pip install "compacting-supervisor[agents]"' in result.stdout
+
+
+def test_a_megabyte_tool_result_is_stored_before_the_model_reads_it(
+    saver: Any, tmp_path: Any
+) -> None:
+    from compacting_supervisor import DirectoryResultStore, OffloadToolResults
+
+    @tool
+    def export_logs() -> str:
+        """Export the service logs."""
+        return "ERROR-4711 at the start. " + "log line with details. " * 45_000
+
+    def step(messages: list[BaseMessage]) -> AIMessage:
+        if messages[-1].type == "tool":
+            return AIMessage("The logs start with ERROR-4711.")
+        return AIMessage("", tool_calls=[{"name": "export_logs", "args": {}, "id": "e1"}])
+
+    model = ScriptedChatModel(responses=[step])
+    policy = OffloadToolResults(DirectoryResultStore(tmp_path))
+    middleware = CompactionMiddleware(model=_facts_summariser(), token_limit=LIMIT, offload=policy)
+    agent = create_agent(model, tools=[export_logs], middleware=[middleware], checkpointer=saver)
+    state = agent.invoke(
+        {"messages": [HumanMessage("Export the logs.")]}, {"configurable": {"thread_id": "t"}}
+    )
+    assert state["messages"][-1].text == "The logs start with ERROR-4711."
+    assert max(COUNTER.count(call) for call in model.calls) < 2_000  # never the megabyte
+    assert len(list(tmp_path.glob("tr_*.txt"))) == 1
+    assert policy.tool_name in {t.name for t in middleware.tools}
+
+
+def test_it_works_with_model_retry_middleware(saver: Any) -> None:
+    from langchain.agents.middleware import ModelRetryMiddleware
+
+    failures = iter([RuntimeError("flaky provider")])
+
+    def flaky(messages: list[BaseMessage]) -> AIMessage:
+        if (error := next(failures, None)) is not None:
+            raise error
+        return AIMessage("Noted: " + messages[-1].text[:30])
+
+    middleware = CompactionMiddleware(
+        model=_facts_summariser(), trigger=MessageCount(6), keep=KeepTokens(60)
+    )
+    agent = create_agent(
+        ScriptedChatModel(responses=[flaky]),
+        tools=[],
+        middleware=[middleware, ModelRetryMiddleware(max_retries=2, initial_delay=0)],
+        checkpointer=saver,
+    )
+    config = {"configurable": {"thread_id": "t"}}
+    for n in range(5):
+        state = agent.invoke({"messages": [HumanMessage(f"Note {n}: " + "words " * 30)]}, config)
+    assert state["messages"][-1].text.startswith("Noted: Note 4")
+    assert is_summary(state["messages"][0])
+    assert middleware.last_compaction("t").status == "compacted"

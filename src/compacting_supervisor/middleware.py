@@ -64,8 +64,9 @@ class CompactionMiddleware(AgentMiddleware, CompactionDecisions):
         trigger: When to compact (`TokenLimit`, `ContextFraction`, `MessageCount`,
             `Repetition`, `When`, combined with ``|`` and ``&``).
         keep: What stays verbatim (`KeepMessages`, `KeepTokens`, `KeepRatio`).
-        offload: Moves answered large tool results to its store before the next model call
-            and reads them back for the summariser.
+        offload: Stores each large tool result as the tool returns it, so the model reads a
+            reference and a preview (the agent gets the policy's read tool); the summariser
+            reads the results back whole.
         system_prompt: The agent's system prompt (text or tokens), counted with the messages
             until the first model call shows it.
         tools: The agent's tools (or their schemas' tokens), likewise.
@@ -143,6 +144,9 @@ class CompactionMiddleware(AgentMiddleware, CompactionDecisions):
             failure_cooldown_turns=failure_cooldown_turns,
         )
         self._seen_request: tuple[Any, ...] | None = None
+        # With offload, each large tool result is stored as it is produced (the model never
+        # reads it whole) and the agent gets the tool that reads it back.
+        self.tools = [offload.read_tool()] if offload is not None else []
 
     # ------------------------------------------------------------------ the hooks
 
@@ -163,6 +167,18 @@ class CompactionMiddleware(AgentMiddleware, CompactionDecisions):
         """Async form of `wrap_model_call`."""
         self._learn_overhead(request)
         return await handler(request)
+
+    def wrap_tool_call(self, request: Any, handler: Callable[[Any], Any]) -> Any:
+        """With ``offload``, store a large tool result before the model reads it."""
+        if self.offload is None:
+            return handler(request)
+        return self.offload.wrap_tool_call(request, handler)
+
+    async def awrap_tool_call(self, request: Any, handler: Callable[[Any], Awaitable[Any]]) -> Any:
+        """Async form of `wrap_tool_call`."""
+        if self.offload is None:
+            return await handler(request)
+        return await self.offload.awrap_tool_call(request, handler)
 
     def last_compaction(self, thread: Any) -> CompactionResult | None:
         """The result of the thread's latest compaction in this process, if any.
