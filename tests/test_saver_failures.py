@@ -196,12 +196,6 @@ def test_postgres_in_a_read_only_session_makes_a_compaction_error() -> None:
         assert _history(saver) == before
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="CompactingSupervisor.compact reads the state again in its `except CompactionError` "
-    "block to record the failure; that read raises the saver's own error over the "
-    "CheckpointerError (supervisor.py: guard that read)",
-)
 def test_the_wrapper_reports_a_failed_read_as_a_compaction_error() -> None:
     saver = FlakySaver()
     supervisor = _supervisor(saver)

@@ -369,7 +369,10 @@ class CompactingSupervisor(AutoCompaction):
                     traced_config(thread_id, config), **self._compact_kwargs("manual", policy)
                 )
             except CompactionError as exc:
-                messages = self._read_messages(self.agent.get_state(head_config(thread_id)))
+                try:  # the size it stayed at, for the record; the checkpointer may be down
+                    messages = self._read_messages(self.agent.get_state(head_config(thread_id)))
+                except Exception:
+                    messages = []
                 self._record(self._unchanged(thread_id, "manual", exc, started, messages))
                 raise
         return self._record(result) if result is not None else None
@@ -387,8 +390,11 @@ class CompactingSupervisor(AutoCompaction):
                     traced_config(thread_id, config), **self._compact_kwargs("manual", policy)
                 )
             except CompactionError as exc:
-                snapshot = await self.agent.aget_state(head_config(thread_id))
-                messages = self._read_messages(snapshot)
+                try:  # the size it stayed at, for the record; the checkpointer may be down
+                    snapshot = await self.agent.aget_state(head_config(thread_id))
+                    messages = self._read_messages(snapshot)
+                except Exception:
+                    messages = []
                 self._record(self._unchanged(thread_id, "manual", exc, started, messages))
                 raise
         return self._record(result) if result is not None else None
