@@ -154,7 +154,7 @@ class Compactor:
         policy = as_keep_policy(keep)
         check_count("max_summary_tokens", max_summary_tokens, allow_none=True)
         check_messages(messages, self.messages_key)
-        inputs = {
+        inputs: dict[str, Any] = {
             "thread_id": thread_id,
             "messages": len(messages),
             "tokens": self.token_counter.count(messages),
@@ -168,6 +168,7 @@ class Compactor:
                 thread_id=thread_id,
                 pin_request=pin_request,
                 callbacks=run.get_child(),
+                tokens_before=inputs["tokens"],
             )
             if compaction is not None and require_reduction:
                 check_reduction(compaction, thread_id=thread_id)
@@ -186,8 +187,9 @@ class Compactor:
         thread_id: str | None,
         pin_request: bool,
         callbacks: Any,
+        tokens_before: int,
     ) -> Flow[MessageCompaction | None]:
-        original, offloaded_results = messages, 0
+        offloaded_results = 0
         if self.offload is not None:
             # Large tool results the agent has answered go to the store first (kept ones
             # shrink); only a successful write lets the new messages be used.
@@ -237,7 +239,7 @@ class Compactor:
             summarizer_calls=usage.calls,
             summarizer_input_tokens=usage.input_tokens,
             summarizer_output_tokens=usage.output_tokens,
-            tokens_before=self.token_counter.count(original),
+            tokens_before=tokens_before,
             tokens_after=self.token_counter.count(new_messages),
             offloaded_results=offloaded_results,
         )
