@@ -26,6 +26,7 @@ __all__ = [
     "COMPACTION_RATIO",
     "TOKEN_LIMIT",
     "bind_agent",
+    "check_history_manager",
     "check_policies",
     "configs_for",
     "keep_for_call",
@@ -65,9 +66,7 @@ def bind_agent(agent: Any, history_manager: Any) -> tuple[Any, HistoryManager]:
         )
         msg = f"`agent` must be a compiled LangGraph graph, got {type(agent).__name__}.{hint}"
         raise TypeError(msg)
-    if history_manager is not None and not isinstance(history_manager, HistoryManager):
-        msg = f"`history_manager` must be a HistoryManager, got {type(history_manager).__name__}."
-        raise TypeError(msg)
+    check_history_manager(history_manager)
     manager = history_manager or HistoryManager()
     key = manager.messages_key
     if key not in agent.channels:
@@ -100,6 +99,16 @@ def bind_agent(agent: Any, history_manager: Any) -> tuple[Any, HistoryManager]:
         )
         raise ValueError(msg)
     return agent, manager
+
+
+def check_history_manager(history_manager: Any) -> None:
+    """Raise unless ``history_manager`` is a `HistoryManager` or None."""
+    if history_manager is not None and not isinstance(history_manager, HistoryManager):
+        msg = (
+            "`history_manager` must be a HistoryManager (or None for the defaults), got "
+            f"{type(history_manager).__name__}."
+        )
+        raise TypeError(msg)
 
 
 def check_policies(

@@ -24,7 +24,11 @@ from langgraph.config import get_config
 from langgraph.graph import StateGraph
 from langgraph.pregel import Pregel
 
-from compacting_supervisor._arguments import COMPACTION_RATIO, TOKEN_LIMIT
+from compacting_supervisor._arguments import (
+    COMPACTION_RATIO,
+    TOKEN_LIMIT,
+    check_history_manager,
+)
 from compacting_supervisor._checkpoint import thread_config
 from compacting_supervisor._compaction import StoreResults, compaction_result
 from compacting_supervisor._decisions import Compact, CompactionDecisions
@@ -124,12 +128,7 @@ class CompactionMiddleware(AgentMiddleware, CompactionDecisions):
                 "outside, wrap it in CompactingSupervisor(graph)."
             )
             raise TypeError(msg)
-        if history_manager is not None and not isinstance(history_manager, HistoryManager):
-            msg = (
-                "`history_manager` must be a HistoryManager (or None), got "
-                f"{type(history_manager).__name__}."
-            )
-            raise TypeError(msg)
+        check_history_manager(history_manager)
         manager = history_manager or HistoryManager(model=model)
         self._configure(
             manager,
