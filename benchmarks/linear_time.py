@@ -160,44 +160,77 @@ def scaling(sizes: list[int], repeats: int, limit: float) -> None:
             print(f"| {name} | {' | '.join(cells)} | {', '.join(ratios)} |", flush=True)
 
 
+_TOOL_KINDS = frozenset({"json", "yaml", "log", "identifiers"})
+
+
+def _conversation(count: int, *, tools: bool) -> list[BaseMessage]:
+    """``count`` ordinary messages, as a conversation.
+
+    With ``tools``, the JSON, YAML, logs and identifiers come back as tool results after
+    the assistant's call (where such text comes from); without, every text is a user or an
+    assistant message in turn.
+    """
+    messages: list[BaseMessage] = []
+    for i, (kind, text) in enumerate(ordinary_messages(count)):
+        if len(messages) >= count:
+            break
+        if tools and kind in _TOOL_KINDS:
+            call = {"name": f"get_{kind}", "args": {"page": i}, "id": f"call_{i}"}
+            messages.append(AIMessage("", tool_calls=[call]))
+            messages.append(ToolMessage(text, tool_call_id=f"call_{i}", name=f"get_{kind}"))
+        elif len(messages) % 2 == 0:
+            messages.append(HumanMessage(text))
+        else:
+            messages.append(AIMessage(text))
+    return messages[:count]
+
+
 def redaction_share(count: int, repeats: int) -> None:
     """Redaction's share of ``compact_messages`` on ``count`` ordinary messages."""
-    texts = [text for _, text in ordinary_messages(count)]
-    messages: list[BaseMessage] = [
-        HumanMessage(text) if i % 2 == 0 else AIMessage(text) for i, text in enumerate(texts)
-    ]
     reply = "The user and the assistant went through records, code and logs; nothing pending."
-
-    def compact(redact: Any) -> None:
-        manager = HistoryManager(model=ScriptedChatModel(responses=[reply]), redact=redact)
-        manager.compact_messages(messages)
-
-    compact(redact_secrets)  # warm up: token encoder, regex compilation
-    evicted = messages[: count // 2]
-    with_redaction: list[float] = []
-    without: list[float] = []
-    redact_only: list[float] = []
-    for _ in range(repeats):  # interleaved, so a busy machine slows all three alike
-        with_redaction += _time(lambda: compact(redact_secrets), 1)
-        without += _time(lambda: compact(None), 1)
-        redact_only += _time(lambda: [redact_secrets(m) for m in evicted], 1)
     print(f"\n## Redaction's share of a compaction ({count} ordinary messages)\n")
-    print("| | min (ms) | median (ms) | max (ms) |")
-    print("|---|---|---|---|")
-    for name, times in (
-        ("compact_messages, default redaction", with_redaction),
-        ("compact_messages, redact=None", without),
-        ("redact_secrets on the evicted half alone", redact_only),
-    ):
-        print(
-            f"| {name} | {_ms(min(times))} | {_ms(statistics.median(times))} | {_ms(max(times))} |"
+    print("| conversation | | min (ms) | median (ms) | max (ms) |")
+    print("|---|---|---|---|---|")
+    shares = []
+    for tools in (True, False):
+        messages = _conversation(count, tools=tools)
+        shape = "tool results as tool messages" if tools else "every text a user/assistant turn"
+
+        def compact(redact: Any, messages: list[BaseMessage] = messages) -> None:
+            manager = HistoryManager(model=ScriptedChatModel(responses=[reply]), redact=redact)
+            manager.compact_messages(messages)
+
+        compact(redact_secrets)  # warm up: token encoder, regex compilation
+        evicted = messages[: count // 2]
+        with_redaction: list[float] = []
+        without: list[float] = []
+        redact_only: list[float] = []
+        for _ in range(repeats):  # interleaved, so a busy machine slows all three alike
+            with_redaction += _time(lambda: compact(redact_secrets), 1)
+            without += _time(lambda: compact(None), 1)
+            redact_only += _time(lambda evicted=evicted: [redact_secrets(m) for m in evicted], 1)
+        for name, times in (
+            ("compact_messages, default redaction", with_redaction),
+            ("compact_messages, redact=None", without),
+            ("redact_secrets on the evicted half alone", redact_only),
+        ):
+            print(
+                f"| {shape} | {name} | {_ms(min(times))} | {_ms(statistics.median(times))} "
+                f"| {_ms(max(times))} |"
+            )
+        shares.append(
+            (
+                shape,
+                statistics.median(redact_only) / statistics.median(with_redaction),
+                min(redact_only) / min(with_redaction),
+            )
         )
-    share = statistics.median(redact_only) / statistics.median(with_redaction)
-    best = min(redact_only) / min(with_redaction)
-    print(
-        f"\nRedaction is {share:.1%} of the compaction's median time ({best:.1%} of its "
-        "fastest run; goal: under 5%)."
-    )
+    print()
+    for shape, share, best in shares:
+        print(
+            f"{shape}: redaction is {share:.1%} of the compaction's median time "
+            f"({best:.1%} of its fastest run; goal: under 5%)."
+        )
 
 
 def main() -> None:

@@ -38,6 +38,8 @@ _ESCAPE = re.compile(
     r"\\u(d[89abAB][0-9a-fA-F]{2})\\u(d[c-fC-F][0-9a-fA-F]{2})|\\u([0-9a-fA-F]{4})|\\([/\"nrt])"
 )
 _MEDIA = re.compile(r"data:(?:image|audio|video)/[\w.+\-]{1,40};base64,")
+# A string of JSON without escapes: after "[" (it may open a pair), before ":" (a key).
+_JSON_STRING = re.compile(r'(\[\s*)?"([^"]*)"(\s*:)?')
 _JSON_START = re.compile(r"\s*[\[{]")
 _PERCENT = re.compile(r"%[0-9A-Fa-f]{2}")
 _SIMPLE = {"/": "/", '"': '"', "n": "\n", "r": "\r", "t": "\t"}
@@ -139,6 +141,25 @@ class _Narrowed:
     def __call__(self, leaf: str) -> str:
         return leaf if self.skip(leaf) else scan_secrets(leaf)
 
+    def finds_nothing_in(self, text: str) -> bool:
+        """Whether no string of ``text`` is a secret key or holds a secret the rules find.
+
+        Checked on the strings as they stand in the text, without walking the parsed
+        value: a key (a string before ``:``) must not be secret-bearing, nor a string
+        opening a list (a ``(name, value)`` pair), and no other string may change.
+        """
+        for opening, string, colon in _JSON_STRING.findall(text):
+            if self.skip(string):
+                continue
+            if colon or opening:
+                if key_kind(string):
+                    return False
+                if colon:
+                    continue
+            if scan_secrets(string) != string:
+                return False
+        return True
+
 
 def _narrowed(text: str, scan: Scan) -> Scan:
     if scan is not scan_secrets or "\\" in text or "%" in text:
@@ -161,7 +182,10 @@ def _as_json(text: str, scan: Scan, depth: int) -> str | None:
         return None
     if not isinstance(value, dict | list):
         return None
-    redacted = redact_structure(value, _narrowed(stripped, scan), depth + 1)
+    scan = _narrowed(stripped, scan)
+    if isinstance(scan, _Narrowed) and scan.finds_nothing_in(stripped):
+        return text
+    redacted = redact_structure(value, scan, depth + 1)
     if redacted is value:
         return text
     indent = 2 if "\n" in stripped else None
