@@ -31,7 +31,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +40,13 @@ if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
 
 from langchain_core.callbacks import CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
+from langchain_core.messages import (
+    AIMessage,
+    BaseMessage,
+    HumanMessage,
+    RemoveMessage,
+    ToolMessage,
+)
 from langchain_core.messages.ai import UsageMetadata
 from langchain_core.outputs import ChatGeneration, ChatResult
 from langchain_core.tools import tool
@@ -242,14 +248,16 @@ class FaithfulSummariser(_Fake):
 
 
 class _Counting:
-    """Counts the ``before_model`` calls that replaced the history: the compactions."""
+    """Keeps the ``before_model`` calls that replaced the history (the compactions).
 
-    compactions = 0
+    Each is kept as the messages before and the update, for the harness to measure after
+    the turn's timer has stopped.
+    """
 
     def before_model(self, state: Any, runtime: Any) -> dict[str, Any] | None:
         update: dict[str, Any] | None = super().before_model(state, runtime)  # type: ignore[misc]
         if update is not None:
-            self.compactions += 1
+            self.__dict__.setdefault("updates", []).append((list(state["messages"]), update))
         return update
 
 
@@ -277,6 +285,7 @@ class _CapNotes(logging.Handler):
     def __init__(self) -> None:
         super().__init__(logging.WARNING)
         self.capped = 0
+        """Summaries our cap shortened (`max_summary_tokens`)."""
 
     def emit(self, record: logging.LogRecord) -> None:
         self.capped += "over the summary's cap" in record.getMessage()
@@ -319,6 +328,10 @@ class _Run:
         self.failures: list[dict[str, Any]] = []
         self.capped = 0
         """Summaries our cap shortened (`max_summary_tokens`)."""
+        self.compactions = self.no_gain = 0
+        """Compactions, and those that left the messages no shorter."""
+        self.compacted_turns: list[bool] = []
+        """Whether each turn compacted."""
         self._last_result: Any = None
 
     def turn(self, number: int) -> None:
@@ -337,6 +350,12 @@ class _Run:
             self.summariser_calls += 1
             self.summariser_input += self.counter.count(call)
             self.summariser_output += self.counter.count_text(answer.text)
+        updates = self.middleware.__dict__.pop("updates", []) if self.middleware else []
+        self.compacted_turns.append(bool(updates))
+        for before, update in updates:
+            after = [m for m in update["messages"] if not isinstance(m, RemoveMessage)]
+            self.compactions += 1
+            self.no_gain += self.counter.count(after) >= self.counter.count(before)
         if self.name.startswith("ours"):
             result = self.middleware.last_compaction(self.config)
             if result is not None and result is not self._last_result:
@@ -351,6 +370,7 @@ class _Run:
         orders = range(1, (turns + 1) // 2 + 1)
         lost = [order_id(n) for n in orders if tracking(n) not in seen]
         ms = [s * 1000 for s in self.seconds]
+        turns_ms = list(zip(ms, self.compacted_turns, strict=True))
         early, late = statistics.median(ms[:window]), statistics.median(ms[-window:])
         return {
             "label": LABELS[self.name],
@@ -361,7 +381,8 @@ class _Run:
             "summariser_calls": self.summariser_calls,
             "summariser_input_tokens": self.summariser_input,
             "summariser_output_tokens": self.summariser_output,
-            "compactions": getattr(self.middleware, "compactions", 0),
+            "compactions": self.compactions,
+            "compactions_no_shorter": self.no_gain,
             "failed_compactions": self.failures,
             "summaries_capped": self.capped,
             "facts": len(orders),
@@ -378,9 +399,16 @@ class _Run:
                 "min": min(ms),
                 "median": statistics.median(ms),
                 "max": max(ms),
+                "with_compaction": _median(t for t, c in turns_ms if c),
+                "without": _median(t for t, c in turns_ms if not c),
                 "all": [round(t, 3) for t in ms],
             },
         }
+
+
+def _median(values: Iterable[float]) -> float | None:
+    found = list(values)
+    return statistics.median(found) if found else None
 
 
 # ------------------------------------------------------------------ the run
@@ -432,6 +460,7 @@ def render(results: dict[str, dict[str, Any]], *, turns: int, saver: str) -> str
         ("  against no compaction", lambda r: f"{r['input_tokens'] / base:.2f}x"),
         ("largest model input", lambda r: f"{r['largest_input']:,}"),
         ("compactions", lambda r: r["compactions"]),
+        ("  of them no shorter than before", lambda r: r["compactions_no_shorter"]),
         ("summariser calls", lambda r: r["summariser_calls"]),
         ("summariser input tokens", lambda r: f"{r['summariser_input_tokens']:,}"),
         ("summariser output tokens", lambda r: f"{r['summariser_output_tokens']:,}"),
@@ -445,6 +474,12 @@ def render(results: dict[str, dict[str, Any]], *, turns: int, saver: str) -> str
             lambda r: f"{r['turn_ms']['late_median']:.2f}",
         ),
         ("  late / early", lambda r: f"{r['turn_ms']['late_over_early']:.2f}x"),
+        (
+            "turn ms, median of turns with / without a compaction",
+            lambda r: "{} / {}".format(
+                *(_ms(r["turn_ms"][key]) for key in ("with_compaction", "without"))
+            ),
+        ),
         (
             "turn ms, min / median / max",
             lambda r: "{min:.2f} / {median:.2f} / {max:.2f}".format(**r["turn_ms"]),
@@ -472,6 +507,10 @@ def render(results: dict[str, dict[str, Any]], *, turns: int, saver: str) -> str
                 f"in turns {turns_seen}."
             )
     return "\n".join(lines)
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
