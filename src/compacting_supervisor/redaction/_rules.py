@@ -359,27 +359,46 @@ def may_hold_secret(text: str) -> bool:
     return _holds(_folded(text), _NEEDED)
 
 
-def _gates(lowered: str) -> tuple[bool, bool]:
-    """Whether the key rules, and whether any of the other patterns, may match."""
+def _by_symbol(needles: tuple[str, ...]) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """The needles grouped by a symbol each holds ("" for none).
+
+    A text without the symbol holds none of its group, so one search rules out the group.
+    """
+    groups: dict[str, list[str]] = {}
+    for needle in needles:
+        symbol = next((c for c in "~:_.-" if c in needle), "")
+        groups.setdefault(symbol, []).append(needle)
+    return tuple((symbol, tuple(group)) for symbol, group in groups.items())
+
+
+_OTHER_GROUPS = _by_symbol(_OTHER_NEEDLES)
+
+
+def _gates(lowered: str) -> tuple[bool, set[str]]:
+    """Whether the key rules may match, and the other patterns' needles ``lowered`` holds."""
     keys = _holds(lowered, _KEY_WORDS) and _KEY_OPERATOR.search(lowered) is not None
-    return keys, _holds(lowered, _OTHER_NEEDLES)
+    present: set[str] = set()
+    for symbol, group in _OTHER_GROUPS:
+        if symbol in lowered:  # "" is in every text
+            present.update(filter(lowered.__contains__, group))
+    return keys, present
 
 
 def scan_secrets(text: str) -> str:
     """``text`` with every pattern's secret replaced (``text`` itself when none is)."""
     lowered = _folded(text)
-    keys, others = _gates(lowered)
-    if not (keys or others):
+    keys, present = _gates(lowered)
+    if not (keys or present):
         return text
     for name, pattern, replacement in PATTERNS:
         needles = _NEEDS[name]
         if needles is _KEY_WORDS:
             if not keys:
                 continue
-        elif not (others and _holds(lowered, needles)):
+        elif present.isdisjoint(needles):
             continue
         redacted = pattern.sub(replacement, text)
         if redacted != text:
             text, lowered = redacted, _folded(redacted)
-            keys, others = _gates(lowered)
+            keys, present = _gates(lowered)
     return text

@@ -40,6 +40,8 @@ _ESCAPE = re.compile(
 _MEDIA = re.compile(r"data:(?:image|audio|video)/[\w.+\-]{1,40};base64,")
 # A string of JSON without escapes: after "[" (it may open a pair), before ":" (a key).
 _JSON_STRING = re.compile(r'(\[\s*)?"([^"]*)"(\s*:)?')
+# What follows the first string of a list of two: a nested value, or a scalar and "]".
+_PAIR_TAIL = re.compile(r'\s*,\s*(?:[\[{]|(?:"[^"]*"|[^,\[\]{}"]*)\s*\])')
 _JSON_START = re.compile(r"\s*[\[{]")
 _PERCENT = re.compile(r"%[0-9A-Fa-f]{2}")
 _SIMPLE = {"/": "/", '"': '"', "n": "\n", "r": "\r", "t": "\t"}
@@ -133,7 +135,7 @@ class _Narrowed:
 
     def __init__(self, text: str) -> None:
         lowered = _folded(text)
-        self.present = tuple(needle for needle in _NEEDED if needle in lowered)
+        self.present = tuple(filter(lowered.__contains__, _NEEDED))
 
     def skip(self, leaf: str) -> bool:
         return not _holds(_folded(leaf), self.present)
@@ -148,14 +150,16 @@ class _Narrowed:
         value: a key (a string before ``:``) must not be secret-bearing, nor a string
         opening a list (a ``(name, value)`` pair), and no other string may change.
         """
-        for opening, string, colon in _JSON_STRING.findall(text):
+        for match in _JSON_STRING.finditer(text):
+            opening, string, colon = match.groups()
             if self.skip(string):
                 continue
-            if colon or opening:
+            if colon:
                 if key_kind(string):
                     return False
-                if colon:
-                    continue
+                continue
+            if opening and key_kind(string) and _PAIR_TAIL.match(text, match.end()):
+                return False  # ["password", ...]: a (name, value) pair the walk would redact
             if scan_secrets(string) != string:
                 return False
         return True
