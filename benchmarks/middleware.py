@@ -2,8 +2,10 @@
 
     python -m benchmarks.middleware [--turns 300] [--saver sqlite] [--quick] [--json out.json]
 
-A tool-heavy order desk, 300 turns by default, run through three ``create_agent`` agents
-side by side, turn by turn (their order rotating every turn), on instant scripted fakes:
+A tool-heavy order desk, 300 turns by default, run through four ``create_agent`` agents
+(no compaction; `CompactionMiddleware` with its default summary cap and with the cap at the
+trigger; LangChain's ``SummarizationMiddleware``) side by side, turn by turn (their order
+rotating every turn), each on its own checkpointer, on instant scripted fakes:
 
 - odd turns: the user asks for an order; the agent calls ``get_order``, whose result is
   1-3 KB of JSON holding the order's tracking number (the fact) among line items, and
@@ -13,8 +15,9 @@ side by side, turn by turn (their order rotating every turn), on instant scripte
   it is anywhere in what it is sent (a result, an earlier answer or a summary), else says
   it no longer has it.
 
-The contenders share the trigger and the keep: compact when the model is about to see more
-than 3,000 tokens, keep the newest 1,500 tokens. Both summarisers are the same fake, a
+The middlewares share the trigger and the keep: compact when the model is about to see more
+than 3,000 tokens (ours counts the system prompt and tool schemas too, LangChain's the
+messages only), keep the newest 1,500 tokens. Both summarisers are the same fake, a
 faithful one: it keeps every order's tracking number it is shown (in the existing summary
 or the messages) and reports its usage like a provider. ``--quick`` runs 20 turns on
 InMemorySaver, for tests.

@@ -28,6 +28,8 @@ def test_quick_mode_reports_every_contender_and_loses_no_fact(
         assert len(times["all"]) == 20
         assert 0 < times["min"] <= times["median"] <= times["max"]
         assert times["early_median"] > 0 and times["late_median"] > 0
+        assert 0 <= figures["compactions_no_shorter"] <= figures["compactions"]
+        assert figures["summaries_capped"] >= 0
     none = results["none"]
     assert none["compactions"] == none["summariser_calls"] == none["facts_lost"] == 0
     for name in ("ours", "ours-long-summary", "langchain"):
@@ -41,5 +43,7 @@ def test_quick_mode_reports_every_contender_and_loses_no_fact(
         assert ours["answered"] == ours["questions"]
         assert ours["failed_compactions"] == []
         assert ours["largest_input"] <= middleware.TRIGGER_TOKENS
+        assert ours["compactions_no_shorter"] == 0
+        assert ours["turn_ms"]["with_compaction"] is not None
     for title in ("model input tokens", "summariser calls", "facts strictly lost", "late / early"):
         assert title in printed
