@@ -132,7 +132,8 @@ def redact_secrets(message: BaseMessage) -> BaseMessage:
         'My token is Bearer abcdef123456789xyz, thanks.'
         >>> call = {"name": "login", "args": {"username": "bob", "password": "Zq9xLm2Pw7Rt"},
         ...         "id": "c1"}
-        >>> redact_secrets(AIMessage("", tool_calls=[call])).tool_calls[0]["args"]
+        >>> [redacted] = redact_secrets(AIMessage("", tool_calls=[call])).tool_calls
+        >>> redacted["args"]
         {'username': 'bob', 'password': '[REDACTED:secret]'}
     """
     return redact_message(message, scan_secrets)
