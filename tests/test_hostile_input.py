@@ -217,3 +217,42 @@ def test_a_thread_holding_adversarial_text_compacts_with_its_secrets_redacted(sa
     result = supervisor.compact(CONFIG)
     assert result is not None and result.succeeded
     assert "Hunter2pass" not in str(model.calls)
+
+
+def test_a_json_tool_result_nested_thousands_deep_is_rendered_and_compacted() -> None:
+    from compacting_supervisor.context import render_messages
+
+    deep = "[" * 6_000 + "]" * 6_000
+    call = {"name": "fetch", "args": {}, "id": "d1"}
+    messages = [
+        HumanMessage("Fetch it."),
+        AIMessage("", tool_calls=[call]),
+        ToolMessage(deep, tool_call_id="d1", name="fetch"),
+        AIMessage("It is deeply nested."),
+        HumanMessage("Thanks."),
+    ]
+    assert "<fetch_result>" in render_messages(messages)  # no RecursionError
+    summariser = ScriptedChatModel(responses=["## Current state\n- a nested result was fetched"])
+    compaction = HistoryManager(model=summariser).compact_messages(messages, compaction_ratio=0.8)
+    assert compaction is not None
+    assert is_summary(compaction.messages[0])
+
+
+def test_a_redact_hook_that_raises_sends_nothing_and_changes_nothing(saver: Any) -> None:
+    from .helpers import chat_graph
+
+    def broken(message: BaseMessage) -> BaseMessage:
+        raise RuntimeError("the PII service is down")
+
+    summariser = ScriptedChatModel(responses=["## Current state\n- never written"])
+    supervisor = CompactingSupervisor(
+        chat_graph(saver), HistoryManager(model=summariser, redact=broken), token_limit=100_000
+    )
+    for n in range(4):
+        supervisor.invoke({"messages": [HumanMessage(f"turn {n}")]}, CONFIG)
+    before = supervisor.get_state(CONFIG).values["messages"]
+    with pytest.raises(CompactionError, match="`redact` hook raised RuntimeError"):
+        supervisor.compact(CONFIG)
+    assert supervisor.get_state(CONFIG).values["messages"] == before
+    assert summariser.calls == []
+    assert supervisor.last_compaction(CONFIG).status == "failed"

@@ -405,3 +405,27 @@ def test_threads_counting_at_once_get_exact_counts() -> None:
     with ThreadPoolExecutor(max_workers=8) as pool:
         results = list(pool.map(work, lists))
     assert all(set(counts) == {want} for counts, want in zip(results, expected, strict=True))
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a" * 50_000,
+        "://" * 20_000,
+        "<" * 30_000,
+        " " * 30_000,
+        "start " + "x" * 10_000 + " end",
+    ],
+    ids=["letters", "symbols", "brackets", "spaces", "word"],
+)
+def test_a_long_run_of_one_kind_is_counted_in_pieces_close_to_exact(text: str) -> None:
+    """BPE is quadratic in one pre-token's length; pieces keep counting linear, nearly exact."""
+    counter = TokenCounter()
+    exact = len(counter._ensure_encoding().encode(text))
+    assert abs(counter.count_text(text) - exact) <= len(text) // 1_024 + 1
+
+
+def test_ordinary_long_text_is_counted_exactly() -> None:
+    counter = TokenCounter()
+    text = "Q29kZSBpcyBwb2V0cnk=" * 5_000 + " and the prose around it. " * 2_000
+    assert counter.count_text(text) == len(counter._ensure_encoding().encode(text))

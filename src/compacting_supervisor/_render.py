@@ -86,21 +86,29 @@ def element(
 
 
 def structured(content: Any) -> str:
-    """A tool result's text; JSON objects and arrays (as text or as data) become YAML."""
-    if isinstance(content, dict):
-        return to_yaml(content)
-    if isinstance(content, list) and not all(
-        isinstance(block, str) or (isinstance(block, dict) and "type" in block) for block in content
-    ):
-        return to_yaml(content)  # a list of records, not content blocks
+    """A tool result's text; JSON objects and arrays (as text or as data) become YAML.
+
+    A structure nested too deeply to walk (thousands of levels) is shown as it came: its
+    JSON text, or a note for data that has none.
+    """
+    try:
+        if isinstance(content, dict):
+            return to_yaml(content)
+        if isinstance(content, list) and not all(
+            isinstance(block, str) or (isinstance(block, dict) and "type" in block)
+            for block in content
+        ):
+            return to_yaml(content)  # a list of records, not content blocks
+    except RecursionError:
+        return "[a structure nested too deeply to show]"
     text = _content_text(content)
     if text[:1] in ("{", "["):
         try:
             value = json.loads(text)
-        except ValueError:
+            if isinstance(value, dict | list) and value:
+                return to_yaml(value)
+        except (ValueError, RecursionError):
             return text
-        if isinstance(value, dict | list) and value:
-            return to_yaml(value)
     return text
 
 

@@ -71,9 +71,14 @@ class HistoryManager:
             summarised in pieces, each folded into the running summary, so nothing old is
             dropped to make it fit. None: 60% of the chat model's ``max_input_tokens``
             profile, else 32,000; no limit for a summariser that is not a chat model.
-        redact: Applied to every message before the summariser sees it (the messages kept
-            in the thread stay verbatim). Defaults to `redact_secrets` (API keys, tokens,
-            passwords, private keys); None sends messages as they are.
+        redact: Applied to every message, and to a previous summary, before the summariser
+            sees them (the messages kept in the thread stay verbatim). Defaults to
+            `redact_secrets`: known key formats, and values under secret-bearing keys in
+            every text a message carries (content, tool-call arguments, raw
+            ``additional_kwargs``, artifacts), decoded first. `redact_personal_data` also
+            hides e-mail, card numbers, IBANs and phone numbers; `redact_with(engine)` adds
+            another engine (detect-secrets, Presidio). A hook that raises fails the
+            compaction with nothing sent. None sends messages as they are.
         token_counter: Counts tokens for the results. Defaults to ``TokenCounter()``
             (``cl100k_base``, exact offline). The summariser's tokens are the usage its
             model reports on each reply where it does (what the provider bills); only a

@@ -28,7 +28,7 @@ from compacting_supervisor._summarizer_call import (
     reported_usage,
 )
 from compacting_supervisor._tracing import ain_run, in_run
-from compacting_supervisor.errors import SummarizationError
+from compacting_supervisor.errors import CompactionError, SummarizationError
 from compacting_supervisor.summarizers import ExtractiveSummarizer
 from compacting_supervisor.token_counter import TokenCounter
 
@@ -127,8 +127,17 @@ class SummaryPolicy:
             SummarizationError: A call failed after its retries, or the budget cannot hold
                 the summariser's own prompt and a summary.
         """
-        messages = [self.redact(m) for m in evicted] if self.redact else list(evicted)
-        summary = self._redacted(previous)
+        try:
+            messages = [self.redact(m) for m in evicted] if self.redact else list(evicted)
+            summary = self._redacted(previous)
+        except CompactionError:
+            raise
+        except Exception as exc:  # never send what could not be redacted
+            msg = (
+                f"The `redact` hook raised {type(exc).__name__}: {exc}. Nothing was sent to "
+                "the summariser and the history is unchanged."
+            )
+            raise CompactionError(msg) from exc
         if self.input_budget is None:
             return (yield from self._attempts(summary, messages, max_tokens, usage, callbacks))
         cap, room = self._limits(summary, max_tokens, self.input_budget)
