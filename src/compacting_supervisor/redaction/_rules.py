@@ -13,7 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from compacting_supervisor.redaction._keys import (
     is_mask,
@@ -22,7 +22,7 @@ from compacting_supervisor.redaction._keys import (
     looks_like_credential,
 )
 
-__all__ = ["PATTERNS", "may_hold_secret", "redact_key_value", "scan_secrets"]
+__all__ = ["PATTERNS", "holds_needle", "may_hold_secret", "redact_key_value", "scan_secrets"]
 
 Replacement = str | Callable[[re.Match[str]], str]
 
@@ -339,6 +339,41 @@ _OTHER_NEEDLES = tuple(
 _NEEDED = tuple(dict.fromkeys([*_KEY_WORDS, *(n for needles in _NEEDS.values() for n in needles)]))
 
 
+_Trie = dict[str, "_Trie"]
+
+
+def _alternation(needles: Iterable[str]) -> str:
+    """A regex matching any of ``needles``, their shared prefixes factored out (a trie).
+
+    A search tries at each position only the branches of that position's character, and a
+    needle that extends another (``sk-ant-`` after ``sk-``) is left out: the shorter one
+    is found first wherever the longer one is.
+    """
+    root: _Trie = {}
+    for needle in needles:
+        node = root
+        for char in needle:
+            node = node.setdefault(char, {})
+        node[""] = {}
+
+    def branches(node: _Trie) -> str:
+        if "" in node:
+            return ""
+        options = [re.escape(char) + branches(child) for char, child in sorted(node.items())]
+        return options[0] if len(options) == 1 else f"(?:{'|'.join(options)})"
+
+    return branches(root)
+
+
+# One search for any needle; most ordinary text holds none and is not scanned further.
+_ANY_NEEDLE = re.compile(_alternation(_NEEDED))
+# The other patterns' needles that ordinary text often holds, looked up one by one; the
+# rest are looked up only when one search finds one of them.
+_COMMON_NEEDLES = ("://", "token", "basic", "bearer", "curl")
+_RARE_NEEDLES = tuple(n for n in _OTHER_NEEDLES if n not in _COMMON_NEEDLES)
+_ANY_RARE_NEEDLE = re.compile(_alternation(_RARE_NEEDLES))
+
+
 def _folded(text: str) -> str:
     if text.isascii():
         return text.lower()
@@ -354,9 +389,14 @@ def _holds(lowered: str, needles: tuple[str, ...]) -> bool:
     return any(map(lowered.__contains__, needles))
 
 
+def holds_needle(lowered: str) -> bool:
+    """Whether case-folded text holds any needle a pattern (or a secret key) needs."""
+    return _ANY_NEEDLE.search(lowered) is not None
+
+
 def may_hold_secret(text: str) -> bool:
     """False only for text that none of the patterns could change."""
-    return _holds(_folded(text), _NEEDED)
+    return holds_needle(_folded(text))
 
 
 def _by_symbol(needles: tuple[str, ...]) -> tuple[tuple[str, tuple[str, ...]], ...]:
@@ -371,22 +411,25 @@ def _by_symbol(needles: tuple[str, ...]) -> tuple[tuple[str, tuple[str, ...]], .
     return tuple((symbol, tuple(group)) for symbol, group in groups.items())
 
 
-_OTHER_GROUPS = _by_symbol(_OTHER_NEEDLES)
+_RARE_GROUPS = _by_symbol(_RARE_NEEDLES)
 
 
 def _gates(lowered: str) -> tuple[bool, set[str]]:
     """Whether the key rules may match, and the other patterns' needles ``lowered`` holds."""
-    keys = _holds(lowered, _KEY_WORDS) and _KEY_OPERATOR.search(lowered) is not None
-    present: set[str] = set()
-    for symbol, group in _OTHER_GROUPS:
-        if symbol in lowered:  # "" is in every text
-            present.update(filter(lowered.__contains__, group))
+    keys = _KEY_OPERATOR.search(lowered) is not None  # it starts with a key word
+    present = set(filter(lowered.__contains__, _COMMON_NEEDLES))
+    if _ANY_RARE_NEEDLE.search(lowered) is not None:
+        for symbol, group in _RARE_GROUPS:
+            if symbol in lowered:  # "" is in every text
+                present.update(filter(lowered.__contains__, group))
     return keys, present
 
 
 def scan_secrets(text: str) -> str:
     """``text`` with every pattern's secret replaced (``text`` itself when none is)."""
     lowered = _folded(text)
+    if _ANY_NEEDLE.search(lowered) is None:
+        return text
     keys, present = _gates(lowered)
     if not (keys or present):
         return text

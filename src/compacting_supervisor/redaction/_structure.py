@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 from urllib.parse import unquote
 
 from compacting_supervisor.redaction._keys import is_placeholder, key_kind, looks_like_credential
 from compacting_supervisor.redaction._rules import (
-    _NEEDED,
+    _ANY_NEEDLE,
     SECRET,
     _folded,
     _holds,
@@ -130,12 +130,16 @@ class _Narrowed:
     """The built-in scan, skipping strings that hold none of the needles ``text`` holds.
 
     ``text`` is JSON without escapes, so each of its strings appears in it verbatim: a
-    string holding none of the needles found in the whole holds none at all.
+    string holding none of the needles found in the whole holds none at all. The needles
+    are found in one search over the text: where two overlap, only the first is found,
+    and a string holding the other holds the first too (needles hold no quote).
     """
 
     def __init__(self, text: str) -> None:
         lowered = _folded(text)
-        self.present = tuple(filter(lowered.__contains__, _NEEDED))
+        self._found = [(m.start(), m[0]) for m in _ANY_NEEDLE.finditer(lowered)]
+        self.present = tuple(dict.fromkeys(needle for _, needle in self._found))
+        self._ascii = text.isascii()  # positions in lowered are those in text
 
     def skip(self, leaf: str) -> bool:
         return not _holds(_folded(leaf), self.present)
@@ -146,23 +150,53 @@ class _Narrowed:
     def finds_nothing_in(self, text: str) -> bool:
         """Whether no string of ``text`` is a secret key or holds a secret the rules find.
 
-        Checked on the strings as they stand in the text, without walking the parsed
-        value: a key (a string before ``:``) must not be secret-bearing, nor a string
-        opening a list (a ``(name, value)`` pair), and no other string may change.
+        ``text`` is the text this scan was made for. Checked on the strings as they stand
+        in the text, without walking the parsed value: a key (a string before ``:``) must
+        not be secret-bearing, nor a string opening a list (a ``(name, value)`` pair), and
+        no other string may change. Only the strings around a needle found are looked at.
         """
-        for match in _JSON_STRING.finditer(text):
-            opening, string, colon = match.groups()
-            if self.skip(string):
-                continue
-            if colon:
-                if key_kind(string):
-                    return False
-                continue
-            if opening and key_kind(string) and _PAIR_TAIL.match(text, match.end()):
-                return False  # ["password", ...]: a (name, value) pair the walk would redact
-            if scan_secrets(string) != string:
-                return False
-        return True
+        return all(self._finds_nothing(text, match) for match in self._candidates(text))
+
+    def _candidates(self, text: str) -> Iterator[re.Match[str]]:
+        """The strings of ``text`` (as `_JSON_STRING` matches) around a needle, in order.
+
+        In JSON without escapes every ``"`` opens or closes a string, in turn: a needle
+        after an odd number of quotes is in the string the last of them opens. Each part
+        of the text is searched for quotes at most twice. Text that is not ASCII (where
+        case-folding may move positions) is read string by string.
+        """
+        if not self._ascii:
+            yield from (m for m in _JSON_STRING.finditer(text) if not self.skip(m[2]))
+            return
+        counted = quotes = 0  # quotes in text[:counted]
+        closing = -1  # the closing quote of the last string yielded
+        for start, _ in self._found:
+            if start < closing:
+                continue  # in the string just yielded
+            quotes += text.count('"', counted, start)
+            counted = start
+            if quotes % 2 == 0:
+                continue  # between strings: a key word in `true`, say, or none at all
+            quote = text.rfind('"', 0, start)
+            closing = text.find('"', start)
+            before = quote  # a "[" before the string, past whitespace, opens a pair
+            while before and text[before - 1].isspace():
+                before -= 1
+            match = _JSON_STRING.match(
+                text, before - 1 if text[before - 1 : before] == "[" else quote
+            )
+            if match is not None:
+                yield match
+
+    def _finds_nothing(self, text: str, match: re.Match[str]) -> bool:
+        opening, string, colon = match.groups()
+        if self.skip(string):
+            return True
+        if colon:
+            return not key_kind(string)
+        if opening and key_kind(string) and _PAIR_TAIL.match(text, match.end()):
+            return False  # ["password", ...]: a (name, value) pair the walk would redact
+        return scan_secrets(string) == string
 
 
 def _narrowed(text: str, scan: Scan) -> Scan:
