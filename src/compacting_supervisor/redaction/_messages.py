@@ -11,6 +11,7 @@ when something was redacted, and the original is never changed.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
@@ -22,6 +23,24 @@ __all__ = ["redact_message"]
 _AI_FIELDS = ("tool_calls", "invalid_tool_calls", "tool_call_chunks")
 
 
+@functools.cache
+def _on_class(cls: type, name: str) -> bool:
+    return name in getattr(cls, "model_fields", {}) or any(name in vars(k) for k in cls.__mro__)
+
+
+def _attribute(message: BaseMessage, name: str) -> Any:
+    """``getattr(message, name, None)``, without pydantic's failed lookup when it has none.
+
+    An `AIMessage` has no ``tool_call_chunks``: asking pydantic costs an exception.
+    """
+    if _on_class(type(message), name):
+        return getattr(message, name, None)
+    if name in message.__dict__:
+        return message.__dict__[name]
+    extra = message.__pydantic_extra__
+    return extra.get(name) if extra else None
+
+
 def redact_message(message: BaseMessage, scan: Scan) -> BaseMessage:
     """``message`` with every text it carries passed through the structure rules and ``scan``.
 
@@ -30,7 +49,7 @@ def redact_message(message: BaseMessage, scan: Scan) -> BaseMessage:
     update: dict[str, Any] = {}
     fields = ["content", "additional_kwargs"]
     if isinstance(message, AIMessage):
-        fields.extend(name for name in _AI_FIELDS if getattr(message, name, None))
+        fields.extend(name for name in _AI_FIELDS if _attribute(message, name))
     if isinstance(message, ToolMessage) and message.artifact is not None:
         fields.append("artifact")
     for name in fields:

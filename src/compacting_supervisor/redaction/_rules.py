@@ -332,6 +332,15 @@ _NEEDS: dict[str, tuple[str, ...]] = {  # name -> needles
     "header": _KEY_WORDS,
     "xml-element": _KEY_WORDS,
 }  # fmt: skip
+# What a match of a pattern whose needles are common words looks like around them, one
+# search cheaper than the pattern (whose match always holds one): the folded text's for
+# True, the text's for False (where folding could lengthen what a bound counts).
+_SHAPES: dict[str, tuple[re.Pattern[str], bool]] = {
+    "http-auth": (re.compile(r"(?:bearer|basic|token)[ \t]"), True),
+    # "://", a user without ":/@" and ":", a password without "/", then "@": each run
+    # stops at the next "://", so each character is read by one attempt at most.
+    "url-password": (re.compile(r"://[^\s:/@]{0,200}:[^\s/]{0,500}@"), False),
+}
 _OTHER_NEEDLES = tuple(
     dict.fromkeys(n for needles in _NEEDS.values() if needles is not _KEY_WORDS for n in needles)
 )
@@ -439,6 +448,9 @@ def scan_secrets(text: str) -> str:
             if not keys:
                 continue
         elif present.isdisjoint(needles):
+            continue
+        shape = _SHAPES.get(name)
+        if shape is not None and shape[0].search(lowered if shape[1] else text) is None:
             continue
         redacted = pattern.sub(replacement, text)
         if redacted != text:

@@ -209,8 +209,6 @@ def _as_json(text: str, scan: Scan, depth: int) -> str | None:
     """``text`` redacted as the JSON it is; None when it is not a JSON object or array."""
     if depth > _MAX_DEPTH or not _JSON_START.match(text):
         return None
-    if scan is scan_secrets and "\\" not in text and "%" not in text and not may_hold_secret(text):
-        return text  # no escape to decode, and no word any rule (or secret key) needs
     stripped = text.strip()
     if stripped[-1:] not in ("}", "]"):
         return None
@@ -237,6 +235,8 @@ def redact_string(text: str, scan: Scan, depth: int = 0) -> str:
     """
     if not text or (text.startswith("data:") and _MEDIA.match(text)):
         return text  # an image, audio or video, read as [image] and the like
+    if scan is scan_secrets and "\\" not in text and "%" not in text and not may_hold_secret(text):
+        return text  # nothing to decode, and no word any rule (or secret key) needs
     as_json = _as_json(text, scan, depth)
     if as_json is not None:
         return as_json
