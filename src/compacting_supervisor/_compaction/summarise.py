@@ -183,30 +183,36 @@ class SummaryPolicy:
         events = message_events([message])
         return self.token_counter.count_text(events[0]) + 1 if events else 0
 
-    def _pieces(self, messages: list[BaseMessage], room: int) -> list[BaseMessage]:
-        """``messages``, each one larger than ``room`` cut into pieces that are not."""
-        pieces: list[BaseMessage] = []
+    def _pieces(self, messages: list[BaseMessage], room: int) -> list[tuple[BaseMessage, int]]:
+        """``messages`` with their sizes, each one larger than ``room`` cut into pieces."""
+        pieces: list[tuple[BaseMessage, int]] = []
         for message in messages:
-            if self._size(message) <= room:
-                pieces.append(message)
+            size = self._size(message)
+            if size <= room:
+                pieces.append((message, size))
             else:
-                pieces.extend(split_message(message, room, self._size))
+                pieces.extend(
+                    (piece, self._size(piece)) for piece in split_message(message, room, self._size)
+                )
         return pieces
 
     def _take(
-        self, queue: deque[BaseMessage], previous: str | None, cap: int, budget: int
+        self,
+        queue: deque[tuple[BaseMessage, int]],
+        previous: str | None,
+        cap: int,
+        budget: int,
     ) -> list[BaseMessage]:
         """The next call's messages: as many from ``queue`` as fit ``budget`` with the prompt."""
         used = self._prompt_tokens(previous, [], cap) + _SLACK
-        chunk: list[BaseMessage] = []
-        while queue and (not chunk or used + self._size(queue[0]) <= budget):
-            piece = queue.popleft()
-            chunk.append(piece)
-            used += self._size(piece)
+        taken: list[tuple[BaseMessage, int]] = []
+        while queue and (not taken or used + queue[0][1] <= budget):
+            taken.append(queue.popleft())
+            used += taken[-1][1]
         # Counted per message the total is an estimate: the exact prompt decides.
-        while len(chunk) > 1 and self._prompt_tokens(previous, chunk, cap) > budget:
-            queue.appendleft(chunk.pop())
-        return chunk
+        while len(taken) > 1 and self._prompt_tokens(previous, [m for m, _ in taken], cap) > budget:
+            queue.appendleft(taken.pop())
+        return [message for message, _ in taken]
 
     def _attempts(
         self,
