@@ -491,3 +491,68 @@ def test_the_needles_never_skip_what_a_pattern_would_change(parts: list[str]) ->
     for _, pattern, replacement in PATTERNS:
         slow = pattern.sub(replacement, slow)
     assert scan_secrets(text) == slow
+
+
+# ------------------------------------------------------------------ the cheaper paths
+
+_URL_AND_AUTH_PARTS = [
+    "https://", "postgres://", "bob", ":", "@", "/", "db", " ", "\t", "\u00df", "Bearer",
+    "basic", "TOKEN", "token_count", "Zq9xLm2Pw7Rt", "abc123XYZ789def456", "a" * 210,
+]  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(st.lists(st.sampled_from(_URL_AND_AUTH_PARTS) | st.text(max_size=6), max_size=10))
+def test_the_shape_checks_never_skip_what_a_pattern_would_change(parts: list[str]) -> None:
+    """The URL-password and HTTP-auth rules run only on text of their shape (``://user:pw@``,
+    ``bearer`` and a space); running every pattern on every text gives the same result."""
+    from compacting_supervisor.redaction._rules import PATTERNS, scan_secrets
+
+    text = "".join(parts)
+    slow = text
+    for _, pattern, replacement in PATTERNS:
+        slow = pattern.sub(replacement, slow)
+    assert scan_secrets(text) == slow
+
+
+_JSON_WORDS = st.sampled_from(
+    ["password", "api_key", "token_count", "next_page_token", "sk-", "https://a.b/c", "bob",
+     "x:y@z", "Bearer ", "secret", "[", " ", "k", "gh", "pass word", "Zq9xLm2Pw7Rt"]
+)  # fmt: skip
+_JSON_STRINGS = st.lists(_JSON_WORDS, max_size=4).map("".join)
+_JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-1000, 10**6) | _JSON_STRINGS,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_JSON_STRINGS, inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=400, deadline=None, derandomize=True)
+@given(_JSON_VALUES, st.sampled_from([None, 2]))
+def test_json_is_read_only_around_its_needles_and_loses_nothing(value: Any, indent: Any) -> None:
+    """A JSON text's strings are looked at only around the needles found in it: exactly the
+    strings holding a needle, and when none of them holds a secret, walking the value
+    redacts nothing either."""
+    from compacting_supervisor.redaction._rules import scan_secrets
+    from compacting_supervisor.redaction._structure import (
+        _JSON_STRING,
+        _Narrowed,
+        redact_structure,
+    )
+
+    text = json.dumps(value, indent=indent)
+    narrowed = _Narrowed(text)
+    expected = [m.span() for m in _JSON_STRING.finditer(text) if not narrowed.skip(m[2])]
+    assert [m.span() for m in narrowed._candidates(text)] == expected
+    if isinstance(value, dict | list) and narrowed.finds_nothing_in(text):
+        assert redact_structure(value, scan_secrets) is value
+        assert redact_text(text) == text
+
+
+def test_tool_call_chunks_kept_as_an_extra_field_are_redacted() -> None:
+    """An `AIMessage` has no ``tool_call_chunks`` field; given one, pydantic keeps it as an
+    extra, and it is redacted like the field of an `AIMessageChunk`."""
+    chunk = {"name": "login", "args": json.dumps({"password": PASSWORD}), "id": "c1", "index": 0}
+    message = AIMessage("", tool_call_chunks=[chunk])
+    assert PASSWORD not in str(redact_secrets(message).tool_call_chunks)  # type: ignore[attr-defined]
+    assert PASSWORD in str(message.tool_call_chunks)  # type: ignore[attr-defined]

@@ -434,26 +434,47 @@ def _gates(lowered: str) -> tuple[bool, set[str]]:
     return keys, present
 
 
+# Each needle's patterns, by their place in PATTERNS; the key rules' places.
+_NAMES = [rule[0] for rule in PATTERNS]
+_PLACES: dict[str, list[int]] = {}
+for _place, _name in enumerate(_NAMES):
+    if _NEEDS[_name] is not _KEY_WORDS:
+        for _needle in _NEEDS[_name]:
+            _PLACES.setdefault(_needle, []).append(_place)
+_KEY_PLACES = tuple(i for i, name in enumerate(_NAMES) if _NEEDS[name] is _KEY_WORDS)
+
+
+def _places(lowered: str, after: int) -> list[int]:
+    """The places of the patterns after ``after`` that ``lowered`` holds a needle of, in order."""
+    keys, present = _gates(lowered)
+    if not present:
+        return [place for place in _KEY_PLACES if place > after] if keys else []
+    places = set(_KEY_PLACES) if keys else set()
+    for needle in present:
+        places.update(_PLACES[needle])
+    return sorted(place for place in places if place > after)
+
+
 def scan_secrets(text: str) -> str:
-    """``text`` with every pattern's secret replaced (``text`` itself when none is)."""
+    """``text`` with every pattern's secret replaced (``text`` itself when none is).
+
+    The patterns run in order, each only on text holding one of its needles (and of the
+    shape in `_SHAPES`, if it has one); after a change the needles are looked up again.
+    """
     lowered = _folded(text)
     if _ANY_NEEDLE.search(lowered) is None:
         return text
-    keys, present = _gates(lowered)
-    if not (keys or present):
-        return text
-    for name, pattern, replacement in PATTERNS:
-        needles = _NEEDS[name]
-        if needles is _KEY_WORDS:
-            if not keys:
-                continue
-        elif present.isdisjoint(needles):
-            continue
+    places = _places(lowered, -1)
+    index = 0
+    while index < len(places):
+        place = places[index]
+        index += 1
+        name, pattern, replacement = PATTERNS[place]
         shape = _SHAPES.get(name)
         if shape is not None and shape[0].search(lowered if shape[1] else text) is None:
             continue
         redacted = pattern.sub(replacement, text)
         if redacted != text:
             text, lowered = redacted, _folded(redacted)
-            keys, present = _gates(lowered)
+            places, index = _places(lowered, place), 0
     return text
