@@ -542,8 +542,8 @@ def test_json_is_read_only_around_its_needles_and_loses_nothing(value: Any, inde
 
     text = json.dumps(value, indent=indent)
     narrowed = _Narrowed(text)
-    expected = [m.span() for m in _JSON_STRING.finditer(text) if not narrowed.skip(m[2])]
-    assert [m.span() for m in narrowed._candidates(text)] == expected
+    expected = [m.start(2) - 1 for m in _JSON_STRING.finditer(text) if not narrowed.skip(m[2])]
+    assert list(narrowed._candidates(text)) == expected
     if isinstance(value, dict | list) and narrowed.finds_nothing_in(text):
         assert redact_structure(value, scan_secrets) is value
         assert redact_text(text) == text
@@ -556,3 +556,18 @@ def test_tool_call_chunks_kept_as_an_extra_field_are_redacted() -> None:
     message = AIMessage("", tool_call_chunks=[chunk])
     assert PASSWORD not in str(redact_secrets(message).tool_call_chunks)  # type: ignore[attr-defined]
     assert PASSWORD in str(message.tool_call_chunks)  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"headers": [["Authorization", "Zq9xLm2Pw7Rt"]]}',
+        '[\n  "password",\n  "Zq9xLm2Pw7Rt"\n]',
+        '{"pairs": [ [ "api_key" , "Zq9xLm2Pw7Rt" ] ], "next_page_token": null}',
+    ],
+)
+def test_a_name_value_pair_in_json_text_is_redacted(text: str) -> None:
+    """A list opening with a secret-bearing name is a (name, value) pair, with or without
+    whitespace after its ``[``: the JSON text's quick check must not pass it over."""
+    assert PASSWORD not in redact_text(text)
+    assert PASSWORD in text

@@ -12,6 +12,7 @@ returned decoded and redacted.
 from __future__ import annotations
 
 import json
+import operator
 import re
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
@@ -23,7 +24,6 @@ from compacting_supervisor.redaction._rules import (
     SECRET,
     _folded,
     _holds,
-    may_hold_secret,
     scan_secrets,
 )
 
@@ -87,25 +87,47 @@ def _secret_value(value: Any, kind: str, scan: Scan, depth: int) -> Any:
     return value
 
 
+_SCALARS = frozenset({int, float, bool, type(None)})  # left as they are, unless under a key
+
+
+def _unchanged(text: str, scan: Scan) -> bool:
+    r"""Whether ``scan`` is the built-in one and has nothing in ``text`` to look at.
+
+    Nothing to decode (no ``\``, no ``%``), and no word any rule (or secret key) needs:
+    as JSON, decoded or as it is, the text comes back unchanged.
+    """
+    return (
+        scan is scan_secrets
+        and "\\" not in text
+        and "%" not in text
+        and _ANY_NEEDLE.search(_folded(text)) is None
+    )
+
+
 def redact_structure(value: Any, scan: Scan, depth: int = 0) -> Any:
     """``value`` (a string, or dicts, lists and tuples of them) with its secrets replaced.
 
     Returns ``value`` itself when nothing in it changed, so callers can tell by identity.
     """
+    if type(value) in _SCALARS:
+        return value
     if isinstance(value, str):
         if isinstance(scan, _Narrowed) and scan.skip(value):
             return value
         return redact_string(value, scan, depth)
     if depth > _MAX_DEPTH and isinstance(value, Mapping | list | tuple):
         return TOO_DEEP  # not walked any further, so not shown either: fail closed
-    if isinstance(value, Mapping):
+    if type(value) is not list and isinstance(value, Mapping):
         changed = False
         out: dict[Any, Any] = {}
         for key, item in value.items():
             kind = key_kind(key) if isinstance(key, str) else ""
             if kind:
                 new = _secret_value(item, kind, scan, depth)
-            elif type(item) is str and isinstance(scan, _Narrowed) and scan.skip(item):
+            elif type(item) in _SCALARS or (
+                type(item) is str
+                and (scan.skip(item) if isinstance(scan, _Narrowed) else _unchanged(item, scan))
+            ):
                 new = item
             else:
                 new = redact_structure(item, scan, depth + 1)
@@ -120,9 +142,9 @@ def redact_structure(value: Any, scan: Scan, depth: int = 0) -> Any:
                 return value
             return (value[0], secret) if isinstance(value, tuple) else [value[0], secret]
         items = [redact_structure(item, scan, depth + 1) for item in value]
-        if all(new is old for new, old in zip(items, value, strict=True)):
-            return value
-        return type(value)(items)
+        if any(map(operator.is_not, items, value)):
+            return type(value)(items)
+        return value
     return value
 
 
@@ -155,10 +177,27 @@ class _Narrowed:
         not be secret-bearing, nor a string opening a list (a ``(name, value)`` pair), and
         no other string may change. Only the strings around a needle found are looked at.
         """
-        return all(self._finds_nothing(text, match) for match in self._candidates(text))
+        for quote in self._candidates(text):
+            match = _JSON_STRING.match(text, quote)
+            if match is None:  # pragma: no cover - every quote found opens a string
+                return False
+            string, colon = match[2], match[3]
+            if colon:
+                if key_kind(string):
+                    return False
+                continue
+            if (
+                key_kind(string)
+                and _opens_list(text, quote)
+                and _PAIR_TAIL.match(text, match.end())
+            ):
+                return False  # ["password", ...]: a (name, value) pair the walk would redact
+            if scan_secrets(string) != string:
+                return False
+        return True
 
-    def _candidates(self, text: str) -> Iterator[re.Match[str]]:
-        """The strings of ``text`` (as `_JSON_STRING` matches) around a needle, in order.
+    def _candidates(self, text: str) -> Iterator[int]:
+        """The opening quotes of the strings of ``text`` around a needle, in order.
 
         In JSON without escapes every ``"`` opens or closes a string, in turn: a needle
         after an odd number of quotes is in the string the last of them opens. Each part
@@ -166,7 +205,9 @@ class _Narrowed:
         case-folding may move positions) is read string by string.
         """
         if not self._ascii:
-            yield from (m for m in _JSON_STRING.finditer(text) if not self.skip(m[2]))
+            for match in _JSON_STRING.finditer(text):
+                if not self.skip(match[2]):
+                    yield match.start(2) - 1
             return
         counted = quotes = 0  # quotes in text[:counted]
         closing = -1  # the closing quote of the last string yielded
@@ -177,26 +218,16 @@ class _Narrowed:
             counted = start
             if quotes % 2 == 0:
                 continue  # between strings: a key word in `true`, say, or none at all
-            quote = text.rfind('"', 0, start)
             closing = text.find('"', start)
-            before = quote  # a "[" before the string, past whitespace, opens a pair
-            while before and text[before - 1].isspace():
-                before -= 1
-            match = _JSON_STRING.match(
-                text, before - 1 if text[before - 1 : before] == "[" else quote
-            )
-            if match is not None:
-                yield match
+            yield text.rfind('"', 0, start)
 
-    def _finds_nothing(self, text: str, match: re.Match[str]) -> bool:
-        opening, string, colon = match.groups()
-        if self.skip(string):
-            return True
-        if colon:
-            return not key_kind(string)
-        if opening and key_kind(string) and _PAIR_TAIL.match(text, match.end()):
-            return False  # ["password", ...]: a (name, value) pair the walk would redact
-        return scan_secrets(string) == string
+
+def _opens_list(text: str, quote: int) -> bool:
+    """Whether the string at ``quote`` is the first item of a list (``[`` before it)."""
+    before = quote
+    while before and text[before - 1].isspace():
+        before -= 1
+    return text[before - 1 : before] == "["
 
 
 def _narrowed(text: str, scan: Scan) -> Scan:
@@ -235,8 +266,8 @@ def redact_string(text: str, scan: Scan, depth: int = 0) -> str:
     """
     if not text or (text.startswith("data:") and _MEDIA.match(text)):
         return text  # an image, audio or video, read as [image] and the like
-    if scan is scan_secrets and "\\" not in text and "%" not in text and not may_hold_secret(text):
-        return text  # nothing to decode, and no word any rule (or secret key) needs
+    if _unchanged(text, scan):
+        return text
     as_json = _as_json(text, scan, depth)
     if as_json is not None:
         return as_json
