@@ -47,13 +47,12 @@ def redact_message(message: BaseMessage, scan: Scan) -> BaseMessage:
     Returns ``message`` itself when nothing was redacted, else a copy.
     """
     update: dict[str, Any] = {}
-    fields = ["content", "additional_kwargs"]
+    values = [("content", message.content), ("additional_kwargs", message.additional_kwargs)]
     if isinstance(message, AIMessage):
-        fields.extend(name for name in _AI_FIELDS if _attribute(message, name))
-    if isinstance(message, ToolMessage) and message.artifact is not None:
-        fields.append("artifact")
-    for name in fields:
-        value = getattr(message, name)
+        values.extend((name, _attribute(message, name)) for name in _AI_FIELDS)
+    if isinstance(message, ToolMessage):
+        values.append(("artifact", message.artifact))
+    for name, value in values:
         if not value:
             continue
         redacted = redact_structure(value, scan)

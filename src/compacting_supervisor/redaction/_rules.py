@@ -22,7 +22,14 @@ from compacting_supervisor.redaction._keys import (
     looks_like_credential,
 )
 
-__all__ = ["PATTERNS", "holds_needle", "may_hold_secret", "redact_key_value", "scan_secrets"]
+__all__ = [
+    "PATTERNS",
+    "holds_needle",
+    "may_hold_secret",
+    "redact_key_value",
+    "scan_folded",
+    "scan_secrets",
+]
 
 Replacement = str | Callable[[re.Match[str]], str]
 
@@ -464,6 +471,11 @@ def scan_secrets(text: str) -> str:
     lowered = _folded(text)
     if _ANY_NEEDLE.search(lowered) is None:
         return text
+    return scan_folded(text, lowered)
+
+
+def scan_folded(text: str, lowered: str) -> str:
+    """`scan_secrets` of ``text``, given ``lowered``, its case-folding (`_folded`)."""
     places = _places(lowered, -1)
     index = 0
     while index < len(places):
