@@ -256,3 +256,13 @@ def test_a_redact_hook_that_raises_sends_nothing_and_changes_nothing(saver: Any)
     assert supervisor.get_state(CONFIG).values["messages"] == before
     assert summariser.calls == []
     assert supervisor.last_compaction(CONFIG).status == "failed"
+
+
+@pytest.mark.parametrize("returned", [None, "text"], ids=["none", "str"])
+def test_a_redact_hook_that_returns_no_message_is_a_compaction_error(returned: Any) -> None:
+    history = HistoryManager(
+        model=ScriptedChatModel(responses=["## Goal\n- never"]), redact=lambda m: returned
+    )
+    messages = [HumanMessage("one"), AIMessage("two"), HumanMessage("three"), AIMessage("four")]
+    with pytest.raises(CompactionError, match="must return a message"):
+        history.compact_messages(messages, compaction_ratio=0.5)

@@ -125,7 +125,8 @@ def test_the_system_prompt_and_tools_count_towards_the_trigger(saver: Any) -> No
     agent.invoke(
         {"messages": [HumanMessage("Read all records.")]}, {"configurable": {"thread_id": "t"}}
     )
-    assert middleware.overhead_tokens > COUNTER.count_text(prompt)  # the prompt and the schema
+    assert middleware._overhead("t") > COUNTER.count_text(prompt)  # the prompt and the schema
+    assert middleware._overhead("another thread") == 0  # nothing declared, nothing seen there
     for call in model.calls[1:]:  # from the second call on, the request was seen
         assert COUNTER.count(call) <= LIMIT + 20
 
@@ -288,3 +289,26 @@ def test_it_works_with_model_retry_middleware(saver: Any) -> None:
     assert state["messages"][-1].text.startswith("Noted: Note 4")
     assert is_summary(state["messages"][0])
     assert middleware.last_compaction("t").status == "compacted"
+
+
+def test_each_thread_counts_its_own_prompt(saver: Any) -> None:
+    """A prompt that differs per thread (per user) is charged to that thread only."""
+    from langchain.agents.middleware import dynamic_prompt
+    from langgraph.config import get_config
+
+    @dynamic_prompt
+    def per_user(request: Any) -> str:
+        thread = get_config()["configurable"]["thread_id"]
+        return "Long instructions for the big customer. " * 200 if thread == "big" else "Be brief."
+
+    middleware = CompactionMiddleware(model=_facts_summariser(), token_limit=1_500)
+    agent = create_agent(
+        ScriptedChatModel(responses=["Noted."]),
+        tools=[],
+        middleware=[per_user, middleware],
+        checkpointer=saver,
+    )
+    for thread in ("big", "small"):
+        agent.invoke({"messages": [HumanMessage("hello")]}, {"configurable": {"thread_id": thread}})
+    assert middleware._overhead("big") > 1_000
+    assert middleware._overhead("small") < 50

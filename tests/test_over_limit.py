@@ -213,3 +213,47 @@ def test_any_history_over_its_limit_ends_under_it_with_every_original_archived(
     assert max(_prompt_sizes(model)) <= int(window * 0.6)
     archived = {m.id for m in supervisor.transcript(CONFIG).messages}
     assert {m.id for m in before} <= archived
+
+
+def test_a_long_name_is_carried_once_not_on_every_piece() -> None:
+    """A name too long to repeat on each piece moves into the text: few calls, none over."""
+    model = _facts_summariser()
+    history = HistoryManager(model=model, summary_input_tokens=1_000, max_summary_tokens=200)
+    name = "-".join(f"w{i}" for i in range(300))  # about 600 tokens in the name alone
+    messages: list[BaseMessage] = [
+        HumanMessage("note: " + "the quick brown fox jumps over the lazy dog " * 40, name=name),
+        AIMessage("ok"),
+        HumanMessage("next"),
+        AIMessage("ok"),
+    ]
+    compaction = history.compact_messages(messages, compaction_ratio=0.5)
+    assert compaction is not None
+    assert 1 < len(model.calls) <= 6
+    assert max(_prompt_sizes(model)) <= 1_000
+
+
+def test_a_summary_full_of_tags_never_takes_a_call_over_budget() -> None:
+    """Tags in the running summary are escaped in the prompt and take more than counted."""
+
+    def tagged(messages: list[BaseMessage]) -> str:
+        return "## Artifacts (verbatim)\n" + "\n".join(
+            f"- block {n} is <div id={n}>" for n in range(60)
+        )
+
+    model = ScriptedChatModel(responses=[tagged])
+    history = HistoryManager(model=model, summary_input_tokens=1_200, max_summary_tokens=600)
+    messages: list[BaseMessage] = []
+    for n in range(30):
+        messages += [HumanMessage(f"question {n} " + "detail " * 40), AIMessage("ok " * 20)]
+    assert history.compact_messages(messages, compaction_ratio=0.9) is not None
+    assert max(_prompt_sizes(model)) <= 1_200
+
+
+def test_huge_backoff_waits_at_most_five_minutes() -> None:
+    from compacting_supervisor._compaction.summarise import _MAX_BACKOFF
+
+    assert _MAX_BACKOFF == 300.0
+    history = HistoryManager(
+        model=ScriptedChatModel(responses=["## Goal\n- fine"]), retry_backoff=1e300
+    )
+    assert history.retry_backoff == 1e300  # accepted: finite; each wait is capped

@@ -131,15 +131,20 @@ class CompactionDecisions:
         return TriggerContext(
             thread_id=thread_id,
             messages=messages,
-            tokens=self._context_tokens(messages),
+            tokens=self._context_tokens(messages, thread_id),
             values=values if isinstance(values, dict) else {},
             last_compaction_at=compacted_at if isinstance(compacted_at, int | float) else None,
             first_seen_at=self._first_seen.setdefault(thread_id, time.time()),
         )
 
-    def _context_tokens(self, messages: Sequence[BaseMessage]) -> int:
+    def _context_tokens(self, messages: Sequence[BaseMessage], thread_id: str | None = None) -> int:
+        """The tokens the model is sent for ``messages``, its prompt and tools included."""
         counter = self.history_manager.token_counter
-        return context_tokens(messages, counter, self.overhead_tokens)
+        return context_tokens(messages, counter, self._overhead(thread_id))
+
+    def _overhead(self, thread_id: str | None) -> int:
+        """Tokens of the system prompt and tool schemas the model is sent on this thread."""
+        return self.overhead_tokens
 
     def _decide(
         self, thread_id: str, messages: list[BaseMessage], values: Any
@@ -190,13 +195,14 @@ class CompactionDecisions:
         """Count ``result`` on the breaker, flag it if still over the limit, and keep it."""
         self._breaker.count(result)
         threshold = self._token_threshold()
-        if result.succeeded and threshold is not None and result.tokens_after > threshold:
+        sent = result.tokens_after + self._overhead(result.thread_id)  # what the trigger sees
+        if result.succeeded and threshold is not None and sent > threshold:
             logger.warning(
                 "Thread %s is still over the token limit after compaction (%d > %d tokens): "
                 "a large message is kept or the summary is long. It will compact again after "
                 "the next turn; consider a higher `compaction_ratio` or `token_limit`.",
                 result.thread_id,
-                result.tokens_after,
+                sent,
                 threshold,
             )
             result = dataclasses.replace(result, still_over_limit=True)

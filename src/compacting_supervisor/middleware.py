@@ -142,7 +142,8 @@ class CompactionMiddleware(AgentMiddleware, CompactionDecisions):
             max_consecutive_failures=max_consecutive_failures,
             failure_cooldown_turns=failure_cooldown_turns,
         )
-        self._seen_request: tuple[Any, ...] | None = None
+        # Per thread: what its model requests carry (a prompt may differ per user).
+        self._requests: dict[str, tuple[tuple[Any, ...], int]] = {}
         # With offload, each large tool result is stored as it is produced (the model never
         # reads it whole) and the agent gets the tool that reads it back.
         self.tools = [offload.read_tool()] if offload is not None else []
@@ -267,13 +268,19 @@ class CompactionMiddleware(AgentMiddleware, CompactionDecisions):
         text = system.text if system is not None else None
         tools = list(getattr(request, "tools", None) or [])
         seen = (text, tuple(id(tool) for tool in tools))
-        if seen != self._seen_request:
-            self._seen_request = seen
-            counter = self.history_manager.token_counter
-            self.overhead_tokens = declared_tokens(text, tools or None, counter)
+        thread_id = _run_thread_id()
+        known = self._requests.get(thread_id)
+        if known is None or known[0] != seen:
+            tokens = declared_tokens(text, tools or None, self.history_manager.token_counter)
+            self._requests[thread_id] = (seen, tokens)
             logger.debug(
-                "Model requests carry %d tokens of prompt and tools.", self.overhead_tokens
+                "Thread %s: model requests carry %d tokens of prompt and tools.", thread_id, tokens
             )
+
+    def _overhead(self, thread_id: str | None) -> int:
+        """What this thread's model requests carry; the declared size until one is seen."""
+        known = self._requests.get(thread_id) if thread_id is not None else None
+        return known[1] if known is not None else self.overhead_tokens
 
     def __repr__(self) -> str:
         return f"CompactionMiddleware(trigger={self.trigger!r}, keep={self.keep!r})"

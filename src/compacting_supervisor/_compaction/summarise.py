@@ -42,6 +42,10 @@ _MIN_TOKENS = 64
 """The least a summary or a piece of a message may take: below it, the budget is too small."""
 _PART_OVERHEAD = 40
 """Tokens a piece's tags and ``[part n of N]`` marker take, aimed under at the first cut."""
+_MIN_PIECE_CHARS = 16
+"""A piece of a message is never cut shorter: past that the budget is too small."""
+_MAX_BACKOFF = 300.0
+"""Seconds: the longest wait before a retry, however large ``retry_backoff`` grows."""
 
 
 @dataclass(frozen=True)
@@ -130,6 +134,9 @@ class SummaryPolicy:
         try:
             messages = [self.redact(m) for m in evicted] if self.redact else list(evicted)
             summary = self._redacted(previous)
+            if not all(isinstance(m, BaseMessage) for m in messages):
+                msg = "the `redact` hook must return a message for each message it is given"
+                raise TypeError(msg)
         except CompactionError:
             raise
         except Exception as exc:  # never send what could not be redacted
@@ -210,8 +217,22 @@ class SummaryPolicy:
             taken.append(queue.popleft())
             used += taken[-1][1]
         # Counted per message the total is an estimate: the exact prompt decides.
-        while len(taken) > 1 and self._prompt_tokens(previous, [m for m, _ in taken], cap) > budget:
-            queue.appendleft(taken.pop())
+        while self._prompt_tokens(previous, [m for m, _ in taken], cap) > budget:
+            if len(taken) > 1:
+                queue.appendleft(taken.pop())
+                continue
+            # One piece alone is over: cut it smaller (a running summary whose tags are
+            # escaped in the prompt can take more than it counts as text).
+            (piece, size), taken = taken[0], []
+            smaller = split_message(piece, max(size // 2, _MIN_TOKENS), self._size)
+            if len(smaller) < 2:
+                msg = (
+                    f"`summary_input_tokens` ({budget}) cannot hold the summariser's prompt, "
+                    "the running summary and any piece of the messages: raise it."
+                )
+                raise SummarizationError(msg)
+            queue.extendleft(reversed([(part, self._size(part)) for part in smaller]))
+            taken.append(queue.popleft())
         return [message for message, _ in taken]
 
     def _attempts(
@@ -236,7 +257,7 @@ class SummaryPolicy:
                 self._add_usage(usage, replies, None, prompt_tokens)
                 if attempt == self.retries:
                     raise
-                delay = self.backoff * 2**attempt
+                delay = min(self.backoff * 2.0 ** min(attempt, 30), _MAX_BACKOFF)
                 logger.info("Summariser failed (%s); retrying in %.2f s.", exc, delay)
                 if delay:
                     yield Sleep(delay)
@@ -304,6 +325,10 @@ def split_message(
         size: Measures a message as the transcript holds it.
     """
     text = plain_text(message)
+    if message.name and size(_piece(message, ".")) > room // 2:
+        # A name too long to repeat on every piece is carried once, in the text.
+        text = f"(name: {message.name})\n{text}"
+        message = message.model_copy(update={"name": None})
     if not text:
         return [message]
     chars = max(1, len(text) * max(room - _PART_OVERHEAD, 1) // max(size(message), 1))
@@ -313,9 +338,15 @@ def split_message(
             _piece(message, f"[part {n} of {len(parts)}] {part}") for n, part in enumerate(parts, 1)
         ]
         largest = max(size(piece) for piece in pieces)
-        if largest <= room or chars == 1:
+        if largest <= room:
             return pieces
-        chars = max(1, chars * room // largest - 1)
+        if chars <= _MIN_PIECE_CHARS:
+            msg = (
+                f"A {type(message).__name__} cannot be cut into pieces of {room} tokens for "
+                "the summariser; raise `summary_input_tokens`."
+            )
+            raise SummarizationError(msg)
+        chars = max(_MIN_PIECE_CHARS, chars * room // largest - 1)
 
 
 def _cut(text: str, chars: int) -> list[str]:
