@@ -312,3 +312,22 @@ def test_each_thread_counts_its_own_prompt(saver: Any) -> None:
         agent.invoke({"messages": [HumanMessage("hello")]}, {"configurable": {"thread_id": thread}})
     assert middleware._overhead("big") > 1_000
     assert middleware._overhead("small") < 50
+
+
+def test_runs_without_a_thread_share_no_circuit_breaker() -> None:
+    broken = ScriptedChatModel(responses=[RuntimeError("provider down")])
+    middleware = CompactionMiddleware(
+        history_manager=HistoryManager(model=broken, summary_retries=0),
+        trigger=MessageCount(2),
+        keep=KeepTokens(10),
+    )
+    agent = create_agent(ScriptedChatModel(responses=["ok"]), tools=[], middleware=[middleware])
+    history = [HumanMessage("one " * 20), AIMessage("two " * 20), HumanMessage("three")]
+    for _ in range(5):  # no checkpointer: five unrelated runs
+        agent.invoke({"messages": history})
+    assert len(broken.calls) == 5  # each tried; none paused by the others' failures
+
+
+def test_a_messages_key_the_model_does_not_read_is_refused() -> None:
+    with pytest.raises(ValueError, match="create_agent's model reads the 'messages' channel"):
+        CompactionMiddleware(history_manager=HistoryManager(messages_key="history"))

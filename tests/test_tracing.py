@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 from uuid import UUID
 
+import pytest
 from langchain.agents import create_agent
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.messages import HumanMessage
@@ -143,3 +144,19 @@ def test_the_middlewares_compaction_is_a_child_of_the_agents_run(saver: Any) -> 
     assert run["parent"] in recorder.chains  # inside the agent's run tree
     assert run["outputs"]["compacted"] is True
     assert len(recorder.summariser_calls(run_id)) == 1
+
+
+async def test_a_cancelled_compaction_ends_its_run_with_the_cancellation() -> None:
+    import asyncio
+
+    from compacting_supervisor._flow import adrive
+
+    recorder = Recorder()
+    slow = ScriptedChatModel(responses=[SUMMARY], delay=5.0)
+    core = HistoryManager(model=slow, summary_timeout=None)._core()
+    messages = [HumanMessage(f"Hello number {n}") for n in range(6)]
+    flow = core.compact(messages, 0.5, trace={"callbacks": [recorder]})
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(adrive(flow), timeout=0.3)
+    [(_, run)] = recorder.compactions()
+    assert isinstance(run["error"], asyncio.CancelledError)  # ended, not left open

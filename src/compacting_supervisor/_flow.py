@@ -66,7 +66,7 @@ def drive(flow: Flow[_T], *, thread_id: str | None = None) -> _T:
     while run.op is not None:
         try:
             answer = run.op.run()
-        except Exception as exc:
+        except BaseException as exc:  # the flow may close what it opened, then re-raise
             run.throw(exc)
         else:
             run.send(answer)
@@ -79,7 +79,7 @@ async def adrive(flow: Flow[_T], *, thread_id: str | None = None) -> _T:
     while run.op is not None:
         try:
             answer = await run.op.arun()
-        except Exception as exc:
+        except BaseException as exc:  # cancelled too: the flow may close what it opened
             run.throw(exc)
         else:
             run.send(answer)
@@ -99,7 +99,7 @@ class _FlowRun(Generic[_T]):
     def send(self, answer: Any) -> None:
         self._advance(lambda: self._flow.send(answer))
 
-    def throw(self, exc: Exception) -> None:
+    def throw(self, exc: BaseException) -> None:
         self._advance(lambda: self._flow.throw(exc))
 
     def _advance(self, step: Callable[[], Op]) -> None:

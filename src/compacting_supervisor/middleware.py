@@ -14,6 +14,7 @@ Needs ``langchain`` (``pip install "compacting-supervisor[agents]"``).
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -130,6 +131,13 @@ class CompactionMiddleware(AgentMiddleware, CompactionDecisions):
             raise TypeError(msg)
         check_history_manager(history_manager)
         manager = history_manager or HistoryManager(model=model)
+        if manager.messages_key != "messages":
+            msg = (
+                f"`history_manager` has messages_key={manager.messages_key!r}, but "
+                "create_agent's model reads the 'messages' channel: use a HistoryManager "
+                "with the default messages_key."
+            )
+            raise ValueError(msg)
         self._configure(
             manager,
             token_limit=token_limit,
@@ -194,6 +202,18 @@ class CompactionMiddleware(AgentMiddleware, CompactionDecisions):
     def _before_model(self, state: Any) -> Flow[dict[str, Any] | None]:
         """Offload answered results, ask the trigger, compact: the update, or None."""
         thread_id = _run_thread_id()
+        if thread_id != _NO_THREAD:
+            return (yield from self._step(thread_id, state))
+        # A run without a thread shares no breaker or record with other such runs.
+        key = f"{_NO_THREAD[:-1]} {uuid.uuid4().hex}>"
+        try:
+            return (yield from self._step(key, state))
+        finally:
+            self._results.pop(key, None)
+            self._first_seen.pop(key, None)
+            self._breaker.circuits.pop(key, None)
+
+    def _step(self, thread_id: str, state: Any) -> Flow[dict[str, Any] | None]:
         messages = self._messages(state)
         replaced: list[BaseMessage] | None = None
         if self.offload is not None:

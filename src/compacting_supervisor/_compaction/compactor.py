@@ -172,7 +172,9 @@ class Compactor:
             )
             if compaction is not None and require_reduction:
                 check_reduction(compaction, thread_id=thread_id)
-        except Exception as exc:
+        except BaseException as exc:  # a failure, or a cancellation: the run ends with it
+            if isinstance(exc, GeneratorExit):
+                raise
             yield EndRun(run, error=exc)
             raise
         yield EndRun(run, outputs=_outputs(compaction))
