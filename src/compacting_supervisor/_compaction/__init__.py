@@ -13,7 +13,6 @@ from compacting_supervisor._compaction.compactor import (
     Compactor,
     ReadResults,
     StoreResults,
-    check_reduction,
     compaction_result,
 )
 from compacting_supervisor._compaction.summarise import (
@@ -30,7 +29,6 @@ __all__ = [
     "Summarize",
     "SummarizerUsage",
     "SummaryPolicy",
-    "check_reduction",
     "compaction_result",
     "split_message",
 ]

@@ -55,7 +55,6 @@ __all__ = [
     "Compactor",
     "ReadResults",
     "StoreResults",
-    "check_reduction",
     "compaction_result",
 ]
 
