@@ -93,12 +93,12 @@ def structured(content: Any) -> str:
     """
     try:
         if isinstance(content, dict):
-            return to_yaml(content)
+            return to_yaml(content, tables=True)
         if isinstance(content, list) and not all(
             isinstance(block, str) or (isinstance(block, dict) and "type" in block)
             for block in content
         ):
-            return to_yaml(content)  # a list of records, not content blocks
+            return to_yaml(content, tables=True)  # a list of records, not content blocks
     except RecursionError:
         return "[a structure nested too deeply to show]"
     text = _content_text(content)
@@ -106,7 +106,7 @@ def structured(content: Any) -> str:
         try:
             value = json.loads(text)
             if isinstance(value, dict | list) and value:
-                return to_yaml(value)
+                return to_yaml(value, tables=True)
         except (ValueError, RecursionError):
             return text
     return text
@@ -149,7 +149,7 @@ def _content_text(content: Any) -> str:
 
 def _args_text(args: Any) -> str:
     if isinstance(args, dict | list):
-        return to_yaml(args) if args else ""
+        return to_yaml(args, tables=True) if args else ""
     return str(args)
 
 

@@ -4,6 +4,10 @@ Structured tool results (JSON objects and arrays) read far more cheaply as YAML 
 escaped JSON. Only what a reader needs: block mappings and sequences, short flow lists,
 literal blocks for multi-line text, and scalars quoted whenever a YAML parser could read
 them as anything but the string they are (numbers, dates, booleans, nulls).
+
+``to_yaml(value, tables=True)`` also writes a list of flat records that share their keys
+as a table, the keys named once (`table`): what a model reads, no longer YAML a parser
+loads, and still lossless.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import math
 import re
 from typing import Any
 
-__all__ = ["to_yaml"]
+__all__ = ["table", "to_yaml"]
 
 _INDICATORS = frozenset("-?:,[]{}#&*!|>'\"%@`")
 _RESERVED = frozenset(
@@ -127,7 +131,7 @@ def _flow(items: list[Any]) -> str | None:
     return "[" + ", ".join(parts) + "]"
 
 
-def _entry(head: str, value: Any, indent: str, out: list[str]) -> None:
+def _entry(head: str, value: Any, indent: str, out: list[str], tables: bool = False) -> None:
     """Append ``head`` (``key:`` or ``-``) followed by ``value`` to ``out``."""
     kind = type(value)
     if kind is str:  # the common case first; the same rules as below
@@ -141,9 +145,12 @@ def _entry(head: str, value: Any, indent: str, out: list[str]) -> None:
         return
     if isinstance(value, list) and value and (flow := _flow(value)) is not None:
         out.append(f"{head} {flow}")
+    elif tables and isinstance(value, list) and (rows := table(value)) is not None:
+        out.append(f"{head.removesuffix(':')} {rows[0]}:")
+        out.extend(f"{indent}  {row}" for row in rows[1:])
     elif isinstance(value, dict | list) and value:
         out.append(head)
-        _yaml_lines(value, indent + "  ", out)
+        _yaml_lines(value, indent + "  ", out, tables)
     elif isinstance(value, str) and _literal_ok(value):
         _literal(head, value, indent, out)
     elif isinstance(value, dict | list):
@@ -162,7 +169,9 @@ def _literal(head: str, value: str, indent: str, out: list[str]) -> None:
     out.extend(f"{indent}  {line}" if line else "" for line in lines)
 
 
-def _yaml_lines(value: dict[Any, Any] | list[Any], indent: str, out: list[str]) -> None:
+def _yaml_lines(
+    value: dict[Any, Any] | list[Any], indent: str, out: list[str], tables: bool = False
+) -> None:
     """Append a non-empty mapping or sequence in block style, one entry per line."""
     if isinstance(value, dict):
         for key, item in value.items():
@@ -173,23 +182,89 @@ def _yaml_lines(value: dict[Any, Any] | list[Any], indent: str, out: list[str]) 
             elif kind is int:
                 out.append(f"{head} {item}")
             else:
-                _entry(head, item, indent, out)
+                _entry(head, item, indent, out, tables)
         return
     for item in value:
         if isinstance(item, list) and item and (flow := _flow(item)) is not None:
             out.append(f"{indent}- {flow}")
+        elif tables and isinstance(item, list) and (rows := table(item)) is not None:
+            out.append(f"{indent}- {rows[0]}:")
+            out.extend(f"{indent}  {row}" for row in rows[1:])
         elif isinstance(item, dict | list) and item:
             start = len(out)
-            _yaml_lines(item, indent + "  ", out)
+            _yaml_lines(item, indent + "  ", out, tables)
             out[start] = f"{indent}- {out[start][len(indent) + 2 :]}"
         else:
-            _entry(f"{indent}-", item, indent, out)
+            _entry(f"{indent}-", item, indent, out, tables)
 
 
-def to_yaml(value: dict[Any, Any] | list[Any]) -> str:
-    """Deterministic block YAML for JSON-like data (mappings keep their order)."""
+# ---------------------------------------------------------------------------- tables
+
+_TABLE_MIN_ROWS = 3
+_CELL_SCALARS = (str, int, float, bool, type(None))
+_JSON_NUMBER = re.compile(r"-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][-+]?\d+)?")
+_JSON_WORDS = frozenset({"true", "false", "null", "NaN", "Infinity", "-Infinity"})
+
+
+def _cell(value: Any) -> str:
+    """A table cell: a string as it is unless JSON would read it otherwise, else quoted.
+
+    A cell reads back exactly as JSON's rules do: a quoted cell is a JSON string, an
+    unquoted one a number, ``true``, ``false`` or ``null`` when it is one, else a string.
+    """
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return json.dumps(value)
+    text = value if isinstance(value, str) else str(value)
+    if (
+        not text
+        or text[0] in '" ('
+        or text[0].isspace()
+        or text[-1].isspace()
+        or "|" in text
+        or not text.isprintable()
+        or text in _JSON_WORDS
+        or ((text[0] == "-" or text[0].isdecimal()) and _JSON_NUMBER.fullmatch(text))
+    ):
+        return _quoted(text)
+    return text
+
+
+def table(value: list[Any]) -> list[str] | None:
+    """A list of flat records sharing their keys as ``(table: a|b)`` and one row each.
+
+    None unless ``value`` holds at least three non-empty mappings with the same keys in the
+    same order and only scalar values. Cells are separated by ``|``; `_cell` says
+    when a cell is quoted, so the table is lossless.
+    """
+    if len(value) < _TABLE_MIN_ROWS or type(value[0]) is not dict or not value[0]:
+        return None
+    keys = list(value[0])
+    for record in value:
+        if type(record) is not dict or list(record) != keys:
+            return None
+        if not all(isinstance(v, _CELL_SCALARS) for v in record.values()):
+            return None
+    header = "|".join(_cell(key) for key in keys)
+    rows = ["|".join(_cell(v) for v in record.values()) for record in value]
+    return [f"(table: {header})", *rows]
+
+
+def to_yaml(value: dict[Any, Any] | list[Any], *, tables: bool = False) -> str:
+    """Deterministic block YAML for JSON-like data (mappings keep their order).
+
+    With ``tables=True``, a list of flat records sharing their keys is written as a
+    table (`table`): fewer tokens for a model, no longer YAML for a parser.
+    """
     if not value:
         return "{}" if isinstance(value, dict) else "[]"
+    if tables and isinstance(value, list) and (rows := table(value)) is not None:
+        return f"{rows[0]}:\n" + "\n".join(rows[1:])
     out: list[str] = []
-    _yaml_lines(value, "", out)
+    _yaml_lines(value, "", out, tables)
     return "\n".join(out)
