@@ -50,10 +50,11 @@ from compacting_supervisor import (
 )
 from compacting_supervisor._compaction import ReadResults, StoreResults, Summarize
 from compacting_supervisor._flow import Sleep
-from compacting_supervisor._persist.reads import ListCompactions
-from compacting_supervisor._persist.rewrite import Put, ReadHead, ReadState
+from compacting_supervisor._persist.reads import ListCheckpoints, ListParents
+from compacting_supervisor._persist.rewrite import HeadMark, Put, ReadHead, ReadState
 
 __all__ = [
+    "agent_graph",
     "compaction_cost",
     "compaction_profile",
     "counting",
@@ -89,7 +90,8 @@ def thread_of(messages: int) -> tuple[list[BaseMessage], int]:
     return history(script(turns)), turns + 1
 
 
-def _agent(saver: Any) -> tuple[Any, AgentModel]:
+def agent_graph(saver: Any) -> tuple[Any, AgentModel]:
+    """The benchmarks' ``create_agent`` graph on ``saver``, and its fake model."""
     from langchain.agents import create_agent
 
     model = AgentModel()
@@ -120,7 +122,7 @@ def wrapper_overhead(
 
 
 def _overhead_at(saver: Any, kind: str, size: int, reps: int) -> dict[str, Any]:
-    graph, model = _agent(saver)
+    graph, model = agent_graph(saver)
     manager = HistoryManager(model=SummariserModel())
     supervisor = CompactingSupervisor(graph, manager, token_limit=10**9)
     messages, next_turn = thread_of(size)
@@ -244,7 +246,7 @@ def _context_counter() -> Callable[[list[BaseMessage]], int]:
     """What the supervisor runs after each turn to size the thread (its own warm counter)."""
     from langgraph.checkpoint.memory import InMemorySaver
 
-    graph, _ = _agent(InMemorySaver())
+    graph, _ = agent_graph(InMemorySaver())
     supervisor = CompactingSupervisor(graph, HistoryManager(model=SummariserModel()))
     thread, _ = thread_of(1000)
     supervisor.context_tokens(thread)
@@ -265,8 +267,10 @@ class _OpTimer:
     _OPS: tuple[type, ...] = (
         ReadState,
         ReadHead,
+        HeadMark,
         Put,
-        ListCompactions,
+        ListCheckpoints,
+        ListParents,
         Summarize,
         Sleep,
         StoreResults,
@@ -319,7 +323,7 @@ def _cost_at(
     *,
     redact: bool = True,
 ) -> dict[str, Any]:
-    graph, _ = _agent(saver)
+    graph, _ = agent_graph(saver)
     summariser = SummariserModel()
     manager = (
         HistoryManager(model=summariser)
@@ -373,7 +377,7 @@ def compaction_profile(
     from compacting_supervisor.summarizers import ChatModelSummarizer
 
     with open_saver("sqlite", workdir, "profile") as (saver, _):
-        graph, _ = _agent(saver)
+        graph, _ = agent_graph(saver)
         messages, _ = thread_of(size)
         config = _seed(graph, "profile", messages)
         head = {"configurable": {"thread_id": "profile"}}

@@ -392,3 +392,93 @@ def test_waiting_nodes_agrees_with_get_state_next_on_every_checkpoint(saver: Any
         for snapshot in graph.get_state_history(config):
             stored = saver.get_tuple(snapshot.config)
             assert waiting_nodes(stored.checkpoint) == sorted(set(snapshot.next)), name
+
+
+# ---------------------------------------------------------------- the head read once
+
+
+class _TurnDuringSummary:
+    """A summariser during whose call another writer (the bare graph) runs a turn."""
+
+    def __init__(self, graph: Any) -> None:
+        self.graph = graph
+
+    def summarize(self, previous: str | None, messages: Any, *, max_tokens: int) -> str:
+        self.graph.invoke({"messages": [HumanMessage("a turn during the compaction")]}, CONFIG)
+        return "Summary: the user asked for more several times."
+
+    async def asummarize(self, previous: str | None, messages: Any, *, max_tokens: int) -> str:
+        await self.graph.ainvoke(
+            {"messages": [HumanMessage("a turn during the compaction")]}, CONFIG
+        )
+        return "Summary: the user asked for more several times."
+
+
+def _head_mark_agrees(saver: Any, head: Any, mark: Any) -> None:
+    assert mark == (head.checkpoint["id"], bool(head.pending_writes))
+
+
+def test_head_mark_tells_the_head_and_its_pending_writes(saver: Any) -> None:
+    """Read without deserialising, the head's id and pending writes are get_tuple's."""
+    from compacting_supervisor._persist.rewrite import HeadMark
+
+    assert HeadMark("thread-1", saver).run() == (None, False)
+    graph = approval_graph(saver)
+    graph.invoke({"messages": [HumanMessage("deploy?")]}, CONFIG)  # paused: pending writes
+    mark = HeadMark("thread-1", saver).run()
+    head = saver.get_tuple(CONFIG)
+    assert mark is not None
+    assert mark[1]
+    _head_mark_agrees(saver, head, mark)
+    graph.invoke(Command(resume="yes"), CONFIG)
+    _head_mark_agrees(saver, saver.get_tuple(CONFIG), HeadMark("thread-1", saver).run())
+
+
+async def test_async_head_mark_tells_the_head_and_its_pending_writes(asaver: Any) -> None:
+    from compacting_supervisor._persist.rewrite import HeadMark
+
+    assert await HeadMark("thread-1", asaver).arun() == (None, False)
+    graph = approval_graph(asaver)
+    await graph.ainvoke({"messages": [HumanMessage("deploy?")]}, CONFIG)
+    mark = await HeadMark("thread-1", asaver).arun()
+    assert mark is not None
+    assert mark[1]
+    _head_mark_agrees(asaver, await asaver.aget_tuple(CONFIG), mark)
+    await graph.ainvoke(Command(resume="yes"), CONFIG)
+    _head_mark_agrees(
+        asaver, await asaver.aget_tuple(CONFIG), await HeadMark("thread-1", asaver).arun()
+    )
+
+
+def test_a_turn_written_during_a_compaction_is_never_hidden(saver: Any) -> None:
+    """The head is read once; a run that finishes before the write still stops it."""
+    graph = chat_graph(saver)
+    supervisor = CompactingSupervisor(
+        graph, HistoryManager(model=_TurnDuringSummary(graph)), token_limit=100_000
+    )
+    _run_turns(supervisor, 4)
+    with pytest.raises(StaleCheckpointError):
+        supervisor.compact(CONFIG)
+    messages = supervisor.get_state(CONFIG).values["messages"]
+    assert messages[-2].content == "a turn during the compaction"
+    assert not any(is_summary(m) for m in messages)
+    # With nobody writing meanwhile, the compaction is built on the head it read.
+    before = saver.get_tuple(CONFIG)
+    CompactingSupervisor(graph, token_limit=100_000).compact(CONFIG)
+    _assert_clean_rewrite(before, saver.get_tuple(CONFIG), saver)
+
+
+async def test_async_a_turn_written_during_a_compaction_is_never_hidden(asaver: Any) -> None:
+    graph = chat_graph(asaver)
+    supervisor = CompactingSupervisor(
+        graph, HistoryManager(model=_TurnDuringSummary(graph)), token_limit=100_000
+    )
+    await _arun_turns(supervisor, 4)
+    with pytest.raises(StaleCheckpointError):
+        await supervisor.acompact(CONFIG)
+    messages = (await supervisor.aget_state(CONFIG)).values["messages"]
+    assert messages[-2].content == "a turn during the compaction"
+    assert not any(is_summary(m) for m in messages)
+    before = await asaver.aget_tuple(CONFIG)
+    await CompactingSupervisor(graph, token_limit=100_000).acompact(CONFIG)
+    _assert_clean_rewrite(before, await asaver.aget_tuple(CONFIG), asaver)

@@ -148,12 +148,25 @@ class SummaryPolicy:
         if self.input_budget is None:
             return (yield from self._attempts(summary, messages, max_tokens, usage, callbacks))
         cap, room = self._limits(summary, max_tokens, self.input_budget)
+        # Likely to fit in one call (the messages' own count, cached since the trigger
+        # counted them, is under the budget): the exact prompt decides, and when it fits
+        # there are no pieces to measure.
+        if self.token_counter.count(evicted) <= self.input_budget:
+            whole = self._prompt_tokens(summary, messages, cap)
+            if whole <= self.input_budget:
+                return (
+                    yield from self._attempts(
+                        summary, messages, cap, usage, callbacks, counted=whole
+                    )
+                )
         queue = deque(self._pieces(messages, room))
         calls = 0
         while queue:
-            chunk = self._take(queue, summary, cap, self.input_budget)
+            chunk, prompt = self._take(queue, summary, cap, self.input_budget)
             calls += 1
-            summary = yield from self._attempts(summary, chunk, cap, usage, callbacks)
+            summary = yield from self._attempts(
+                summary, chunk, cap, usage, callbacks, counted=prompt
+            )
         if calls > 1:
             logger.info("Summarised %d messages in %d calls.", len(messages), calls)
         return summary or ""
@@ -209,15 +222,20 @@ class SummaryPolicy:
         previous: str | None,
         cap: int,
         budget: int,
-    ) -> list[BaseMessage]:
-        """The next call's messages: as many from ``queue`` as fit ``budget`` with the prompt."""
+    ) -> tuple[list[BaseMessage], int]:
+        """The next call's messages: as many from ``queue`` as fit ``budget`` with the prompt.
+
+        Returns:
+            The messages, and the exact tokens of the call's prompt (counted once: the
+            call's usage reuses it).
+        """
         used = self._prompt_tokens(previous, [], cap) + _SLACK
         taken: list[tuple[BaseMessage, int]] = []
         while queue and (not taken or used + queue[0][1] <= budget):
             taken.append(queue.popleft())
             used += taken[-1][1]
         # Counted per message the total is an estimate: the exact prompt decides.
-        while self._prompt_tokens(previous, [m for m, _ in taken], cap) > budget:
+        while (prompt := self._prompt_tokens(previous, [m for m, _ in taken], cap)) > budget:
             if len(taken) > 1:
                 queue.appendleft(taken.pop())
                 continue
@@ -233,7 +251,7 @@ class SummaryPolicy:
                 raise SummarizationError(msg)
             queue.extendleft(reversed([(part, self._size(part)) for part in smaller]))
             taken.append(queue.popleft())
-        return [message for message, _ in taken]
+        return [message for message, _ in taken], prompt
 
     def _attempts(
         self,
@@ -242,11 +260,18 @@ class SummaryPolicy:
         max_tokens: int,
         usage: SummarizerUsage,
         callbacks: Any,
+        *,
+        counted: int | None = None,
     ) -> Flow[str]:
-        # Our own count of the prompt: made at most once, and only for a call whose reply
-        # reports no usage (the chat-model summariser then hands back the prompt the call
-        # built, rather than rendering the transcript again).
-        prompt_tokens = functools.cache(lambda: self._prompt_tokens(previous, chunk, max_tokens))
+        # Our own count of the prompt: the one the budget check made (``counted``), else
+        # made at most once, and only for a call whose reply reports no usage (the
+        # chat-model summariser then hands back the prompt the call built, rather than
+        # rendering the transcript again).
+        prompt_tokens = functools.cache(
+            lambda: (
+                counted if counted is not None else self._prompt_tokens(previous, chunk, max_tokens)
+            )
+        )
         for attempt in range(self.retries + 1):
             replies: Replies = []
             try:

@@ -25,7 +25,7 @@ from langgraph.checkpoint.memory import InMemorySaver
 from compacting_supervisor._checkpoint import head_config
 from compacting_supervisor._flow import Flow
 from compacting_supervisor._messages import METADATA_KEY
-from compacting_supervisor._persist.rewrite import ReadHead
+from compacting_supervisor._persist.rewrite import ReadHead, sql_kind
 from compacting_supervisor.archive import Transcript, build_transcript
 from compacting_supervisor.results import ThreadStats
 from compacting_supervisor.token_counter import TokenCounter
@@ -53,20 +53,6 @@ _PARENTS = (
     "SELECT checkpoint_id, parent_checkpoint_id FROM checkpoints "
     "WHERE thread_id = {marker} AND checkpoint_ns = ''"
 )
-
-_SQL_SAVERS = {
-    "langgraph.checkpoint.sqlite.SqliteSaver": "sqlite",
-    "langgraph.checkpoint.sqlite.aio.AsyncSqliteSaver": "sqlite",
-    "langgraph.checkpoint.postgres.PostgresSaver": "postgres",
-    "langgraph.checkpoint.postgres.aio.AsyncPostgresSaver": "postgres",
-}
-
-
-def _sql_kind(saver: BaseCheckpointSaver[Any]) -> str | None:
-    for cls in type(saver).__mro__:
-        if kind := _SQL_SAVERS.get(f"{cls.__module__}.{cls.__qualname__}"):
-            return kind
-    return None
 
 
 @dataclass(frozen=True)
@@ -104,7 +90,7 @@ class ListParents:
 
     def _sql(self) -> dict[str, str | None] | None:
         saver: Any = self.saver
-        kind = _sql_kind(saver)
+        kind = sql_kind(saver)
         if kind == "sqlite" and not hasattr(saver.conn, "__aenter__"):
             with saver.lock:
                 rows = saver.conn.execute(_PARENTS.format(marker="?"), (self.thread_id,))
@@ -117,7 +103,7 @@ class ListParents:
 
     async def _asql(self) -> dict[str, str | None] | None:
         saver: Any = self.saver
-        kind = _sql_kind(saver)
+        kind = sql_kind(saver)
         if kind == "sqlite" and hasattr(saver.conn, "__aenter__"):
             async with (
                 saver.lock,

@@ -18,6 +18,7 @@ from typing import Any
 from langchain_core.messages import BaseMessage
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver, Checkpoint, CheckpointTuple
+from langgraph.checkpoint.memory import InMemorySaver
 
 from compacting_supervisor._checkpoint import (
     build_compacted_checkpoint,
@@ -40,6 +41,7 @@ from compacting_supervisor.results import CompactionResult
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "HeadMark",
     "Put",
     "ReadHead",
     "ReadState",
@@ -47,6 +49,7 @@ __all__ = [
     "compact_thread",
     "offload_answered",
     "replace_history",
+    "sql_kind",
     "waiting_nodes",
 ]
 
@@ -59,6 +62,9 @@ class ThreadState:
     checkpoint_id: str | None
     busy: str | None
     """Why the thread is not idle (tasks waiting, an interrupt, pending writes), or None."""
+    head: CheckpointTuple | None = None
+    """The head checkpoint the messages were read from, when read from the saver: the
+    compaction is then built on it, and only its id is checked again before the write."""
 
 
 @dataclass(frozen=True)
@@ -73,16 +79,38 @@ class ReadState:
     def run(self) -> ThreadState:
         """Read it (sync)."""
         cfg = head_config(self.thread_id)
-        if self.graph is not None:
-            return self._from_snapshot(self.graph.get_state(cfg))
-        return self._from_head(self.saver.get_tuple(cfg))
+        if self._own_saver():
+            state = self._from_head(self.saver.get_tuple(cfg))
+            if self.graph is None or self._complete(state):
+                return state
+        return self._from_snapshot(self.graph.get_state(cfg))
 
     async def arun(self) -> ThreadState:
         """Read it (async)."""
         cfg = head_config(self.thread_id)
-        if self.graph is not None:
-            return self._from_snapshot(await self.graph.aget_state(cfg))
-        return self._from_head(await self.saver.aget_tuple(cfg))
+        if self._own_saver():
+            state = self._from_head(await self.saver.aget_tuple(cfg))
+            if self.graph is None or self._complete(state):
+                return state
+        return self._from_snapshot(await self.graph.aget_state(cfg))
+
+    def _own_saver(self) -> bool:
+        """Whether the thread is read from ``saver``: there is no graph, or it is the graph's."""
+        return self.graph is None or getattr(self.graph, "checkpointer", None) is self.saver
+
+    def _complete(self, state: ThreadState) -> bool:
+        """Whether the head alone tells the thread's messages (one read, not two).
+
+        It does when the head holds the messages channel's value and no pending write
+        (which the graph's state would apply, or which marks an interrupt): the graph's
+        ``get_state`` would then read the same value from the same checkpoint. A channel
+        that keeps no value in the head (a beta DeltaChannel) is read through the graph.
+        """
+        head = state.head
+        return head is None or (
+            isinstance(head.checkpoint["channel_values"].get(self.messages_key), list)
+            and not head.pending_writes
+        )
 
     def _from_snapshot(self, snapshot: Any) -> ThreadState:
         values = snapshot.values if isinstance(snapshot.values, dict) else {}
@@ -103,7 +131,8 @@ class ReadState:
             busy = f"tasks waiting to run: {', '.join(waiting)}"
         if head.pending_writes:
             busy = "pending writes"
-        return ThreadState(list(values.get(self.messages_key) or []), head.checkpoint["id"], busy)
+        messages = list(values.get(self.messages_key) or [])
+        return ThreadState(messages, head.checkpoint["id"], busy, head)
 
 
 _TASKS = "__pregel_tasks"
@@ -180,6 +209,104 @@ class ReadHead:
         return config
 
 
+_SQL_SAVERS = {
+    "langgraph.checkpoint.sqlite.SqliteSaver": "sqlite",
+    "langgraph.checkpoint.sqlite.aio.AsyncSqliteSaver": "sqlite",
+    "langgraph.checkpoint.postgres.PostgresSaver": "postgres",
+    "langgraph.checkpoint.postgres.aio.AsyncPostgresSaver": "postgres",
+}
+
+_HEAD_MARK = (
+    "SELECT c.checkpoint_id, EXISTS (SELECT 1 FROM {writes} w WHERE w.thread_id = c.thread_id "
+    "AND w.checkpoint_ns = c.checkpoint_ns AND w.checkpoint_id = c.checkpoint_id) "
+    "FROM checkpoints c WHERE c.thread_id = {marker} AND c.checkpoint_ns = '' "
+    "ORDER BY c.checkpoint_id DESC LIMIT 1"
+)
+
+
+def sql_kind(saver: BaseCheckpointSaver[Any]) -> str | None:
+    """``"sqlite"`` or ``"postgres"`` for LangGraph's own SQL savers (or subclasses), else None."""
+    for cls in type(saver).__mro__:
+        if kind := _SQL_SAVERS.get(f"{cls.__module__}.{cls.__qualname__}"):
+            return kind
+    return None
+
+
+HeadMarkValue = tuple[str | None, bool]
+"""The head's id (None: no checkpoint) and whether it has pending writes."""
+
+
+@dataclass(frozen=True)
+class HeadMark:
+    """The head's id and whether it has pending writes, deserialising nothing.
+
+    One query on SqliteSaver's or PostgresSaver's tables (sync or async), or a look at
+    InMemorySaver's storage; None for any other saver (or tables of another shape), whose
+    head is then read whole (`ReadHead`).
+    """
+
+    thread_id: str
+    saver: BaseCheckpointSaver[Any]
+
+    def run(self) -> HeadMarkValue | None:
+        """Read it (sync)."""
+        saver: Any = self.saver
+        try:
+            if isinstance(saver, InMemorySaver):
+                return self._memory(saver)
+            kind = sql_kind(saver)
+            if kind == "sqlite" and not hasattr(saver.conn, "__aenter__"):
+                saver.setup()  # creates its tables on first use (once)
+                with saver.lock:
+                    query = _HEAD_MARK.format(marker="?", writes="writes")
+                    cur = saver.conn.execute(query, (self.thread_id,))
+                    return _mark(cur.fetchone())
+            if kind == "postgres" and not hasattr(saver.conn, "__aenter__"):
+                with saver._cursor() as cur:
+                    query = _HEAD_MARK.format(marker="%s", writes="checkpoint_writes")
+                    cur.execute(query, (self.thread_id,))
+                    return _mark(cur.fetchone())
+        except Exception:  # not the tables we know: the head is read whole instead
+            logger.debug("Thread %s: head not marked with SQL.", self.thread_id, exc_info=True)
+        return None
+
+    async def arun(self) -> HeadMarkValue | None:
+        """Read it (async)."""
+        saver: Any = self.saver
+        try:
+            if isinstance(saver, InMemorySaver):
+                return self._memory(saver)
+            kind = sql_kind(saver)
+            if kind == "sqlite" and hasattr(saver.conn, "__aenter__"):
+                await saver.setup()  # creates its tables on first use (once)
+                query = _HEAD_MARK.format(marker="?", writes="writes")
+                async with saver.lock, saver.conn.execute(query, (self.thread_id,)) as cur:
+                    return _mark(await cur.fetchone())
+            if kind == "postgres" and hasattr(saver.conn, "__aenter__"):
+                async with saver._cursor() as cur:
+                    query = _HEAD_MARK.format(marker="%s", writes="checkpoint_writes")
+                    await cur.execute(query, (self.thread_id,))
+                    return _mark(await cur.fetchone())
+        except Exception:  # not the tables we know: the head is read whole instead
+            logger.debug("Thread %s: head not marked with SQL.", self.thread_id, exc_info=True)
+        return None
+
+    def _memory(self, saver: InMemorySaver) -> HeadMarkValue:
+        stored = saver.storage.get(self.thread_id, {}).get("", {})
+        if not stored:
+            return None, False
+        head_id = max(stored)
+        return str(head_id), bool(saver.writes.get((self.thread_id, "", head_id)))
+
+
+def _mark(row: Any) -> HeadMarkValue:
+    if row is None:
+        return None, False
+    if isinstance(row, dict):  # a Postgres dict row
+        row = tuple(row.values())
+    return str(row[0]), bool(row[1])
+
+
 @dataclass(frozen=True)
 class Put:
     """Write a checkpoint with ``saver.put``."""
@@ -200,7 +327,7 @@ class Put:
 
 
 def _saver_io(op: Op, thread_id: str) -> Flow[Any]:
-    """Perform ``op`` (a `ReadState`, `ReadHead` or `Put`), wrapping a saver's failure.
+    """Perform ``op`` (a `ReadState`, `ReadHead`, `HeadMark` or `Put`), wrapping a saver's failure.
 
     The saver's exception becomes a `CheckpointerError` with it chained, so ``compact()``
     raises only `CompactionError` types.
@@ -233,11 +360,24 @@ def write_history(
     details: dict[str, Any],
     saver: BaseCheckpointSaver[Any],
     messages_key: str,
+    *,
+    read: CheckpointTuple | None = None,
 ) -> Flow[RunnableConfig]:
-    """Write ``messages`` as a new head, if the head is still the one ``config`` names."""
+    """Write ``messages`` as a new head, if the head is still the one ``config`` names.
+
+    ``read`` is that head as the flow read it before: when the saver can tell its head's
+    id and pending writes without deserialising it (`HeadMark`) and they are unchanged,
+    the new checkpoint is built on ``read``; otherwise the head is read again whole.
+    """
     thread_id = str(config["configurable"]["thread_id"])
     expected = (config.get("configurable") or {}).get("checkpoint_id")
-    head: CheckpointTuple | None = yield from _saver_io(ReadHead(thread_id, saver), thread_id)
+    head: CheckpointTuple | None = None
+    if read is not None and read.checkpoint["id"] == expected:
+        mark = yield from _saver_io(HeadMark(thread_id, saver), thread_id)
+        if mark == (expected, False):
+            head = read
+    if head is None:
+        head = yield from _saver_io(ReadHead(thread_id, saver), thread_id)
     head = check_head(head, thread_id=thread_id, expected_checkpoint_id=expected)
     checkpoint, metadata, versions = build_compacted_checkpoint(
         head,
@@ -311,7 +451,7 @@ def offload_answered(
     )
     details = {"kind": "replacement", "offloaded_results": len(plan.offloaded)}
     config = _at(thread_id, state.checkpoint_id)
-    yield from write_history(config, plan.messages, details, saver, messages_key)
+    yield from write_history(config, plan.messages, details, saver, messages_key, read=state.head)
     return plan.messages
 
 
@@ -360,7 +500,7 @@ def compact_thread(
     }
     config = _at(thread_id, state.checkpoint_id)
     new_config = yield from write_history(
-        config, compaction.messages, details, saver, core.messages_key
+        config, compaction.messages, details, saver, core.messages_key, read=state.head
     )
     return compaction_result(
         compaction,

@@ -1,0 +1,204 @@
+"""End-to-end cost of a turn that does not compact: the wrapper against the bare graph.
+
+``CompactingSupervisor.invoke`` (or ``ainvoke``) against the wrapped graph's own ``invoke``
+(``ainvoke``): same ``create_agent`` graph on the benchmarks' instant fake model, same
+checkpointer, same history. Every measured turn forks from the same seeded checkpoint, so
+the thread holds the same number of messages each time; the supervisor's trigger never
+fires (``token_limit=10**9``), so what is measured is everything a turn pays for the
+wrapper: the thread's lock, reading the run's output, counting the thread, asking the
+trigger.
+
+The machine is shared and noisy, so the two run in pairs, in alternating order, and what
+is reported is the ratio wrapped / bare of each pair: min / median / max over the rounds.
+The medians of each side's own times (ms) are printed too.
+
+Usage (from the repository root)::
+
+    python benchmarks/overhead.py                      # 10 .. 10,000 messages, all cells
+    python benchmarks/overhead.py --sizes 100 1000 --savers memory --modes sync
+    python benchmarks/overhead.py --rounds 400         # more pairs per cell
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import gc
+import logging
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from langchain_core.messages import HumanMessage
+
+from benchmarks.conversation import script
+from benchmarks.fakes import SummariserModel
+from benchmarks.micro import agent_graph, thread_of
+from benchmarks.savers import open_saver, remove_sqlite
+from compacting_supervisor import CompactingSupervisor, HistoryManager
+
+__all__ = ["overhead_cell"]
+
+SIZES = (10, 100, 1000, 10000)
+SAVERS = ("memory", "sqlite")
+MODES = ("sync", "async")
+
+
+def _rounds_for(size: int, rounds: int) -> int:
+    """Fewer pairs where a turn is long (10,000 messages on SQLite takes ~0.1 s)."""
+    return max(30, rounds // max(1, size // 1000))
+
+
+def _summary(ratios: list[float], bare: list[float], wrapped: list[float]) -> dict[str, Any]:
+    return {
+        "ratio_min": round(min(ratios), 3),
+        "ratio_median": round(statistics.median(ratios), 3),
+        "ratio_max": round(max(ratios), 3),
+        "bare_ms": round(statistics.median(bare) * 1000, 3),
+        "wrapped_ms": round(statistics.median(wrapped) * 1000, 3),
+        "pairs": len(ratios),
+    }
+
+
+def _setup(saver: Any, size: int) -> tuple[Any, Any, Any, dict[str, Any], dict[str, Any]]:
+    graph, model = agent_graph(saver)
+    supervisor = CompactingSupervisor(
+        graph, HistoryManager(model=SummariserModel()), token_limit=10**9
+    )
+    messages, next_turn = thread_of(size)
+    user = {"messages": [HumanMessage(script(next_turn)[-1].user)]}
+    return graph, model, supervisor, user, {"messages": messages}
+
+
+class _Pairs:
+    """The pairs of one cell: each side's time and their ratio, after the warm-up."""
+
+    WARM = 3
+
+    def __init__(self) -> None:
+        self.ratios: list[float] = []
+        self.bare: list[float] = []
+        self.wrapped: list[float] = []
+
+    @staticmethod
+    def order(index: int) -> tuple[str, str]:
+        gc.collect()  # the same heap for both sides of a pair; the collection is not timed
+        return ("bare", "wrapped") if index % 2 else ("wrapped", "bare")
+
+    def add(self, index: int, times: dict[str, float]) -> None:
+        if index >= self.WARM:
+            self.ratios.append(times["wrapped"] / times["bare"])
+            self.bare.append(times["bare"])
+            self.wrapped.append(times["wrapped"])
+
+    def summary(self) -> dict[str, Any]:
+        return _summary(self.ratios, self.bare, self.wrapped)
+
+
+def _sync_cell(saver: Any, size: int, rounds: int) -> dict[str, Any]:
+    graph, model, supervisor, user, seed = _setup(saver, size)
+    config = {"configurable": {"thread_id": f"overhead-{size}"}}
+    graph.update_state(config, seed, as_node="model")
+    base = dict(graph.get_state(config).config)
+    pairs = _Pairs()
+    for index in range(rounds + pairs.WARM):
+        times = {}
+        for which in pairs.order(index):
+            runner = graph if which == "bare" else supervisor
+            started = time.perf_counter()
+            runner.invoke(user, base)
+            times[which] = time.perf_counter() - started
+        model.drain()
+        pairs.add(index, times)
+    return pairs.summary()
+
+
+async def _async_cell(saver: Any, size: int, rounds: int) -> dict[str, Any]:
+    graph, model, supervisor, user, seed = _setup(saver, size)
+    config = {"configurable": {"thread_id": f"overhead-{size}"}}
+    await graph.aupdate_state(config, seed, as_node="model")
+    base = dict((await graph.aget_state(config)).config)
+    pairs = _Pairs()
+    for index in range(rounds + pairs.WARM):
+        times = {}
+        for which in pairs.order(index):
+            runner = graph if which == "bare" else supervisor
+            started = time.perf_counter()
+            await runner.ainvoke(user, base)
+            times[which] = time.perf_counter() - started
+        model.drain()
+        pairs.add(index, times)
+    return pairs.summary()
+
+
+@contextlib.asynccontextmanager
+async def _async_saver(kind: str, workdir: Path, name: str) -> AsyncIterator[Any]:
+    if kind == "memory":
+        from langgraph.checkpoint.memory import InMemorySaver
+
+        yield InMemorySaver()
+        return
+    from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+
+    path = workdir / f"{name}.sqlite"
+    remove_sqlite(path)
+    try:
+        async with AsyncSqliteSaver.from_conn_string(str(path)) as saver:
+            yield saver
+    finally:
+        remove_sqlite(path)
+
+
+def overhead_cell(kind: str, mode: str, size: int, rounds: int, workdir: Path) -> dict[str, Any]:
+    """One cell: ``rounds`` interleaved pairs of turns at ``size`` messages."""
+    gc.collect()
+    name = f"overhead-{mode}-{size}"
+    if mode == "sync":
+        with open_saver(kind, workdir, name) as (saver, _):
+            row = _sync_cell(saver, size, rounds)
+    else:
+
+        async def run() -> dict[str, Any]:
+            async with _async_saver(kind, workdir, name) as saver:
+                return await _async_cell(saver, size, rounds)
+
+        row = asyncio.run(run())
+    return {"saver": kind, "mode": mode, "messages": size, **row}
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=list(SIZES))
+    parser.add_argument("--savers", nargs="+", choices=SAVERS, default=list(SAVERS))
+    parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
+    parser.add_argument("--rounds", type=int, default=200, help="pairs per cell (fewer at 10k)")
+    args = parser.parse_args(argv)
+    logging.getLogger("compacting_supervisor").setLevel(logging.ERROR)
+    print(
+        "| saver | mode | messages | wrapped/bare min | median | max | bare ms "
+        "| wrapped ms | pairs |"
+    )
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    with tempfile.TemporaryDirectory(prefix="bench-overhead-") as tmp:
+        for kind in args.savers:
+            for mode in args.modes:
+                for size in args.sizes:
+                    row = overhead_cell(kind, mode, size, _rounds_for(size, args.rounds), Path(tmp))
+                    print(
+                        f"| {kind} | {mode} | {size} | {row['ratio_min']} | "
+                        f"**{row['ratio_median']}** | {row['ratio_max']} | {row['bare_ms']} | "
+                        f"{row['wrapped_ms']} | {row['pairs']} |",
+                        flush=True,
+                    )
+
+
+if __name__ == "__main__":
+    main()
