@@ -21,6 +21,7 @@ from compacting_supervisor.errors import (
 from compacting_supervisor.history_manager import SUMMARY_PREFIX, HistoryManager
 from compacting_supervisor.keep import KeepMessages, KeepPolicy, KeepRatio, KeepTokens
 from compacting_supervisor.locks import ThreadLockTimeoutError
+from compacting_supervisor.node import CompactionNode
 from compacting_supervisor.offload import (
     DirectoryResultStore,
     LangGraphResultStore,
@@ -71,6 +72,7 @@ __all__ = [
     "CompactingSupervisor",
     "CompactionError",
     "CompactionMiddleware",
+    "CompactionNode",
     "CompactionResult",
     "ContextBuilder",
     "ContextFraction",

@@ -1,0 +1,340 @@
+"""`CompactionNode`: the compaction as a graph node and as an agent's ``pre_model_hook``.
+
+Every saver behaviour runs on InMemorySaver and a SQLite file, sync and async:
+
+- ``create_react_agent(pre_model_hook=CompactionNode(...))``: one run of many tool calls
+  stays under the trigger, many turns compact, the state reads the summary then the kept
+  messages, and every original stays in ``get_state_history``;
+- ``create_supervisor(pre_model_hook=CompactionNode(...))``: the supervisor runs as a
+  subgraph, where a compaction of its own copy leaves the parent's ``messages`` whole (the
+  trap, shown first); the node compacts the parent's instead;
+- ``stream_mode="messages"`` shows the agent's tokens and nothing of the compaction;
+- a failing summariser leaves the history unchanged and trips the breaker;
+- a compaction is a traced run; a plain ``StateGraph`` takes the node too;
+- bad input says which parameter is wrong and how to fix it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, TypedDict
+
+import pytest
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
+from langgraph.graph import START, MessagesState, StateGraph
+from langgraph.prebuilt import create_react_agent
+
+from compacting_supervisor import (
+    ChatModelSummarizer,
+    CompactionError,
+    CompactionNode,
+    HistoryManager,
+    KeepMessages,
+    KeepTokens,
+    MessageCount,
+    TokenCounter,
+    is_summary,
+)
+from compacting_supervisor.testing import ScriptedChatModel
+
+from .helpers import openai_violations
+from .test_middleware import CALLS, LIMIT, _facts_summariser, _tool_loop_model, lookup
+from .test_multi_agent import Team, assert_tool_calls_paired, turn_request
+
+pytestmark = pytest.mark.filterwarnings(
+    # create_react_agent moved to langchain.agents; create_supervisor still builds on it.
+    "ignore::langgraph.warnings.LangGraphDeprecatedSinceV10"
+)
+
+COUNTER = TokenCounter()
+
+
+def _react_agent(checkpointer: Any, model: ScriptedChatModel, **kwargs: Any) -> tuple[Any, Any]:
+    node = CompactionNode(
+        model=_facts_summariser(), token_limit=LIMIT, keep=KeepTokens(500), **kwargs
+    )
+    agent = create_react_agent(
+        model, tools=[lookup], pre_model_hook=node, checkpointer=checkpointer
+    )
+    return agent, node
+
+
+def _check_one_long_run(model: ScriptedChatModel, state: dict[str, Any], node: Any) -> None:
+    assert len(model.calls) == CALLS + 1  # 42 tool calls and the answer, in one run
+    for call in model.calls:  # every model call's input stayed under the trigger
+        assert COUNTER.count(call) <= LIMIT
+        assert openai_violations(call) == []
+    messages = state["messages"]
+    assert messages[-1].text == "All records are read."
+    summary = next(m for m in messages if is_summary(m))
+    assert "FACT-00" in summary.text  # the first tool result survives in the summary
+    assert node.last_compaction("t").status == "compacted"
+
+
+def _originals_kept(history: Sequence[Any]) -> set[str]:
+    return {m.text for s in history for m in s.values.get("messages", [])}
+
+
+# ---------------------------------------------------------------------------- create_react_agent
+
+
+def test_forty_tool_calls_in_one_run_stay_under_the_trigger(saver: Any) -> None:
+    model = _tool_loop_model()
+    agent, node = _react_agent(saver, model)
+    config = {"configurable": {"thread_id": "t"}}
+    state = agent.invoke({"messages": [HumanMessage("Read all records.")]}, config)
+    _check_one_long_run(model, state, node)
+    stored = agent.get_state(config).values["messages"]
+    assert is_summary(stored[0])
+    seen = _originals_kept(list(agent.get_state_history(config)))
+    assert {lookup.invoke({"n": n}) for n in range(CALLS)} <= seen
+
+
+async def test_forty_tool_calls_in_one_run_stay_under_the_trigger_async(asaver: Any) -> None:
+    model = _tool_loop_model()
+    agent, node = _react_agent(asaver, model)
+    config = {"configurable": {"thread_id": "t"}}
+    state = await agent.ainvoke({"messages": [HumanMessage("Read all records.")]}, config)
+    _check_one_long_run(model, state, node)
+    seen = _originals_kept([s async for s in agent.aget_state_history(config)])
+    assert {lookup.invoke({"n": n}) for n in range(CALLS)} <= seen
+
+
+def _note(n: int) -> str:
+    return f"Note {n}: the review of budget line {n} moved to room {n}. " + "details " * 20
+
+
+def _chat_agent(checkpointer: Any, summariser: Any = None, **kwargs: Any) -> tuple[Any, Any]:
+    """An agent that answers each note; compacts over six messages, keeping two."""
+    node = CompactionNode(
+        history_manager=HistoryManager(
+            model=summariser or _facts_summariser(), retry_backoff=0, summary_retries=0
+        ),
+        trigger=MessageCount(6),
+        keep=KeepMessages(2),
+        **kwargs,
+    )
+    answer = ScriptedChatModel(responses=[lambda m: f"Noted: {m[-1].text[:12]}"])
+    return create_react_agent(
+        answer, tools=[], pre_model_hook=node, checkpointer=checkpointer
+    ), node
+
+
+def _check_many_turns(state: dict[str, Any], stored: list[BaseMessage], history: list[Any]) -> None:
+    assert [m.type for m in stored] == ["human", "ai", "human", "ai"]
+    assert is_summary(stored[0])  # the summary, then the kept messages
+    assert stored[1].text == f"Noted: {_note(4)[:12]}"  # ... kept verbatim, in order
+    assert stored[2].text == _note(5)
+    assert stored == state["messages"]
+    assert {_note(n) for n in range(6)} <= _originals_kept(history)  # nothing lost
+
+
+def test_many_turns_compact_and_every_original_stays(saver: Any) -> None:
+    agent, node = _chat_agent(saver)
+    config = {"configurable": {"thread_id": "t"}}
+    for n in range(6):
+        state = agent.invoke({"messages": [HumanMessage(_note(n))]}, config)
+    stored = agent.get_state(config).values["messages"]
+    _check_many_turns(state, stored, list(agent.get_state_history(config)))
+    assert node.last_compaction("t").status == "compacted"
+
+
+async def test_many_turns_compact_and_every_original_stays_async(asaver: Any) -> None:
+    agent, node = _chat_agent(asaver)
+    config = {"configurable": {"thread_id": "t"}}
+    for n in range(6):
+        state = await agent.ainvoke({"messages": [HumanMessage(_note(n))]}, config)
+    stored = (await agent.aget_state(config)).values["messages"]
+    _check_many_turns(state, stored, [s async for s in agent.aget_state_history(config)])
+    assert node.last_compaction("t").status == "compacted"
+
+
+def test_a_failing_summariser_leaves_the_history_and_trips_the_breaker(saver: Any) -> None:
+    broken = ScriptedChatModel(responses=[RuntimeError("provider down")])
+    agent, node = _chat_agent(saver, broken, max_consecutive_failures=2)
+    config = {"configurable": {"thread_id": "t"}}
+    for n in range(6):
+        state = agent.invoke({"messages": [HumanMessage(_note(n))]}, config)
+    assert state["messages"][-1].text == f"Noted: {_note(5)[:12]}"  # the run went on
+    assert [m.text for m in state["messages"] if m.type == "human"] == [_note(n) for n in range(6)]
+    assert not any(is_summary(m) for m in state["messages"])
+    assert node._circuits["t"].failures == 2
+    assert len(broken.calls) == 2  # then the breaker paused compaction
+    assert node.last_compaction("t").status == "skipped"
+
+
+# ---------------------------------------------------------------------------- create_supervisor
+
+
+def _run_team(team: Team, turns: int) -> list[BaseMessage]:
+    config = {"configurable": {"thread_id": "hiring"}}
+    for i in range(turns):
+        team.graph.invoke({"messages": [HumanMessage(turn_request(i))]}, config)
+    return team.graph.get_state(config).values["messages"]
+
+
+async def _arun_team(team: Team, turns: int) -> list[BaseMessage]:
+    config = {"configurable": {"thread_id": "hiring"}}
+    for i in range(turns):
+        await team.graph.ainvoke({"messages": [HumanMessage(turn_request(i))]}, config)
+    return (await team.graph.aget_state(config)).values["messages"]
+
+
+def _supervisor_node(**kwargs: Any) -> CompactionNode:
+    return CompactionNode(trigger=MessageCount(10), keep=KeepMessages(3), **kwargs)
+
+
+def test_the_supervisor_trap_a_subgraph_compaction_leaves_the_parent_whole(saver: Any) -> None:
+    """Compacting the supervisor subgraph's own copy: the parent merges it back by id."""
+    node = _supervisor_node(compact_parent=False)
+    team = Team(saver, pre_model_hook=node)
+    messages = _run_team(team, 5)
+    assert node.last_compaction("hiring").status == "compacted"  # it did compact, in vain:
+    assert not is_summary(messages[0])  # the parent keeps every message,
+    assert len(messages) > 30
+    assert sum(map(is_summary, messages)) >= 2  # and gains the summaries at its end
+
+
+def _check_team(team: Team, node: CompactionNode, messages: list[BaseMessage]) -> None:
+    assert node.last_compaction("hiring").status == "compacted"
+    assert is_summary(messages[0])
+    assert sum(map(is_summary, messages)) == 1
+    assert len(messages) <= 10
+    assert_tool_calls_paired(messages)
+    # The supervisor's model never read more than the trigger allows, after the first turn.
+    assert max(len(call) for call in team.supervisor_model.calls) <= 10
+    # The sub-agents worked every turn, with their own messages whole.
+    assert len(team.cvs_read) == 3 and len(team.booked) == 2
+    for call in team.calendar_model.calls:
+        assert call[-1].type == "tool"
+
+
+def test_the_supervisors_hook_compacts_the_parents_messages(saver: Any) -> None:
+    node = _supervisor_node()
+    team = Team(saver, pre_model_hook=node)
+    messages = _run_team(team, 5)
+    _check_team(team, node, messages)
+    config = {"configurable": {"thread_id": "hiring"}}
+    seen = _originals_kept(list(team.graph.get_state_history(config)))
+    assert {turn_request(i) for i in range(5)} <= seen
+
+
+async def test_the_supervisors_hook_compacts_the_parents_messages_async(asaver: Any) -> None:
+    node = _supervisor_node()
+    team = Team(asaver, pre_model_hook=node)
+    messages = await _arun_team(team, 5)
+    _check_team(team, node, messages)
+
+
+# ---------------------------------------------------------------------------- streaming
+
+
+def _streaming_summariser() -> ChatModelSummarizer:
+    """A chat-model summariser whose model streams its tokens word by word."""
+    return ChatModelSummarizer(
+        ScriptedChatModel(responses=["## Current state\n- SUMMARY-TOKEN notes were taken"])
+    )
+
+
+def test_nothing_of_the_compaction_reaches_the_messages_stream(saver: Any) -> None:
+    node = CompactionNode(
+        history_manager=HistoryManager(model=_streaming_summariser()),
+        trigger=MessageCount(6),
+        keep=KeepMessages(2),
+    )
+    answer = ScriptedChatModel(responses=[lambda m: f"ANSWER-TOKEN for {m[-1].text[:7]}"])
+    agent = create_react_agent(answer, tools=[], pre_model_hook=node, checkpointer=saver)
+    config = {"configurable": {"thread_id": "t"}}
+    streamed: list[tuple[BaseMessage, dict[str, Any]]] = []
+    for n in range(5):
+        streamed += agent.stream(
+            {"messages": [HumanMessage(_note(n))]}, config, stream_mode="messages"
+        )
+    assert is_summary(agent.get_state(config).values["messages"][0])  # it compacted
+    assert node.last_compaction("t").status == "compacted"
+    assert {meta["langgraph_node"] for _, meta in streamed} == {"agent"}
+    assert not any("SUMMARY-TOKEN" in str(chunk.content) for chunk, _ in streamed)
+    assert not any(is_summary(chunk) for chunk, _ in streamed)
+    spoken = "".join(str(chunk.content) for chunk, _ in streamed)
+    assert spoken == "".join(f"ANSWER-TOKEN for Note {n}:" for n in range(5))
+
+
+# ---------------------------------------------------------------------------- a plain graph
+
+
+def _plain_graph(checkpointer: Any, node: CompactionNode) -> Any:
+    def answer(state: MessagesState) -> dict[str, Any]:
+        return {"messages": [AIMessage(f"Answer to: {state['messages'][-1].text[:7]}")]}
+
+    builder = StateGraph(MessagesState)
+    builder.add_node("compact", node)
+    builder.add_node("answer", answer)
+    builder.add_edge(START, "compact")
+    builder.add_edge("compact", "answer")
+    return builder.compile(checkpointer=checkpointer)
+
+
+def test_a_node_of_any_graph_with_messages(saver: Any) -> None:
+    node = CompactionNode(trigger=MessageCount(6), keep=KeepMessages(2))
+    graph = _plain_graph(saver, node)
+    config = {"configurable": {"thread_id": "t"}}
+    for n in range(4):
+        state = graph.invoke({"messages": [HumanMessage(_note(n))]}, config)
+    assert is_summary(state["messages"][0])  # 7 messages at the fourth turn: compacted
+    assert [m.text for m in state["messages"][1:]] == [
+        "Answer to: Note 2:",
+        _note(3),
+        "Answer to: Note 3:",
+    ]
+
+
+async def test_a_node_of_any_graph_with_messages_async(asaver: Any) -> None:
+    node = CompactionNode(trigger=MessageCount(6), keep=KeepMessages(2))
+    graph = _plain_graph(asaver, node)
+    config = {"configurable": {"thread_id": "t"}}
+    for n in range(4):
+        state = await graph.ainvoke({"messages": [HumanMessage(_note(n))]}, config)
+    assert is_summary(state["messages"][0])
+    assert [m.text for m in state["messages"][2:]] == [_note(3), "Answer to: Note 3:"]
+
+
+# ---------------------------------------------------------------------------- bad input
+
+
+class _Todos(TypedDict):
+    todos: list[str]
+
+
+def test_a_graph_without_messages_is_told_what_to_do() -> None:
+    builder = StateGraph(_Todos)
+    builder.add_node("compact", CompactionNode())
+    builder.add_edge(START, "compact")
+    graph = builder.compile()
+    with pytest.raises(CompactionError, match=r"without a 'messages' channel.*MessagesState"):
+        graph.invoke({"todos": ["a"]})
+
+
+def test_a_node_is_not_a_model_a_tool_or_a_summariser() -> None:
+    with pytest.raises(TypeError, match=r"`model` got a CompactionNode.*pre_model_hook="):
+        create_react_agent(CompactionNode(), tools=[lookup])
+    graph = create_react_agent(ScriptedChatModel(responses=["x"]), tools=[])
+    with pytest.raises(TypeError, match="`model` is the summariser's chat model, not a graph"):
+        CompactionNode(model=graph)
+    with pytest.raises(TypeError, match="`compact_parent` must be True or False"):
+        CompactionNode(compact_parent="yes")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="`token_limit` and `trigger`"):
+        CompactionNode(token_limit=100, trigger=MessageCount(4))
+
+
+class _OldFormat(TypedDict):
+    messages: list[Any]  # no add_messages reducer: what old checkpoints stored
+
+
+def test_messages_stored_in_an_old_format_are_refused_with_the_fix() -> None:
+    builder = StateGraph(_OldFormat)
+    builder.add_node("compact", CompactionNode(trigger=MessageCount(1)))
+    builder.add_edge(START, "compact")
+    graph = builder.compile()
+    old = [{"role": "user", "content": "hi"}, ("assistant", "hello")]
+    with pytest.raises(CompactionError, match=r"not a LangChain message.*add_messages"):
+        graph.invoke({"messages": old})
