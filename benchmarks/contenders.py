@@ -4,13 +4,19 @@
 - ``compacting``: the same agent wrapped in `CompactingSupervisor`.
 - ``compacting-offload``: the same, with ``offload=``: the tool results the agent has
   answered move to a LangGraph ``SqliteStore`` in the same SQLite file after every run.
-- ``middleware``: ``create_agent`` with LangChain's ``SummarizationMiddleware``.
+- ``middleware``: ``create_agent`` with LangChain's ``SummarizationMiddleware`` (keep 20
+  messages, its default); ``middleware-ourkeep``: the same at our keep (the newest 150
+  tokens, the 5% ``KeepRatio(0.95)`` keeps at the 3,000-token trigger);
+  ``middleware-approx``: its shipping defaults, its own approximate token counter
+  (``count_tokens_approximately``) included.
 - ``langmem``: LangGraph's ``create_react_agent`` with langmem's ``SummarizationNode`` as
   ``pre_model_hook``.
 
 All of them use the same fake models (`AgentModel`, `SummariserModel`), the same tool and
-the same token counter (the package's `TokenCounter`, cl100k_base): one instance per
-contender, so no contender warms another's cache.
+the same token counter (the package's `TokenCounter`, cl100k_base; ``middleware-approx``
+triggers on its own count): one instance per contender, so no contender warms another's
+cache. A name ending in `SLOW` (``compacting+slow``) runs that contender with a
+summariser that takes 0.5-2 s a call.
 """
 
 from __future__ import annotations
@@ -42,10 +48,14 @@ __all__ = [
     "EXTRA",
     "LABELS",
     "LIMIT",
+    "MIDDLEWARE_APPROX",
+    "MIDDLEWARE_OUR_KEEP",
     "OFFLOAD",
     "OFFLOAD_POLICY",
     "OFFLOAD_SETTINGS",
     "SETTINGS",
+    "SLOW",
+    "SLOW_DELAY",
     "CompactingSettings",
     "Contender",
     "build",
@@ -56,6 +66,23 @@ LIMIT = 3000
 
 MIDDLEWARE_KEEP = 20
 """Messages ``SummarizationMiddleware`` keeps (its default)."""
+
+OUR_KEEP_TOKENS = 150
+"""Our keep in the middleware's terms: ``KeepRatio(0.95)`` keeps the newest 5% of the
+tokens, 150 at the 3,000-token trigger (the middleware has no keep relative to the
+history: its ``("fraction", f)`` is a share of the model's context window)."""
+
+MIDDLEWARE_OUR_KEEP = "middleware-ourkeep"
+"""``SummarizationMiddleware`` at our keep (`OUR_KEEP_TOKENS`)."""
+
+MIDDLEWARE_APPROX = "middleware-approx"
+"""``SummarizationMiddleware`` as it ships: keep 20 messages, its approximate counter."""
+
+SLOW = "+slow"
+"""Suffix of a contender run with a summariser that takes `SLOW_DELAY` seconds a call."""
+
+SLOW_DELAY = (0.5, 2.0)
+"""A realistic summariser's latency: each call 0.5, 1.0, 1.5 or 2.0 s, in turn."""
 
 CONTENDERS = ("none", "compacting", "middleware", "langmem")
 """The contenders of the table, in its order."""
@@ -86,9 +113,11 @@ LABELS = {
     "none": "no compaction",
     "compacting": "CompactingSupervisor",
     OFFLOAD: "CompactingSupervisor + offload",
-    "middleware": "SummarizationMiddleware",
+    "middleware": "SummarizationMiddleware, keep 20 messages",
+    MIDDLEWARE_OUR_KEEP: "SummarizationMiddleware, keep 150 tokens (ours)",
+    MIDDLEWARE_APPROX: "SummarizationMiddleware as shipped (approximate counter)",
     "langmem": "langmem SummarizationNode",
-    EXTRA: "CompactingSupervisor, keep 20",
+    EXTRA: "CompactingSupervisor, KeepMessages(20)",
 }
 
 
@@ -126,12 +155,11 @@ tool call it made): the smallest history after a compaction, as langmem leaves, 
 its loss. ``python benchmarks/run.py --sweep`` shows the other settings.
 """
 
-OFFLOAD_SETTINGS = CompactingSettings(token_limit=1800, keep="ratio:0.95")
-"""With answered results offloaded, a lower limit within the same 25 summariser calls.
+OFFLOAD_SETTINGS = CompactingSettings(token_limit=LIMIT, keep="ratio:0.95")
+"""With answered results offloaded, at the same 3,000-token limit as every contender.
 
-Turns grow by one-line references only, so at 3,000 tokens there would be far fewer
-compactions: the limit is lowered, in steps of 50 tokens, while the summariser calls stay
-at 24 or fewer (1,750 makes 25, 1,700 makes 26), a call's margin under the 25 allowed.
+(Earlier versions lowered it to 1,800 to spend the same 25 summariser calls; the table now
+holds every contender to one trigger. ``--sweep`` shows the lower limits.)
 """
 
 KEEP_20 = CompactingSettings(token_limit=LIMIT, keep="messages:20")
@@ -167,7 +195,7 @@ class Contender:
     @property
     def label(self) -> str:
         """The contender's name in the table."""
-        return LABELS[self.name]
+        return label(self.name)
 
     def turn(self, text: str) -> None:
         """Run one user turn."""
@@ -188,18 +216,26 @@ class Contender:
         return [m for m in source if not isinstance(m, SystemMessage) and not is_summary(m)]
 
 
+def label(name: str) -> str:
+    """The table's name of contender ``name`` (a slow variant says so)."""
+    base = name.removesuffix(SLOW)
+    return LABELS[base] + (", summariser 0.5-2 s" if name != base else "")
+
+
 def build(
     name: str,
     saver: BaseCheckpointSaver[Any],
     *,
     settings: CompactingSettings | None = None,
     store: Any = None,
+    delay: tuple[float, float] | None = None,
 ) -> Contender:
     """Build contender ``name`` on ``saver`` with fresh fake models and counter.
 
-    ``store`` (a LangGraph ``BaseStore``) holds ``compacting-offload``'s tool results.
+    ``store`` (a LangGraph ``BaseStore``) holds ``compacting-offload``'s tool results;
+    ``delay`` makes each summariser call sleep that long (`SLOW_DELAY`).
     """
-    agent_model, summariser = AgentModel(), SummariserModel()
+    agent_model, summariser = AgentModel(), SummariserModel(delay_seconds=delay)
     counter = TokenCounter()
     if name in ("none", "compacting"):
         graph = _create_agent(agent_model, saver)
@@ -232,8 +268,8 @@ def build(
             offload=policy,
         )
         return Contender(name, runner, graph, agent_model, summariser, store=policy.store)
-    if name == "middleware":
-        graph = _middleware_agent(agent_model, summariser, counter, saver)
+    if name in ("middleware", MIDDLEWARE_OUR_KEEP, MIDDLEWARE_APPROX):
+        graph = _middleware_agent(agent_model, summariser, counter, saver, name)
         return Contender(name, graph, graph, agent_model, summariser)
     if name == "langmem":
         graph = _langmem_agent(agent_model, summariser, counter, saver)
@@ -264,14 +300,16 @@ def _middleware_agent(
     summariser: SummariserModel,
     counter: TokenCounter,
     saver: BaseCheckpointSaver[Any],
+    name: str,
 ) -> Any:
     from langchain.agents.middleware import SummarizationMiddleware
 
+    keep: tuple[str, int] = ("messages", MIDDLEWARE_KEEP)
+    if name == MIDDLEWARE_OUR_KEEP:
+        keep = ("tokens", OUR_KEEP_TOKENS)
+    options: dict[str, Any] = {} if name == MIDDLEWARE_APPROX else {"token_counter": counter.count}
     middleware = SummarizationMiddleware(
-        summariser,
-        trigger=("tokens", LIMIT),
-        keep=("messages", MIDDLEWARE_KEEP),
-        token_counter=counter.count,
+        summariser, trigger=("tokens", LIMIT), keep=keep, **options
     )
     return _create_agent(model, saver, (middleware,))
 

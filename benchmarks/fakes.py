@@ -4,14 +4,18 @@
   the latest user message's tag and returns the 80-word reply, or on every third turn
   first a call of ``search_records``. It keeps the messages of every call for the harness
   to count later (`drain`), outside the timed part of a turn.
-- `SummariserModel` answers every summary request with a 200-word summary naming the
-  newest tags it was given, and keeps every request's tags and size the same way. Like a
-  real provider it reports the tokens it read and wrote on its reply (``usage_metadata``,
-  counted exactly with ``cl100k_base``); that counting is part of its own time.
+- `SummariserModel` answers every summary request with a summary of at least 200 words:
+  faithful on the facts, it names every tool result's tag (``[T012]``) it was given (in the
+  existing summary or the messages), and the newest 40 other tags; it keeps every request's
+  tags and size the same way. Like a real provider it reports the tokens it read and wrote
+  on its reply (``usage_metadata``, counted exactly with ``cl100k_base``); that counting is
+  part of its own time. ``SummariserModel(delay_seconds=(0.5, 2.0))`` also takes a
+  realistic 0.5-2 s a call (a fixed cycle of delays in that range, the same for everyone).
 - `search_records` is the tool: about 1,500 characters of JSON per call.
 
-Nothing sleeps: the models cost no time, so the timings are the frameworks' own (the
-summariser's usage counting aside: `busy_seconds` holds all of a model's own time).
+Nothing sleeps unless asked: the models cost no time, so the timings are the frameworks'
+own (the summariser's usage counting aside: `busy_seconds` holds all of a model's own
+time, the delays included).
 """
 
 from __future__ import annotations
@@ -51,7 +55,7 @@ SUMMARY_WORDS = 200
 """Length of every summary the fake summariser writes."""
 
 _SUMMARY_TAGS = 40
-"""At most this many tags (the newest) are named in a summary."""
+"""At most this many tags other than tool results' (the newest) are named in a summary."""
 
 _FILLER_TEXT = (
     "the team agreed the revised plan for open orders and confirmed suppliers dates and "
@@ -162,22 +166,34 @@ class SummaryCall:
 
 
 class SummariserModel(_RecordingModel):
-    """The summariser: a fixed-size summary naming the newest tags it was sent.
+    """The summariser: names every tool result's tag it was sent and the newest other tags.
 
     Its reply reports ``usage_metadata`` as a provider's does: the tokens of the request
-    (message overhead and reply priming included) and of the summary.
+    (message overhead and reply priming included) and of the summary. With
+    ``delay_seconds=(low, high)`` each call also sleeps, cycling through four delays from
+    ``low`` to ``high`` (a real model's latency; part of `busy_seconds`).
     """
+
+    delay_seconds: tuple[float, float] | None = None
+    """Each call sleeps between these many seconds (None: no sleep)."""
 
     _summaries: list[str] = PrivateAttr(default_factory=list)
     _counter: TokenCounter = PrivateAttr(default_factory=TokenCounter)
+    _delays: int = PrivateAttr(default=0)
 
     @property
     def _llm_type(self) -> str:
         return "benchmark-summariser"
 
     def _answer(self, messages: list[BaseMessage]) -> AIMessage:
+        if self.delay_seconds is not None:
+            low, high = self.delay_seconds
+            time.sleep(low + (high - low) * (self._delays % 4) / 3)  # low, +1/3, +2/3, high
+            self._delays += 1
         tags = sorted(set().union(*(message_tags(m) for m in messages)), key=_tag_order)
-        named = tags[-_SUMMARY_TAGS:]
+        facts = [tag for tag in tags if tag.startswith("T")]
+        others = [tag for tag in tags if not tag.startswith("T")][-_SUMMARY_TAGS:]
+        named = sorted({*facts, *others}, key=_tag_order)
         filler = (_FILLER[i % len(_FILLER)] for i in range(SUMMARY_WORDS))
         words = [f"[{tag}]" for tag in named]
         words += [next(filler) for _ in range(SUMMARY_WORDS - len(words) - 1)]

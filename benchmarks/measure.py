@@ -18,7 +18,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from benchmarks.contenders import EXTRA, OFFLOAD, CompactingSettings, Contender, build
+from benchmarks.contenders import (
+    EXTRA,
+    OFFLOAD,
+    SLOW,
+    SLOW_DELAY,
+    CompactingSettings,
+    Contender,
+    build,
+)
 from benchmarks.conversation import all_tags, message_tags, script, tags_in
 from benchmarks.savers import open_saver, sqlite_bytes
 from compacting_supervisor import TokenCounter
@@ -54,6 +62,12 @@ class RunResult:
     """Conversation messages the run produced (one tag each)."""
     lost: list[str] = field(default_factory=list)
     """Tags of messages that neither reached the summariser nor are still visible."""
+    facts_total: int = 0
+    """Tool results the conversation produced (the facts: ``[T012]`` tags)."""
+    facts_lost: list[str] = field(default_factory=list)
+    """Strictly lost facts: tool results' tags neither in the thread at the end (its
+    messages, the summary it holds, an offloaded result it can still read) nor, for
+    langmem, in what its model was sent last."""
     state_messages: int = 0
     """Messages in the thread's checkpoint at the end."""
     blind_calls: int = 0
@@ -61,7 +75,9 @@ class RunResult:
     sqlite_bytes: int = 0
     """Size of the SQLite file after the run (WAL folded in)."""
     turn_seconds: list[float] = field(default_factory=list)
-    """Wall time of every turn."""
+    """Wall time of every turn, less the fake models' own time (the framework's time)."""
+    wall_seconds: list[float] = field(default_factory=list)
+    """Wall time of every turn, the models' time included (what a user waits)."""
     compactions: list[dict[str, Any]] = field(default_factory=list)
     """CompactingSupervisor only: each compaction's figures (turn, duration, sizes)."""
     formats: dict[str, int] = field(default_factory=dict)
@@ -91,6 +107,7 @@ class RunResult:
             total_tokens=self.total_tokens,
             late_turn_seconds=self.late_turn_seconds,
             lost_count=len(self.lost),
+            facts_lost_count=len(self.facts_lost),
         )
         return data
 
@@ -131,7 +148,9 @@ def run_contender(
     ``name`` is a contender of the table or `EXTRA` (CompactingSupervisor keeping 20).
     """
     result = RunResult(name=name, round=round_index, turns=turns)
-    kind = "compacting" if name == EXTRA else name
+    base = name.removesuffix(SLOW)
+    kind = "compacting" if base == EXTRA else base
+    delay = SLOW_DELAY if name != base else None
     with open_saver("sqlite", workdir, f"round{round_index}-{name}") as (saver, handle):
         store = None
         if kind == OFFLOAD:  # the results go to a store in the same file
@@ -139,7 +158,7 @@ def run_contender(
 
             store = SqliteStore(handle[0])
             store.setup()
-        contender = build(kind, saver, settings=settings, store=store)
+        contender = build(kind, saver, settings=settings, store=store, delay=delay)
         meter = _Meter(contender, result)
         last_compaction: Any = None
         for turn in script(turns):
@@ -150,6 +169,7 @@ def run_contender(
             # The fake models' own time (the summariser counts its usage) is not the framework's.
             models = contender.agent_model.busy_seconds + contender.summariser.busy_seconds - models
             result.turn_seconds.append(spent - models)
+            result.wall_seconds.append(spent)
             meter.after_turn()
             if kind in ("compacting", OFFLOAD):
                 last_compaction = _note_compaction(contender, turn.number, last_compaction, result)
@@ -193,8 +213,28 @@ def _finish(contender: Contender, meter: _Meter, result: RunResult) -> None:
     result.messages_total = len(expected)
     lost = expected - meter.reached - visible
     result.lost = sorted(lost, key=lambda t: (t[1:], t[0]))
+    facts = {tag for tag in expected if tag.startswith("T")}
+    result.facts_total = len(facts)
+    result.facts_lost = sorted(facts - _held(contender), key=lambda t: (t[1:], t[0]))
     result.state_messages = len(contender.state_messages())
     result.blind_calls = contender.agent_model.blind_calls
+
+
+def _held(contender: Contender) -> set[str]:
+    """Every tag the thread holds at the end: its messages and summary, whole results only.
+
+    For langmem, whose thread keeps every message while its model reads a summary and the
+    newest ones, what its model was sent last. An offloaded result's preview does not count;
+    the result does when the store still holds it under a reference the thread names.
+    """
+    source = contender.last_call if contender.name == "langmem" else contender.state_messages()
+    held: set[str] = set()
+    for message in source:
+        if offloaded_ref(message) is None:
+            held |= message_tags(message)
+    if contender.store is not None:
+        held |= _readable_results(contender)
+    return held
 
 
 def _readable_results(contender: Contender) -> set[str]:

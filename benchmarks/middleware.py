@@ -2,10 +2,11 @@
 
     python -m benchmarks.middleware [--turns 300] [--saver sqlite] [--quick] [--json out.json]
 
-A tool-heavy order desk, 300 turns by default, run through four ``create_agent`` agents
+A tool-heavy order desk, 300 turns by default, run through five ``create_agent`` agents
 (no compaction; `CompactionMiddleware` with its default summary cap and with the cap at the
-trigger; LangChain's ``SummarizationMiddleware``) side by side, turn by turn (their order
-rotating every turn), each on its own checkpointer, on instant scripted fakes:
+trigger; the same agent wrapped in `CompactingSupervisor`; LangChain's
+``SummarizationMiddleware``) side by side, turn by turn (their order rotating every turn),
+each on its own checkpointer, on instant scripted fakes:
 
 - odd turns: the user asks for an order; the agent calls ``get_order``, whose result is
   1-3 KB of JSON holding the order's tracking number (the fact) among line items, and
@@ -17,10 +18,11 @@ rotating every turn), each on its own checkpointer, on instant scripted fakes:
 
 The middlewares share the trigger and the keep: compact when the model is about to see more
 than 3,000 tokens (ours counts the system prompt and tool schemas too, LangChain's the
-messages only), keep the newest 1,500 tokens. Both summarisers are the same fake, a
-faithful one: it keeps every order's tracking number it is shown (in the existing summary
-or the messages) and reports its usage like a provider. ``--quick`` runs 20 turns on
-InMemorySaver, for tests.
+messages only), keep the newest 1,500 tokens; the wrapper compacts after a run that leaves
+more than 3,000 tokens of messages in the thread, keeping the newest 1,500. Every
+summariser is the same fake, a faithful one: it keeps every order's tracking number it is
+shown (in the existing summary or the messages) and reports its usage like a provider.
+``--quick`` runs 20 turns on InMemorySaver, for tests.
 """
 
 from __future__ import annotations
@@ -55,8 +57,14 @@ from langchain_core.outputs import ChatGeneration, ChatResult
 from langchain_core.tools import tool
 from pydantic import PrivateAttr
 
-from benchmarks.savers import open_saver
-from compacting_supervisor import CompactionMiddleware, HistoryManager, KeepTokens, TokenCounter
+from benchmarks.savers import open_saver, sqlite_bytes
+from compacting_supervisor import (
+    CompactingSupervisor,
+    CompactionMiddleware,
+    HistoryManager,
+    KeepTokens,
+    TokenCounter,
+)
 
 __all__ = ["CONTENDERS", "KEEP_TOKENS", "TRIGGER_TOKENS", "main", "run"]
 
@@ -66,13 +74,15 @@ TRIGGER_TOKENS = 3_000
 KEEP_TOKENS = 1_500
 """Both keep the newest messages within this many tokens."""
 
-CONTENDERS = ("none", "ours", "ours-long-summary", "langchain")
+CONTENDERS = ("none", "ours", "ours-long-summary", "wrapper", "langchain")
 """No compaction; ours with its default summary cap (a quarter of the trigger, 750 tokens);
-ours with the cap at the trigger (LangChain's summary has no cap); LangChain's."""
+ours with the cap at the trigger (LangChain's summary has no cap); the agent wrapped in
+`CompactingSupervisor` (default cap); LangChain's."""
 LABELS = {
     "none": "no compaction",
     "ours": "CompactionMiddleware",
     "ours-long-summary": "CompactionMiddleware, summary cap 3,000",
+    "wrapper": "CompactingSupervisor",
     "langchain": "SummarizationMiddleware",
 }
 _OURS = f"token_limit={TRIGGER_TOKENS}, keep=KeepTokens({KEEP_TOKENS})"
@@ -80,6 +90,7 @@ SETTINGS = {
     "none": "-",
     "ours": _OURS,
     "ours-long-summary": f"{_OURS}, max_summary_tokens={TRIGGER_TOKENS}",
+    "wrapper": _OURS,
     "langchain": f'trigger=("tokens", {TRIGGER_TOKENS}), keep=("tokens", {KEEP_TOKENS})',
 }
 
@@ -297,7 +308,7 @@ class _CapNotes(logging.Handler):
 class _Run:
     """One contender's agent on its own checkpointer, and what it measured."""
 
-    def __init__(self, name: str, saver: Any) -> None:
+    def __init__(self, name: str, saver: Any, handle: Any = None) -> None:
         from langchain.agents import create_agent
 
         self.name = name
@@ -323,6 +334,16 @@ class _Run:
             middleware=[self.middleware] if self.middleware else [],
             checkpointer=saver,
         )
+        self.runner: Any = self.graph
+        if name == "wrapper":
+            self.runner = CompactingSupervisor(
+                self.graph,
+                HistoryManager(model=self.summariser),
+                token_limit=TRIGGER_TOKENS,
+                keep=KeepTokens(KEEP_TOKENS),
+            )
+        self.handle = handle
+        """The SQLite connection and file (None on another saver)."""
         self.config = {"configurable": {"thread_id": f"bench-{name}"}}
         self.counter = TokenCounter()
         self.seconds: list[float] = []
@@ -340,7 +361,7 @@ class _Run:
     def turn(self, number: int) -> None:
         busy = self.model.busy_seconds + self.summariser.busy_seconds
         started = time.perf_counter()
-        self.graph.invoke({"messages": [HumanMessage(user_text(number))]}, self.config)
+        self.runner.invoke({"messages": [HumanMessage(user_text(number))]}, self.config)
         spent = time.perf_counter() - started
         busy = self.model.busy_seconds + self.summariser.busy_seconds - busy
         self.seconds.append(spent - busy)  # the fakes' own time is not the framework's
@@ -356,13 +377,20 @@ class _Run:
         updates = self.middleware.__dict__.pop("updates", []) if self.middleware else []
         self.compacted_turns.append(bool(updates))
         for before, update in updates:
-            after = [m for m in update["messages"] if not isinstance(m, RemoveMessage)]
+            new = update["messages"]
+            new = getattr(new, "value", new)  # ours may write an Overwrite of the channel
+            after = [m for m in new if not isinstance(m, RemoveMessage)]
             self.compactions += 1
             self.no_gain += self.counter.count(after) >= self.counter.count(before)
-        if self.name.startswith("ours"):
-            result = self.middleware.last_compaction(self.config)
+        if self.name.startswith("ours") or self.name == "wrapper":
+            owner = self.runner if self.name == "wrapper" else self.middleware
+            result = owner.last_compaction(self.config)
             if result is not None and result is not self._last_result:
                 self._last_result = result
+                if self.name == "wrapper" and result.status == "compacted":
+                    self.compacted_turns[-1] = True
+                    self.compactions += 1
+                    self.no_gain += result.tokens_after >= result.tokens_before
                 if result.status != "compacted":
                     reason = (result.error or "").partition(":")[0]
                     self.failures.append({"turn": number, "status": result.status, "why": reason})
@@ -376,6 +404,7 @@ class _Run:
         turns_ms = list(zip(ms, self.compacted_turns, strict=True))
         early, late = statistics.median(ms[:window]), statistics.median(ms[-window:])
         return {
+            "sqlite_bytes": sqlite_bytes(*self.handle) if self.handle else None,
             "label": LABELS[self.name],
             "settings": SETTINGS[self.name],
             "agent_calls": self.calls,
@@ -399,6 +428,7 @@ class _Run:
                 "early_median": early,
                 "late_median": late,
                 "late_over_early": late / early if early else None,
+                "slope_per_100_turns": _slope(ms) * 100,
                 "min": min(ms),
                 "median": statistics.median(ms),
                 "max": max(ms),
@@ -407,6 +437,16 @@ class _Run:
                 "all": [round(t, 3) for t in ms],
             },
         }
+
+
+def _slope(values: Sequence[float]) -> float:
+    """The least-squares slope of ``values`` against their index (per turn)."""
+    n = len(values)
+    if n < 2:
+        return 0.0
+    mean_x, mean_y = (n - 1) / 2, statistics.fmean(values)
+    spread = sum((x - mean_x) ** 2 for x in range(n))
+    return sum((x - mean_x) * (y - mean_y) for x, y in enumerate(values)) / spread
 
 
 def _median(values: Iterable[float]) -> float | None:
@@ -432,7 +472,7 @@ def run(
         with ExitStack() as stack:
             folder = Path(stack.enter_context(tempfile.TemporaryDirectory(dir=workdir)))
             runs = [
-                _Run(name, stack.enter_context(open_saver(saver, folder, f"mw-{name}"))[0])
+                _Run(name, *stack.enter_context(open_saver(saver, folder, f"mw-{name}")))
                 for name in CONTENDERS
             ]
             for number in range(1, turns + 1):
@@ -471,12 +511,20 @@ def render(results: dict[str, dict[str, Any]], *, turns: int, saver: str) -> str
         ("facts strictly lost", lambda r: f"{r['facts_lost']} of {r['facts']}"),
         ("questions answered", lambda r: f"{r['answered']} of {r['questions']}"),
         ("messages in the thread at the end", lambda r: r["state_messages"]),
+        (
+            "SQLite file at the end",
+            lambda r: "-" if r["sqlite_bytes"] is None else f"{r['sqlite_bytes'] / 1e6:.2f} MB",
+        ),
         (f"turn ms, median of turns 1-{window}", lambda r: f"{r['turn_ms']['early_median']:.2f}"),
         (
             f"turn ms, median of turns {turns - window + 1}-{turns}",
             lambda r: f"{r['turn_ms']['late_median']:.2f}",
         ),
         ("  late / early", lambda r: f"{r['turn_ms']['late_over_early']:.2f}x"),
+        (
+            "turn ms, slope per 100 turns (least squares)",
+            lambda r: f"{r['turn_ms']['slope_per_100_turns']:+.2f}",
+        ),
         (
             "turn ms, median of turns with / without a compaction",
             lambda r: "{} / {}".format(

@@ -2,10 +2,14 @@
 
     python benchmarks/run.py [--turns 200] [--rounds 5] [--quick] [--json out.json]
 
-It runs the scripted, tagged conversation (`benchmarks.conversation`) through four agents
-on instant fake models: no compaction, `CompactingSupervisor`, LangChain's
-``SummarizationMiddleware`` and langmem's ``SummarizationNode``, each on its own SQLite
-file, in interleaved rounds; then the micro-benchmarks of `benchmarks.micro` (wrapper
+It runs the scripted, tagged conversation (`benchmarks.conversation`) through every
+contender of `benchmarks.contenders` on instant fake models, all triggering at 3,000
+tokens: no compaction; `CompactingSupervisor` at its benchmark setting, with offload, and
+at the middleware's keep of 20 messages; LangChain's ``SummarizationMiddleware`` at its
+keep of 20 messages, at ours and as shipped (its own approximate counter); langmem's
+``SummarizationNode``. Each runs on its own SQLite file, in interleaved rounds. Then ours
+and the middleware at our keep once more with a summariser that takes 0.5-2 s a call (wall
+time, one round unless ``--slow-rounds``); then the micro-benchmarks of `benchmarks.micro` (wrapper
 overhead, exact counts, compaction cost from 10 to 10,000 messages on InMemory, SQLite
 and Postgres, memory over 1,000 turns, the summariser's input format). ``--quick`` runs
 60 turns, one round and smaller micro-benchmarks, in under a minute.
@@ -29,13 +33,15 @@ if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
 
 from benchmarks import micro, report, sweep
 from benchmarks.contenders import (
-    CONTENDERS,
     EXTRA,
     KEEP_20,
+    MIDDLEWARE_APPROX,
+    MIDDLEWARE_OUR_KEEP,
     OFFLOAD,
     OFFLOAD_POLICY,
     OFFLOAD_SETTINGS,
     SETTINGS,
+    SLOW,
 )
 from benchmarks.measure import run_rounds
 from benchmarks.savers import postgres_available
@@ -57,7 +63,15 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--no-micro", action="store_true", help="skip the micro-benchmarks")
     parser.add_argument("--no-postgres", action="store_true", help="skip Postgres")
-    parser.add_argument("--no-extra", action="store_true", help="skip the keep-20 column")
+    parser.add_argument(
+        "--no-extra", action="store_true", help="skip ours at KeepMessages(20) (176 calls)"
+    )
+    parser.add_argument(
+        "--no-slow", action="store_true", help="skip the columns with a 0.5-2 s summariser"
+    )
+    parser.add_argument(
+        "--slow-rounds", type=int, default=1, help="rounds with the slow summariser (default 1)"
+    )
     parser.add_argument("--sweep", action="store_true", help="also sweep our settings")
     parser.add_argument("--workdir", type=Path, default=None, help="for the SQLite files")
     args = parser.parse_args(argv)
@@ -105,17 +119,31 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     started = time.perf_counter()
     postgres = not args.no_postgres and postgres_available()
-    contenders = [*CONTENDERS, OFFLOAD, *([] if args.no_extra else [EXTRA])]
-    settings = {"compacting": SETTINGS, OFFLOAD: OFFLOAD_SETTINGS, EXTRA: KEEP_20}
+    contenders = [
+        "none",
+        "compacting",
+        OFFLOAD,
+        *([] if args.no_extra else [EXTRA]),
+        "middleware",
+        MIDDLEWARE_OUR_KEEP,
+        MIDDLEWARE_APPROX,
+        "langmem",
+    ]
+    slow = [f"compacting{SLOW}", f"{MIDDLEWARE_OUR_KEEP}{SLOW}"]
+    settings = {
+        "compacting": SETTINGS,
+        f"compacting{SLOW}": SETTINGS,
+        OFFLOAD: OFFLOAD_SETTINGS,
+        EXTRA: KEEP_20,
+    }
     with tempfile.TemporaryDirectory(prefix="compacting-bench-", dir=args.workdir) as tmp:
         workdir = Path(tmp)
-        rounds = run_rounds(
-            contenders,
-            turns=args.turns,
-            rounds=args.rounds,
-            workdir=workdir,
-            settings=settings,
-            progress=_progress,
+        runs = {"turns": args.turns, "workdir": workdir, "settings": settings}
+        rounds = run_rounds(contenders, rounds=args.rounds, progress=_progress, **runs)
+        slow_rounds = (
+            []
+            if args.no_slow
+            else run_rounds(slow, rounds=args.slow_rounds, progress=_progress, **runs)
         )
         micro_results = {} if args.no_micro else _micro(args, workdir, postgres)
     summary = report.summarise(rounds)
@@ -127,6 +155,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         info, summary, goals, micro_results, turns=args.turns, rounds=args.rounds, command=command
     )
     print(text)
+    if slow_rounds:
+        print(report.slow_table(slow_rounds))
     if sweep_rows:
         print("CompactingSupervisor's settings (InMemorySaver; tokens against no compaction):\n")
         print(sweep.render(sweep_rows) + "\n")
@@ -147,6 +177,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "micro": micro_results,
         "sweep": sweep_rows,
         "runs": [{name: r.to_json() for name, r in one.items()} for one in rounds],
+        "slow_runs": [{name: r.to_json() for name, r in one.items()} for one in slow_rounds],
     }
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

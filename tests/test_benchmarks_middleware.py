@@ -1,4 +1,10 @@
-"""`benchmarks/middleware.py`'s quick mode runs, reports every figure, and ours loses no fact."""
+"""The benchmarks' harnesses run and count fairly.
+
+`benchmarks/middleware.py`'s quick mode reports every figure and ours loses no fact; the
+side-by-side harness (`benchmarks/measure.py`) runs every contender at the same trigger,
+counts a fact as kept only when the thread holds it at the end, and times a slow
+summariser's wait.
+"""
 
 from __future__ import annotations
 
@@ -30,9 +36,11 @@ def test_quick_mode_reports_every_contender_and_loses_no_fact(
         assert times["early_median"] > 0 and times["late_median"] > 0
         assert 0 <= figures["compactions_no_shorter"] <= figures["compactions"]
         assert figures["summaries_capped"] >= 0
+        assert figures["sqlite_bytes"] is None  # InMemorySaver: no file
+        assert isinstance(times["slope_per_100_turns"], float)
     none = results["none"]
     assert none["compactions"] == none["summariser_calls"] == none["facts_lost"] == 0
-    for name in ("ours", "ours-long-summary", "langchain"):
+    for name in ("ours", "ours-long-summary", "wrapper", "langchain"):
         figures = results[name]
         assert figures["compactions"] > 0 and figures["summariser_calls"] > 0
         assert figures["summariser_input_tokens"] > 0
@@ -45,5 +53,60 @@ def test_quick_mode_reports_every_contender_and_loses_no_fact(
         assert ours["largest_input"] <= middleware.TRIGGER_TOKENS
         assert ours["compactions_no_shorter"] == 0
         assert ours["turn_ms"]["with_compaction"] is not None
-    for title in ("model input tokens", "summariser calls", "facts strictly lost", "late / early"):
+    wrapper = results["wrapper"]
+    assert wrapper["facts_lost"] == 0 and wrapper["failed_compactions"] == []
+    for title in (
+        "model input tokens",
+        "summariser calls",
+        "facts strictly lost",
+        "late / early",
+        "slope per 100 turns",
+        "SQLite file at the end",
+    ):
         assert title in printed
+
+
+def test_the_sqlite_file_is_measured(tmp_path: Any) -> None:
+    results = middleware.run(4, saver="sqlite", workdir=tmp_path)
+    for name, figures in results.items():
+        assert figures["sqlite_bytes"] > 0, name
+
+
+def test_the_harness_counts_facts_strictly_and_times_a_slow_summariser(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from benchmarks import measure
+    from benchmarks.contenders import MIDDLEWARE_APPROX, MIDDLEWARE_OUR_KEEP, SETTINGS, SLOW
+
+    monkeypatch.setattr(measure, "SLOW_DELAY", (0.02, 0.05))
+    turns = 45  # 15 tool results, several compactions at 3,000 tokens
+    results = {
+        name: measure.run_contender(
+            name, turns=turns, workdir=tmp_path, settings=SETTINGS if "compacting" in name else None
+        )
+        for name in ("compacting", f"compacting{SLOW}", MIDDLEWARE_OUR_KEEP, MIDDLEWARE_APPROX)
+    }
+    for name, result in results.items():
+        assert result.facts_total == 15, name
+        assert result.summariser_calls > 0, name
+        assert result.facts_lost == [] and result.lost == [], name
+        assert len(result.wall_seconds) == len(result.turn_seconds) == turns
+        assert all(w >= t for w, t in zip(result.wall_seconds, result.turn_seconds, strict=True))
+    slow = results[f"compacting{SLOW}"]
+    waited = sum(slow.wall_seconds) - sum(slow.turn_seconds)
+    assert waited >= 0.02 * slow.summariser_calls  # the summariser's sleep is in the wall time
+    assert slow.summariser_calls == results["compacting"].summariser_calls
+    # The approximate counter triggers at other points than the exact one.
+    assert (
+        results[MIDDLEWARE_APPROX].summariser_calls != results[MIDDLEWARE_OUR_KEEP].summariser_calls
+    )
+
+
+def test_strict_loss_counts_what_langmem_summarised_away(tmp_path: Any) -> None:
+    pytest.importorskip("langmem")
+    from benchmarks import measure
+
+    result = measure.run_contender("langmem", turns=60, workdir=tmp_path)
+    assert result.lost  # messages that never reached its summariser
+    assert result.facts_lost  # and facts its model no longer sees
+    assert set(result.facts_lost) <= {f"T{n:03d}" for n in range(3, 61, 3)}

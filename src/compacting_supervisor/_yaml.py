@@ -212,14 +212,10 @@ def _cell(value: Any) -> str:
     A cell reads back exactly as JSON's rules do: a quoted cell is a JSON string, an
     unquoted one a number, ``true``, ``false`` or ``null`` when it is one, else a string.
     """
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
     if isinstance(value, float):
-        return json.dumps(value)
+        return json.dumps(value)  # NaN and Infinity as JSON writes them
+    if value is None or isinstance(value, int):  # null, true, false, digits: as in YAML
+        return _scalar(value)
     text = value if isinstance(value, str) else str(value)
     if (
         not text
