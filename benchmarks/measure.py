@@ -28,6 +28,7 @@ from benchmarks.contenders import (
     build,
 )
 from benchmarks.conversation import all_tags, message_tags, script, tags_in
+from benchmarks.pricing import PriceMeter
 from benchmarks.savers import open_saver, sqlite_bytes
 from compacting_supervisor import TokenCounter
 from compacting_supervisor.offload import REF_PATTERN, offloaded_ref
@@ -82,6 +83,11 @@ class RunResult:
     """CompactingSupervisor only: each compaction's figures (turn, duration, sizes)."""
     formats: dict[str, int] = field(default_factory=dict)
     """CompactingSupervisor only: tokens of what it summarised, in several formats."""
+    priced: dict[str, float] = field(default_factory=dict)
+    """Agent input priced by each provider's cache rules plus the summariser's input at the
+    full price, in token-equivalents (`benchmarks.pricing`)."""
+    cached_tokens: int = 0
+    """Agent input tokens a prompt cache could serve (shared prefixes of 1,024+ tokens)."""
 
     @property
     def summariser_tokens(self) -> int:
@@ -120,6 +126,7 @@ class _Meter:
         self.result = result
         self.counter = TokenCounter()
         self.reached: set[str] = set()
+        self.price = PriceMeter(counter=self.counter)
 
     def after_turn(self) -> None:
         calls = self.contender.agent_model.drain()
@@ -127,9 +134,13 @@ class _Meter:
             self.contender.last_call = calls[-1]
         self.result.agent_calls += len(calls)
         self.result.agent_input_tokens += sum(self.counter.count(c) for c in calls)
+        for call in calls:
+            self.price.agent_call(call)
         for call in self.contender.summariser.drain_calls():
             self.result.summariser_calls += 1
-            self.result.summariser_input_tokens += self.counter.count(call.messages)
+            read = self.counter.count(call.messages)
+            self.result.summariser_input_tokens += read
+            self.price.summariser_input(read)
             self.result.summariser_output_tokens += self.counter.count_text(call.output)
             self.reached |= call.tags
 
@@ -218,6 +229,8 @@ def _finish(contender: Contender, meter: _Meter, result: RunResult) -> None:
     result.facts_lost = sorted(facts - _held(contender), key=lambda t: (t[1:], t[0]))
     result.state_messages = len(contender.state_messages())
     result.blind_calls = contender.agent_model.blind_calls
+    result.priced = dict(meter.price.priced)
+    result.cached_tokens = meter.price.cached_tokens
 
 
 def _held(contender: Contender) -> set[str]:

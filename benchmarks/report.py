@@ -144,6 +144,11 @@ def summarise(rounds: Sequence[dict[str, RunResult]]) -> dict[str, dict[str, Any
             "sqlite_mb": statistics.median(r[name].sqlite_bytes for r in rounds) / 1e6,
             "late_turn_ms": statistics.median(r[name].late_turn_seconds for r in rounds) * 1e3,
             "agent_ratio": _median_ratio(rounds, name, lambda r: r.agent_input_tokens),
+            "priced": first.priced,
+            "priced_ratio": {
+                rule: first.priced[rule] / rounds[0]["none"].priced[rule] for rule in first.priced
+            },
+            "cached_share": first.cached_tokens / max(1, first.agent_input_tokens),
             "total_ratio": _median_ratio(rounds, name, lambda r: r.total_tokens),
             "sqlite_ratio": _median_ratio(rounds, name, lambda r: r.sqlite_bytes),
             "late_ratio": _median_ratio(rounds, name, lambda r: r.late_turn_seconds),
@@ -196,6 +201,13 @@ def _cells(name: str, row: dict[str, Any]) -> list[str]:
     return [
         _tokens(row["agent_input_tokens"]) if base else _ratio(row["agent_ratio"]),
         f"1 ({_tokens(row['total_tokens'])})" if base else _ratio(row["total_ratio"]),
+        *(
+            f"1 ({_tokens(int(row['priced'][rule]))})"
+            if base
+            else _ratio(row["priced_ratio"][rule])
+            for rule in _PRICED
+        ),
+        f"{row['cached_share']:.0%}",
         str(row["summariser_calls"]),
         facts,
         f"{lost} of {row['messages_total']}{share}",
@@ -209,9 +221,18 @@ def _cells(name: str, row: dict[str, Any]) -> list[str]:
     ]
 
 
+_PRICED = {
+    "anthropic": "Anthropic (read 0.1x, write 1.25x)",
+    "gpt-4o": "OpenAI gpt-4o (cached 0.5x)",
+    "gpt-4.1": "OpenAI gpt-4.1 (cached 0.25x)",
+}
+"""The cache rules of `benchmarks.pricing`, as the table names them."""
+
 _ROWS = (
     "agent input tokens",
     "agent + summariser tokens",
+    *(f"priced input, {title}" for title in _PRICED.values()),
+    "agent input a prompt cache could serve",
     "summariser calls",
     "facts (tool results) strictly lost: not in the thread or its summary at the end",
     "messages never sent to a summariser and not visible",

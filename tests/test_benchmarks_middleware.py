@@ -110,3 +110,33 @@ def test_strict_loss_counts_what_langmem_summarised_away(tmp_path: Any) -> None:
     assert result.lost  # messages that never reached its summariser
     assert result.facts_lost  # and facts its model no longer sees
     assert set(result.facts_lost) <= {f"T{n:03d}" for n in range(3, 61, 3)}
+
+
+def test_requests_are_priced_by_each_providers_cache_rules() -> None:
+    from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
+
+    from benchmarks.pricing import RULES, PriceMeter
+
+    anthropic, gpt4o, gpt41 = RULES
+    assert anthropic.price(1000, 900) == 1000  # under 1,024 tokens nothing is cached
+    assert anthropic.price(2000, 0) == 2000 * 1.25  # all written
+    assert anthropic.price(2000, 1500) == 1500 * 0.1 + 500 * 1.25
+    assert gpt4o.price(2000, 1500) == 1408 * 0.5 + 592  # 128-token steps
+    assert gpt41.price(2000, 1000) == 2000  # a prefix under 1,024 is not cached
+
+    meter = PriceMeter()
+    history = [SystemMessage("rules " * 1500), HumanMessage("first question")]
+    meter.agent_call(history)
+    first = dict(meter.priced)
+    assert first["anthropic"] == meter.counter.count(history) * 1.25
+    assert first["gpt-4o"] == first["gpt-4.1"] == meter.counter.count(history)
+    grown = [*history, AIMessage("an answer"), HumanMessage("second question")]
+    meter.agent_call(grown)
+    shared = meter.counter.count(history) - 3  # the messages both requests start with
+    assert meter.cached_tokens == shared
+    # A summary that replaces the history breaks the prefix right after the system prompt.
+    meter.agent_call([history[0], HumanMessage("Summary: ..."), HumanMessage("third")])
+    assert meter.cached_tokens == shared + meter.counter.count(history[:1]) - 3
+    before = dict(meter.priced)
+    meter.summariser_input(500)
+    assert all(meter.priced[r] == before[r] + 500 for r in before)  # full price

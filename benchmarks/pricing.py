@@ -1,0 +1,114 @@
+"""What the tokens cost under the providers' prompt-cache rules (issue 20, section 1).
+
+Providers discount the part of a request that repeats the previous request's prefix:
+
+- ``anthropic``: a cached prefix is read at 0.1x the input price and the rest of the
+  request written to the cache at 1.25x (a breakpoint at the end of every request, so the
+  next one can read it); only prefixes of 1,024 tokens or more are cached, a shorter
+  request is billed at 1x.
+- ``gpt-4o``: cached input at 0.5x, automatically, in 128-token steps from 1,024 tokens.
+- ``gpt-4.1``: the same at 0.25x.
+
+Each agent request is priced against the previous request on the same thread: the cached
+part is the longest run of leading messages the two share, whole messages only (a
+message that changed, such as a new summary, ends it), counted with the package's
+`TokenCounter` like every other figure. The summariser's requests are billed at the full
+price: a re-rendered transcript that no cache holds. Output tokens are not priced (every
+contender writes the same answers; the summaries' output is reported beside). Figures are
+token-equivalents (tokens times the multiplier), compared as ratios against no compaction.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from langchain_core.messages import BaseMessage
+
+from compacting_supervisor import TokenCounter
+
+__all__ = ["RULES", "CacheRule", "PriceMeter"]
+
+
+@dataclass(frozen=True)
+class CacheRule:
+    """One provider's prompt-cache billing."""
+
+    name: str
+    """``anthropic``, ``gpt-4o`` or ``gpt-4.1``."""
+    read: float
+    """Price of a cached input token, against an uncached one."""
+    write: float
+    """Price of an input token written to the cache (1.0: writing costs nothing extra)."""
+    minimum: int = 1024
+    """Shortest prefix that is cached."""
+    step: int = 1
+    """Cached prefixes are counted in steps of this many tokens."""
+
+    def price(self, total: int, shared: int) -> float:
+        """Token-equivalents of a request of ``total`` tokens sharing ``shared`` with the last."""
+        if total < self.minimum:
+            return float(total)
+        cached = shared - shared % self.step if shared >= self.minimum else 0
+        return self.read * cached + self.write * (total - cached)
+
+
+RULES = (
+    CacheRule("anthropic", read=0.1, write=1.25),
+    CacheRule("gpt-4o", read=0.5, write=1.0, step=128),
+    CacheRule("gpt-4.1", read=0.25, write=1.0, step=128),
+)
+"""The rules every contender is priced by."""
+
+
+def _key(message: BaseMessage) -> str:
+    calls = getattr(message, "tool_calls", None) or []
+    return json.dumps(
+        [
+            message.type,
+            message.content,
+            message.name,
+            getattr(message, "tool_call_id", None),
+            [[c.get("name"), c.get("args"), c.get("id")] for c in calls],
+        ],
+        sort_keys=True,
+        default=str,
+    )
+
+
+@dataclass
+class PriceMeter:
+    """Prices one thread's agent requests, in order, and its summariser's input."""
+
+    counter: TokenCounter = field(default_factory=TokenCounter)
+    priced: dict[str, float] = field(default_factory=lambda: {r.name: 0.0 for r in RULES})
+    """Token-equivalents so far, per rule."""
+    cached_tokens: int = 0
+    """Agent input tokens a cache could serve (the shared prefixes of 1,024+ tokens)."""
+    _previous: list[str] = field(default_factory=list)
+
+    def agent_call(self, messages: Sequence[BaseMessage]) -> None:
+        """Price one agent request against the one before it."""
+        keys = [_key(m) for m in messages]
+        same = 0
+        for old, new in zip(self._previous, keys, strict=False):
+            if old != new:
+                break
+            same += 1
+        self._previous = keys
+        total = self.counter.count(messages)
+        shared = self.counter.count(messages[:same]) - 3 if same else 0  # less reply priming
+        self.cached_tokens += shared if shared >= RULES[0].minimum else 0
+        for rule in RULES:
+            self.priced[rule.name] += rule.price(total, shared)
+
+    def summariser_input(self, tokens: int) -> None:
+        """Bill a summariser request at the full price under every rule."""
+        for rule in RULES:
+            self.priced[rule.name] += tokens
+
+    def to_json(self) -> dict[str, Any]:
+        """The figures, for the results file."""
+        return {"priced": dict(self.priced), "cached_tokens": self.cached_tokens}
