@@ -32,7 +32,12 @@ def pay_invoice(invoice: str) -> str:
     """Pay an invoice, once the user approves it."""
     answer = interrupt({"question": f"Pay invoice {invoice}?", "invoice": invoice})
     if str(answer).strip().lower() in {"yes", "y", "approve", "approved"}:
-        return f"Invoice {invoice} paid."
+        return (
+            f"Invoice {invoice} paid. Receipt {invoice}-R: transferred from the operating "
+            "account by SEPA credit transfer, value date today, reference quoted on the "
+            "remittance advice, booked to the supplier ledger and matched to the purchase "
+            "order; the approval is kept with the payment run for the auditors."
+        )
     return f"Invoice {invoice} not paid: the user said {answer!r}."
 
 
