@@ -23,6 +23,8 @@ from langgraph.store.memory import InMemoryStore
 
 from compacting_supervisor import (
     CompactingSupervisor,
+    CompactionMiddleware,
+    CompactionNode,
     HistoryManager,
     KeepMessages,
     KeepRatio,
@@ -384,6 +386,20 @@ NUMERIC_SETTINGS: dict[str, tuple[str, Callable[[Any], Any]]] = {
         lambda v: _supervisor(InMemorySaver()).compact(THREAD, keep=v),
     ),
 }
+_IN_GRAPH_SETTINGS = (
+    "token_limit",
+    "compaction_ratio",
+    "system_prompt",
+    "tools",
+    "max_consecutive_failures",
+    "failure_cooldown_turns",
+)
+for _form in (CompactionNode, CompactionMiddleware):  # the forms inside a graph: the same
+    for _name in _IN_GRAPH_SETTINGS:
+        NUMERIC_SETTINGS[f"{_form.__name__}.{_name}"] = (
+            _name,
+            lambda v, form=_form, name=_name: form(**{name: v}),
+        )
 
 
 @pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf], ids=["nan", "inf", "-inf"])

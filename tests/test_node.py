@@ -16,13 +16,18 @@ Every saver behaviour runs on InMemorySaver and a SQLite file, sync and async:
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Sequence
-from typing import Any, TypedDict
+from typing import Annotated, Any, TypedDict
 
 import pytest
-from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
+from langchain_core.messages import AIMessage, AnyMessage, BaseMessage, HumanMessage
 from langgraph.graph import START, MessagesState, StateGraph
+from langgraph.graph.message import add_messages
 from langgraph.prebuilt import create_react_agent
+from langgraph.types import Command
+from pydantic import BaseModel
 
 from compacting_supervisor import (
     ChatModelSummarizer,
@@ -40,6 +45,7 @@ from compacting_supervisor.testing import ScriptedChatModel
 from .helpers import openai_violations
 from .test_middleware import CALLS, LIMIT, _facts_summariser, _tool_loop_model, lookup
 from .test_multi_agent import Team, assert_tool_calls_paired, turn_request
+from .test_tracing import SUMMARY, Recorder
 
 pytestmark = pytest.mark.filterwarnings(
     # create_react_agent moved to langchain.agents; create_supervisor still builds on it.
@@ -149,6 +155,39 @@ async def test_many_turns_compact_and_every_original_stays_async(asaver: Any) ->
     assert node.last_compaction("t").status == "compacted"
 
 
+_TRANSCRIPT_PATCH = pytest.mark.xfail(
+    reason="transcript() finds compactions made inside a run once the reads.py/archive.py "
+    "change in /tmp/team/in_run_transcript.patch is applied (then remove this mark)",
+    strict=True,
+)
+
+
+def _check_transcript(transcript: Any, turns: int) -> None:
+    texts = [m.text for m in transcript.messages]
+    originals = [text for n in range(turns) for text in (_note(n), f"Noted: {_note(n)[:12]}")]
+    assert texts == originals  # every message the thread held, each once, in order
+    assert len(transcript.sessions) >= 2
+    assert all(session.summary for session in transcript.sessions)
+
+
+@_TRANSCRIPT_PATCH
+def test_the_transcript_holds_every_original(saver: Any) -> None:
+    agent, _ = _chat_agent(saver)
+    config = {"configurable": {"thread_id": "t"}}
+    for n in range(8):
+        agent.invoke({"messages": [HumanMessage(_note(n))]}, config)
+    _check_transcript(HistoryManager().transcript(config, graph=agent), 8)
+
+
+@_TRANSCRIPT_PATCH
+async def test_the_transcript_holds_every_original_async(asaver: Any) -> None:
+    agent, _ = _chat_agent(asaver)
+    config = {"configurable": {"thread_id": "t"}}
+    for n in range(8):
+        await agent.ainvoke({"messages": [HumanMessage(_note(n))]}, config)
+    _check_transcript(await HistoryManager().atranscript(config, graph=agent), 8)
+
+
 def test_a_failing_summariser_leaves_the_history_and_trips_the_breaker(saver: Any) -> None:
     broken = ScriptedChatModel(responses=[RuntimeError("provider down")])
     agent, node = _chat_agent(saver, broken, max_consecutive_failures=2)
@@ -161,6 +200,51 @@ def test_a_failing_summariser_leaves_the_history_and_trips_the_breaker(saver: An
     assert node._circuits["t"].failures == 2
     assert len(broken.calls) == 2  # then the breaker paused compaction
     assert node.last_compaction("t").status == "skipped"
+
+
+def test_a_compaction_is_a_run_inside_the_nodes_run(saver: Any) -> None:
+    recorder = Recorder()
+    summariser = ScriptedChatModel(responses=[SUMMARY])
+    node = CompactionNode(model=summariser, trigger=MessageCount(6), keep=KeepMessages(2))
+    answer = ScriptedChatModel(responses=["Noted, thank you."])
+    agent = create_react_agent(answer, tools=[], pre_model_hook=node, checkpointer=saver)
+    config = {"configurable": {"thread_id": "t"}, "callbacks": [recorder]}
+    for n in range(4):
+        agent.invoke({"messages": [HumanMessage(_note(n))]}, config)
+    [(run_id, run)] = recorder.compactions()
+    assert recorder.chains[run["parent"]]["name"] == "pre_model_hook"  # the node's run
+    assert run["inputs"]["thread_id"] == "t"
+    assert run["outputs"]["compacted"] is True
+    assert len(recorder.summariser_calls(run_id)) == 1
+
+
+def test_an_interrupt_pending_across_a_compaction_resumes(saver: Any) -> None:
+    def step(messages: list[BaseMessage]) -> AIMessage:
+        if messages[-1].type == "tool":
+            return AIMessage(f"Read: {messages[-1].text[:10]}")
+        n = len([m for m in messages if m.type == "tool"])
+        return AIMessage("", tool_calls=[{"name": "lookup", "args": {"n": n}, "id": f"c{n}"}])
+
+    node = CompactionNode(model=_facts_summariser(), trigger=MessageCount(6), keep=KeepTokens(60))
+    agent = create_react_agent(
+        ScriptedChatModel(responses=[step]),
+        tools=[lookup],
+        pre_model_hook=node,
+        interrupt_before=["tools"],
+        checkpointer=saver,
+    )
+    config = {"configurable": {"thread_id": "t"}}
+    statuses = []
+    for n in range(4):
+        agent.invoke({"messages": [HumanMessage(_note(n))]}, config)
+        assert agent.get_state(config).next == ("tools",)  # paused before the tool
+        state = agent.invoke(Command(resume=True), config)
+        assert state["messages"][-1].text.startswith("Read: FACT-")  # resumed, the tool ran
+        result = node.last_compaction("t")
+        statuses.append(result.status if result else None)
+    assert "compacted" in statuses
+    assert is_summary(state["messages"][0])
+    assert openai_violations(state["messages"]) == []
 
 
 # ---------------------------------------------------------------------------- create_supervisor
@@ -314,9 +398,22 @@ def test_a_graph_without_messages_is_told_what_to_do() -> None:
         graph.invoke({"todos": ["a"]})
 
 
-def test_a_node_is_not_a_model_a_tool_or_a_summariser() -> None:
+def test_a_node_is_not_a_model_a_middleware_or_a_summariser() -> None:
+    from langchain.agents import create_agent
+
+    from compacting_supervisor import CompactionMiddleware
+
     with pytest.raises(TypeError, match=r"`model` got a CompactionNode.*pre_model_hook="):
-        create_react_agent(CompactionNode(), tools=[lookup])
+        create_react_agent(CompactionNode(), tools=[lookup])  # bound to tools
+    hi = {"messages": [HumanMessage("hi")]}
+    with pytest.raises(TypeError, match=r"called with a list, as a chat model is.*pre_model_hook"):
+        create_react_agent(CompactionNode(), tools=[]).invoke(hi)
+    with pytest.raises(TypeError, match=r"called with a list, as a chat model is"):
+        create_agent(CompactionNode(), tools=[]).invoke(hi)
+    model = ScriptedChatModel(responses=["x"])
+    misplaced = create_react_agent(model, tools=[], pre_model_hook=CompactionMiddleware())
+    with pytest.raises(TypeError, match=r"create_agent middleware.*use CompactionNode"):
+        misplaced.invoke(hi)
     graph = create_react_agent(ScriptedChatModel(responses=["x"]), tools=[])
     with pytest.raises(TypeError, match="`model` is the summariser's chat model, not a graph"):
         CompactionNode(model=graph)
@@ -324,6 +421,27 @@ def test_a_node_is_not_a_model_a_tool_or_a_summariser() -> None:
         CompactionNode(compact_parent="yes")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="`token_limit` and `trigger`"):
         CompactionNode(token_limit=100, trigger=MessageCount(4))
+
+
+class _PydanticState(BaseModel):
+    messages: Annotated[list[AnyMessage], add_messages]
+
+
+def test_a_pydantic_state_schema_is_read_too(saver: Any) -> None:
+    def answer(state: _PydanticState) -> dict[str, Any]:
+        return {"messages": [AIMessage(f"Answer to: {state.messages[-1].text[:7]}")]}
+
+    builder = StateGraph(_PydanticState)
+    builder.add_node("compact", CompactionNode(trigger=MessageCount(6), keep=KeepMessages(2)))
+    builder.add_node("answer", answer)
+    builder.add_edge(START, "compact")
+    builder.add_edge("compact", "answer")
+    graph = builder.compile(checkpointer=saver)
+    config = {"configurable": {"thread_id": "t"}}
+    for n in range(4):
+        state = graph.invoke({"messages": [HumanMessage(_note(n))]}, config)
+    assert is_summary(state["messages"][0])
+    assert [m.text for m in state["messages"][2:]] == [_note(3), "Answer to: Note 3:"]
 
 
 class _OldFormat(TypedDict):
@@ -338,3 +456,79 @@ def test_messages_stored_in_an_old_format_are_refused_with_the_fix() -> None:
     old = [{"role": "user", "content": "hi"}, ("assistant", "hello")]
     with pytest.raises(CompactionError, match=r"not a LangChain message.*add_messages"):
         graph.invoke({"messages": old})
+
+
+# ---------------------------------------------------------------------------- the event loop
+
+_ON_THE_LOOP = """
+import asyncio, sys
+from blockbuster import BlockBuster, BlockingError
+from langchain_core.messages import HumanMessage
+from langgraph.checkpoint.memory import InMemorySaver
+import compacting_supervisor._flow as flow
+import compacting_supervisor.middleware as middleware_module
+import compacting_supervisor.node as node_module
+from compacting_supervisor import HistoryManager, KeepMessages, TokenLimit
+from compacting_supervisor.testing import ScriptedChatModel
+
+def agent():
+    summariser = ScriptedChatModel(responses=["## Current state\\n- notes were taken"])
+    settings = dict(
+        history_manager=HistoryManager(model=summariser), trigger=TokenLimit(300),
+        keep=KeepMessages(2),
+    )
+    model = ScriptedChatModel(responses=["Answer " + "words " * 30])
+    if sys.argv[1] == "node":
+        from langgraph.prebuilt import create_react_agent
+        return create_react_agent(
+            model, tools=[], pre_model_hook=node_module.CompactionNode(**settings),
+            checkpointer=InMemorySaver(),
+        )
+    from langchain.agents import create_agent
+    return create_agent(
+        model, tools=[], middleware=[middleware_module.CompactionMiddleware(**settings)],
+        checkpointer=InMemorySaver(),
+    )
+
+async def turns():
+    graph, config = agent(), {"configurable": {"thread_id": "t"}}
+    for n in range(5):
+        text = f"Turn {n} " + "text " * 40
+        state = await graph.ainvoke({"messages": [HumanMessage(text)]}, config)
+    return state
+
+async def main():
+    detector = BlockBuster()  # stricter than LangGraph Server's: file stats count too
+    detector.activate()
+    try:
+        # The control: the same flow driven on the event loop is caught blocking it.
+        off_loop = node_module.adrive_off_loop
+        node_module.adrive_off_loop = middleware_module.adrive_off_loop = flow.adrive
+        try:
+            await turns()
+        except BlockingError as exc:
+            print("on the loop:", str(exc).splitlines()[0])
+        node_module.adrive_off_loop = middleware_module.adrive_off_loop = off_loop
+        state = await turns()
+        print("off the loop:", state["messages"][0].text[:17])
+    finally:
+        detector.deactivate()
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.parametrize("form", ["node", "middleware"])
+def test_the_async_paths_never_block_the_event_loop(form: str) -> None:
+    """Under blockbuster, the detector LangGraph Server runs graphs under, in a fresh
+    process (the tokenizer not loaded yet): the compaction's first run blocks nothing."""
+    result = subprocess.run(
+        [sys.executable, "-W", "ignore", "-c", _ON_THE_LOOP, form],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "on the loop: Blocking call to" in result.stdout  # the detector works
+    assert "off the loop: Here is a summary" in result.stdout  # and ours blocks nothing

@@ -43,6 +43,7 @@ NO_THREAD = "<no thread>"
 """The thread key of a run without a checkpointer."""
 
 _T = TypeVar("_T")
+_MISSING = object()
 
 
 class InGraphCompaction(CompactionDecisions):
@@ -162,17 +163,21 @@ class InGraphCompaction(CompactionDecisions):
     def _messages(self, state: Any) -> list[BaseMessage]:
         """The state's messages, checked: a missing channel or old format says the fix."""
         key = self.history_manager.messages_key
-        if not isinstance(state, dict) or key not in state:
-            found = sorted(state) if isinstance(state, dict) else type(state).__name__
+        if isinstance(state, dict):
+            found: Any = state.get(key, _MISSING)
+        else:  # a pydantic or dataclass state schema
+            found = getattr(state, key, _MISSING)
+        if found is _MISSING:
+            fields = sorted(state) if isinstance(state, dict) else type(state).__name__
             msg = (
                 f"{self._form} was given a state without a {key!r} channel (it has "
-                f"{found}): it compacts the messages a model reads, so put it before a model "
+                f"{fields}): it compacts the messages a model reads, so put it before a model "
                 "call of a graph whose state has messages (MessagesState, or a key annotated "
                 "with add_messages); for another channel name, pass "
                 "history_manager=HistoryManager(messages_key=...)."
             )
             raise CompactionError(msg)
-        messages = list(state[key] or [])
+        messages = list(found or [])
         check_messages(messages, key)
         return messages
 

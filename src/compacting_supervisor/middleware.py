@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 from langchain.agents.middleware import AgentMiddleware
 from langchain_core.language_models import BaseChatModel
@@ -199,6 +199,16 @@ class CompactionMiddleware(AgentMiddleware, InGraphCompaction):
         logger.debug(
             "Thread %s: model requests carry %d tokens of prompt and tools.", thread_id, tokens
         )
+
+    def __call__(self, *args: Any, **kwargs: Any) -> NoReturn:
+        """Refuse: a graph took this middleware for a node or a hook."""
+        msg = (
+            "CompactionMiddleware is a create_agent middleware, called by the agent's hooks: "
+            "pass it as create_agent(model, tools, middleware=[CompactionMiddleware(...)]). "
+            "For a pre_model_hook= (create_react_agent, create_supervisor) or a node of a "
+            "StateGraph, use CompactionNode(...) with the same settings."
+        )
+        raise TypeError(msg)
 
     def __repr__(self) -> str:
         return f"CompactionMiddleware(trigger={self.trigger!r}, keep={self.keep!r})"

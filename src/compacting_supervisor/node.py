@@ -25,6 +25,7 @@ from typing import Any, NoReturn
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage
+from langchain_core.prompt_values import PromptValue
 from langchain_core.runnables import Runnable, RunnableConfig
 
 from compacting_supervisor._arguments import COMPACTION_RATIO, TOKEN_LIMIT
@@ -171,12 +172,14 @@ class CompactionNode(Runnable[Any, Any], InGraphCompaction):
             config: The run's config (LangGraph passes the node's).
             **kwargs: Accepted as any runnable accepts them; not used.
         """
+        _check_state(input)
         if self._handed_back(input):
             return None
         return self._update(drive(self._before_model(input)))
 
     async def ainvoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
         """Async form of `invoke`: the I/O is awaited, the counting runs off the loop."""
+        _check_state(input)
         if self._handed_back(input):
             return None
         return self._update(await adrive_off_loop(self._before_model(input)))
@@ -215,3 +218,10 @@ class CompactionNode(Runnable[Any, Any], InGraphCompaction):
 
     def __repr__(self) -> str:
         return f"CompactionNode(trigger={self.trigger!r}, keep={self.keep!r})"
+
+
+def _check_state(state: Any) -> None:
+    """Refuse what a chat model is called with (messages, a prompt): a state is a mapping."""
+    if isinstance(state, str | list | tuple | PromptValue | BaseMessage):
+        msg = f"CompactionNode was called with a {type(state).__name__}, as a chat model is. {_USE}"
+        raise TypeError(msg)
