@@ -51,6 +51,7 @@ QUIET_ENV = {
     "LANGSMITH_TRACING_V2": "false",
     "LANGCHAIN_TRACING_V2": "false",
     "LANGCHAIN_TRACING": "false",
+    "LOG_COLOR": "false",  # a plain log to show on failure
 }
 """No analytics, no version check, no tracing: the server needs no network."""
 _DROPPED_ENV = ("LANGSMITH_API_KEY", "LANGCHAIN_API_KEY", "LANGSMITH_ENDPOINT", "OPENAI_API_KEY")
