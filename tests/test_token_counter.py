@@ -429,3 +429,67 @@ def test_ordinary_long_text_is_counted_exactly() -> None:
     counter = TokenCounter()
     text = "Q29kZSBpcyBwb2V0cnk=" * 5_000 + " and the prose around it. " * 2_000
     assert counter.count_text(text) == len(counter._ensure_encoding().encode(text))
+
+
+# ---------------------------------------------------------------- a prompt counted by pieces
+
+
+_PIECE_TEXTS = [
+    "a\n<b",
+    "a  \n<b",
+    "a.\n<b",
+    "a\n\n<b",
+    " \n \n<x",
+    "<a>\n</a>\n<",
+    "\n<",
+    "<\n<\n<",
+    "don't\n<'s",
+    "1\n<2",
+    "a\r\n<b",
+    "é\n<é",
+    "x" * 3000 + "\n<" + " " * 3000 + "\n<" + "!" * 2500,
+    '<user>hi</user>\n<assistant>ok.\n</assistant>\n<call tool="t">\nq: 1\n</call>\n',
+]
+
+
+@pytest.mark.parametrize("text", _PIECE_TEXTS, ids=range(len(_PIECE_TEXTS)))
+def test_a_text_counted_by_pieces_is_the_encoders_count(text: str) -> None:
+    """Cut after each line break that a tag follows, the pieces add up to the exact count."""
+    from compacting_supervisor._compaction.summarise import PieceCounts
+
+    counter = TokenCounter()
+    pieces = PieceCounts(counter)
+    assert pieces.text(text) == counter.count_text(text)
+    assert pieces.text(text) == counter.count_text(text)  # from what it remembered
+
+
+def test_a_summariser_prompt_counted_by_pieces_is_counted_exactly() -> None:
+    """The prompt of every piece of a long history, as the summariser is sent it."""
+    from compacting_supervisor._compaction.summarise import PieceCounts
+    from compacting_supervisor._render import message_events
+    from compacting_supervisor.summarizers import ChatModelSummarizer
+    from compacting_supervisor.testing import ScriptedChatModel
+
+    rng = random.Random(7)
+    history = [*MESSAGES] * 20
+    summarizer = ChatModelSummarizer(ScriptedChatModel(responses=["ok"]))
+    counter = TokenCounter()
+    pieces = PieceCounts(counter)
+    for event in message_events(history):  # what the packing counts first
+        pieces.text(event + "\n")
+    for _ in range(20):
+        start = rng.randrange(len(history))
+        chunk = history[start : start + rng.randrange(1, 30)]
+        previous = rng.choice([None, "Earlier: <summary> the user asked 'why?'.\n- a fact"])
+        prompt = summarizer.prompt_messages(previous, chunk, max_tokens=300)
+        assert pieces.messages(prompt) == counter.count(prompt)
+
+
+def test_an_estimate_is_never_counted_by_pieces(caplog: pytest.LogCaptureFixture) -> None:
+    """With no encoding (4 characters a token) pieces would not add up: counted whole."""
+    from compacting_supervisor._compaction.summarise import PieceCounts
+
+    counter = TokenCounter()
+    counter._encoding, counter._exact = token_counter_module._CharEstimate(), False
+    text = "<a>x</a>\n<b>y</b>\n<c>z</c>"
+    assert PieceCounts(counter).text(text) == counter.count_text(text) == (len(text) + 3) // 4

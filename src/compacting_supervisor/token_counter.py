@@ -246,9 +246,10 @@ class TokenCounter:
         start = 0
         for run in runs:
             total += len(encoding.encode(text[start : run.start()], disallowed_special=()))
+            end = run.end()  # a run's last piece stops where the run does
             total += sum(
-                len(encoding.encode(text[i : i + _LONG_RUN_CHARS], disallowed_special=()))
-                for i in range(run.start(), run.end(), _LONG_RUN_CHARS)
+                len(encoding.encode(text[i : min(i + _LONG_RUN_CHARS, end)], disallowed_special=()))
+                for i in range(run.start(), end, _LONG_RUN_CHARS)
             )
             start = run.end()
         return total + len(encoding.encode(text[start:], disallowed_special=()))

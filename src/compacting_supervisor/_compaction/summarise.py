@@ -12,7 +12,7 @@ import functools
 import logging
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
@@ -34,7 +34,7 @@ from compacting_supervisor.token_counter import TokenCounter
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Summarize", "SummarizerUsage", "SummaryPolicy", "split_message"]
+__all__ = ["PieceCounts", "Summarize", "SummarizerUsage", "SummaryPolicy", "split_message"]
 
 _SLACK = 16
 """Tokens kept free in each call: message separators and rounding, counted per message."""
@@ -100,6 +100,62 @@ class SummarizerUsage:
     output_tokens: int = 0
 
 
+_SPLIT = "\n<"
+"""Where a prompt is cut into pieces counted on their own: after a line break, at a tag."""
+_ADDITIVE = frozenset({"cl100k_base", "o200k_base"})
+"""Encodings whose pre-tokenizer never joins a line break with the ``<`` that follows it."""
+
+
+class PieceCounts:
+    """Exact token counts of tagged transcripts, each distinct piece counted once.
+
+    A summariser's prompt is the transcript's events, one tag each, joined by line breaks.
+    For ``cl100k_base`` and ``o200k_base`` no pre-token spans a line break followed by
+    ``<`` (the patterns that take a line break stop at it, and none starts with one and
+    goes on), so the tokens of a text are the sum of the tokens of its pieces cut just
+    after each such line break. The pieces are remembered: when the packing has counted
+    each message's event, the exact count of a call's whole prompt costs a few dictionary
+    look-ups instead of a second pass of the encoder over the transcript.
+
+    Args:
+        counter: The counter whose encoding counts the pieces.
+    """
+
+    def __init__(self, counter: TokenCounter) -> None:
+        self.counter = counter
+        self._known: dict[str, int] = {}
+        self._additive: bool | None = None
+
+    def text(self, text: str) -> int:
+        """The tokens of ``text``: the encoder's exact count."""
+        if self._additive is None:
+            self._additive = self.counter.exact and self.counter.encoding_name in _ADDITIVE
+        if not self._additive or _SPLIT not in text:
+            return self._piece(text)
+        parts = text.split(_SPLIT)
+        last = len(parts) - 1
+        total = 0
+        for index, part in enumerate(parts):
+            piece = part if index == 0 else "<" + part
+            total += self._piece(piece + "\n" if index < last else piece)
+        return total
+
+    def messages(self, messages: list[BaseMessage]) -> int:
+        """The tokens a model is sent for ``messages`` (``TokenCounter.count``'s figure)."""
+        if not all(isinstance(m.content, str) for m in messages):
+            return self.counter.count(messages)
+        # Each message's overhead (role, name, tool calls) as counted with no content,
+        # plus its content's tokens.
+        frame = self.counter.count([m.model_copy(update={"content": ""}) for m in messages])
+        return frame + sum(self.text(str(m.content)) for m in messages)
+
+    def _piece(self, piece: str) -> int:
+        tokens = self._known.get(piece)
+        if tokens is None:
+            tokens = self._known[piece] = self.counter.count_text(piece)
+        return tokens
+
+
 @dataclass(frozen=True)
 class SummaryPolicy:
     """How the summariser is called: who, with what redaction, budget, timeout and retries."""
@@ -112,6 +168,11 @@ class SummaryPolicy:
     backoff: float
     input_budget: int | None
     """The most one call reads, in tokens; None for no limit."""
+    counts: PieceCounts = field(init=False, compare=False, repr=False)
+    """This compaction's pieces counted so far (a policy serves one compaction)."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "counts", PieceCounts(self.token_counter))
 
     def fold(
         self,
@@ -201,7 +262,9 @@ class SummaryPolicy:
     def _size(self, message: BaseMessage) -> int:
         """Tokens ``message`` adds to a summariser call's transcript."""
         events = message_events([message])
-        return self.token_counter.count_text(events[0]) + 1 if events else 0
+        # With its line break, as the transcript holds it: the piece the exact count of
+        # the call's prompt will find already counted.
+        return self.counts.text(events[0] + "\n") if events else 0
 
     def _pieces(self, messages: list[BaseMessage], room: int) -> list[tuple[BaseMessage, int]]:
         """``messages`` with their sizes, each one larger than ``room`` cut into pieces."""
@@ -325,9 +388,7 @@ class SummaryPolicy:
         prompt_messages = getattr(self.summarizer, "prompt_messages", None)
         if callable(prompt_messages):
             try:
-                return self.token_counter.count(
-                    prompt_messages(previous, chunk, max_tokens=max_tokens)
-                )
+                return self.counts.messages(prompt_messages(previous, chunk, max_tokens=max_tokens))
             except Exception:  # a custom summariser's helper: fall back to the input
                 logger.debug("prompt_messages failed; counting the summariser's input instead.")
         if isinstance(self.summarizer, ExtractiveSummarizer):
