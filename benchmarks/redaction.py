@@ -10,7 +10,13 @@ rules:
 - ``gitleaks true positives``: the secret is gone (recall);
 - ``gitleaks secrets alone``: the same generated secrets with no key around them;
 - ``gitleaks false positives`` and ``ordinary messages``: the text changed (false
-  positives);
+  positives). gitleaks writes each false-positive example against one rule; some are
+  secrets to another rule (an Anthropic admin key is the API-key rule's false positive,
+  ``key = <40 random characters>`` the ClickHouse rule's). Three rows: all examples; those
+  gitleaks' whole default configuration reports nothing in (its regexes, entropy
+  thresholds, keywords, stopwords and allowlists, evaluated by
+  ``tests/data/extract_gitleaks.py``); and those no other rule's keywords and regex match
+  (entropy and allowlists aside), the goal's row;
 - ``personal data <kind>``: the item is gone, and the near misses changed.
 
 Usage (from the repository root)::
@@ -36,7 +42,13 @@ from tests.redaction_corpus import Figures, measure
 ROWS = [
     ("gitleaks_tp", "gitleaks true positives (recall)", ">= 95%"),
     ("gitleaks_tp_bare", "gitleaks secrets alone, no key (recall)", "-"),
-    ("gitleaks_fp", "gitleaks false positives (changed)", "< 1%"),
+    ("gitleaks_fp", "gitleaks false positives, all (changed)", "-"),
+    ("gitleaks_fp_unflagged", "gitleaks false positives no gitleaks rule reports (changed)", "-"),
+    (
+        "gitleaks_fp_unclaimed",
+        "gitleaks false positives no other rule's regex matches (changed)",
+        "< 1%",
+    ),
     ("ordinary", "ordinary messages (changed)", "< 1%"),
     ("ordinary_pii", "ordinary messages, personal data on (changed)", "< 1%"),
     ("pii_card", "personal data: cards, Luhn (recall)", "-"),

@@ -32,7 +32,12 @@ DATA = Path(__file__).parent / "data"
 
 
 def gitleaks_examples() -> list[dict[str, Any]]:
-    """The examples: ``rule``, ``kind`` ("tp" or "fp"), ``text``, and ``secret`` when known."""
+    """The examples: ``rule``, ``kind`` ("tp" or "fp"), ``text``, and ``secret`` when known.
+
+    A false-positive example also has ``gitleaks_findings`` (the rules of gitleaks' whole
+    default configuration that report a finding in it) and ``other_rules_matching`` (the
+    other rules whose keywords and regex match it), both from ``extract_gitleaks.py``.
+    """
     corpus = json.loads((DATA / "gitleaks_examples.json").read_text(encoding="utf-8"))
     return list(corpus["examples"])
 
@@ -373,7 +378,11 @@ def measure(redact: Callable[..., str]) -> Figures:
 
     Kinds: ``gitleaks_tp`` (found: the text changed and the secret, where known, is gone),
     ``gitleaks_tp_bare`` (the generated secret alone in a sentence; no key, no context),
-    ``gitleaks_fp`` (changed), ``ordinary`` (changed, secrets only), ``ordinary_pii``
+    ``gitleaks_fp`` (changed, every false-positive example), ``gitleaks_fp_unflagged``
+    (changed, of the examples in which gitleaks' whole default configuration reports
+    nothing: an example written against one rule that another rule reports is a secret to
+    gitleaks), ``gitleaks_fp_unclaimed`` (changed, of the examples no other gitleaks
+    rule's keywords and regex match, entropy and allowlists aside), ``ordinary`` (changed, secrets only), ``ordinary_pii``
     (changed with personal data on), ``pii_<kind>`` (the item gone, personal data on),
     ``pii_negatives`` (changed, personal data on), ``pii_default`` (personal data items
     gone with the default, secrets only).
@@ -383,7 +392,7 @@ def measure(redact: Callable[..., str]) -> Figures:
     def count(kind: str, hit: bool, text: str) -> None:
         hits, total = figures.counts.get(kind, (0, 0))
         figures.counts[kind] = (hits + hit, total + 1)
-        wrong_when_hit = kind.endswith(("_fp", "negatives", "_default"))
+        wrong_when_hit = kind.startswith("gitleaks_fp") or kind.endswith(("negatives", "_default"))
         if (wrong_when_hit or kind.startswith("ordinary")) == hit:
             figures.misses.setdefault(kind, []).append(text)
 
@@ -398,6 +407,10 @@ def measure(redact: Callable[..., str]) -> Figures:
                 count("gitleaks_tp_bare", secret not in redact(bare), bare)
         else:
             count("gitleaks_fp", out != text, text)
+            if not example["gitleaks_findings"]:
+                count("gitleaks_fp_unflagged", out != text, text)
+            if not example["other_rules_matching"]:
+                count("gitleaks_fp_unclaimed", out != text, text)
     for _, text in ordinary_messages():
         count("ordinary", redact(text) != text, text)
         count("ordinary_pii", redact(text, personal_data=True) != text, text)

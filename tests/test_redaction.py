@@ -85,7 +85,8 @@ SECRET_KEYS = [
     "private_key", "privateKey", "access_token", "accessToken", "auth", "authorization",
     "Authorization", "credentials", "cookie", "Set-Cookie", "session_token", "sessionId",
     "db_password", "DB_PASSWORD", "dbPassword", "db-password", "GITHUB_TOKEN", "refreshToken",
-    "aws_secret_access_key", "smtp.password", "PassWord",
+    "aws_secret_access_key", "smtp.password", "PassWord", "Client-Secret", "client.secret",
+    "ACCESS.TOKEN", "Pass.Word", "to-ken", "sec.ret", "TO_KEN", "TO__KEN", "api.Key",
 ]  # fmt: skip
 # A plain word, a number-free phrase, a key-like string: the key decides, not the value.
 VALUES = ["hunter2pass", "Zq9xLm2Pw7Rt", "correct horse battery staple"]
@@ -113,6 +114,8 @@ def test_values_under_secret_keys_are_redacted_in_tool_call_arguments(key: str) 
         "export {key}='{value}'",  # shell
         "{key}: {value}",  # a header line
         "<{key}>{value}</{key}>",  # XML
+        "curl -H '{key}: {value}' https://api.example.com",  # a header in a command
+        'headers = {{"{key}": "{value}"}}; send(headers)',  # JSON-like inside code
     ],
 )
 def test_values_under_secret_keys_are_redacted_in_text(key: str, form: str) -> None:
@@ -160,6 +163,16 @@ NOT_SECRET = [
     'primary_key = "id"',
     "session_timeout: 3600",
     "key: value",
+    # placeholders and documentation keys (gitleaks' false-positive examples)
+    "aws_access_key: AKIAIOSFODNN7EXAMPLE",
+    "SUMO_ACCESS_KEY: AbCeFG123",
+    "api_token = 12345678-ABCD-ABCD-ABCD-1234567890AB",
+    "-----BEGIN PRIVATE KEY-----\nanything\n-----END PRIVATE KEY-----",
+    "xoxe.xoxp-1-RANDOMSTRINGHERE",
+    "ntn_123456789012345678901234567890123456789012345678901234567890",
+    "sgp_5555555dAAAAA7777777CcccCFaaaaaaaaaaaaaa",
+    '"token4": "xoxp-572370529330-573807301142-572331691188-####################"',
+    "AIzaSyA8vmApnrHNFE0bApF4hoZ11srVL_n0nvY",  # Firebase's published sample key
 ]
 
 
@@ -169,6 +182,28 @@ def test_keys_about_secrets_and_placeholders_keep_their_value(text: str) -> None
     ``password_reset_url``) is about the secret; a placeholder holds none; a colon in prose
     is prose. Documented in ``compacting_supervisor.redaction._keys``."""
     assert redact_text(text) == text
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "password: abcd1234",  # a person picks a password: counting runs are still one
+        "db_passphrase = 'qwerty123456'",
+        "aws_access_key: AKIAZ7RQ4M2XK9PLBT3W",
+        "sk-ant-api03-" + "Zq9xLm2Pw7Rt_k4V-" * 5 + "Zq9xLm2PAA",  # 93 characters, then AA
+        "xoxb-572370529330-573807301142-Ab3dE5gH7jK9mN1pQ3sT5vW7",
+        "sgp_0f1e2d3c4b5a69788796a5b4c3d2e1f0a9b8c7d6",
+        "-----BEGIN PRIVATE KEY-----\n"
+        + "MIIEvQIBADANBgkqhkiG9w0BAQEFAASC" * 3
+        + "\n-----END PRIVATE KEY-----",
+    ],
+)
+def test_real_looking_keys_and_chosen_passwords_are_still_redacted(text: str) -> None:
+    """The placeholder rules (counting runs, ``EXAMPLE``, few distinct characters, a key
+    body too short) leave real-looking keys alone, and never a password: people choose
+    ``abcd1234``."""
+    redacted = redact_text(text)
+    assert redacted != text and "[REDACTED" in redacted, redacted
 
 
 def test_json_values_under_a_secret_key_are_redacted_whole() -> None:
@@ -466,7 +501,8 @@ _NEW_TRIGGERS = [
     "db_password=", "dbPassword: ", "X-Api-Key: ", '"apiKey": "', "<password>", "Cookie: ",
     "curl -u bob:", 'curl -H "Token: ', "hf_", "glpat-", "AGE-SECRET-KEY-1", "hooks.slack.com/services/",
     "Basic ", "xoxb-1234-", "ntn_", "%3A%2F%2Fbob%3A", "\\/\\/bob:", "\\u0070assword=", "sessionId=",
-    "PassWord=", "client-secret: ", "2Vq7Q~", "EAA", "dapi",
+    "PassWord=", "client-secret: ", "2Vq7Q~", "EAA", "dapi", "to-ken=", '"sec.ret": "', "TO__KEN: ",
+    "sk-ant-api03-", "sgp_", "xoxp-1-", "EXAMPLE", "-----BEGIN PRIVATE KEY-----",
 ]  # fmt: skip
 
 

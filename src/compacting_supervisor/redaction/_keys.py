@@ -18,9 +18,21 @@ a boolean or null, a reference (``$VAR``, ``${VAR}``, ``{{ var }}``, ``<password
 from __future__ import annotations
 
 import functools
+import math
 import re
 
-__all__ = ["KeyKind", "is_mask", "is_placeholder", "key_kind", "looks_like_credential"]
+__all__ = [
+    "PUBLISHED_KEYS",
+    "KeyKind",
+    "chosen_by_a_person",
+    "is_fake_token",
+    "is_mask",
+    "is_placeholder",
+    "is_sequence",
+    "key_kind",
+    "looks_like_credential",
+    "shannon_entropy",
+]
 
 KeyKind = str  # "strong", "weak", "strict" (a plain "key") or "" (not a secret key)
 
@@ -119,15 +131,78 @@ _ONE_CHAR = re.compile(r"(.)\1*")
 def is_mask(value: str) -> bool:
     """``xxxxxxxx``, ``****``, ``glc_111111111111111111``: a value that hides or fakes one.
 
-    A run of eight ``x``, ``*``, ``#``, ``.`` or ``\u2022``, one character repeated, or one
-    character making most of a value of eight or more.
+    A run of eight ``x``, ``*``, ``#``, ``.`` or ``\u2022``, one character repeated, one
+    character making most of a value of eight or more, or a documentation key: one that
+    says ``EXAMPLE`` (``AKIAIOSFODNN7EXAMPLE``, AWS's) or is published as an example.
     """
     if _MASK_RUN.search(value) or _ONE_CHAR.fullmatch(value):
         return True
     if len(value) < 8:
         return False
+    if "example" in value.lower() or value in PUBLISHED_KEYS:
+        return True
     most = max(value.count(char) for char in set(value[:64]))
     return most * 10 >= len(value) * 6
+
+
+# Keys published as examples, which gitleaks' rules allowlist by value: the Firebase
+# Android SDK's sample Google API keys (gitleaks' gcp-api-key allowlist).
+PUBLISHED_KEYS = frozenset(
+    {
+        "AIzaSyabcdefghijklmnopqrstuvwxyz1234567", "AIzaSyAnLA7NfeLquW1tJFpx_eQCxoX-oo6YyIs",
+        "AIzaSyCkEhVjf3pduRDt6d1yKOMitrUEke8agEM", "AIzaSyDMAScliyLx7F0NPDEJi1QmyCgHIAODrlU",
+        "AIzaSyD3asb-2pEZVqMkmL6M9N6nHZRR_znhrh0", "AIzayDNSXIbFmlXbIE6mCzDLQAqITYefhixbX4A",
+        "AIzaSyAdOS2zB6NCsk1pCdZ4-P6GBdi_UUPwX7c", "AIzaSyASWm6HmTMdYWpgMnjRBjxcQ9CKctWmLd4",
+        "AIzaSyANUvH9H9BsUccjsu2pCmEkOPjjaXeDQgY", "AIzaSyA5_iVawFQ8ABuTZNUdcwERLJv_a_p4wtM",
+        "AIzaSyA4UrcGxgwQFTfaI3no3t7Lt1sjmdnP5sQ", "AIzaSyDSb51JiIcB6OJpwwMicseKRhhrOq1cS7g",
+        "AIzaSyBF2RrAIm4a0mO64EShQfqfd2AFnzAvvuU", "AIzaSyBcE-OOIbhjyR83gm4r2MFCu4MJmprNXsw",
+        "AIzaSyB8qGxt4ec15vitgn44duC5ucxaOi4FmqE", "AIzaSyA8vmApnrHNFE0bApF4hoZ11srVL_n0nvY",
+    }
+)  # fmt: skip
+
+
+def shannon_entropy(value: str) -> float:
+    """Bits per character of ``value``, from its character counts.
+
+    Shannon's entropy, gitleaks' and detect-secrets' measure.
+    """
+    if not value:
+        return 0.0
+    size = len(value)
+    return -sum(n / size * math.log2(n / size) for n in map(value.count, set(value)))
+
+
+def is_sequence(value: str) -> bool:
+    """``abcdef123456``, ``AbCeFG123``, ``1234567890123``: a value made of counting runs.
+
+    Runs of three or more characters that each follow the one before (``a`` ``b`` ``c``,
+    any case; ``7`` ``8`` ``9``) cover at least 60% of it; eight characters or more. A
+    machine-issued key is random and never is; a typed-in placeholder often is.
+    """
+    if len(value) < 8:
+        return False
+    covered = run = 0
+    previous = -2
+    for code in map(ord, value.lower()):
+        if code == previous + 1:
+            run += 1
+        else:
+            covered += run if run >= 3 else 0
+            run = 1
+        previous = code
+    covered += run if run >= 3 else 0
+    return covered * 10 >= len(value) * 6
+
+
+def is_fake_token(value: str) -> bool:
+    """Whether a key format's match fakes a key.
+
+    A mask, counting runs, or few distinct characters (``sgp_5555555dAAAAA7777777Cccc...``:
+    under 3 bits a character over 20 or more; a random key of that length has 3.5 or more).
+    """
+    return (
+        is_mask(value) or is_sequence(value) or (len(value) >= 20 and shannon_entropy(value) < 3.0)
+    )
 
 
 _CALL = re.compile(r"[A-Za-z_][\w.]*\(.*")
@@ -173,3 +248,11 @@ def looks_like_credential(value: str, *, strict: bool = False) -> bool:
         and "://" not in value
         and _CREDENTIAL_CHARS.search(value) is not None
     )
+
+
+def chosen_by_a_person(key: str) -> bool:
+    """Whether ``key`` names a value a person picks (a password, passphrase, PIN).
+
+    Such a value can look like anything; a key a machine issues is random.
+    """
+    return any(word.startswith("pass") or word in ("pwd", "pin") for word in _words(key))

@@ -16,8 +16,10 @@ import re
 from collections.abc import Callable, Iterable
 
 from compacting_supervisor.redaction._keys import (
-    is_mask,
+    chosen_by_a_person,
+    is_fake_token,
     is_placeholder,
+    is_sequence,
     key_kind,
     looks_like_credential,
 )
@@ -60,8 +62,10 @@ def redact_key_value(key: str, raw: str) -> str:
     secret = value[len(prefix) :].strip()
     if quote == "`" and " " in secret:
         return raw  # a shell command's output, not a value
-    if is_placeholder(secret, quoted=bool(quote)) or (
-        kind != "strong" and not looks_like_credential(secret, strict=kind == "strict")
+    if (
+        is_placeholder(secret, quoted=bool(quote))
+        or (kind != "strong" and not looks_like_credential(secret, strict=kind == "strict"))
+        or (is_sequence(secret) and not chosen_by_a_person(key))
     ):
         return raw
     return f"{lead}{quote}{prefix}{SECRET}{quote}{tail}"
@@ -86,13 +90,35 @@ def _inline_value(match: re.Match[str]) -> str:
     return _line_value(match)
 
 
-def _token(kind: str) -> Callable[[re.Match[str]], str]:
-    """A key format's replacement: ``[REDACTED:<kind>]``, unless the key is a mask."""
+_MASKED_TAIL = re.compile(r"[#*\u2022]{4}|[xX]{6}")
+
+
+def _token(kind: str, shortest: int = 0) -> Callable[[re.Match[str]], str]:
+    """A key format's replacement: ``[REDACTED:<kind>]``, unless the key is a fake.
+
+    A fake: shorter than ``shortest``, a mask, counting runs, too few distinct characters
+    (`is_fake_token`), or followed by a mask (``xoxp-5723...-####################``).
+    """
 
     def replace(match: re.Match[str]) -> str:
-        return match[0] if is_mask(match[0]) else f"[REDACTED:{kind}]"
+        token = match[0]
+        if (
+            len(token) < shortest
+            or is_fake_token(token)
+            or _MASKED_TAIL.match(match.string, match.end()) is not None
+        ):
+            return token
+        return f"[REDACTED:{kind}]"
 
     return replace
+
+
+def _private_key(match: re.Match[str]) -> str:
+    """A PEM private key, unless its body is too short to be one (``anything``)."""
+    body = match["body"]
+    if match["end"]:
+        body = body[: len(body) - len(match["end"])]
+    return match[0] if len(body.strip()) < 64 else "[REDACTED:private-key]"
 
 
 def _curl_user(match: re.Match[str]) -> str:
@@ -126,21 +152,24 @@ PATTERNS: list[tuple[str, re.Pattern[str], Replacement]] = [
     (
         "private-key",
         re.compile(
-            r"-----BEGIN (?:[A-Z0-9]{1,20} ){0,3}PRIVATE KEY(?: BLOCK)?-----.*?"
-            r"(?:-----END (?:[A-Z0-9]{1,20} ){0,3}PRIVATE KEY(?: BLOCK)?-----|\Z)",
+            r"-----BEGIN (?:[A-Z0-9]{1,20} ){0,3}PRIVATE KEY(?: BLOCK)?-----(?P<body>.*?"
+            r"(?P<end>-----END (?:[A-Z0-9]{1,20} ){0,3}PRIVATE KEY(?: BLOCK)?-----|\Z))",
             re.DOTALL,
         ),
-        "[REDACTED:private-key]",
+        _private_key,
     ),
     (
         "anthropic-key",
-        re.compile(r"(?<![A-Za-z0-9_\-])sk-ant-[A-Za-z0-9_\-]{20,}+"),
+        re.compile(
+            r"(?<![A-Za-z0-9_\-])sk-ant-(?:(?:api03|admin01)-[A-Za-z0-9_\-]{93}AA"
+            r"(?![A-Za-z0-9_\-])|(?!api03-|admin01-)[a-z]{2,8}\d\d-[A-Za-z0-9_\-]{20,}+)"
+        ),
         _token("anthropic-key"),
     ),
     (
         "openai-key",
         re.compile(
-            r"(?<![A-Za-z0-9_\-])sk-(?:proj-|svcacct-|admin-)?"
+            r"(?<![A-Za-z0-9_\-])sk-(?!ant-)(?:proj-|svcacct-|admin-)?"
             r"(?=[A-Za-z_\-]{0,200}\d)[A-Za-z0-9_\-]{20,}+"
         ),
         _token("api-key"),
@@ -164,8 +193,11 @@ PATTERNS: list[tuple[str, re.Pattern[str], Replacement]] = [
     ),
     (
         "slack-token",
-        re.compile(r"(?<![A-Za-z0-9_\-])(?:xox[abposre]|xapp)-\d{1,15}-[A-Za-z0-9\-]{6,}+"),
-        _token("slack-token"),
+        re.compile(
+            r"(?<![A-Za-z0-9_\-])(?:xox[abposre]|xapp)-\d{1,15}-"
+            r"(?=[A-Za-z\-]{0,200}\d)[A-Za-z0-9\-]{6,}+"
+        ),
+        _token("slack-token", shortest=24),
     ),
     (
         "google-key",
@@ -189,7 +221,8 @@ PATTERNS: list[tuple[str, re.Pattern[str], Replacement]] = [
             r"(?<![A-Za-z0-9_\-])(?:hf_(?=[A-Za-z]{0,60}\d)[A-Za-z0-9]{30,}+|glpat-[A-Za-z0-9_\-]{20,}+"
             r"|gl(?:ptt|rt|dt|ft|imt|oas|soat|cbt)-[A-Za-z0-9_\-]{20,}+|npm_[A-Za-z0-9]{36,}+"
             r"|pypi-[A-Za-z0-9_\-]{50,}+|SG\.[A-Za-z0-9_\-]{20,}+\.[A-Za-z0-9_\-]{20,}+"
-            r"|hv[sb]\.[A-Za-z0-9_\-]{90,}+|ntn_[A-Za-z0-9]{40,}+|sgp_[A-Za-z0-9_]{40,}+"
+            r"|hv[sb]\.[A-Za-z0-9_\-]{90,}+|ntn_[A-Za-z0-9]{40,}+"
+            r"|sgp_(?:(?:[a-fA-F0-9]{16}|local)_)?[a-fA-F0-9]{40}(?![A-Za-z0-9_])"
             r"|ABSKQmVkcm9ja0FQSUtleS1[A-Za-z0-9+/]{80,}+={0,2}|EAA[A-Za-z0-9]{90,}+"
             r"|shp(?:at|ca|pa|ss)_[a-fA-F0-9]{32}|dp\.(?:pt|st|sa|ct|scim|audit)\.[A-Za-z0-9]{40,}+"
             r"|dapi[a-f0-9]{32}(?:-\d)?|gl(?:c|sa)_[A-Za-z0-9+/_=]{32,}+"
@@ -284,7 +317,7 @@ PATTERNS: list[tuple[str, re.Pattern[str], Replacement]] = [
         # curl -H "apikey: ...", --header 'Token: ...': any header name, inside -H
         "curl-header",
         re.compile(
-            r"(?i)-(?<![\w\-]-)(?:h|-header)[ \t]{1,5}+[\"'](?P<key>[A-Za-z][\w\-]{0,60}+)"
+            r"(?i)-(?<![\w\-]-)(?:h|-header)[ \t]{1,5}+[\"'](?P<key>[A-Za-z][\w.\-]{0,60}+)"
             r"[ \t]{0,5}+:[ \t]{0,5}+(?P<value>[^\n\"']{1,4000}+)"
         ),
         _line_value,
@@ -306,13 +339,10 @@ _KEY_WORDS = (
     "pass", "pwd", "secret", "token", "auth", "key", "cred", "cookie", "session", "bearer",
     "jwt", "connection",
 )  # fmt: skip
-# The key rules need more than a key word: the word inside a key, then an operator. On
-# the case-folded text, this is one scan with a literal prefix, and most prose that says
-# "token" or "key" has no key=value in it.
-_KEY_OPERATOR = re.compile(
-    r"(?:pass|pwd|secret|token|auth|key|cred|cookie|session|bearer|jwt|connection)"
-    r"[\w.\-]{0,80}(?:\\?[\"'`])?[ \t]{0,5}[:=,>?]"
-)
+# A key word split by separators is one too: `key_kind` joins the last two words of a key
+# (``to-ken``, ``sec.ret``, ``TO_KEN``); SPLIT stands for a run of ``-``, ``.`` and ``_``.
+_SPLIT = "\0"
+_SPLIT_KEY_WORDS = tuple(w[:i] + _SPLIT + w[i:] for w in _KEY_WORDS for i in range(1, len(w)))
 _NEEDS: dict[str, tuple[str, ...]] = {  # name -> needles
     "private-key": ("-----begin",),
     "anthropic-key": ("sk-ant-",),
@@ -352,7 +382,11 @@ _OTHER_NEEDLES = tuple(
     dict.fromkeys(n for needles in _NEEDS.values() if needles is not _KEY_WORDS for n in needles)
 )
 # The common words first: most texts that hold a needle hold one of them.
-_NEEDED = tuple(dict.fromkeys([*_KEY_WORDS, *(n for needles in _NEEDS.values() for n in needles)]))
+_NEEDED = tuple(
+    dict.fromkeys(
+        [*_KEY_WORDS, *(n for needles in _NEEDS.values() for n in needles), *_SPLIT_KEY_WORDS]
+    )
+)
 
 
 _Trie = dict[str, "_Trie"]
@@ -363,7 +397,8 @@ def _alternation(needles: Iterable[str]) -> str:
 
     A search tries at each position only the branches of that position's character, and a
     needle that extends another (``sk-ant-`` after ``sk-``) is left out: the shorter one
-    is found first wherever the longer one is.
+    is found first wherever the longer one is. `_SPLIT` in a needle matches a run of
+    separators.
     """
     root: _Trie = {}
     for needle in needles:
@@ -375,7 +410,10 @@ def _alternation(needles: Iterable[str]) -> str:
     def branches(node: _Trie) -> str:
         if "" in node:
             return ""
-        options = [re.escape(char) + branches(child) for char, child in sorted(node.items())]
+        options = [
+            ("[\\-._]+" if char == _SPLIT else re.escape(char)) + branches(child)
+            for char, child in sorted(node.items())
+        ]
         return options[0] if len(options) == 1 else f"(?:{'|'.join(options)})"
 
     return branches(root)
@@ -383,6 +421,13 @@ def _alternation(needles: Iterable[str]) -> str:
 
 # One search for any needle; most ordinary text holds none and is not scanned further.
 _ANY_NEEDLE = re.compile(_alternation(_NEEDED))
+# The key rules need more than a key word: the word inside a key, then an operator. On
+# the case-folded text, this is one scan, and most prose that says "token" or "key" has
+# no key=value in it.
+_KEY_OPERATOR = re.compile(
+    f"{_alternation(_KEY_WORDS + _SPLIT_KEY_WORDS)}"
+    r"[\w.\-]{0,80}(?:\\?[\"'`])?[ \t]{0,5}[:=,>?]"
+)
 # The other patterns' needles that ordinary text often holds, looked up one by one; the
 # rest are looked up only when one search finds one of them.
 _COMMON_NEEDLES = ("://", "token", "basic", "bearer", "curl")
