@@ -21,11 +21,12 @@ summariser that takes 0.5-2 s a call.
 
 from __future__ import annotations
 
+import time
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
-from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
 from langgraph.checkpoint.base import BaseCheckpointSaver
 
 from benchmarks.conversation import SYSTEM_PROMPT
@@ -201,6 +202,23 @@ class Contender:
         """Run one user turn."""
         self.runner.invoke({"messages": [HumanMessage(text)]}, self.config)
 
+    def streamed_turn(self, text: str) -> float:
+        """Run one user turn as a stream; return the seconds until the answer arrived.
+
+        The answer is the turn's final ``AIMessage`` (no tool calls) in LangGraph's
+        ``updates`` chunks: what a user streaming the run sees, before any work the run
+        does after it.
+        """
+        started = time.perf_counter()
+        answered: float | None = None
+        chunks = self.runner.stream(
+            {"messages": [HumanMessage(text)]}, self.config, stream_mode="updates"
+        )
+        for chunk in chunks:
+            if answered is None and _holds_answer(chunk):
+                answered = time.perf_counter() - started
+        return time.perf_counter() - started if answered is None else answered
+
     def state_messages(self) -> list[BaseMessage]:
         """The messages the thread's checkpoint holds now."""
         values = self.graph.get_state(self.config).values
@@ -214,6 +232,20 @@ class Contender:
         """
         source = self.last_call if self.name == "langmem" else self.state_messages()
         return [m for m in source if not isinstance(m, SystemMessage) and not is_summary(m)]
+
+
+def _holds_answer(chunk: Any) -> bool:
+    """Whether an ``updates`` chunk carries a final answer (an AIMessage without calls)."""
+    if not isinstance(chunk, dict):
+        return False
+    for update in chunk.values():
+        messages = update.get("messages") if isinstance(update, dict) else None
+        messages = getattr(messages, "value", messages)  # an Overwrite of the channel
+        if isinstance(messages, list) and any(
+            isinstance(m, AIMessage) and not m.tool_calls and m.text for m in messages
+        ):
+            return True
+    return False
 
 
 def label(name: str) -> str:

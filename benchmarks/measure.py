@@ -79,6 +79,10 @@ class RunResult:
     """Wall time of every turn, less the fake models' own time (the framework's time)."""
     wall_seconds: list[float] = field(default_factory=list)
     """Wall time of every turn, the models' time included (what a user waits)."""
+    answer_seconds: list[float] = field(default_factory=list)
+    """Slow-summariser runs only (streamed): seconds until each turn's answer arrived."""
+    compacted_turns: list[bool] = field(default_factory=list)
+    """Slow-summariser runs only: whether the summariser ran in each turn."""
     compactions: list[dict[str, Any]] = field(default_factory=list)
     """CompactingSupervisor only: each compaction's figures (turn, duration, sizes)."""
     formats: dict[str, int] = field(default_factory=dict)
@@ -174,9 +178,15 @@ def run_contender(
         last_compaction: Any = None
         for turn in script(turns):
             models = contender.agent_model.busy_seconds + contender.summariser.busy_seconds
+            calls = contender.summariser.busy_seconds
             started = time.perf_counter()
-            contender.turn(turn.user)
+            if delay is None:
+                contender.turn(turn.user)
+            else:  # streamed, to see when the answer arrives
+                result.answer_seconds.append(contender.streamed_turn(turn.user))
             spent = time.perf_counter() - started
+            if delay is not None:
+                result.compacted_turns.append(contender.summariser.busy_seconds > calls)
             # The fake models' own time (the summariser counts its usage) is not the framework's.
             models = contender.agent_model.busy_seconds + contender.summariser.busy_seconds - models
             result.turn_seconds.append(spent - models)

@@ -396,6 +396,16 @@ def slow_table(rounds: Sequence[dict[str, RunResult]]) -> str:
     row("whole conversation", lambda r: f"{sum(r.wall_seconds):.0f} s")
     row("turn s, min / median / max", lambda r: spread(r.wall_seconds))
     row("turns that waited >= 0.5 s", lambda r: str(sum(t >= 0.5 for t in r.wall_seconds)))
+
+    def answered(run: RunResult) -> str:
+        waits = [a for a, c in zip(run.answer_seconds, run.compacted_turns, strict=True) if c]
+        return spread(waits) if waits else "-"
+
+    row("streamed: s to the answer in turns that summarised, min / median / max", answered)
+    row(
+        "streamed: answers that waited >= 0.5 s",
+        lambda r: str(sum(a >= 0.5 for a in r.answer_seconds)),
+    )
     row("framework's own time, whole conversation", lambda r: f"{sum(r.turn_seconds):.1f} s")
     return "\n".join([*lines, ""])
 
