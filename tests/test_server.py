@@ -16,7 +16,7 @@ import json
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -82,10 +82,16 @@ def server_log(request: pytest.FixtureRequest) -> Iterator[None]:
         )
 
 
-def client_for(server: Server) -> Any:
+@pytest.fixture
+async def client(server: Server) -> AsyncIterator[Any]:
+    """The server's own async client (``langgraph_sdk.get_client``)."""
     from langgraph_sdk import get_client
 
-    return get_client(url=server.url)
+    sdk = get_client(url=server.url)
+    try:
+        yield sdk
+    finally:
+        await sdk.aclose()
 
 
 def fact(tag: str, n: int) -> str:
@@ -130,9 +136,8 @@ async def history(client: Any, thread_id: str) -> list[dict[str, Any]]:
 
 @pytest.mark.parametrize("graph", GRAPHS)
 async def test_many_runs_on_one_thread_compact_it_and_the_history_keeps_every_original(
-    server: Server, graph: Graph
+    client: Any, graph: Graph
 ) -> None:
-    client = client_for(server)
     thread_id = (await client.threads.create())["thread_id"]
     sizes = []
     for n in range(1, 9):
@@ -167,9 +172,8 @@ async def test_many_runs_on_one_thread_compact_it_and_the_history_keeps_every_or
 
 @pytest.mark.parametrize("graph", GRAPHS)
 async def test_streamed_messages_carry_no_summariser_token_and_no_summary_as_the_assistant(
-    server: Server, graph: Graph
+    client: Any, graph: Graph
 ) -> None:
-    client = client_for(server)
     thread_id = (await client.threads.create())["thread_id"]
     streamed: list[tuple[int, dict[str, Any], dict[str, Any]]] = []
     for n in range(1, 8):
@@ -209,12 +213,9 @@ async def test_streamed_messages_carry_no_summariser_token_and_no_summary_as_the
 
 
 @pytest.mark.parametrize("graph", GRAPHS)
-async def test_an_interrupt_pending_across_a_compaction_resumes(
-    server: Server, graph: Graph
-) -> None:
+async def test_an_interrupt_pending_across_a_compaction_resumes(client: Any, graph: Graph) -> None:
     from langgraph_sdk.schema import Command
 
-    client = client_for(server)
     thread_id = (await client.threads.create())["thread_id"]
     for n in range(1, 5):
         await say(client, thread_id, graph, fact("I", n))
@@ -257,8 +258,7 @@ async def test_an_interrupt_pending_across_a_compaction_resumes(
 
 
 @pytest.mark.parametrize("graph", GRAPHS)
-async def test_two_threads_run_at_once_and_stay_apart(server: Server, graph: Graph) -> None:
-    client = client_for(server)
+async def test_two_threads_run_at_once_and_stay_apart(client: Any, graph: Graph) -> None:
     threads = {tag: (await client.threads.create())["thread_id"] for tag in ("P", "Q")}
 
     async def conversation(tag: str) -> None:
