@@ -247,6 +247,41 @@ def test_an_interrupt_pending_across_a_compaction_resumes(saver: Any) -> None:
     assert openai_violations(state["messages"]) == []
 
 
+def test_a_megabyte_tool_result_is_stored_before_the_model_reads_it(
+    saver: Any, tmp_path: Any
+) -> None:
+    from langchain_core.tools import tool
+    from langgraph.prebuilt import ToolNode
+
+    from compacting_supervisor import DirectoryResultStore, OffloadToolResults
+
+    @tool
+    def export_logs() -> str:
+        """Export the service logs."""
+        return "ERROR-4711 at the start. " + "log line with details. " * 45_000
+
+    def step(messages: list[BaseMessage]) -> AIMessage:
+        if messages[-1].type == "tool":
+            return AIMessage("The logs start with ERROR-4711.")
+        return AIMessage("", tool_calls=[{"name": "export_logs", "args": {}, "id": "e1"}])
+
+    model = ScriptedChatModel(responses=[step])
+    policy = OffloadToolResults(DirectoryResultStore(tmp_path))
+    tools = ToolNode(
+        [export_logs, policy.read_tool()],
+        wrap_tool_call=policy.wrap_tool_call,
+        awrap_tool_call=policy.awrap_tool_call,
+    )
+    node = CompactionNode(model=_facts_summariser(), token_limit=LIMIT, offload=policy)
+    agent = create_react_agent(model, tools=tools, pre_model_hook=node, checkpointer=saver)
+    state = agent.invoke(
+        {"messages": [HumanMessage("Export the logs.")]}, {"configurable": {"thread_id": "t"}}
+    )
+    assert state["messages"][-1].text == "The logs start with ERROR-4711."
+    assert max(COUNTER.count(call) for call in model.calls) < 2_000  # never the megabyte
+    assert len(list(tmp_path.glob("tr_*.txt"))) == 1
+
+
 # ---------------------------------------------------------------------------- create_supervisor
 
 
@@ -341,6 +376,29 @@ def test_nothing_of_the_compaction_reaches_the_messages_stream(saver: Any) -> No
     assert not any(is_summary(chunk) for chunk, _ in streamed)
     spoken = "".join(str(chunk.content) for chunk, _ in streamed)
     assert spoken == "".join(f"ANSWER-TOKEN for Note {n}:" for n in range(5))
+
+
+def test_the_supervisors_compaction_never_reaches_the_messages_stream(saver: Any) -> None:
+    node = CompactionNode(
+        history_manager=HistoryManager(model=_streaming_summariser()),
+        trigger=MessageCount(10),
+        keep=KeepMessages(3),
+    )
+    team = Team(saver, pre_model_hook=node)
+    config = {"configurable": {"thread_id": "hiring"}}
+    streamed = []
+    for i in range(5):
+        request = {"messages": [HumanMessage(turn_request(i))]}
+        for _, (chunk, meta) in team.graph.stream(
+            request, config, stream_mode="messages", subgraphs=True
+        ):
+            streamed.append((chunk, meta))
+    assert is_summary(team.graph.get_state(config).values["messages"][0])  # it compacted
+    assert not any("SUMMARY-TOKEN" in str(chunk.content) for chunk, _ in streamed)
+    assert not any(is_summary(chunk) for chunk, _ in streamed)
+    assert "pre_model_hook" not in {meta["langgraph_node"] for _, meta in streamed}
+    spoken = "".join(c.text for c, m in streamed if m["langgraph_node"] == "agent")
+    assert spoken.count("All done for your message") == 5  # each answer once, in tokens
 
 
 # ---------------------------------------------------------------------------- a plain graph
