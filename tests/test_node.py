@@ -16,6 +16,7 @@ Every saver behaviour runs on InMemorySaver and a SQLite file, sync and async:
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -590,3 +591,31 @@ def test_the_async_paths_never_block_the_event_loop(form: str) -> None:
     assert result.returncode == 0, result.stderr[-3000:]
     assert "on the loop: Blocking call to" in result.stdout  # the detector works
     assert "off the loop: Here is a summary" in result.stdout  # and ours blocks nothing
+
+
+# ---------------------------------------------------------------------------- cancellation
+
+
+@pytest.mark.parametrize("where", ["summariser", "redaction"])
+async def test_a_cancelled_compaction_ends_its_run_with_the_cancellation(where: str) -> None:
+    """Cancelled while awaiting the summariser (on the loop) or while redacting (in the
+    worker thread): the traced run ends with the cancellation, and nothing is written."""
+    import time
+
+    def slow_redact(message: BaseMessage) -> BaseMessage:
+        time.sleep(0.5)  # four messages: two seconds in the worker thread
+        return message
+
+    recorder = Recorder()
+    summariser = ScriptedChatModel(responses=[SUMMARY], delay=5.0 if where == "summariser" else 0)
+    manager = HistoryManager(
+        model=summariser, summary_timeout=None, redact=slow_redact if where == "redaction" else None
+    )
+    node = CompactionNode(history_manager=manager, trigger=MessageCount(2), keep=KeepMessages(1))
+    state = {"messages": [HumanMessage(_note(n)) for n in range(4)]}
+    config = {"callbacks": [recorder], "configurable": {"thread_id": "t"}}
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(node.ainvoke(state, config), timeout=1.0)
+    [(_, run)] = recorder.compactions()
+    assert isinstance(run["error"], asyncio.CancelledError)  # ended, not left open
+    assert node.last_compaction("t") is None

@@ -14,9 +14,11 @@ a file), redaction and rendering never block the loop a server runs many threads
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import uuid
-from typing import Any, TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage
@@ -206,14 +208,59 @@ async def adrive_off_loop(flow: Flow[_T]) -> _T:
 
     The ops (the summariser, the stores, the callbacks) are awaited on the event loop; the
     code between them (counting, redacting, rendering, a tokenizer's first load) runs in
-    ``asyncio.to_thread``, with the caller's context (the run's config) copied along.
+    ``asyncio.to_thread``, with the caller's context (the run's config) copied along. A
+    cancellation that arrives during such a step waits for the step to end, then is thrown
+    into the flow, which ends its traced run with it.
     """
-    run = await asyncio.to_thread(_FlowRun, flow, None)
+    started = _Started(flow)
+    pending = await _in_thread(started)
+    run = started.run
+    if run is None:  # cancelled before the flow started: it holds nothing open
+        flow.close()
+        raise pending or asyncio.CancelledError
     while run.op is not None:
-        try:
-            answer = await run.op.arun()
-        except BaseException as exc:  # cancelled too: the flow may close what it opened
-            await asyncio.to_thread(run.throw, exc)
+        step: Callable[[], None]
+        if pending is not None:
+            step = functools.partial(run.throw, pending)
         else:
-            await asyncio.to_thread(run.send, answer)
-    return run.result
+            try:
+                answer = await run.op.arun()
+            except BaseException as exc:  # cancelled too: the flow may close what it opened
+                step = functools.partial(run.throw, exc)
+            else:
+                step = functools.partial(run.send, answer)
+        pending = await _in_thread(step)
+    if pending is not None:
+        raise pending
+    return cast(_T, run.result)
+
+
+class _Started:
+    """Starts a flow run (its first step) when called."""
+
+    def __init__(self, flow: Flow[Any]) -> None:
+        self.flow = flow
+        self.run: _FlowRun[Any] | None = None
+
+    def __call__(self) -> None:
+        self.run = _FlowRun(self.flow, None)
+
+
+async def _in_thread(step: Callable[[], None]) -> asyncio.CancelledError | None:
+    """Run ``step`` in a worker thread, to its end even if the caller is cancelled meanwhile.
+
+    Returns:
+        The cancellation that arrived during the step, if any (what the step raised is
+        raised).
+    """
+    future = asyncio.ensure_future(asyncio.to_thread(step))
+    cancelled: asyncio.CancelledError | None = None
+    while True:
+        try:
+            await asyncio.shield(future)
+        except asyncio.CancelledError as exc:
+            if future.done():  # the step itself raised it
+                raise
+            cancelled = exc  # the caller's: wait for the step, then hand it over
+            continue
+        return cancelled

@@ -19,6 +19,7 @@ Three places take it:
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 from typing import Any, NoReturn
@@ -27,6 +28,11 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage
 from langchain_core.prompt_values import PromptValue
 from langchain_core.runnables import Runnable, RunnableConfig
+from langchain_core.runnables.config import (
+    ensure_config,
+    set_config_context,
+    var_child_runnable_config,
+)
 
 from compacting_supervisor._arguments import COMPACTION_RATIO, TOKEN_LIMIT
 from compacting_supervisor._flow import drive
@@ -169,20 +175,33 @@ class CompactionNode(Runnable[Any, Any], InGraphCompaction):
 
         Args:
             input: The graph's state (a dict with the messages channel).
-            config: The run's config (LangGraph passes the node's).
+            config: The run's config (LangGraph passes the node's; called by hand, its
+                thread and callbacks are used).
             **kwargs: Accepted as any runnable accepts them; not used.
         """
-        _check_state(input)
-        if self._handed_back(input):
-            return None
-        return self._update(drive(self._before_model(input)))
+        if config is not None and var_child_runnable_config.get() is None:  # called by hand
+            with set_config_context(ensure_config(config)) as context:
+                return context.run(self._invoke, input)
+        return self._invoke(input)
 
     async def ainvoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
         """Async form of `invoke`: the I/O is awaited, the counting runs off the loop."""
-        _check_state(input)
-        if self._handed_back(input):
+        if config is not None and var_child_runnable_config.get() is None:  # called by hand
+            with set_config_context(ensure_config(config)) as context:
+                return await asyncio.create_task(self._ainvoke(input), context=context)
+        return await self._ainvoke(input)
+
+    def _invoke(self, state: Any) -> Any:
+        _check_state(state)
+        if self._handed_back(state):
             return None
-        return self._update(await adrive_off_loop(self._before_model(input)))
+        return self._update(drive(self._before_model(state)))
+
+    async def _ainvoke(self, state: Any) -> Any:
+        _check_state(state)
+        if self._handed_back(state):
+            return None
+        return self._update(await adrive_off_loop(self._before_model(state)))
 
     # ------------------------------------------------------------------ misuse
 
