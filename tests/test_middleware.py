@@ -239,22 +239,25 @@ def test_the_package_imports_without_langchain_and_names_the_extra() -> None:
     assert 'pip install "compacting-supervisor[agents]"' in result.stdout
 
 
+@tool
+def export_logs() -> str:
+    """Export the service logs."""
+    return "ERROR-4711 at the start. " + "log line with details. " * 45_000
+
+
+def export_step(messages: list[BaseMessage]) -> AIMessage:
+    """A model that exports the logs, then answers from what it read."""
+    if messages[-1].type == "tool":
+        return AIMessage("The logs start with ERROR-4711.")
+    return AIMessage("", tool_calls=[{"name": "export_logs", "args": {}, "id": "e1"}])
+
+
 def test_a_megabyte_tool_result_is_stored_before_the_model_reads_it(
     saver: Any, tmp_path: Any
 ) -> None:
     from compacting_supervisor import DirectoryResultStore, OffloadToolResults
 
-    @tool
-    def export_logs() -> str:
-        """Export the service logs."""
-        return "ERROR-4711 at the start. " + "log line with details. " * 45_000
-
-    def step(messages: list[BaseMessage]) -> AIMessage:
-        if messages[-1].type == "tool":
-            return AIMessage("The logs start with ERROR-4711.")
-        return AIMessage("", tool_calls=[{"name": "export_logs", "args": {}, "id": "e1"}])
-
-    model = ScriptedChatModel(responses=[step])
+    model = ScriptedChatModel(responses=[export_step])
     policy = OffloadToolResults(DirectoryResultStore(tmp_path))
     middleware = CompactionMiddleware(model=_facts_summariser(), token_limit=LIMIT, offload=policy)
     agent = create_agent(model, tools=[export_logs], middleware=[middleware], checkpointer=saver)

@@ -44,7 +44,15 @@ from compacting_supervisor import (
 from compacting_supervisor.testing import ScriptedChatModel
 
 from .helpers import openai_violations
-from .test_middleware import CALLS, LIMIT, _facts_summariser, _tool_loop_model, lookup
+from .test_middleware import (
+    CALLS,
+    LIMIT,
+    _facts_summariser,
+    _tool_loop_model,
+    export_logs,
+    export_step,
+    lookup,
+)
 from .test_multi_agent import Team, assert_tool_calls_paired, turn_request
 from .test_tracing import SUMMARY, Recorder
 
@@ -251,22 +259,11 @@ def test_an_interrupt_pending_across_a_compaction_resumes(saver: Any) -> None:
 def test_a_megabyte_tool_result_is_stored_before_the_model_reads_it(
     saver: Any, tmp_path: Any
 ) -> None:
-    from langchain_core.tools import tool
     from langgraph.prebuilt import ToolNode
 
     from compacting_supervisor import DirectoryResultStore, OffloadToolResults
 
-    @tool
-    def export_logs() -> str:
-        """Export the service logs."""
-        return "ERROR-4711 at the start. " + "log line with details. " * 45_000
-
-    def step(messages: list[BaseMessage]) -> AIMessage:
-        if messages[-1].type == "tool":
-            return AIMessage("The logs start with ERROR-4711.")
-        return AIMessage("", tool_calls=[{"name": "export_logs", "args": {}, "id": "e1"}])
-
-    model = ScriptedChatModel(responses=[step])
+    model = ScriptedChatModel(responses=[export_step])
     policy = OffloadToolResults(DirectoryResultStore(tmp_path))
     tools = ToolNode(
         [export_logs, policy.read_tool()],
