@@ -2,8 +2,9 @@
 
 One ``langgraph dev`` per module (`server_fixture.served`) serves ``examples/langgraph_server/``
 (a ``create_agent`` agent with `CompactionMiddleware`, a ``create_supervisor`` team with
-`CompactionNode` as the supervisor's hook) with its blocking-call detector on. The tests talk
-to it only through ``langgraph_sdk``, as a deployed app would. Skipped where LangGraph Server
+`CompactionNode` as the supervisor's hook), plus a test-only agent that offloads large tool
+results to a directory, with its blocking-call detector on. The tests talk to it only
+through ``langgraph_sdk``, as a deployed app would. Skipped where LangGraph Server
 is not installed (failed under ``.ci/run``).
 """
 
@@ -19,6 +20,7 @@ import sys
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -55,10 +57,60 @@ TEAM = Graph("team", answer_prefix="Team: ", paused_at="payments_agent")
 GRAPHS = [pytest.param(AGENT, id="agent"), pytest.param(TEAM, id="team")]
 
 
+OFFLOAD_GRAPH = """
+import os
+
+from langchain.agents import create_agent
+from langchain_core.messages import AIMessage
+from langchain_core.tools import tool
+
+from compacting_supervisor import CompactionMiddleware, KeepMessages, OffloadToolResults
+from compacting_supervisor.offload import DirectoryResultStore
+from compacting_supervisor.testing import ScriptedChatModel
+
+
+@tool
+def read_report(year: int) -> str:
+    \"\"\"Read the annual report of a year.\"\"\"
+    return "".join(f"Line {i} of the {year} report: revenue grew in region {i}. " for i in range(300))
+
+
+def step(messages):  # read the report, read the start of the stored result back, answer
+    last = messages[-1]
+    if last.type == "human":
+        call = {"name": "read_report", "args": {"year": 2024}, "id": f"report_{len(messages)}"}
+        return AIMessage("", tool_calls=[call])
+    if last.name == "read_report":
+        ref = last.text.split("ref=")[1].split(",")[0]
+        args = {"ref": ref, "offset": 0, "limit": 120}
+        return AIMessage("", tool_calls=[{"name": "read_tool_result", "args": args, "id": f"read_{len(messages)}"}])
+    return AIMessage(f"Read back: {last.text[:52]}")
+
+
+offload = OffloadToolResults(
+    DirectoryResultStore(os.environ["OFFLOAD_DIR"]), min_chars=2_000, preview_chars=100
+)
+agent = create_agent(
+    ScriptedChatModel(responses=[step], record_calls=False),
+    tools=[read_report],
+    middleware=[CompactionMiddleware(token_limit=700, keep=KeepMessages(2), offload=offload)],
+)
+"""
+"""A test-only graph served next to the example's: large tool results go to a directory."""
+
+
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    folder = tmp_path_factory.mktemp("langgraph-server")
-    with served(folder, env={"EXAMPLE_MODEL_LATENCY": str(LATENCY)}) as running:
+def offload_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("offloaded-results")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, offload_dir: Path) -> Iterator[Server]:
+    config = json.loads((EXAMPLE / "langgraph.json").read_text())
+    config["graphs"]["reader"] = "./offload_agent.py:agent"
+    files = {"offload_agent.py": OFFLOAD_GRAPH, "langgraph.json": json.dumps(config)}
+    env = {"EXAMPLE_MODEL_LATENCY": str(LATENCY), "OFFLOAD_DIR": str(offload_dir)}
+    with served(tmp_path_factory.mktemp("langgraph-server"), extra_files=files, env=env) as running:
         yield running
 
 
@@ -294,6 +346,36 @@ async def test_two_threads_run_at_once_and_stay_apart(client: Any, graph: Graph)
         for p_start, p_end in p_spans
         for q_start, q_end in q_spans
     ), (p_spans, q_spans)
+
+
+# ---------------------------------------------------------------------------- offload
+
+
+async def test_large_results_are_offloaded_read_back_and_compacted_without_blocking(
+    client: Any, offload_dir: Path
+) -> None:
+    """Offload writes files and compaction reads them back: off the server's event loop."""
+    thread_id = (await client.threads.create())["thread_id"]
+    for n in range(3):
+        await client.runs.wait(
+            thread_id, "reader", input=user(f"Read the 2024 report ({n})."), raise_error=True
+        )
+    stored = await messages(client, thread_id)
+    assert is_summary(stored[0])
+    assert "[tool result stored" not in stored[0]["content"]  # summarised from the whole text
+    assert (
+        stored[-1]["content"] == "Read back: Line 0 of the 2024 report: revenue grew in region 0."
+    )
+    results = list(offload_dir.glob("tr_*.txt"))
+    assert len(results) == 3  # one file per result read
+    assert all(r.read_text().startswith("Line 0 of the 2024 report") for r in results)
+    stubs = [
+        m["content"]
+        for c in await history(client, thread_id)
+        for m in c["values"].get("messages", [])
+        if m["type"] == "tool" and m["name"] == "read_report"
+    ]
+    assert stubs and all(s.startswith("[tool result stored: ref=tr_") for s in stubs)
 
 
 # ---------------------------------------------------------------------------- the client
