@@ -190,6 +190,7 @@ class _Narrowed:
         not be secret-bearing, nor a string opening a list (a ``(name, value)`` pair), and
         no other string may change. Only the strings around a needle found are looked at.
         """
+        values = []
         for quote in self._candidates(text):
             match = _JSON_STRING.match(text, quote)
             if match is None:  # pragma: no cover - every quote found opens a string
@@ -205,9 +206,13 @@ class _Narrowed:
                 and _PAIR_TAIL.match(text, match.end())
             ):
                 return False  # ["password", ...]: a (name, value) pair the walk would redact
-            if scan_secrets(string) != string:
-                return False
-        return True
+            values.append(string)
+        # One scan of the values, a line each: a string a pattern changes on its own is
+        # changed on its line too (no pattern reads across a line but the PEM and XML
+        # ones, whose longer matches still change the text), so an unchanged whole means
+        # every value is unchanged; a changed one sends the text to the walk.
+        joined = "\n".join(values)
+        return scan_secrets(joined) == joined
 
     def _candidates(self, text: str) -> Iterator[int]:
         """The opening quotes of the strings of ``text`` around a needle, in order.
