@@ -343,6 +343,31 @@ async def test_the_supervisors_hook_compacts_the_parents_messages_async(asaver: 
     _check_team(team, node, messages)
 
 
+class _Question(TypedDict):
+    question: str
+    answer: str
+
+
+def test_an_agent_called_from_a_node_with_its_own_state_compacts_its_own_copy(saver: Any) -> None:
+    """The agent runs as a subgraph of a graph without messages: there is no parent history
+    to compact, so the node compacts the agent's (it would fail the run otherwise)."""
+    node = CompactionNode(trigger=MessageCount(6), keep=KeepMessages(2))
+    model = ScriptedChatModel(responses=[lambda m: f"Read {len(m)} messages."])
+    agent = create_react_agent(model, tools=[], pre_model_hook=node)
+
+    def ask(state: _Question) -> dict[str, Any]:
+        notes = [HumanMessage(_note(n)) for n in range(8)] + [HumanMessage(state["question"])]
+        return {"answer": agent.invoke({"messages": notes})["messages"][-1].text}
+
+    builder = StateGraph(_Question)
+    builder.add_node("ask", ask)
+    builder.add_edge(START, "ask")
+    graph = builder.compile(checkpointer=saver)
+    state = graph.invoke({"question": "Which room?"}, {"configurable": {"thread_id": "t"}})
+    assert state["answer"] == "Read 3 messages."  # the summary, a kept note, the question
+    assert node.last_compaction("t").status == "compacted"
+
+
 # ---------------------------------------------------------------------------- streaming
 
 

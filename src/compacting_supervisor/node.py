@@ -35,7 +35,7 @@ from langchain_core.runnables.config import (
 )
 
 from compacting_supervisor._arguments import COMPACTION_RATIO, TOKEN_LIMIT
-from compacting_supervisor._flow import drive
+from compacting_supervisor._flow import Flow, drive
 from compacting_supervisor._in_graph import (
     NO_THREAD,
     InGraphCompaction,
@@ -44,9 +44,9 @@ from compacting_supervisor._in_graph import (
     run_thread_id,
 )
 from compacting_supervisor._persist.state_update import (
-    parent_node,
     parent_update,
     replacing_update,
+    shared_parent,
 )
 from compacting_supervisor.history_manager import HistoryManager
 from compacting_supervisor.keep import KeepPolicy
@@ -195,13 +195,31 @@ class CompactionNode(Runnable[Any, Any], InGraphCompaction):
         _check_state(state)
         if self._handed_back(state):
             return None
-        return self._update(drive(self._before_model(state)))
+        return drive(self._step_update(state))
 
     async def _ainvoke(self, state: Any) -> Any:
         _check_state(state)
         if self._handed_back(state):
             return None
-        return self._update(await adrive_off_loop(self._before_model(state)))
+        return await adrive_off_loop(self._step_update(state))
+
+    def _step_update(self, state: Any) -> Flow[Any]:
+        """The step, and the update that persists its history: this graph's, or the parent's."""
+        messages = yield from self._before_model(state)
+        if messages is None:
+            return None
+        key = self.history_manager.messages_key
+        update = replacing_update(messages, messages_key=key)
+        if not self.compact_parent:
+            return update
+        node = yield from shared_parent(run_config(), self._messages(state), messages_key=key)
+        if node is None:
+            return update
+        thread_id = run_thread_id()
+        if thread_id != NO_THREAD:
+            self._handed_up[thread_id] = [m.id for m in update[key].value]
+        logger.debug("Thread %s: the parent graph's %r is compacted.", thread_id, key)
+        return parent_update(update, node=node)
 
     # ------------------------------------------------------------------ misuse
 
@@ -210,21 +228,6 @@ class CompactionNode(Runnable[Any, Any], InGraphCompaction):
         raise TypeError(f"`model` got a CompactionNode. {_USE}")
 
     # ------------------------------------------------------------------ helpers
-
-    def _update(self, messages: list[BaseMessage] | None) -> Any:
-        """The update that persists ``messages``: this graph's, or the parent graph's."""
-        if messages is None:
-            return None
-        key = self.history_manager.messages_key
-        update = replacing_update(messages, messages_key=key)
-        node = parent_node(run_config()) if self.compact_parent else None
-        if node is None:
-            return update
-        thread_id = run_thread_id()
-        if thread_id != NO_THREAD:
-            self._handed_up[thread_id] = [m.id for m in update[key].value]
-        logger.debug("Thread %s: the parent graph's %r is compacted.", thread_id, key)
-        return parent_update(update, node=node)
 
     def _handed_back(self, state: Any) -> bool:
         """Whether the parent runs this node again on the history it just compacted."""

@@ -14,19 +14,29 @@ had just said it.
 Inside a subgraph (``create_supervisor`` runs its supervisor as one) an update of the
 subgraph's own channel is merged back into the parent by message id, which keeps every
 message; `parent_update` targets the parent graph's channel instead and runs the
-subgraph's node again from the compacted history.
+subgraph's node again from the compacted history. `shared_parent` says when that is right:
+the parent's checkpoint (read once, when a compaction is about to be written) holds the
+messages channel and its messages open the subgraph's, as when the subgraph is a node of
+the parent over the same state; a subgraph called from a node with a state of its own
+compacts its own copy.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from langchain_core.messages import BaseMessage
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import BaseCheckpointSaver, CheckpointTuple
+from langgraph.constants import CONFIG_KEY_CHECKPOINTER
 from langgraph.types import Command, Overwrite
 
-__all__ = ["parent_node", "parent_update", "replacing_update"]
+from compacting_supervisor._flow import Flow
+
+__all__ = ["ReadParent", "parent_node", "parent_update", "replacing_update", "shared_parent"]
 
 _NS_SEP = "|"  # LangGraph's separator between the levels of a checkpoint namespace
 _TASK_SEP = ":"  # ... and between a level's node name and its task id
@@ -61,6 +71,63 @@ def parent_node(config: Mapping[str, Any]) -> str | None:
     if len(levels) < 2:
         return None
     return levels[-2].split(_TASK_SEP, 1)[0]
+
+
+@dataclass(frozen=True)
+class ReadParent:
+    """Read the parent graph's checkpoint this step runs from."""
+
+    saver: BaseCheckpointSaver[Any]
+    config: RunnableConfig
+
+    def run(self) -> CheckpointTuple | None:
+        """Read it (sync)."""
+        return self.saver.get_tuple(self.config)
+
+    async def arun(self) -> CheckpointTuple | None:
+        """Read it (async)."""
+        return await self.saver.aget_tuple(self.config)
+
+
+def shared_parent(
+    config: Mapping[str, Any], messages: Sequence[BaseMessage], *, messages_key: str
+) -> Flow[str | None]:
+    """The parent's node to compact through, when the parent shares this history.
+
+    Args:
+        config: The config of the node's run.
+        messages: The subgraph's history, before the compaction.
+        messages_key: The messages channel.
+
+    Returns:
+        `parent_node`, when the parent's checkpoint has ``messages_key`` and its messages
+        are the first of ``messages`` (by id); None otherwise, or at the root graph, or
+        without a checkpointer to read the parent from.
+    """
+    node = parent_node(config)
+    configurable = config.get("configurable") or {}
+    saver = configurable.get(CONFIG_KEY_CHECKPOINTER)
+    if node is None or not isinstance(saver, BaseCheckpointSaver):
+        return None
+    levels = str(configurable.get("checkpoint_ns") or "").split(_NS_SEP)
+    namespace = _NS_SEP.join(levels[:-2])  # the parent graph's
+    checkpoint_id = (configurable.get("checkpoint_map") or {}).get(namespace)
+    if checkpoint_id is None:
+        return None
+    read: RunnableConfig = {
+        "configurable": {
+            "thread_id": configurable.get("thread_id"),
+            "checkpoint_ns": namespace,
+            "checkpoint_id": checkpoint_id,
+        }
+    }
+    saved: CheckpointTuple | None = yield ReadParent(saver, read)
+    values = saved.checkpoint.get("channel_values", {}) if saved is not None else {}
+    theirs = values.get(messages_key)
+    if not isinstance(theirs, list) or not theirs or len(theirs) > len(messages):
+        return None
+    ours = [m.id for m in messages[: len(theirs)]]
+    return node if ours == [getattr(m, "id", None) for m in theirs] else None
 
 
 def parent_update(update: dict[str, Any], *, node: str) -> Command[Any]:
