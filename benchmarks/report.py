@@ -549,8 +549,13 @@ def render(
     turns: int,
     rounds: int,
     command: str,
+    offload: str | None = None,
 ) -> str:
-    """The whole printed report (Markdown)."""
+    """The whole printed report (Markdown).
+
+    ``offload`` describes the offload column's settings when they are not
+    `OFFLOAD_SETTINGS` (``--offload-limit``).
+    """
     packages = ", ".join(f"{k} {v}" for k, v in info["packages"].items())
     lines = [
         f"## {turns} turns, median of {rounds} interleaved round(s)",
@@ -563,7 +568,8 @@ def render(
         "",
         f"Command: `{command}`. Every contender triggers at 3,000 tokens. "
         f"CompactingSupervisor: {SETTINGS.describe()}; + offload: "
-        f"{OFFLOAD_SETTINGS.describe()}, offload={OFFLOAD_POLICY}; ours at the middleware's "
+        f"{offload or OFFLOAD_SETTINGS.describe()}, offload={OFFLOAD_POLICY}; ours at the "
+        "middleware's "
         f"keep: {KEEP_20.describe()}; the middleware: trigger=('tokens', 3000), "
         f"keep=('messages', 20), and at our keep keep=('tokens', {OUR_KEEP_TOKENS}) (the "
         "newest 5%), both counting with our counter, and as shipped (keep 20 messages, its "

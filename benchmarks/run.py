@@ -42,6 +42,7 @@ from benchmarks.contenders import (
     OFFLOAD_SETTINGS,
     SETTINGS,
     SLOW,
+    CompactingSettings,
 )
 from benchmarks.measure import run_rounds
 from benchmarks.savers import postgres_available
@@ -73,6 +74,12 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
         "--slow-rounds", type=int, default=1, help="rounds with the slow summariser (default 1)"
     )
     parser.add_argument("--sweep", action="store_true", help="also sweep our settings")
+    parser.add_argument(
+        "--offload-limit",
+        type=int,
+        default=None,
+        help="token_limit of the offload column (default: 3000, as every contender)",
+    )
     parser.add_argument("--workdir", type=Path, default=None, help="for the SQLite files")
     args = parser.parse_args(argv)
     args.turns = args.turns or (60 if args.quick else 200)
@@ -130,10 +137,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "langmem",
     ]
     slow = [f"compacting{SLOW}", f"{MIDDLEWARE_OUR_KEEP}{SLOW}"]
+    offload = OFFLOAD_SETTINGS
+    if args.offload_limit:
+        offload = CompactingSettings(token_limit=args.offload_limit, keep=OFFLOAD_SETTINGS.keep)
     settings = {
         "compacting": SETTINGS,
         f"compacting{SLOW}": SETTINGS,
-        OFFLOAD: OFFLOAD_SETTINGS,
+        OFFLOAD: offload,
         EXTRA: KEEP_20,
     }
     with tempfile.TemporaryDirectory(prefix="compacting-bench-", dir=args.workdir) as tmp:
@@ -152,7 +162,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     sweep_rows = sweep.sweep(turns=args.turns) if args.sweep else []
     elapsed = time.perf_counter() - started
     text = report.render(
-        info, summary, goals, micro_results, turns=args.turns, rounds=args.rounds, command=command
+        info,
+        summary,
+        goals,
+        micro_results,
+        turns=args.turns,
+        rounds=args.rounds,
+        command=command,
+        offload=offload.describe(),
     )
     print(text)
     if slow_rounds:
@@ -169,7 +186,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "machine": info,
         "settings": {
             "compacting": SETTINGS.describe(),
-            OFFLOAD: f"{OFFLOAD_SETTINGS.describe()}, offload={OFFLOAD_POLICY}",
+            OFFLOAD: f"{offload.describe()}, offload={OFFLOAD_POLICY}",
             EXTRA: KEEP_20.describe(),
         },
         "summary": summary,
