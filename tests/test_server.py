@@ -264,21 +264,33 @@ async def test_streamed_messages_carry_no_summariser_token_and_no_summary_as_the
     assert all(m["type"] == "human" for _, m, _ in streamed if is_summary(m))
 
 
-@pytest.mark.parametrize("graph", GRAPHS)
-async def test_an_interrupt_pending_across_a_compaction_resumes(client: Any, graph: Graph) -> None:
+@pytest.mark.parametrize(
+    ("graph", "facts", "compacted"),
+    [
+        pytest.param(AGENT, 4, "while paused", id="agent-while-paused"),
+        pytest.param(TEAM, 4, "while paused", id="team-while-paused"),
+        pytest.param(TEAM, 5, "before the pause", id="team-before-the-pause"),
+    ],
+)
+async def test_an_interrupt_pending_across_a_compaction_resumes(
+    client: Any, graph: Graph, facts: int, compacted: str
+) -> None:
+    """The payment waits for approval; the thread is compacted in the resumed run (the
+    receipt tips it over), or in the run that paused (before the hand-off to the payments
+    agent, which then pauses inside its subgraph)."""
     from langgraph_sdk.schema import Command
 
     thread_id = (await client.threads.create())["thread_id"]
-    for n in range(1, 5):
+    for n in range(1, facts + 1):
         await say(client, thread_id, graph, fact("I", n))
+    assert not is_summary((await messages(client, thread_id))[0]), "set-up: not compacted yet"
 
-    # The payment waits for approval; the thread is not compacted yet.
     await say(client, thread_id, graph, "Please pay INV-7 now.")
     paused = await client.threads.get_state(thread_id)
     assert paused["next"] == [graph.paused_at]
     assert [i["value"]["question"] for i in paused["interrupts"]] == ["Pay invoice INV-7?"]
-    assert not is_summary(paused["values"]["messages"][0]), (
-        "set-up: the compaction must come while the payment waits (the receipt tips it over)"
+    assert is_summary(paused["values"]["messages"][0]) == (compacted == "before the pause"), (
+        f"set-up: the compaction must come {compacted}"
     )
     calls = [
         c["id"]
@@ -287,7 +299,7 @@ async def test_an_interrupt_pending_across_a_compaction_resumes(client: Any, gra
         if c["name"] == "pay_invoice"
     ]
 
-    # Approved: the resumed run compacts the thread, and the payment goes through.
+    # Approved: the payment goes through on the compacted thread.
     await client.runs.wait(thread_id, graph.name, command=Command(resume="yes"), raise_error=True)
     done = await client.threads.get_state(thread_id)
     assert done["next"] == []
@@ -306,7 +318,7 @@ async def test_an_interrupt_pending_across_a_compaction_resumes(client: Any, gra
     checkpoints = await history(client, thread_id)
     assert any(c["next"] == [graph.paused_at] for c in checkpoints)
     said = {text for c in checkpoints for text in requests_in(c["values"].get("messages", []))}
-    assert {fact("I", n) for n in range(1, 5)} | {"Please pay INV-7 now."} <= said
+    assert {fact("I", n) for n in range(1, facts + 1)} | {"Please pay INV-7 now."} <= said
 
 
 @pytest.mark.parametrize("graph", GRAPHS)
