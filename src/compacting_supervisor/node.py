@@ -92,10 +92,10 @@ class CompactionNode(Runnable[Any, Any], InGraphCompaction):
         max_consecutive_failures: Failed compactions in a row after which the thread's
             compaction pauses for ``failure_cooldown_turns`` model calls.
         failure_cooldown_turns: How long that pause lasts.
-        compact_parent: Inside a subgraph (the supervisor of ``create_supervisor``),
-            compact the parent graph's messages and run the subgraph's node again from
-            them. False compacts the subgraph's own copy, for a sub-agent whose messages
-            are its own.
+        compact_parent: Inside a subgraph that shares the parent graph's history (the
+            supervisor of ``create_supervisor``), compact the parent's messages and run the
+            subgraph's node again from them; a subgraph whose parent holds other messages
+            (or none) compacts its own copy. False always compacts the subgraph's copy.
 
     Raises:
         TypeError: ``model`` is a graph, or a setting has the wrong type.
