@@ -28,7 +28,7 @@ from benchmarks.contenders import (
     build,
 )
 from benchmarks.conversation import all_tags, message_tags, script, tags_in
-from benchmarks.pricing import PriceMeter
+from benchmarks.pricing import STABLE_PREFIX_TOKENS, PriceMeter
 from benchmarks.savers import open_saver, sqlite_bytes
 from compacting_supervisor import TokenCounter
 from compacting_supervisor.offload import REF_PATTERN, offloaded_ref
@@ -92,6 +92,9 @@ class RunResult:
     full price, in token-equivalents (`benchmarks.pricing`)."""
     cached_tokens: int = 0
     """Agent input tokens a prompt cache could serve (shared prefixes of 1,024+ tokens)."""
+    priced_stable: dict[str, float] = field(default_factory=dict)
+    """The same, for the requests behind a stable prefix of `STABLE_PREFIX_TOKENS` tokens
+    (a realistic agent's system prompt and tool schemas)."""
 
     @property
     def summariser_tokens(self) -> int:
@@ -131,6 +134,7 @@ class _Meter:
         self.counter = TokenCounter()
         self.reached: set[str] = set()
         self.price = PriceMeter(counter=self.counter)
+        self.price_stable = PriceMeter(counter=self.counter, stable_tokens=STABLE_PREFIX_TOKENS)
 
     def after_turn(self) -> None:
         calls = self.contender.agent_model.drain()
@@ -140,11 +144,13 @@ class _Meter:
         self.result.agent_input_tokens += sum(self.counter.count(c) for c in calls)
         for call in calls:
             self.price.agent_call(call)
+            self.price_stable.agent_call(call)
         for call in self.contender.summariser.drain_calls():
             self.result.summariser_calls += 1
             read = self.counter.count(call.messages)
             self.result.summariser_input_tokens += read
             self.price.summariser_input(read)
+            self.price_stable.summariser_input(read)
             self.result.summariser_output_tokens += self.counter.count_text(call.output)
             self.reached |= call.tags
 
@@ -241,6 +247,7 @@ def _finish(contender: Contender, meter: _Meter, result: RunResult) -> None:
     result.blind_calls = contender.agent_model.blind_calls
     result.priced = dict(meter.price.priced)
     result.cached_tokens = meter.price.cached_tokens
+    result.priced_stable = dict(meter.price_stable.priced)
 
 
 def _held(contender: Contender) -> set[str]:

@@ -16,6 +16,11 @@ message that changed, such as a new summary, ends it), counted with the package'
 price: a re-rendered transcript that no cache holds. Output tokens are not priced (every
 contender writes the same answers; the summaries' output is reported beside). Figures are
 token-equivalents (tokens times the multiplier), compared as ratios against no compaction.
+
+``PriceMeter(stable_tokens=3000)`` prices the same requests as a realistic agent's would
+be, behind a stable prefix of that many tokens (system prompt and tool schemas, sent
+first and unchanged in every request): the prefix counts in every request and is always
+shared with the previous one.
 """
 
 from __future__ import annotations
@@ -29,7 +34,10 @@ from langchain_core.messages import BaseMessage
 
 from compacting_supervisor import TokenCounter
 
-__all__ = ["RULES", "CacheRule", "PriceMeter"]
+__all__ = ["RULES", "STABLE_PREFIX_TOKENS", "CacheRule", "PriceMeter"]
+
+STABLE_PREFIX_TOKENS = 3000
+"""The stable prefix of the realistic agent priced beside the benchmark's own."""
 
 
 @dataclass(frozen=True)
@@ -83,11 +91,14 @@ class PriceMeter:
     """Prices one thread's agent requests, in order, and its summariser's input."""
 
     counter: TokenCounter = field(default_factory=TokenCounter)
+    stable_tokens: int = 0
+    """Tokens of a stable prefix before every request's messages (0: none)."""
     priced: dict[str, float] = field(default_factory=lambda: {r.name: 0.0 for r in RULES})
     """Token-equivalents so far, per rule."""
     cached_tokens: int = 0
     """Agent input tokens a cache could serve (the shared prefixes of 1,024+ tokens)."""
     _previous: list[str] = field(default_factory=list)
+    _calls: int = 0
 
     def agent_call(self, messages: Sequence[BaseMessage]) -> None:
         """Price one agent request against the one before it."""
@@ -98,8 +109,11 @@ class PriceMeter:
                 break
             same += 1
         self._previous = keys
-        total = self.counter.count(messages)
+        total = self.counter.count(messages) + self.stable_tokens
         shared = self.counter.count(messages[:same]) - 3 if same else 0  # less reply priming
+        if self._calls:
+            shared += self.stable_tokens
+        self._calls += 1
         self.cached_tokens += shared if shared >= RULES[0].minimum else 0
         for rule in RULES:
             self.priced[rule.name] += rule.price(total, shared)

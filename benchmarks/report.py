@@ -28,6 +28,7 @@ from benchmarks.contenders import (
     label,
 )
 from benchmarks.measure import LATE_TURNS, RunResult
+from benchmarks.pricing import STABLE_PREFIX_TOKENS
 
 __all__ = ["Goal", "judge", "machine", "render", "slow_table", "summarise"]
 
@@ -149,6 +150,10 @@ def summarise(rounds: Sequence[dict[str, RunResult]]) -> dict[str, dict[str, Any
                 rule: first.priced[rule] / rounds[0]["none"].priced[rule] for rule in first.priced
             },
             "cached_share": first.cached_tokens / max(1, first.agent_input_tokens),
+            "priced_stable_ratio": {
+                rule: first.priced_stable[rule] / rounds[0]["none"].priced_stable[rule]
+                for rule in first.priced_stable
+            },
             "total_ratio": _median_ratio(rounds, name, lambda r: r.total_tokens),
             "sqlite_ratio": _median_ratio(rounds, name, lambda r: r.sqlite_bytes),
             "late_ratio": _median_ratio(rounds, name, lambda r: r.late_turn_seconds),
@@ -208,6 +213,10 @@ def _cells(name: str, row: dict[str, Any]) -> list[str]:
             for rule in _PRICED
         ),
         f"{row['cached_share']:.0%}",
+        *(
+            "1" if base else _ratio(row["priced_stable_ratio"][rule])
+            for rule in ("anthropic", "gpt-4o")
+        ),
         str(row["summariser_calls"]),
         facts,
         f"{lost} of {row['messages_total']}{share}",
@@ -233,6 +242,8 @@ _ROWS = (
     "agent + summariser tokens",
     *(f"priced input, {title}" for title in _PRICED.values()),
     "agent input a prompt cache could serve",
+    f"priced, Anthropic, behind a {STABLE_PREFIX_TOKENS:,}-token stable prefix",
+    f"priced, gpt-4o, behind a {STABLE_PREFIX_TOKENS:,}-token stable prefix",
     "summariser calls",
     "facts (tool results) strictly lost: not in the thread or its summary at the end",
     "messages never sent to a summariser and not visible",

@@ -157,3 +157,17 @@ def test_requests_are_priced_by_each_providers_cache_rules() -> None:
     before = dict(meter.priced)
     meter.summariser_input(500)
     assert all(meter.priced[r] == before[r] + 500 for r in before)  # full price
+
+
+def test_a_stable_prefix_is_priced_as_always_shared() -> None:
+    from langchain_core.messages import HumanMessage
+
+    from benchmarks.pricing import PriceMeter
+
+    meter = PriceMeter(stable_tokens=3000)
+    first = [HumanMessage("a question")]
+    meter.agent_call(first)
+    total = meter.counter.count(first) + 3000
+    assert meter.priced["anthropic"] == total * 1.25  # all written the first time
+    meter.agent_call([HumanMessage("Summary: everything changed")])
+    assert meter.cached_tokens == 3000  # the prefix stays cached when the messages change
