@@ -27,16 +27,28 @@ The run is derandomized and database-free, so CI sees the same examples every ti
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import re
+import sqlite3
+import tempfile
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
-from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
+from langchain_core.messages import (
+    AIMessage,
+    BaseMessage,
+    HumanMessage,
+    RemoveMessage,
+    SystemMessage,
+    ToolMessage,
+)
 
-from compacting_supervisor import HistoryManager
+from compacting_supervisor import CompactingSupervisor, HistoryManager, TokenCounter
 from compacting_supervisor._cut import plan_cut, split_history
 from compacting_supervisor._messages import (
     METADATA_KEY,
@@ -44,9 +56,12 @@ from compacting_supervisor._messages import (
     SUMMARY_PREFIX,
     is_summary,
 )
+from compacting_supervisor.errors import CompactionError
 from compacting_supervisor.summarizers import ExtractiveSummarizer
+from compacting_supervisor.testing import ScriptedChatModel
+from compacting_supervisor.triggers import Trigger, TriggerContext
 
-from .helpers import anthropic_violations, openai_violations
+from .helpers import anthropic_violations, chat_graph, openai_violations
 
 MAX_MESSAGES = 40
 """Generation stops adding turns once a history reaches about this many messages."""
@@ -622,3 +637,225 @@ def test_generated_history_count() -> None:
     """The figure the README's Guarantees section quotes."""
     print(f"property tests check {GENERATED_HISTORIES} generated histories")
     assert GENERATED_HISTORIES >= 700
+
+
+# ---------------------------------------------------------------- the count after each run
+
+
+class _Recorder(Trigger):
+    """Never fires; keeps what it was shown after each run."""
+
+    name = "recorder"
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[list[BaseMessage], int]] = []
+
+    def check(self, context: TriggerContext) -> str | None:
+        self.seen.append((list(context.messages), context.tokens))
+        return None
+
+
+_OPERATIONS = st.lists(
+    st.sampled_from(
+        [
+            "turn",
+            "rewriting_turn",
+            "dropping_turn",
+            "bare_turn",
+            "edit",
+            "remove",
+            "append",
+            "compact",
+            "wrapped_edit",
+            "rewrite",
+            "fork",
+        ]
+    ),
+    min_size=1,
+    max_size=8,
+)
+_TURNS = {"turn": "step", "rewriting_turn": "rewrite", "dropping_turn": "drop"}
+
+
+def _graph(saver: Any) -> Any:
+    """A chat graph whose run appends a reply, or on request changes an older message in
+    place (same id) or removes one, as a node of any graph may."""
+    from langgraph.graph import START, MessagesState, StateGraph
+
+    def assistant(state: MessagesState) -> dict[str, Any]:
+        messages = state["messages"]
+        last = messages[-1].text
+        if last.startswith("rewrite"):
+            target = messages[len(messages) // 2]
+            return {"messages": [target.model_copy(update={"content": "rewritten " * 9})]}
+        if last.startswith("drop"):
+            return {"messages": [RemoveMessage(id=str(messages[1].id)), AIMessage("dropped")]}
+        return {"messages": [AIMessage(f"Reply to {last}: " + "some words " * 8)]}
+
+    builder = StateGraph(MessagesState)
+    builder.add_node("assistant", assistant)
+    builder.add_edge(START, "assistant")
+    return builder.compile(checkpointer=saver)
+
+
+def _supervisor(graph: Any, recorder: Any) -> CompactingSupervisor:
+    summariser = ScriptedChatModel(responses=["Summary: the user asked, the agent replied."])
+    return CompactingSupervisor(graph, HistoryManager(model=summariser), trigger=recorder)
+
+
+def _check_counts(recorder: _Recorder) -> None:
+    counter = TokenCounter()
+    for messages, tokens in recorder.seen:
+        assert tokens == counter.count(messages)
+
+
+def _edits(messages: list[BaseMessage], step: int) -> dict[str, dict[str, Any]]:
+    """The state updates another writer makes: a message changed in place, one removed, one
+    appended (each keeps the others' ids)."""
+    target = messages[step % len(messages)]
+    changed = target.model_copy(update={"content": f"edited {step}: {target.text} " * 3})
+    return {
+        "edit": {"messages": [changed]},
+        "remove": {"messages": [RemoveMessage(id=str(target.id))]},
+        "append": {"messages": [AIMessage(f"a note {step} written outside any run")]},
+    }
+
+
+def _rewritten(messages: list[BaseMessage], step: int) -> list[BaseMessage]:
+    """The same messages, one of them with other content (its id kept)."""
+    index = step % len(messages)
+    changed = messages[index].model_copy(update={"content": f"rewritten {step} " * 7})
+    return [*messages[:index], changed, *messages[index + 1 :]]
+
+
+def _exact_after_every_run(saver_kind: str, operations: list[str], tmp: Path) -> None:
+    from langgraph.checkpoint.memory import InMemorySaver
+    from langgraph.checkpoint.sqlite import SqliteSaver
+
+    conn = sqlite3.connect(tmp / "count.sqlite", check_same_thread=False)
+    saver = InMemorySaver() if saver_kind == "memory" else SqliteSaver(conn)
+    graph = _graph(saver)
+    recorder = _Recorder()
+    supervisor = _supervisor(graph, recorder)
+    config: dict[str, Any] = {"configurable": {"thread_id": "count"}}
+    for turn in range(3):
+        supervisor.invoke({"messages": [HumanMessage(f"turn {turn}")]}, config)
+    for step, operation in enumerate(operations):
+        messages = supervisor.get_state(config).values["messages"]
+        if operation in _TURNS:
+            text = f"{_TURNS[operation]} {step}"
+            supervisor.invoke({"messages": [HumanMessage(text)]}, config)
+        elif operation == "bare_turn":
+            graph.invoke({"messages": [HumanMessage(f"bare {step}")]}, config)
+        elif operation in ("edit", "remove", "append"):
+            graph.update_state(config, _edits(messages, step)[operation])
+        elif operation == "wrapped_edit":
+            supervisor.update_state(config, _edits(messages, step)["edit"])
+        elif operation == "rewrite":  # a checkpoint rewrite: same length, one message changed
+            supervisor.history_manager.replace_thread_history(config, _rewritten(messages, step))
+        elif operation == "compact":
+            with contextlib.suppress(CompactionError):  # too short to shrink: left as is
+                supervisor.compact(config, keep=0.5)
+        else:  # a run from an older checkpoint (time travel)
+            older = list(supervisor.get_state_history(config))[3].config
+            supervisor.invoke({"messages": [HumanMessage(f"fork {step}")]}, older)
+        supervisor.invoke({"messages": [HumanMessage(f"after {step}")]}, config)
+    _check_counts(recorder)
+    conn.close()
+
+
+async def _aexact_after_every_run(saver_kind: str, operations: list[str], tmp: Path) -> None:
+    from langgraph.checkpoint.memory import InMemorySaver
+    from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+
+    async with contextlib.AsyncExitStack() as stack:
+        if saver_kind == "memory":
+            saver: Any = InMemorySaver()
+        else:
+            path = str(tmp / "acount.sqlite")
+            saver = await stack.enter_async_context(AsyncSqliteSaver.from_conn_string(path))
+        graph = _graph(saver)
+        recorder = _Recorder()
+        supervisor = _supervisor(graph, recorder)
+        config: dict[str, Any] = {"configurable": {"thread_id": "count"}}
+        for turn in range(3):
+            await supervisor.ainvoke({"messages": [HumanMessage(f"turn {turn}")]}, config)
+        for step, operation in enumerate(operations):
+            messages = (await supervisor.aget_state(config)).values["messages"]
+            if operation in _TURNS:
+                text = f"{_TURNS[operation]} {step}"
+                await supervisor.ainvoke({"messages": [HumanMessage(text)]}, config)
+            elif operation == "bare_turn":
+                await graph.ainvoke({"messages": [HumanMessage(f"bare {step}")]}, config)
+            elif operation in ("edit", "remove", "append"):
+                await graph.aupdate_state(config, _edits(messages, step)[operation])
+            elif operation == "wrapped_edit":
+                await supervisor.aupdate_state(config, _edits(messages, step)["edit"])
+            elif operation == "rewrite":
+                rewritten = _rewritten(messages, step)
+                await supervisor.history_manager.areplace_thread_history(config, rewritten)
+            elif operation == "compact":
+                with contextlib.suppress(CompactionError):
+                    await supervisor.acompact(config, keep=0.5)
+            else:
+                history = [s async for s in supervisor.aget_state_history(config)]
+                older = history[3].config
+                await supervisor.ainvoke({"messages": [HumanMessage(f"fork {step}")]}, older)
+            await supervisor.ainvoke({"messages": [HumanMessage(f"after {step}")]}, config)
+        _check_counts(recorder)
+
+
+@pytest.mark.parametrize("saver_kind", ["memory", "sqlite"])
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(operations=_OPERATIONS)
+def test_the_count_after_each_run_is_exact_whoever_wrote_the_thread(
+    saver_kind: str, operations: list[str]
+) -> None:
+    """Runs, runs of the bare graph, update_state (a message changed in place by id,
+    removed, appended), compactions and time travel in any order: after every run the
+    trigger is shown the exact count of the thread's messages (the count kept from the
+    last run is reused only when runs alone appended since)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        _exact_after_every_run(saver_kind, operations, Path(tmp))
+
+
+@pytest.mark.parametrize("saver_kind", ["memory", "sqlite"])
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(operations=_OPERATIONS)
+def test_async_the_count_after_each_run_is_exact_whoever_wrote_the_thread(
+    saver_kind: str, operations: list[str]
+) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        asyncio.run(_aexact_after_every_run(saver_kind, operations, Path(tmp)))
+
+
+@pytest.mark.parametrize("run_async", [False, True], ids=["sync", "async"])
+def test_runs_that_only_append_are_counted_from_the_last_count(run_async: bool) -> None:
+    """On InMemorySaver the count kept is reused: each run counts only its new messages."""
+    from langgraph.checkpoint.memory import InMemorySaver
+
+    recorder = _Recorder()
+    supervisor = CompactingSupervisor(chat_graph(InMemorySaver()), trigger=recorder)
+    config = {"configurable": {"thread_id": "reuse"}}
+    counted: list[int] = []
+    original = supervisor.history_manager.token_counter.count_message
+
+    def count_message(message: BaseMessage) -> int:
+        counted.append(1)
+        return original(message)
+
+    supervisor.history_manager.token_counter.count_message = count_message  # type: ignore[method-assign]
+
+    async def turns() -> None:
+        for turn in range(6):
+            message = {"messages": [HumanMessage(f"turn {turn}")]}
+            if run_async:
+                await supervisor.ainvoke(message, config)
+            else:
+                supervisor.invoke(message, config)
+
+    asyncio.run(turns())
+    # The first run counts its two messages whole (anchored on the head before it), each
+    # later run its own two new messages only; every figure exact.
+    assert len(counted) == 2 * 6
+    _check_counts(recorder)

@@ -13,29 +13,64 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from langchain_core.messages import BaseMessage
+from langchain_core.messages import BaseMessage, RemoveMessage
 from langchain_core.runnables import RunnableConfig
 
 from compacting_supervisor._checkpoint import head_config
 from compacting_supervisor._decisions import Compact, CompactionDecisions
 from compacting_supervisor._events import output_messages
 from compacting_supervisor._messages import check_messages
+from compacting_supervisor._persist.reads import RunWrites
+from compacting_supervisor._persist.rewrite import HeadMark
+from compacting_supervisor._usage import context_tokens
 from compacting_supervisor.errors import CompactionError
 from compacting_supervisor.keep import KeepPolicy
 from compacting_supervisor.offload import OffloadToolResults
 from compacting_supervisor.results import CompactionResult
+from compacting_supervisor.token_counter import REPLY_PRIMING
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["AutoCompaction", "traced_config"]
 
 
+@dataclass(frozen=True)
+class _Counted:
+    """A thread's messages as last counted: at which checkpoint, how many, how many tokens."""
+
+    checkpoint_id: str
+    length: int
+    tokens: int
+    """``TokenCounter.count`` of those messages (reply priming included)."""
+
+
 class AutoCompaction(CompactionDecisions):
-    """The automatic compaction after a run: the wrapper's part of the decisions."""
+    """The automatic compaction after a run: the wrapper's part of the decisions.
+
+    Counting a thread after each run costs little: the count of the messages at the
+    checkpoint counted last is kept per thread, and when only runs wrote since (their
+    checkpoints chain back to it, and what they wrote to the messages channel is stored
+    with them: `RunWrites`) and every message written was appended, the old messages are
+    those counted and only the new ones are counted. Anything else (an ``update_state``, a
+    compaction, time travel, a saver that cannot tell) counts the thread whole, exactly
+    as before. A thread not counted yet is anchored by its head before the run
+    (`HeadMark`).
+    """
 
     agent: Any
+    _counted: dict[str, _Counted]
+    _marks: dict[str, str]
+    _known: dict[str, tuple[Sequence[BaseMessage], int]]
+
+    def _init_counting(self) -> None:
+        """Start with no thread counted (a `with_config` copy shares these)."""
+        self._counted = {}
+        self._marks = {}
+        self._known = {}
 
     def _auto_compact(
         self, thread_id: str, values: Any, config: Any = None
@@ -58,7 +93,10 @@ class AutoCompaction(CompactionDecisions):
     def _auto_compact_unguarded(
         self, thread_id: str, values: Any, config: Any
     ) -> CompactionResult | None:
-        messages = self._values_messages(values)
+        raw = self._raw_messages(values)
+        op = self._writes_since(thread_id, raw)
+        tokens = self._count_appended(thread_id, raw, op.run() if op else None)
+        messages = raw if tokens is not None else self._values_messages(values)
         if messages is None:  # the output does not carry the messages: read the state
             values, messages = self._state_of(self.agent.get_state(head_config(thread_id)))
         if self.offload is not None and self._answered_results(self.offload, thread_id, messages):
@@ -69,8 +107,14 @@ class AutoCompaction(CompactionDecisions):
             except Exception as exc:  # the results stay whole; the run has already succeeded
                 _offload_failed(thread_id, exc)
             else:
-                messages = offloaded or messages
-        decision = self._decide(thread_id, messages, values)
+                if offloaded:
+                    messages, tokens = offloaded, None
+        if tokens is None:
+            tokens = self._count_whole(thread_id, messages)
+            anchor = self._anchor(thread_id)
+            if anchor is not None:
+                self._anchored(thread_id, messages, tokens, anchor.run())
+        decision = self._decide_counted(thread_id, messages, values, tokens)
         if not isinstance(decision, Compact):
             return decision
         try:
@@ -84,7 +128,10 @@ class AutoCompaction(CompactionDecisions):
     async def _aauto_compact_unguarded(
         self, thread_id: str, values: Any, config: Any
     ) -> CompactionResult | None:
-        messages = self._values_messages(values)
+        raw = self._raw_messages(values)
+        op = self._writes_since(thread_id, raw)
+        tokens = self._count_appended(thread_id, raw, await op.arun() if op else None)
+        messages = raw if tokens is not None else self._values_messages(values)
         if messages is None:  # the output does not carry the messages: read the state
             values, messages = self._state_of(await self.agent.aget_state(head_config(thread_id)))
         if self.offload is not None and self._answered_results(self.offload, thread_id, messages):
@@ -95,8 +142,14 @@ class AutoCompaction(CompactionDecisions):
             except Exception as exc:  # the results stay whole; the run has already succeeded
                 _offload_failed(thread_id, exc)
             else:
-                messages = offloaded or messages
-        decision = self._decide(thread_id, messages, values)
+                if offloaded:
+                    messages, tokens = offloaded, None
+        if tokens is None:
+            tokens = self._count_whole(thread_id, messages)
+            anchor = self._anchor(thread_id)
+            if anchor is not None:
+                self._anchored(thread_id, messages, tokens, await anchor.arun())
+        decision = self._decide_counted(thread_id, messages, values, tokens)
         if not isinstance(decision, Compact):
             return decision
         try:
@@ -106,6 +159,144 @@ class AutoCompaction(CompactionDecisions):
         except Exception as exc:  # a compaction problem never fails the user's run
             return self._settle(thread_id, decision, messages, exc)
         return self._settle(thread_id, decision, messages, result)
+
+    # ------------------------------------------------------------ counting after a run
+
+    def _mark(self, thread_id: str) -> None:
+        """Before a run, under the thread's lock: anchor a thread not counted yet."""
+        try:
+            if (op := self._before_run(thread_id)) is not None:
+                self._marked(thread_id, op.run())
+        except Exception:  # the count is then made whole, as without the mark
+            logger.debug("Thread %s: head not marked before the run.", thread_id, exc_info=True)
+
+    async def _amark(self, thread_id: str) -> None:
+        """Async form of `_mark`."""
+        try:
+            if (op := self._before_run(thread_id)) is not None:
+                self._marked(thread_id, await op.arun())
+        except Exception:  # the count is then made whole, as without the mark
+            logger.debug("Thread %s: head not marked before the run.", thread_id, exc_info=True)
+
+    def _before_run(self, thread_id: str) -> HeadMark | None:
+        """The read that anchors a thread not counted yet: its head before the run."""
+        self._run_marks().pop(thread_id, None)
+        if thread_id in self._counts() or not self._appends():
+            return None
+        saver = self.history_manager._saver(self.agent)
+        return HeadMark(thread_id, saver) if RunWrites.supports(saver) else None
+
+    def _marked(self, thread_id: str, mark: Any) -> None:
+        """Keep the head ``mark`` read before the run."""
+        if mark is not None and mark[0] is not None:
+            self._run_marks()[thread_id] = mark[0]
+
+    def _writes_since(self, thread_id: str, raw: list[Any] | None) -> RunWrites | None:
+        """The read of what runs wrote since the thread's last count, if it has one."""
+        counted = self._counts().get(thread_id)
+        if counted is None or raw is None:
+            return None
+        saver = self.history_manager._saver(self.agent)
+        return RunWrites(thread_id, saver, counted.checkpoint_id, self.history_manager.messages_key)
+
+    def _count_appended(
+        self, thread_id: str, raw: list[Any] | None, found: tuple[str, list[Any]] | None
+    ) -> int | None:
+        """The count of ``raw`` from the last one, when runs only appended since; else None.
+
+        Exact: the messages at the checkpoint counted last are those counted (its id is
+        the thread's), runs applied exactly ``found``'s writes on top of them, and each
+        written message was appended (``raw`` grew by one message per message written: a
+        message replacing another by id, removals, or a reducer other than
+        ``add_messages`` would not), so ``raw``'s first messages are those counted.
+        """
+        counts = self._counts()
+        counted = counts.pop(thread_id, None)
+        if counted is None or raw is None or found is None:
+            return None
+        head, written = found
+        added = 0
+        for value in written:
+            items = value if isinstance(value, list | tuple) else [value]
+            if not all(isinstance(m, BaseMessage) for m in items) or any(
+                isinstance(m, RemoveMessage) for m in items
+            ):
+                return None
+            added += len(items)
+        tail = raw[counted.length :]
+        if len(raw) != counted.length + added or not all(isinstance(m, BaseMessage) for m in tail):
+            return None
+        counter = self.history_manager.token_counter
+        tokens = counted.tokens or (REPLY_PRIMING if tail else 0)
+        tokens += sum(counter.count_message(m) for m in tail)
+        counts[thread_id] = _Counted(head, len(raw), tokens)
+        return tokens
+
+    def _count_whole(self, thread_id: str, messages: list[BaseMessage]) -> int:
+        self._counts().pop(thread_id, None)
+        return self.history_manager.token_counter.count(messages)
+
+    def _anchor(self, thread_id: str) -> RunWrites | None:
+        """The read that ties a whole count to the head, from the head read before the run."""
+        mark = self._run_marks().pop(thread_id, None)
+        if mark is None:
+            return None
+        saver = self.history_manager._saver(self.agent)
+        return RunWrites(thread_id, saver, mark, self.history_manager.messages_key)
+
+    def _anchored(
+        self,
+        thread_id: str,
+        messages: list[BaseMessage],
+        tokens: int,
+        found: tuple[str, list[Any]] | None,
+    ) -> None:
+        """Keep the count: only this run wrote since the mark, so the head holds ``messages``."""
+        if found is not None:
+            self._counts()[thread_id] = _Counted(found[0], len(messages), tokens)
+
+    def _decide_counted(
+        self, thread_id: str, messages: list[BaseMessage], values: Any, tokens: int
+    ) -> Compact | CompactionResult | None:
+        """`_decide`, with the thread's count already made."""
+        known = self._known_counts()
+        known[thread_id] = (messages, tokens)
+        try:
+            return self._decide(thread_id, messages, values)
+        finally:
+            known.pop(thread_id, None)
+
+    def _context_tokens(self, messages: Sequence[BaseMessage], thread_id: str | None = None) -> int:
+        known = self._known_counts().get(thread_id) if thread_id is not None else None
+        if known is None or known[0] is not messages:
+            return super()._context_tokens(messages, thread_id)
+        counter = self.history_manager.token_counter
+        return context_tokens(messages, counter, self._overhead(thread_id), counted=known[1])
+
+    def _appends(self) -> bool:
+        """Whether the graph's messages channel appends (``add_messages``), as runs are read."""
+        from langgraph.graph.message import add_messages
+
+        channels = getattr(self.agent, "channels", None)
+        channel = (
+            channels.get(self.history_manager.messages_key) if isinstance(channels, dict) else None
+        )
+        return getattr(channel, "operator", None) is add_messages
+
+    def _counts(self) -> dict[str, _Counted]:
+        return self._counted
+
+    def _run_marks(self) -> dict[str, str]:
+        return self._marks
+
+    def _known_counts(self) -> dict[str, tuple[Sequence[BaseMessage], int]]:
+        return self._known
+
+    def _raw_messages(self, values: Any) -> list[Any] | None:
+        """The run's output messages as a list, unchecked (the checks follow)."""
+        values = getattr(values, "value", values)  # GraphOutput with version="v2"
+        raw = values.get(self.history_manager.messages_key) if isinstance(values, dict) else None
+        return raw if isinstance(raw, list) else None
 
     @staticmethod
     def _answered_results(

@@ -100,15 +100,22 @@ def _summary(messages: Sequence[BaseMessage]) -> tuple[int, dict[str, Any]]:
     return -1, {}
 
 
-def context_tokens(messages: Sequence[BaseMessage], counter: TokenCounter, overhead: int) -> int:
+def context_tokens(
+    messages: Sequence[BaseMessage],
+    counter: TokenCounter,
+    overhead: int,
+    *,
+    counted: int | None = None,
+) -> int:
     """The tokens the model is sent for ``messages``: usage-based where trustworthy.
 
     Args:
         messages: The thread's messages.
         counter: Counts what usage does not cover.
         overhead: Declared tokens of the agent's system prompt and tools.
+        counted: ``counter.count(messages)`` when the caller already knows it.
     """
-    counted = counter.count(messages) + overhead
+    counted = (counter.count(messages) if counted is None else counted) + overhead
     index, usage = _latest_usage(messages)
     if usage is None:
         return counted

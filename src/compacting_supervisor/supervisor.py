@@ -164,6 +164,7 @@ class CompactingSupervisor(AutoCompaction):
             failure_cooldown_turns=failure_cooldown_turns,
         )
         self.lock_timeout = lock_timeout
+        self._init_counting()
         self._locks: ThreadLocks | None = None
         self._locks_pid = os.getpid()
 
@@ -177,6 +178,7 @@ class CompactingSupervisor(AutoCompaction):
         """
         thread_id = self._run_thread_id(config)
         with self._hold(thread_id):
+            self._mark(thread_id)
             output = self.agent.invoke(input, config, **kwargs)
             self._auto_compact(thread_id, output, config)
         return output
@@ -185,6 +187,7 @@ class CompactingSupervisor(AutoCompaction):
         """Async form of `invoke`."""
         thread_id = self._run_thread_id(config)
         async with self._ahold(thread_id):
+            await self._amark(thread_id)
             output = await self.agent.ainvoke(input, config, **kwargs)
             await self._aauto_compact(thread_id, output, config)
         return output
@@ -236,6 +239,7 @@ class CompactingSupervisor(AutoCompaction):
     ) -> Generator[dict[str, Any], None, None]:
         mapper = EventMapper(thread_id)
         with self._hold(thread_id):
+            self._mark(thread_id)
             for chunk in self.agent.stream(input, config, **event_kwargs(kwargs)):
                 if (event := mapper.feed(chunk)) is not None:
                     yield event
@@ -247,6 +251,7 @@ class CompactingSupervisor(AutoCompaction):
     ) -> AsyncGenerator[dict[str, Any], None]:
         mapper = EventMapper(thread_id)
         async with self._ahold(thread_id):
+            await self._amark(thread_id)
             async for chunk in self.agent.astream(input, config, **event_kwargs(kwargs)):
                 if (event := mapper.feed(chunk)) is not None:
                     yield event
@@ -259,6 +264,7 @@ class CompactingSupervisor(AutoCompaction):
     ) -> Generator[Any, None, None]:
         found, values = False, None
         with self._hold(thread_id):
+            self._mark(thread_id)
             for chunk in self.agent.stream(input, config, stream_mode=stream_mode, **kwargs):
                 is_values, payload = native_final_values(
                     chunk, stream_mode, bool(kwargs.get("subgraphs")), kwargs.get("version")
@@ -273,6 +279,7 @@ class CompactingSupervisor(AutoCompaction):
     ) -> AsyncGenerator[Any, None]:
         found, values = False, None
         async with self._ahold(thread_id):
+            await self._amark(thread_id)
             async for chunk in self.agent.astream(input, config, stream_mode=stream_mode, **kwargs):
                 is_values, payload = native_final_values(
                     chunk, stream_mode, bool(kwargs.get("subgraphs")), kwargs.get("version")
@@ -320,6 +327,7 @@ class CompactingSupervisor(AutoCompaction):
 
         def events() -> Iterator[Any]:
             with self._hold(thread_id):
+                self._mark(thread_id)
                 yield from self.agent.stream_events(input, config, **kwargs)
                 self._auto_compact(thread_id, None, config)
 
@@ -333,6 +341,7 @@ class CompactingSupervisor(AutoCompaction):
 
         async def events() -> AsyncIterator[Any]:
             async with self._ahold(thread_id):
+                await self._amark(thread_id)
                 async for event in self.agent.astream_events(input, config, **kwargs):
                     yield event
                 await self._aauto_compact(thread_id, None, config)
@@ -472,6 +481,11 @@ class CompactingSupervisor(AutoCompaction):
 
     def _run_thread_id(self, config: Any) -> str:
         """The thread a run is on: a run takes a config (or one bound with `with_config`)."""
+        if type(config) is dict:  # the common case, told at once: it names its thread
+            configurable = config.get("configurable")
+            thread_id = configurable.get("thread_id") if type(configurable) is dict else None
+            if type(thread_id) is str and thread_id:
+                return thread_id
         return run_thread_id(config, getattr(self.agent, "config", None))
 
     def _thread(self, thread: Any, parameter: str = "config") -> tuple[str, Any]:

@@ -32,7 +32,15 @@ from compacting_supervisor.token_counter import TokenCounter
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Checkpoint", "ListCheckpoints", "ListParents", "branch", "thread_stats", "transcript"]
+__all__ = [
+    "Checkpoint",
+    "ListCheckpoints",
+    "ListParents",
+    "RunWrites",
+    "branch",
+    "thread_stats",
+    "transcript",
+]
 
 
 @dataclass(frozen=True)
@@ -298,3 +306,96 @@ def transcript(
     head_id = head.checkpoint_id if head else None
     live = yield from _messages(head, thread_id, head_id, saver, messages_key)
     return build_transcript(thread_id, compactions, live)
+
+
+# ------------------------------------------------------- what runs wrote since a checkpoint
+
+_MAX_LINKS = 256
+"""More checkpoints than this since the one counted: count the thread whole instead."""
+_RUN_SOURCES = frozenset({"input", "loop"})
+
+
+@dataclass(frozen=True)
+class RunWrites:
+    """What was written to a channel since a checkpoint, if only runs wrote since then.
+
+    Answers ``(head id, written values)`` when every checkpoint from ``since`` to the
+    thread's head is a run's own (``source`` "input" or "loop", one step after its parent),
+    so that the head's channel holds ``since``'s value with exactly these writes applied
+    (the writes stored under ``since`` and each later checkpoint but the head, in that
+    order of checkpoints). Anything else (an ``update_state``, a compaction, time travel,
+    ``durability="exit"``, another saver) answers None, and the caller reads the thread
+    whole. Reads InMemorySaver's storage in place, deserialising only the checkpoints'
+    metadata and the written values.
+    """
+
+    thread_id: str
+    saver: BaseCheckpointSaver[Any]
+    since: str
+    channel: str
+
+    @staticmethod
+    def supports(saver: BaseCheckpointSaver[Any]) -> bool:
+        """Whether ``saver`` can tell them cheaply: InMemorySaver.
+
+        SqliteSaver could, but its rows hold the checkpoint (every message) before the
+        metadata, so reading a checkpoint's ``source`` reads the whole thread: comparing
+        the messages themselves costs less there.
+        """
+        return isinstance(saver, InMemorySaver)
+
+    def run(self) -> tuple[str, list[Any]] | None:
+        """Read them (sync)."""
+        try:
+            if isinstance(self.saver, InMemorySaver):
+                return self._memory(self.saver)
+        except Exception:  # not the storage we know: the caller reads the thread whole
+            logger.debug("Thread %s: writes not read.", self.thread_id, exc_info=True)
+        return None
+
+    async def arun(self) -> tuple[str, list[Any]] | None:
+        """Read them (async): InMemorySaver's storage is read in place."""
+        return self.run()
+
+    def _memory(self, saver: InMemorySaver) -> tuple[str, list[Any]] | None:
+        stored = saver.storage.get(self.thread_id, {}).get("", {})
+        newer: list[str] = []
+        for checkpoint_id in reversed(stored):  # insertion order: the newest last
+            newer.append(checkpoint_id)
+            if checkpoint_id == self.since:
+                break
+            if len(newer) > _MAX_LINKS:
+                return None
+        else:
+            return None
+        parents = {}
+        for checkpoint_id in newer:
+            _, metadata, parent = stored[checkpoint_id]
+            meta = saver.serde.loads_typed(metadata)
+            parents[checkpoint_id] = (parent, meta.get("source"), meta.get("step"))
+        chain = self._chain(parents)
+        if chain is None:
+            return None
+        values = []
+        for checkpoint_id in chain[:-1]:
+            written = saver.writes.get((self.thread_id, "", checkpoint_id), {})
+            for _, channel, value, _ in written.values():
+                if channel == self.channel:
+                    values.append(saver.serde.loads_typed(value))
+        return chain[-1], values
+
+    def _chain(self, parents: dict[str, tuple[Any, Any, Any]]) -> list[str] | None:
+        """``since`` then each run checkpoint after it, up to the head; None if not a chain."""
+        if self.since not in parents:
+            return None
+        head = max(parents)
+        chain = [head]
+        while chain[-1] != self.since:
+            parent, source, step = parents[chain[-1]]
+            parent = None if parent is None else str(parent)
+            if parent not in parents or source not in _RUN_SOURCES:
+                return None
+            if not isinstance(step, int) or parents[parent][2] != step - 1:
+                return None
+            chain.append(parent)
+        return chain[::-1]
