@@ -1,12 +1,13 @@
 """Linear time on any input: redaction, rendering, counting and cutting, 10 KB to 1 MB.
 
-Times ``redact_text`` and ``redact_secrets`` (a tool message holding the text),
-``render_messages``, ``TokenCounter().count`` and ``plan_cut(..., KeepRatio(0.5))`` on
-adversarial inputs (repeated key prefixes, long runs, nested JSON, base64) and ordinary
-ones, at 10 KB, 100 KB and 1 MB. Prints min / median / max of a few repeats and the ratio
-of medians per 10x of input: linear is about 10, quadratic about 100. Then the share of a
-compaction that redaction takes: ``HistoryManager(model=<scripted>).compact_messages`` on
-1,000 ordinary messages, with the default redaction and with ``redact=None``.
+Times ``redact_text``, ``redact_secrets`` (a tool message holding the text), the opt-in
+``HighEntropyRedactor``, ``render_messages``, ``TokenCounter().count`` and
+``plan_cut(..., KeepRatio(0.5))`` on adversarial inputs (repeated key prefixes, long
+runs, nested JSON, base64) and ordinary ones, at 10 KB, 100 KB and 1 MB. Prints min /
+median / max of a few repeats and the ratio of medians per 10x of input: linear is about
+10, quadratic about 100. Then the share of a compaction that redaction takes:
+``HistoryManager(model=<scripted>).compact_messages`` on 1,000 ordinary messages, with the
+default redaction and with ``redact=None``.
 
 Usage (from the repository root)::
 
@@ -35,7 +36,7 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMe
 from compacting_supervisor import HistoryManager, KeepRatio, TokenCounter, redact_secrets
 from compacting_supervisor._cut import plan_cut
 from compacting_supervisor.context import render_messages
-from compacting_supervisor.redaction import redact_text
+from compacting_supervisor.redaction import HighEntropyRedactor, redact_text
 from compacting_supervisor.testing import ScriptedChatModel
 from tests.redaction_corpus import ordinary_messages
 
@@ -108,6 +109,7 @@ def _tool_message(text: str) -> list[BaseMessage]:
 FUNCTIONS: dict[str, tuple[Callable[[str], Any], Callable[[Any], Any]]] = {
     "redact_text": (lambda text: text, redact_text),
     "redact_secrets": (lambda text: _tool_message(text)[0], redact_secrets),
+    "HighEntropyRedactor.redact": (lambda text: text, HighEntropyRedactor().redact),
     "render_messages": (_tool_message, render_messages),
     # A new counter per call: a counter caches each message's count.
     "TokenCounter.count": (_tool_message, lambda messages: TokenCounter().count(messages)),

@@ -32,11 +32,12 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from compacting_supervisor.redaction import redact_text, redact_with
+from compacting_supervisor.redaction import HighEntropyRedactor, redact_text, redact_with
 from tests.redaction_corpus import Figures, measure
 
 ROWS = [
@@ -60,8 +61,22 @@ ROWS = [
 ]
 
 
+def _hook(*redactors: Any) -> Callable[..., str]:
+    from langchain_core.messages import HumanMessage
+
+    hooks = {flag: redact_with(*redactors, personal_data=flag) for flag in (False, True)}
+
+    def redact(text: str, *, personal_data: bool = False) -> str:
+        return str(hooks[personal_data](HumanMessage(text)).content)
+
+    return redact
+
+
 def _engines() -> dict[str, Callable[..., str]]:
-    engines: dict[str, Callable[..., str]] = {"built-in rules": redact_text}
+    engines: dict[str, Callable[..., str]] = {
+        "built-in rules": redact_text,
+        "built-in + HighEntropyRedactor": _hook(HighEntropyRedactor()),
+    }
     try:
         from compacting_supervisor.redaction.detect_secrets import DetectSecretsRedactor
 
@@ -73,15 +88,8 @@ def _engines() -> dict[str, Callable[..., str]]:
     def alone(text: str, *, personal_data: bool = False) -> str:
         return oracle.redact(text)
 
-    from langchain_core.messages import HumanMessage
-
-    hooks = {flag: redact_with(oracle, personal_data=flag) for flag in (False, True)}
-
-    def combined(text: str, *, personal_data: bool = False) -> str:
-        return str(hooks[personal_data](HumanMessage(text)).content)
-
     engines["detect-secrets alone"] = alone
-    engines["built-in + detect-secrets"] = combined
+    engines["built-in + detect-secrets"] = _hook(oracle)
     return engines
 
 

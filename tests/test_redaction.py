@@ -607,3 +607,58 @@ def test_a_name_value_pair_in_json_text_is_redacted(text: str) -> None:
     whitespace after its ``[``: the JSON text's quick check must not pass it over."""
     assert PASSWORD not in redact_text(text)
     assert PASSWORD in text
+
+
+# ------------------------------------------------------------------ high-entropy tokens (opt-in)
+
+_RANDOM_TOKEN = "9Xq2LmZr7TpW4vKa8sDf1GhJ6yBn3CeU"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        f"here it is: {_RANDOM_TOKEN} (do not share)",
+        f"the value is {_RANDOM_TOKEN}== ok",
+        "the value is 3121770cd74440acffaae6de07614e67 ok",  # 32 hex digits, no hash word
+        _RANDOM_TOKEN,
+    ],
+)
+def test_a_high_entropy_redactor_hides_random_tokens_with_no_key(text: str) -> None:
+    from compacting_supervisor.redaction import HighEntropyRedactor
+
+    hook = redact_with(HighEntropyRedactor())
+    assert "[REDACTED:high-entropy]" in str(hook(HumanMessage(text)).content)
+    assert redact_text(text) == text  # not on by default
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "commit 3f9a1c0e8b7d6a5f4e3d2c1b0a9f8e7d6c5b4a39 (HEAD -> main)",
+        "sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+        "Request 8c2f0e1a-5b7d-4c3e-9a1f-2d6b8e0c4a7f failed; trace id 0d1e2f3a4b5c6d7e8f90a1b2c3d4e5f6",
+        f"See https://example.com/files/{_RANDOM_TOKEN}?page=2 for details.",
+        f"public_key = {_RANDOM_TOKEN}",  # a named value: the key rules judge it by its name
+        '{"sha": "00c71648147ee3438bc2f8e1f81167c817dfbd17", "n": 3}',
+        "AKIAIOSFODNN7EXAMPLE and abcdefghijklmnopqrstuvwxyz0123456789 and xxxxxxxxxxxxxxxxxxxxxx1",
+        "IBAN DE89370400440532013000, version 1.2.3-rc4",
+        "data:image/png;base64," + "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk",
+        "src/compacting_supervisor/redaction/_rules.py and test_values_under_secret_keys",
+    ],
+)
+def test_a_high_entropy_redactor_leaves_hashes_urls_names_and_placeholders(text: str) -> None:
+    from compacting_supervisor.redaction import HighEntropyRedactor
+
+    hook = redact_with(HighEntropyRedactor())
+    assert hook(HumanMessage(text)).content == text
+
+
+@pytest.mark.parametrize(
+    "setting", [{"base64_limit": -1}, {"hex_limit": 9}, {"base64_limit": True}]
+)
+def test_a_high_entropy_redactor_checks_its_settings(setting: dict[str, Any]) -> None:
+    from compacting_supervisor.redaction import HighEntropyRedactor
+
+    name = next(iter(setting))
+    with pytest.raises(ValueError, match=f"`{name}`"):
+        HighEntropyRedactor(**setting)

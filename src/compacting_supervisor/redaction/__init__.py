@@ -20,7 +20,10 @@ Personal data (e-mail addresses, card numbers, IBANs, phone numbers) is kept unl
 for: `redact_personal_data`, or ``redact_with(personal_data=True)``. Any other engine
 (detect-secrets, Presidio, your own) plugs in as a `Redactor`, a ``redact(text) -> text``
 object, through `redact_with`; ``compacting_supervisor.redaction.detect_secrets`` has an
-adapter for detect-secrets.
+adapter for detect-secrets. `HighEntropyRedactor` also hides long random tokens with no
+key and no known format (``redact_with(HighEntropyRedactor())``); it is not on by default
+because random values that are not secrets (CSRF tokens, signatures, public keys, encoded
+blobs) look the same.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from typing import Protocol, runtime_checkable
 from langchain_core.messages import BaseMessage
 
 from compacting_supervisor.errors import CompactionError
+from compacting_supervisor.redaction._keys import high_entropy_tokens
 from compacting_supervisor.redaction._messages import redact_message
 from compacting_supervisor.redaction._pii import scan_personal_data
 from compacting_supervisor.redaction._rules import PATTERNS as _PATTERNS
@@ -39,6 +43,7 @@ from compacting_supervisor.redaction._rules import scan_secrets
 from compacting_supervisor.redaction._structure import redact_string
 
 __all__ = [
+    "HighEntropyRedactor",
     "Redactor",
     "redact_personal_data",
     "redact_secrets",
@@ -72,6 +77,57 @@ class Redactor(Protocol):
     def redact(self, text: str) -> str:
         """Return ``text`` with what this engine finds replaced."""
         ...
+
+
+class HighEntropyRedactor:
+    """A `Redactor` for secrets with no key and no known format: long random tokens.
+
+    Replaces with ``[REDACTED:high-entropy]`` each run of 20 to 1,000 base64 or URL-safe
+    characters (not a URL's part, not the value of a key naming a public random value:
+    ``public_key``, ``csrf-token``, ``sha``, ``signature``, ``nonce`` ...) that holds a
+    letter and a digit and has
+    more than ``base64_limit`` bits of Shannon entropy a character. A run of hex digits
+    needs more than ``hex_limit``, 32 digits or more, and words before it in the same
+    string that do not name a hash (``commit``, ``sha256``, ``md5``, ``trace id`` ...):
+    a UUID, or a hex string that is a whole value (a JSON string, say), is left. The
+    limits are detect-secrets' (``Base64HighEntropyString`` 4.5,
+    ``HexHighEntropyString`` 3.0). Masks, counting runs and documentation keys are left.
+    Linear in the text.
+
+    Args:
+        base64_limit: Entropy a token of other characters than hex digits must exceed.
+        hex_limit: Entropy a token of hex digits must exceed.
+
+    Raises:
+        ValueError: A limit is not a number between 0 and 8.
+
+    Example:
+        >>> HighEntropyRedactor().redact("use 9Xq2LmZr7TpW4vKa8sDf1GhJ6yBn3CeU then")
+        'use [REDACTED:high-entropy] then'
+        >>> HighEntropyRedactor().redact("commit 3f9a1c0e8b7d6a5f4e3d2c1b0a9f8e7d6c5b4a39")
+        'commit 3f9a1c0e8b7d6a5f4e3d2c1b0a9f8e7d6c5b4a39'
+    """
+
+    def __init__(self, *, base64_limit: float = 4.5, hex_limit: float = 3.0) -> None:
+        for name, value in (("base64_limit", base64_limit), ("hex_limit", hex_limit)):
+            if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 8:
+                msg = f"`{name}` must be a number of bits between 0 and 8, got {value!r}."
+                raise ValueError(msg)
+        self.base64_limit = float(base64_limit)
+        self.hex_limit = float(hex_limit)
+
+    def redact(self, text: str) -> str:
+        """Return ``text`` with each high-entropy token replaced."""
+        spans = high_entropy_tokens(text, base64_limit=self.base64_limit, hex_limit=self.hex_limit)
+        if not spans:
+            return text
+        parts, last = [], 0
+        for start, end in spans:
+            parts.append(text[last:start])
+            parts.append("[REDACTED:high-entropy]")
+            last = end
+        parts.append(text[last:])
+        return "".join(parts)
 
 
 def _secrets_and_personal_data(text: str) -> str:

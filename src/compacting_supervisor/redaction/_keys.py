@@ -25,6 +25,7 @@ __all__ = [
     "PUBLISHED_KEYS",
     "KeyKind",
     "chosen_by_a_person",
+    "high_entropy_tokens",
     "is_fake_token",
     "is_mask",
     "is_placeholder",
@@ -256,3 +257,73 @@ def chosen_by_a_person(key: str) -> bool:
     Such a value can look like anything; a key a machine issues is random.
     """
     return any(word.startswith("pass") or word in ("pwd", "pin") for word in _words(key))
+
+
+# A run of base64 or URL-safe characters, from its start (possessive: linear).
+_RUN = re.compile(r"(?<![A-Za-z0-9+/_\-.~])[A-Za-z0-9+/_\-.~]{20,}+={0,2}")
+_HEX = re.compile(r"[0-9a-fA-F]+")
+_DIGIT = re.compile(r"[0-9]")
+_LETTER = re.compile(r"[A-Za-z]")
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+# Words that label a hash or an identifier, just before a hex token.
+_HASH_WORD = re.compile(
+    r"(?i)(?:commit|sha\w*|md5|hash|digest|checksum|etag|trace|span|request|revision|rev"
+    r"|oid|object|blob|tree|id|uuid|fingerprint|nonce|build|version|ref|head)\W{0,6}$"
+)
+
+
+# Names of values that are random but not secret (and those of `_NOT_CREDENTIAL_BEFORE`).
+_PUBLIC_RANDOM = _NOT_CREDENTIAL_BEFORE | {
+    "sig", "signature", "sha", "sha1", "sha256", "sha512", "md5", "digest", "checksum",
+    "etag", "nonce", "salt", "id", "uuid", "guid", "version", "commit", "fingerprint",
+    "thumbprint", "integrity", "request", "trace", "span", "ref", "rev", "revision", "oid",
+    "kid", "iv",
+}  # fmt: skip
+_KEY_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-$@")
+
+
+def _names_a_public_value(lead: str) -> bool:
+    """Whether ``lead`` (text up to an operator) ends with a key naming a public value."""
+    head = lead.rstrip(":=>?").rstrip(" \t").rstrip("\"'`")
+    start = len(head)
+    while start > 0 and len(head) - start < 80 and head[start - 1] in _KEY_CHARS:
+        start -= 1
+    return any(word in _PUBLIC_RANDOM for word in _words(head[start:]))
+
+
+def high_entropy_tokens(
+    text: str, *, base64_limit: float, hex_limit: float
+) -> list[tuple[int, int]]:
+    """Where ``text`` holds a random-looking token with no key: ``(start, end)`` pairs.
+
+    See `HighEntropyRedactor`. Each run is looked at once, with at most 300 characters
+    before it (the URL it may be part of, the key or word it may follow).
+    """
+    spans = []
+    for match in _RUN.finditer(text):
+        token = match[0].strip(".")
+        if len(token) > 1000 or _DIGIT.search(token) is None or _LETTER.search(token) is None:
+            continue  # longer: an encoded blob (a key in one has its own rule)
+        start = match.start()
+        before = text[max(0, start - 300) : start]
+        word_start = max(before.rfind(" "), before.rfind("\n"), before.rfind("\t"))
+        if "://" in before[word_start + 1 :] or before.endswith(("/", "?", "&", "@", "%")):
+            continue  # a URL's path or query: not a credential the rules can tell
+        lead = before.rstrip(" \t\"'`")
+        if lead.endswith((":", "=", ">")) and _names_a_public_value(lead):
+            continue  # public_key = ..., "sha": ..., csrf-token: ...
+        if _HEX.fullmatch(token.replace("-", "")):
+            if (
+                len(token) < 32
+                or _UUID.fullmatch(token)
+                or not lead.strip()  # a value on its own (a JSON string): a hash, mostly
+                or _HASH_WORD.search(lead[-30:])
+            ):
+                continue
+            limit = hex_limit
+        else:
+            limit = base64_limit
+        if len(token) < 20 or shannon_entropy(token) <= limit or is_fake_token(token):
+            continue
+        spans.append((start, start + len(token)))
+    return spans
