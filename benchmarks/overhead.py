@@ -17,6 +17,13 @@ Usage (from the repository root)::
     python benchmarks/overhead.py                      # 10 .. 10,000 messages, all cells
     python benchmarks/overhead.py --sizes 100 1000 --savers memory --modes sync
     python benchmarks/overhead.py --rounds 400         # more pairs per cell
+    python benchmarks/overhead.py --counting           # the count after each run only
+
+``--counting`` times what the wrapper does after a run (count the thread, ask the
+trigger) over consecutive turns of one growing thread, with its split: the read of what
+the runs wrote (InMemorySaver) and the count itself; next to it, the column comparison
+the counter falls back to (``TokenCounter.count`` of the thread as a checkpointer hands it
+back: new objects, the same content).
 """
 
 from __future__ import annotations
@@ -174,14 +181,92 @@ def overhead_cell(kind: str, mode: str, size: int, rounds: int, workdir: Path) -
     return {"saver": kind, "mode": mode, "messages": size, **row}
 
 
+def counting_cell(kind: str, size: int, turns: int, workdir: Path) -> dict[str, Any]:
+    """The step after each of ``turns`` consecutive runs on a ``size``-message thread."""
+    from benchmarks.micro import _fresh
+    from compacting_supervisor import TokenCounter
+    from compacting_supervisor._persist.reads import RunWrites
+
+    with open_saver(kind, workdir, f"counting-{size}") as (saver, _):
+        graph, model, supervisor, _user, seed = _setup(saver, size)
+        config = {"configurable": {"thread_id": f"counting-{size}"}}
+        graph.update_state(config, seed, as_node="model")
+        times: dict[str, list[float]] = {"after_run": [], "writes_read": [], "count": []}
+
+        def timed(name: str, call: Any) -> Any:
+            def run(*args: Any) -> Any:
+                started = time.perf_counter()
+                value = call(*args)
+                times[name].append(time.perf_counter() - started)
+                return value
+
+            return run
+
+        supervisor._auto_compact = timed("after_run", supervisor._auto_compact)  # type: ignore[method-assign]
+        supervisor._count_appended = timed("count", supervisor._count_appended)  # type: ignore[method-assign]
+        read = RunWrites.run
+        RunWrites.run = timed("writes_read", read)  # type: ignore[method-assign]
+        _, next_turn = thread_of(size)
+        try:
+            for turn in script(next_turn + turns)[next_turn:]:
+                supervisor.invoke({"messages": [HumanMessage(turn.user)]}, config)
+                model.drain()
+        finally:
+            RunWrites.run = read  # type: ignore[method-assign]
+        thread = graph.get_state(config).values["messages"]
+        counter = TokenCounter()
+        counter.count(thread)
+        compare = []
+        for _ in range(15):
+            fresh = _fresh(thread)
+            started = time.perf_counter()
+            counter.count(fresh)
+            compare.append(time.perf_counter() - started)
+    warm = 3  # the first turns load the encoding and count the thread whole
+
+    def ms(values: list[float]) -> str:
+        values = values[warm:] or values
+        if not values:
+            return "-"
+        low, mid, high = (min(values), statistics.median(values), max(values))
+        return f"{low * 1000:.3f} / **{mid * 1000:.3f}** / {high * 1000:.3f}"
+
+    return {
+        "saver": kind,
+        "messages": len(thread),
+        "after_run": ms(times["after_run"]),
+        "writes_read": ms(times["writes_read"]),
+        "count": ms(times["count"]),
+        "compare": ms(compare),
+        "turns": turns,
+    }
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=list(SIZES))
     parser.add_argument("--savers", nargs="+", choices=SAVERS, default=list(SAVERS))
     parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
     parser.add_argument("--rounds", type=int, default=200, help="pairs per cell (fewer at 10k)")
+    parser.add_argument("--counting", action="store_true", help="the count after each run")
     args = parser.parse_args(argv)
     logging.getLogger("compacting_supervisor").setLevel(logging.ERROR)
+    if args.counting:
+        print(
+            "| saver | messages | after a run, ms (min / median / max) | of which: writes read "
+            "| count | column comparison (fallback) |"
+        )
+        print("|---|---:|---:|---:|---:|---:|")
+        with tempfile.TemporaryDirectory(prefix="bench-counting-") as tmp:
+            for kind in args.savers:
+                for size in args.sizes:
+                    row = counting_cell(kind, size, 60, Path(tmp))
+                    print(
+                        f"| {kind} | {row['messages']} | {row['after_run']} | "
+                        f"{row['writes_read']} | {row['count']} | {row['compare']} |",
+                        flush=True,
+                    )
+        return
     print(
         "| saver | mode | messages | wrapped/bare min | median | max | bare ms "
         "| wrapped ms | pairs |"
