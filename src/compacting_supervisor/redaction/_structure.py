@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import operator
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import unquote
 
@@ -45,10 +45,6 @@ _ESCAPE = re.compile(
     r"\\u(d[89abAB][0-9a-fA-F]{2})\\u(d[c-fC-F][0-9a-fA-F]{2})|\\u([0-9a-fA-F]{4})|\\([/\"nrt])"
 )
 _MEDIA = re.compile(r"data:(?:image|audio|video)/[\w.+\-]{1,40};base64,")
-# A string of JSON without escapes: after "[" (it may open a pair), before ":" (a key).
-_JSON_STRING = re.compile(r'(\[\s*)?"([^"]*)"(\s*:)?')
-# What follows the first string of a list of two: a nested value, or a scalar and "]".
-_PAIR_TAIL = re.compile(r'\s*,\s*(?:[\[{]|(?:"[^"]*"|[^,\[\]{}"]*)\s*\])')
 _JSON_START = re.compile(r"\s*[\[{]")
 _PERCENT = re.compile(r"%[0-9A-Fa-f]{2}")
 _SIMPLE = {"/": "/", '"': '"', "n": "\n", "r": "\r", "t": "\t"}
@@ -171,10 +167,8 @@ class _Narrowed:
     """
 
     def __init__(self, text: str) -> None:
-        lowered = _folded(text)
-        self._found = [(m.start(), m[0]) for m in _ANY_NEEDLE.finditer(lowered)]
-        self.present = tuple(dict.fromkeys(needle for _, needle in self._found))
-        self._ascii = text.isascii()  # positions in lowered are those in text
+        found = _ANY_NEEDLE.finditer(_folded(text))
+        self.present = tuple(dict.fromkeys(match[0] for match in found))
 
     def skip(self, leaf: str) -> bool:
         return not _holds(_folded(leaf), self.present)
@@ -182,70 +176,41 @@ class _Narrowed:
     def __call__(self, leaf: str) -> str:
         return leaf if self.skip(leaf) else scan_secrets(leaf)
 
-    def finds_nothing_in(self, text: str) -> bool:
-        """Whether no string of ``text`` is a secret key or holds a secret the rules find.
 
-        ``text`` is the text this scan was made for. Checked on the strings as they stand
-        in the text, without walking the parsed value: a key (a string before ``:``) must
-        not be secret-bearing, nor a string opening a list (a ``(name, value)`` pair), and
-        no other string may change. Only the strings around a needle found are looked at.
-        """
-        values = []
-        for quote in self._candidates(text):
-            match = _JSON_STRING.match(text, quote)
-            if match is None:  # pragma: no cover - every quote found opens a string
-                return False
-            string, colon = match[2], match[3]
-            if colon:
-                if key_kind(string):
+def _nothing_to_redact(value: Any) -> bool:
+    """Whether the built-in walk of ``value`` (parsed from JSON without escapes) changes
+    nothing: no key is secret-bearing, no list of two opens with such a name (a ``(name,
+    value)`` pair), and no string changes under `scan_secrets`.
+
+    The strings are scanned in one text, a line each: a string a pattern changes on its
+    own is changed on its line too (no pattern reads across a line but the PEM and XML
+    ones, whose longer matches still change the text), so an unchanged whole means every
+    string is unchanged. Without escapes, no string needs decoding or holds JSON with keys.
+    """
+    strings: list[str] = []
+    stack = [value]
+    while stack:
+        node = stack.pop()
+        if type(node) is dict:
+            for key, item in node.items():
+                if key_kind(key):
                     return False
-                continue
-            if (
-                key_kind(string)
-                and _opens_list(text, quote)
-                and _PAIR_TAIL.match(text, match.end())
-            ):
-                return False  # ["password", ...]: a (name, value) pair the walk would redact
-            values.append(string)
-        # One scan of the values, a line each: a string a pattern changes on its own is
-        # changed on its line too (no pattern reads across a line but the PEM and XML
-        # ones, whose longer matches still change the text), so an unchanged whole means
-        # every value is unchanged; a changed one sends the text to the walk.
-        joined = "\n".join(values)
-        return scan_secrets(joined) == joined
-
-    def _candidates(self, text: str) -> Iterator[int]:
-        """The opening quotes of the strings of ``text`` around a needle, in order.
-
-        In JSON without escapes every ``"`` opens or closes a string, in turn: a needle
-        after an odd number of quotes is in the string the last of them opens. Each part
-        of the text is searched for quotes at most twice. Text that is not ASCII (where
-        case-folding may move positions) is read string by string.
-        """
-        if not self._ascii:
-            for match in _JSON_STRING.finditer(text):
-                if not self.skip(match[2]):
-                    yield match.start(2) - 1
-            return
-        counted = quotes = 0  # quotes in text[:counted]
-        closing = -1  # the closing quote of the last string yielded
-        for start, _ in self._found:
-            if start < closing:
-                continue  # in the string just yielded
-            quotes += text.count('"', counted, start)
-            counted = start
-            if quotes % 2 == 0:
-                continue  # between strings: a key word in `true`, say, or none at all
-            closing = text.find('"', start)
-            yield text.rfind('"', 0, start)
-
-
-def _opens_list(text: str, quote: int) -> bool:
-    """Whether the string at ``quote`` is the first item of a list (``[`` before it)."""
-    before = quote
-    while before and text[before - 1].isspace():
-        before -= 1
-    return text[before - 1 : before] == "["
+                kind = type(item)
+                if kind is str:
+                    strings.append(item)
+                elif kind is dict or kind is list:
+                    stack.append(item)
+        else:  # a list
+            if len(node) == 2 and type(node[0]) is str and key_kind(node[0]):
+                return False
+            for item in node:
+                kind = type(item)
+                if kind is str:
+                    strings.append(item)
+                elif kind is dict or kind is list:
+                    stack.append(item)
+    joined = "\n".join(strings)
+    return scan_secrets(joined) == joined
 
 
 def _narrowed(text: str, scan: Scan) -> Scan:
@@ -267,9 +232,10 @@ def _as_json(text: str, scan: Scan, depth: int) -> str | None:
         return None
     if not isinstance(value, dict | list):
         return None
-    scan = _narrowed(stripped, scan)
-    if isinstance(scan, _Narrowed) and scan.finds_nothing_in(stripped):
+    plain = scan is scan_secrets and "\\" not in stripped and "%" not in stripped
+    if plain and _nothing_to_redact(value):
         return text
+    scan = _narrowed(stripped, scan)
     redacted = redact_structure(value, scan, depth + 1)
     if redacted is value:
         return text
