@@ -178,9 +178,10 @@ class _Narrowed:
 
 
 def _nothing_to_redact(value: Any) -> bool:
-    """Whether the built-in walk of ``value`` (parsed from JSON without escapes) changes
-    nothing: no key is secret-bearing, no list of two opens with such a name (a ``(name,
-    value)`` pair), and no string changes under `scan_secrets`.
+    """Whether the built-in walk of ``value`` (parsed from JSON without escapes) changes nothing.
+
+    No key is secret-bearing, no list of two opens with such a name (a ``(name, value)``
+    pair), and no string changes under `scan_secrets`.
 
     The strings are scanned in one text, a line each: a string a pattern changes on its
     own is changed on its line too (no pattern reads across a line but the PEM and XML
