@@ -475,9 +475,38 @@ def _by_symbol(needles: tuple[str, ...]) -> tuple[tuple[str, tuple[str, ...]], .
 _RARE_GROUPS = _by_symbol(_RARE_NEEDLES)
 
 
-def _gates(lowered: str) -> tuple[bool, set[str]]:
+_KEY_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
+_KEY_RUN = re.compile(r"[\w.\-]*")
+
+
+def _secret_key_before_operator(text: str, lowered: str) -> bool:
+    """Whether a key rule may change ``text``: a key word, then an operator, in a secret key.
+
+    A key rule changes only a value whose key `key_kind` calls secret-bearing, and its key
+    is the whole run of word characters, dots and hyphens (after one ``$`` or ``@``)
+    around a key word that an operator follows: here, each such run is looked up.
+    ``token_count: 12``, ``max_tokens = 500`` and ``secret_name: db`` need no pattern
+    run. Text that case-folds to other positions (not ASCII) is not looked into. Each
+    character is read by one run.
+    """
+    if not text.isascii():
+        return _KEY_OPERATOR.search(lowered) is not None
+    for match in _KEY_OPERATOR.finditer(lowered):
+        start = match.start()
+        first = start
+        while first > 0 and start - first < 80 and text[first - 1] in _KEY_CHARS:
+            first -= 1
+        if first > 0 and text[first - 1] in "$@":
+            first -= 1
+        run = _KEY_RUN.match(text, start)
+        if key_kind(text[first : run.end() if run else start]):
+            return True
+    return False
+
+
+def _gates(text: str, lowered: str) -> tuple[bool, set[str]]:
     """Whether the key rules may match, and the other patterns' needles ``lowered`` holds."""
-    keys = _KEY_OPERATOR.search(lowered) is not None  # it starts with a key word
+    keys = _secret_key_before_operator(text, lowered)
     present = set(filter(lowered.__contains__, _COMMON_NEEDLES))
     if _ANY_RARE_NEEDLE.search(lowered) is not None:
         for symbol, group in _RARE_GROUPS:
@@ -496,9 +525,9 @@ for _place, _name in enumerate(_NAMES):
 _KEY_PLACES = tuple(i for i, name in enumerate(_NAMES) if _NEEDS[name] is _KEY_WORDS)
 
 
-def _places(lowered: str, after: int) -> list[int]:
+def _places(text: str, lowered: str, after: int) -> list[int]:
     """The places of the patterns after ``after`` that ``lowered`` holds a needle of, in order."""
-    keys, present = _gates(lowered)
+    keys, present = _gates(text, lowered)
     if not present:
         return [place for place in _KEY_PLACES if place > after] if keys else []
     places = set(_KEY_PLACES) if keys else set()
@@ -521,7 +550,7 @@ def scan_secrets(text: str) -> str:
 
 def scan_folded(text: str, lowered: str) -> str:
     """`scan_secrets` of ``text``, given ``lowered``, its case-folding (`_folded`)."""
-    places = _places(lowered, -1)
+    places = _places(text, lowered, -1)
     index = 0
     while index < len(places):
         place = places[index]
@@ -533,5 +562,5 @@ def scan_folded(text: str, lowered: str) -> str:
         redacted = pattern.sub(replacement, text)
         if redacted != text:
             text, lowered = redacted, _folded(redacted)
-            places, index = _places(lowered, place), 0
+            places, index = _places(text, lowered, place), 0
     return text
