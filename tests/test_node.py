@@ -565,6 +565,13 @@ def agent():
             model, tools=[], pre_model_hook=node_module.CompactionNode(**settings),
             checkpointer=InMemorySaver(),
         )
+    if sys.argv[1] == "supervisor":  # the hook of a subgraph: it compacts the parent
+        from langgraph.prebuilt import create_react_agent
+        from langgraph_supervisor import create_supervisor
+        worker = create_react_agent(model, tools=[], name="worker")
+        return create_supervisor(
+            [worker], model=model, pre_model_hook=node_module.CompactionNode(**settings),
+        ).compile(checkpointer=InMemorySaver())
     from langchain.agents import create_agent
     return create_agent(
         model, tools=[], middleware=[middleware_module.CompactionMiddleware(**settings)],
@@ -599,7 +606,7 @@ asyncio.run(main())
 """
 
 
-@pytest.mark.parametrize("form", ["node", "middleware"])
+@pytest.mark.parametrize("form", ["node", "supervisor", "middleware"])
 def test_the_async_paths_never_block_the_event_loop(form: str) -> None:
     """Under blockbuster, the detector LangGraph Server runs graphs under, in a fresh
     process (the tokenizer not loaded yet): the compaction's first run blocks nothing."""
