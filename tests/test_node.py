@@ -7,10 +7,14 @@ Every saver behaviour runs on InMemorySaver and a SQLite file, sync and async:
   messages, and every original stays in ``get_state_history``;
 - ``create_supervisor(pre_model_hook=CompactionNode(...))``: the supervisor runs as a
   subgraph, where a compaction of its own copy leaves the parent's ``messages`` whole (the
-  trap, shown first); the node compacts the parent's instead;
+  trap, shown first); the node compacts the parent's instead, and an agent called from a
+  node of a graph with a state of its own compacts its own copy;
 - ``stream_mode="messages"`` shows the agent's tokens and nothing of the compaction;
-- a failing summariser leaves the history unchanged and trips the breaker;
-- a compaction is a traced run; a plain ``StateGraph`` takes the node too;
+- a failing summariser leaves the history unchanged and trips the breaker; an interrupt
+  pending across a compaction resumes; large tool results are offloaded;
+- a compaction is a traced run, and a cancelled one ends its run; a plain ``StateGraph``
+  (a TypedDict or pydantic state) takes the node too;
+- under blockbuster, in a fresh process, the async paths never block the event loop;
 - bad input says which parameter is wrong and how to fix it.
 """
 
