@@ -5,15 +5,15 @@ reads the thread's messages (from the run's output when it carries them), moves 
 tool results to the ``offload`` policy's store, asks the trigger, minds the circuit breaker
 (`compacting_supervisor._breaker`), and asks the history manager to compact. Whatever goes
 wrong is recorded as the thread's last result, never raised: the user's run has already
-succeeded. The sync and async forms differ only in the lines that read the state, offload
-and compact.
+succeeded. It is written once, as a flow (`compacting_supervisor._flow`): reading what runs
+wrote, the state, offloading and compacting are its ops, run by the sync or async driver.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +23,7 @@ from langchain_core.runnables import RunnableConfig
 from compacting_supervisor._checkpoint import head_config
 from compacting_supervisor._decisions import Compact, CompactionDecisions
 from compacting_supervisor._events import output_messages
+from compacting_supervisor._flow import Flow, adrive, drive
 from compacting_supervisor._messages import check_messages
 from compacting_supervisor._persist.reads import RunWrites
 from compacting_supervisor._persist.rewrite import HeadMark
@@ -36,6 +37,22 @@ from compacting_supervisor.token_counter import REPLY_PRIMING
 logger = logging.getLogger(__name__)
 
 __all__ = ["AutoCompaction", "traced_config"]
+
+
+@dataclass(frozen=True)
+class _Call:
+    """An op of the step after a run: one call, in its sync and its async form."""
+
+    sync: Callable[[], Any]
+    async_: Callable[[], Awaitable[Any]]
+
+    def run(self) -> Any:
+        """Make the sync call."""
+        return self.sync()
+
+    async def arun(self) -> Any:
+        """Await the async call."""
+        return await self.async_()
 
 
 @dataclass(frozen=True)
@@ -93,51 +110,31 @@ class AutoCompaction(CompactionDecisions):
     def _auto_compact_unguarded(
         self, thread_id: str, values: Any, config: Any
     ) -> CompactionResult | None:
-        raw = self._raw_messages(values)
-        op = self._writes_since(thread_id, raw)
-        tokens = self._count_appended(thread_id, raw, op.run() if op else None)
-        messages = raw if tokens is not None else self._values_messages(values)
-        if messages is None:  # the output does not carry the messages: read the state
-            values, messages = self._state_of(self.agent.get_state(head_config(thread_id)))
-        if self.offload is not None and self._answered_results(self.offload, thread_id, messages):
-            try:
-                offloaded = self.history_manager.offload_answered(
-                    head_config(thread_id), self.offload, graph=self.agent
-                )
-            except Exception as exc:  # the results stay whole; the run has already succeeded
-                _offload_failed(thread_id, exc)
-            else:
-                if offloaded:
-                    messages, tokens = offloaded, None
-        if tokens is None:
-            tokens = self._count_whole(thread_id, messages)
-            anchor = self._anchor(thread_id)
-            if anchor is not None:
-                self._anchored(thread_id, messages, tokens, anchor.run())
-        decision = self._decide_counted(thread_id, messages, values, tokens)
-        if not isinstance(decision, Compact):
-            return decision
-        try:
-            result = self.history_manager.compact_thread(
-                traced_config(thread_id, config), **self._compact_kwargs(decision.reason)
-            )
-        except Exception as exc:  # a compaction problem never fails the user's run
-            return self._settle(thread_id, decision, messages, exc)
-        return self._settle(thread_id, decision, messages, result)
+        return drive(self._after_run(thread_id, values, config), thread_id=thread_id)
 
     async def _aauto_compact_unguarded(
         self, thread_id: str, values: Any, config: Any
     ) -> CompactionResult | None:
+        return await adrive(self._after_run(thread_id, values, config), thread_id=thread_id)
+
+    def _after_run(self, thread_id: str, values: Any, config: Any) -> Flow[CompactionResult | None]:
+        """What follows a run, written once: its I/O are ops the sync or async driver runs."""
+        manager, head = self.history_manager, head_config(thread_id)
         raw = self._raw_messages(values)
         op = self._writes_since(thread_id, raw)
-        tokens = self._count_appended(thread_id, raw, await op.arun() if op else None)
+        tokens = self._count_appended(thread_id, raw, (yield op) if op else None)
         messages = raw if tokens is not None else self._values_messages(values)
         if messages is None:  # the output does not carry the messages: read the state
-            values, messages = self._state_of(await self.agent.aget_state(head_config(thread_id)))
-        if self.offload is not None and self._answered_results(self.offload, thread_id, messages):
+            snapshot = yield _Call(
+                lambda: self.agent.get_state(head), lambda: self.agent.aget_state(head)
+            )
+            values, messages = self._state_of(snapshot)
+        offload = self.offload
+        if offload is not None and self._answered_results(offload, thread_id, messages):
             try:
-                offloaded = await self.history_manager.aoffload_answered(
-                    head_config(thread_id), self.offload, graph=self.agent
+                offloaded = yield _Call(
+                    lambda: manager.offload_answered(head, offload, graph=self.agent),
+                    lambda: manager.aoffload_answered(head, offload, graph=self.agent),
                 )
             except Exception as exc:  # the results stay whole; the run has already succeeded
                 _offload_failed(thread_id, exc)
@@ -146,15 +143,16 @@ class AutoCompaction(CompactionDecisions):
                     messages, tokens = offloaded, None
         if tokens is None:
             tokens = self._count_whole(thread_id, messages)
-            anchor = self._anchor(thread_id)
-            if anchor is not None:
-                self._anchored(thread_id, messages, tokens, await anchor.arun())
+            if (anchor := self._anchor(thread_id)) is not None:
+                self._anchored(thread_id, messages, tokens, (yield anchor))
         decision = self._decide_counted(thread_id, messages, values, tokens)
         if not isinstance(decision, Compact):
             return decision
+        traced, settings = traced_config(thread_id, config), self._compact_kwargs(decision.reason)
         try:
-            result = await self.history_manager.acompact_thread(
-                traced_config(thread_id, config), **self._compact_kwargs(decision.reason)
+            result = yield _Call(
+                lambda: manager.compact_thread(traced, **settings),
+                lambda: manager.acompact_thread(traced, **settings),
             )
         except Exception as exc:  # a compaction problem never fails the user's run
             return self._settle(thread_id, decision, messages, exc)
