@@ -1,11 +1,11 @@
 """When to compact, and what a compaction came to: what every automatic form shares.
 
-`CompactionDecisions` is the base of the wrapper (after each run) and of the middleware
-(before each model call). It holds their settings (trigger, keep, breaker, the declared
-system prompt and tools), checked once (`_configure`); asks the trigger on the thread's
-messages; minds the circuit breaker; and records each compaction's result, flagging one
-still over the limit. Only where the messages come from and how the compaction is persisted
-differ between the forms.
+`CompactionDecisions` is the base of the wrapper (after each run), and of the middleware
+and the node (before each model call, through `_in_graph.InGraphCompaction`). It holds
+their settings (trigger, keep, breaker, the declared system prompt and tools), checked once
+(`_configure`); asks the trigger on the thread's messages; minds the circuit breaker; and
+records each compaction's result, flagging one still over the limit. Only where the
+messages come from and how the compaction is persisted differ between the forms.
 """
 
 from __future__ import annotations
