@@ -2,15 +2,19 @@
 
 ``CompactingSupervisor.invoke`` (or ``ainvoke``) against the wrapped graph's own ``invoke``
 (``ainvoke``): same ``create_agent`` graph on the benchmarks' instant fake model, same
-checkpointer, same history. Every measured turn forks from the same seeded checkpoint, so
-the thread holds the same number of messages each time; the supervisor's trigger never
-fires (``token_limit=10**9``), so what is measured is everything a turn pays for the
-wrapper: the thread's lock, reading the run's output, counting the thread, asking the
-trigger.
+checkpointer, same history. Each side has a thread of its own, seeded with the same
+history; a pair is the same next turn run on both, and after `RESEED` pairs both threads
+are seeded afresh (not timed), so they stay near the cell's size. These are ordinary
+turns, each continuing its thread (the wrapper's count after a turn builds on the last
+one). The supervisor's trigger never fires (``token_limit=10**9``), so what is measured is
+everything a turn pays for the wrapper: the thread's lock, reading the run's output,
+counting the thread, asking the trigger.
 
 The machine is shared and noisy, so the two run in pairs, in alternating order, and what
-is reported is the ratio wrapped / bare of each pair: min / median / max over the rounds.
-The medians of each side's own times (ms) are printed too.
+is reported is the ratio wrapped / bare of each pair: min / median / max over the rounds,
+of wall time (what a user waits) and of the process's CPU time (the same work with other
+processes' load left out: steadier on a busy machine). The medians of each side's own
+wall times (ms) are printed too.
 
 Usage (from the repository root)::
 
@@ -75,14 +79,15 @@ def _summary(ratios: list[float], bare: list[float], wrapped: list[float]) -> di
     }
 
 
-def _setup(saver: Any, size: int) -> tuple[Any, Any, Any, dict[str, Any], dict[str, Any]]:
+def _setup(saver: Any, size: int) -> tuple[Any, Any, Any, list[str], dict[str, Any]]:
+    """The graph, its model, the wrapper, the next turns' user messages, the seed history."""
     graph, model = agent_graph(saver)
     supervisor = CompactingSupervisor(
         graph, HistoryManager(model=SummariserModel()), token_limit=10**9
     )
     messages, next_turn = thread_of(size)
-    user = {"messages": [HumanMessage(script(next_turn)[-1].user)]}
-    return graph, model, supervisor, user, {"messages": messages}
+    turns = [turn.user for turn in script(next_turn + RESEED)[next_turn - 1 :]]
+    return graph, model, supervisor, turns, {"messages": messages}
 
 
 class _Pairs:
@@ -92,6 +97,7 @@ class _Pairs:
 
     def __init__(self) -> None:
         self.ratios: list[float] = []
+        self.cpu_ratios: list[float] = []
         self.bare: list[float] = []
         self.wrapped: list[float] = []
 
@@ -100,47 +106,82 @@ class _Pairs:
         gc.collect()  # the same heap for both sides of a pair; the collection is not timed
         return ("bare", "wrapped") if index % 2 else ("wrapped", "bare")
 
-    def add(self, index: int, times: dict[str, float]) -> None:
+    def add(self, index: int, times: dict[str, tuple[float, float]]) -> None:
+        """One pair: each side's (wall, process CPU) seconds."""
         if index >= self.WARM:
-            self.ratios.append(times["wrapped"] / times["bare"])
-            self.bare.append(times["bare"])
-            self.wrapped.append(times["wrapped"])
+            self.ratios.append(times["wrapped"][0] / times["bare"][0])
+            self.cpu_ratios.append(times["wrapped"][1] / times["bare"][1])
+            self.bare.append(times["bare"][0])
+            self.wrapped.append(times["wrapped"][0])
 
     def summary(self) -> dict[str, Any]:
-        return _summary(self.ratios, self.bare, self.wrapped)
+        cpu = self.cpu_ratios
+        return {
+            **_summary(self.ratios, self.bare, self.wrapped),
+            "cpu_ratio_min": round(min(cpu), 3),
+            "cpu_ratio_median": round(statistics.median(cpu), 3),
+            "cpu_ratio_max": round(max(cpu), 3),
+        }
+
+
+def _clock() -> tuple[float, float]:
+    return time.perf_counter(), time.process_time()
+
+
+def _since(start: tuple[float, float]) -> tuple[float, float]:
+    """Wall and process CPU seconds since ``start`` (CPU: other processes' load left out)."""
+    wall, cpu = _clock()
+    return wall - start[0], cpu - start[1]
+
+
+RESEED = 8
+"""Pairs of turns on the same two threads before both are seeded afresh (not timed)."""
+
+
+def _threads(size: int, index: int) -> dict[str, dict[str, Any]]:
+    return {
+        which: {"configurable": {"thread_id": f"{which}-{size}-{index}"}}
+        for which in ("bare", "wrapped")
+    }
 
 
 def _sync_cell(saver: Any, size: int, rounds: int) -> dict[str, Any]:
-    graph, model, supervisor, user, seed = _setup(saver, size)
-    config = {"configurable": {"thread_id": f"overhead-{size}"}}
-    graph.update_state(config, seed, as_node="model")
-    base = dict(graph.get_state(config).config)
+    graph, model, supervisor, turns, seed = _setup(saver, size)
     pairs = _Pairs()
+    threads: dict[str, dict[str, Any]] = {}
     for index in range(rounds + pairs.WARM):
-        times = {}
+        if index % RESEED == 0:  # both threads back to ``size`` messages
+            threads = _threads(size, index)
+            for config in threads.values():
+                graph.update_state(config, seed, as_node="model")
+        user = {"messages": [HumanMessage(turns[index % RESEED])]}
+        times: dict[str, tuple[float, float]] = {}
         for which in pairs.order(index):
             runner = graph if which == "bare" else supervisor
-            started = time.perf_counter()
-            runner.invoke(user, base)
-            times[which] = time.perf_counter() - started
+            started = _clock()
+            runner.invoke(user, threads[which])
+            times[which] = _since(started)
         model.drain()
         pairs.add(index, times)
     return pairs.summary()
 
 
 async def _async_cell(saver: Any, size: int, rounds: int) -> dict[str, Any]:
-    graph, model, supervisor, user, seed = _setup(saver, size)
-    config = {"configurable": {"thread_id": f"overhead-{size}"}}
-    await graph.aupdate_state(config, seed, as_node="model")
-    base = dict((await graph.aget_state(config)).config)
+    graph, model, supervisor, turns, seed = _setup(saver, size)
     pairs = _Pairs()
+    threads: dict[str, dict[str, Any]] = {}
     for index in range(rounds + pairs.WARM):
-        times = {}
+        if index % RESEED == 0:
+            threads = _threads(size, index)
+            for config in threads.values():
+                await graph.aupdate_state(config, seed, as_node="model")
+        user = {"messages": [HumanMessage(turns[index % RESEED])]}
+        times: dict[str, tuple[float, float]] = {}
         for which in pairs.order(index):
             runner = graph if which == "bare" else supervisor
-            started = time.perf_counter()
-            await runner.ainvoke(user, base)
-            times[which] = time.perf_counter() - started
+            started = _clock()
+            await runner.ainvoke(user, threads[which])
+            times[which] = _since(started)
         model.drain()
         pairs.add(index, times)
     return pairs.summary()
@@ -188,7 +229,7 @@ def counting_cell(kind: str, size: int, turns: int, workdir: Path) -> dict[str, 
     from compacting_supervisor._persist.reads import RunWrites
 
     with open_saver(kind, workdir, f"counting-{size}") as (saver, _):
-        graph, model, supervisor, _user, seed = _setup(saver, size)
+        graph, model, supervisor, _turns, seed = _setup(saver, size)
         config = {"configurable": {"thread_id": f"counting-{size}"}}
         graph.update_state(config, seed, as_node="model")
         times: dict[str, list[float]] = {"after_run": [], "writes_read": [], "count": []}
@@ -268,10 +309,10 @@ def main(argv: Sequence[str] | None = None) -> None:
                     )
         return
     print(
-        "| saver | mode | messages | wrapped/bare min | median | max | bare ms "
-        "| wrapped ms | pairs |"
+        "| saver | mode | messages | wall wrapped/bare min | median | max "
+        "| CPU wrapped/bare min | median | max | bare ms | wrapped ms | pairs |"
     )
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     with tempfile.TemporaryDirectory(prefix="bench-overhead-") as tmp:
         for kind in args.savers:
             for mode in args.modes:
@@ -279,7 +320,9 @@ def main(argv: Sequence[str] | None = None) -> None:
                     row = overhead_cell(kind, mode, size, _rounds_for(size, args.rounds), Path(tmp))
                     print(
                         f"| {kind} | {mode} | {size} | {row['ratio_min']} | "
-                        f"**{row['ratio_median']}** | {row['ratio_max']} | {row['bare_ms']} | "
+                        f"**{row['ratio_median']}** | {row['ratio_max']} | "
+                        f"{row['cpu_ratio_min']} | **{row['cpu_ratio_median']}** | "
+                        f"{row['cpu_ratio_max']} | {row['bare_ms']} | "
                         f"{row['wrapped_ms']} | {row['pairs']} |",
                         flush=True,
                     )
