@@ -347,6 +347,29 @@ async def test_the_supervisors_hook_compacts_the_parents_messages_async(asaver: 
     _check_team(team, node, messages)
 
 
+def test_with_durability_exit_the_parent_is_compacted_when_told(
+    saver: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``durability="exit"`` stores no checkpoint during the run: the parent cannot be read,
+    so the node compacts the subgraph's copy and says so; ``compact_parent=True`` is the fix."""
+    config = {"configurable": {"thread_id": "hiring"}}
+    unsure = Team(saver, pre_model_hook=_supervisor_node())
+    for i in range(5):
+        unsure.graph.invoke(
+            {"messages": [HumanMessage(turn_request(i))]}, config, durability="exit"
+        )
+    assert not is_summary(unsure.graph.get_state(config).values["messages"][0])
+    assert "compact_parent=True" in caplog.text
+    node = _supervisor_node(compact_parent=True)
+    team = Team(saver, pre_model_hook=node)
+    other = {"configurable": {"thread_id": "told"}}
+    for i in range(5):
+        team.graph.invoke({"messages": [HumanMessage(turn_request(i))]}, other, durability="exit")
+    messages = team.graph.get_state(other).values["messages"]
+    assert is_summary(messages[0])
+    assert sum(map(is_summary, messages)) == 1
+
+
 class _Question(TypedDict):
     question: str
     answer: str
@@ -502,7 +525,7 @@ def test_a_node_is_not_a_model_a_middleware_or_a_summariser() -> None:
     graph = create_react_agent(ScriptedChatModel(responses=["x"]), tools=[])
     with pytest.raises(TypeError, match="`model` is the summariser's chat model, not a graph"):
         CompactionNode(model=graph)
-    with pytest.raises(TypeError, match="`compact_parent` must be True or False"):
+    with pytest.raises(TypeError, match="`compact_parent` must be None, True or False"):
         CompactionNode(compact_parent="yes")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="`token_limit` and `trigger`"):
         CompactionNode(token_limit=100, trigger=MessageCount(4))

@@ -44,6 +44,7 @@ from compacting_supervisor._in_graph import (
     run_thread_id,
 )
 from compacting_supervisor._persist.state_update import (
+    parent_node,
     parent_update,
     replacing_update,
     shared_parent,
@@ -92,10 +93,12 @@ class CompactionNode(Runnable[Any, Any], InGraphCompaction):
         max_consecutive_failures: Failed compactions in a row after which the thread's
             compaction pauses for ``failure_cooldown_turns`` model calls.
         failure_cooldown_turns: How long that pause lasts.
-        compact_parent: Inside a subgraph that shares the parent graph's history (the
-            supervisor of ``create_supervisor``), compact the parent's messages and run the
-            subgraph's node again from them; a subgraph whose parent holds other messages
-            (or none) compacts its own copy. False always compacts the subgraph's copy.
+        compact_parent: Inside a subgraph, whether to compact the parent graph's messages
+            and run the subgraph's node again from them. None (the default) does when the
+            parent's checkpoint shows it holds the same history (the supervisor of
+            ``create_supervisor``), and compacts the subgraph's own copy otherwise (an
+            agent called from a node with a state of its own). True always does (a run with
+            ``durability="exit"`` stores no checkpoint to read); False never does.
 
     Raises:
         TypeError: ``model`` is a graph, or a setting has the wrong type.
@@ -140,7 +143,7 @@ class CompactionNode(Runnable[Any, Any], InGraphCompaction):
         tools: Sequence[Any] | int | None = None,
         max_consecutive_failures: int = 3,
         failure_cooldown_turns: int = 5,
-        compact_parent: bool = True,
+        compact_parent: bool | None = None,
     ) -> None:
         self._setup(
             model=model,
@@ -160,8 +163,8 @@ class CompactionNode(Runnable[Any, Any], InGraphCompaction):
                 "CompactingSupervisor(graph)."
             ),
         )
-        if not isinstance(compact_parent, bool):
-            msg = f"`compact_parent` must be True or False, got {compact_parent!r}."
+        if compact_parent is not None and not isinstance(compact_parent, bool):
+            msg = f"`compact_parent` must be None, True or False, got {compact_parent!r}."
             raise TypeError(msg)
         self.compact_parent = compact_parent
         # Per thread: the history just handed to the parent graph, which runs this node
@@ -210,9 +213,13 @@ class CompactionNode(Runnable[Any, Any], InGraphCompaction):
             return None
         key = self.history_manager.messages_key
         update = replacing_update(messages, messages_key=key)
-        if not self.compact_parent:
+        if self.compact_parent is False:
             return update
-        node = yield from shared_parent(run_config(), self._messages(state), messages_key=key)
+        config = run_config()
+        if self.compact_parent:
+            node = parent_node(config)
+        else:
+            node = yield from shared_parent(config, self._messages(state), messages_key=key)
         if node is None:
             return update
         thread_id = run_thread_id()

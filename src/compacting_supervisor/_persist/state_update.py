@@ -23,6 +23,7 @@ compacts its own copy.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -35,6 +36,8 @@ from langgraph.constants import CONFIG_KEY_CHECKPOINTER
 from langgraph.types import Command, Overwrite
 
 from compacting_supervisor._flow import Flow
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["ReadParent", "parent_node", "parent_update", "replacing_update", "shared_parent"]
 
@@ -122,7 +125,17 @@ def shared_parent(
         }
     }
     saved: CheckpointTuple | None = yield ReadParent(saver, read)
-    values = saved.checkpoint.get("channel_values", {}) if saved is not None else {}
+    if saved is None:
+        logger.warning(
+            "The parent graph's checkpoint %s is not stored yet (a run with "
+            "durability='exit'?), so the subgraph's own copy of the messages is compacted, "
+            "which its parent merges back whole. If the subgraph shares the parent's "
+            "messages (create_supervisor's supervisor), pass CompactionNode(..., "
+            "compact_parent=True).",
+            checkpoint_id,
+        )
+        return None
+    values = saved.checkpoint.get("channel_values", {})
     theirs = values.get(messages_key)
     if not isinstance(theirs, list) or not theirs or len(theirs) > len(messages):
         return None
