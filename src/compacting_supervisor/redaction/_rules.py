@@ -378,9 +378,6 @@ _SHAPES: dict[str, tuple[re.Pattern[str], bool]] = {
     # stops at the next "://", so each character is read by one attempt at most.
     "url-password": (re.compile(r"://[^\s:/@]{0,200}:[^\s/]{0,500}@"), False),
 }
-_OTHER_NEEDLES = tuple(
-    dict.fromkeys(n for needles in _NEEDS.values() if needles is not _KEY_WORDS for n in needles)
-)
 # The common words first: most texts that hold a needle hold one of them.
 _NEEDED = tuple(
     dict.fromkeys(
@@ -428,11 +425,6 @@ _KEY_OPERATOR = re.compile(
     f"{_alternation(_KEY_WORDS + _SPLIT_KEY_WORDS)}"
     r"[\w.\-]{0,80}(?:\\?[\"'`])?[ \t]{0,5}[:=,>?]"
 )
-# The other patterns' needles that ordinary text often holds, looked up one by one; the
-# rest are looked up only when one search finds one of them.
-_COMMON_NEEDLES = ("://", "token", "basic", "bearer", "curl")
-_RARE_NEEDLES = tuple(n for n in _OTHER_NEEDLES if n not in _COMMON_NEEDLES)
-_ANY_RARE_NEEDLE = re.compile(_alternation(_RARE_NEEDLES))
 
 
 def _folded(text: str) -> str:
@@ -460,79 +452,70 @@ def may_hold_secret(text: str) -> bool:
     return holds_needle(_folded(text))
 
 
-def _by_symbol(needles: tuple[str, ...]) -> tuple[tuple[str, tuple[str, ...]], ...]:
-    """The needles grouped by a symbol each holds ("" for none).
-
-    A text without the symbol holds none of its group, so one search rules out the group.
-    """
-    groups: dict[str, list[str]] = {}
-    for needle in needles:
-        symbol = next((c for c in "~:_.-" if c in needle), "")
-        groups.setdefault(symbol, []).append(needle)
-    return tuple((symbol, tuple(group)) for symbol, group in groups.items())
-
-
-_RARE_GROUPS = _by_symbol(_RARE_NEEDLES)
-
-
 _KEY_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
 _KEY_RUN = re.compile(r"[\w.\-]*")
 
 
-def _secret_key_before_operator(text: str, lowered: str) -> bool:
-    """Whether a key rule may change ``text``: a key word, then an operator, in a secret key.
+def _secret_key_at(text: str, start: int) -> bool:
+    """Whether the key around ``start`` (a key word that an operator follows) is secret.
 
     A key rule changes only a value whose key `key_kind` calls secret-bearing, and its key
     is the whole run of word characters, dots and hyphens (after one ``$`` or ``@``)
-    around a key word that an operator follows: here, each such run is looked up.
-    ``token_count: 12``, ``max_tokens = 500`` and ``secret_name: db`` need no pattern
-    run. Text that case-folds to other positions (not ASCII) is not looked into. Each
-    character is read by one run.
+    around the key word. ``token_count: 12``, ``max_tokens = 500`` and ``secret_name: db``
+    need no key rule run.
     """
-    if not text.isascii():
-        return _KEY_OPERATOR.search(lowered) is not None
-    for match in _KEY_OPERATOR.finditer(lowered):
-        start = match.start()
-        first = start
-        while first > 0 and start - first < 80 and text[first - 1] in _KEY_CHARS:
-            first -= 1
-        if first > 0 and text[first - 1] in "$@":
-            first -= 1
-        run = _KEY_RUN.match(text, start)
-        if key_kind(text[first : run.end() if run else start]):
-            return True
-    return False
+    first = start
+    while first > 0 and start - first < 80 and text[first - 1] in _KEY_CHARS:
+        first -= 1
+    if first > 0 and text[first - 1] in "$@":
+        first -= 1
+    run = _KEY_RUN.match(text, start)
+    return bool(key_kind(text[first : run.end() if run else start]))
 
 
-def _gates(text: str, lowered: str) -> tuple[bool, set[str]]:
-    """Whether the key rules may match, and the other patterns' needles ``lowered`` holds."""
-    keys = _secret_key_before_operator(text, lowered)
-    present = set(filter(lowered.__contains__, _COMMON_NEEDLES))
-    if _ANY_RARE_NEEDLE.search(lowered) is not None:
-        for symbol, group in _RARE_GROUPS:
-            if symbol in lowered:  # "" is in every text
-                present.update(filter(lowered.__contains__, group))
-    return keys, present
-
-
-# Each needle's patterns, by their place in PATTERNS; the key rules' places.
+# Each needle the search finds, with the places in PATTERNS of the patterns it may start:
+# its own and those of the needles that extend it (the search finds ``sk-`` where
+# ``sk-ant-`` is); a key word's are the key rules', decided by `_secret_key_at`.
 _NAMES = [rule[0] for rule in PATTERNS]
-_PLACES: dict[str, list[int]] = {}
-for _place, _name in enumerate(_NAMES):
-    if _NEEDS[_name] is not _KEY_WORDS:
-        for _needle in _NEEDS[_name]:
-            _PLACES.setdefault(_needle, []).append(_place)
-_KEY_PLACES = tuple(i for i, name in enumerate(_NAMES) if _NEEDS[name] is _KEY_WORDS)
+_KEY_PLACES = frozenset(i for i, name in enumerate(_NAMES) if _NEEDS[name] is _KEY_WORDS)
+_STARTS: dict[str, frozenset[int]] = {
+    found: frozenset(
+        place
+        for place, name in enumerate(_NAMES)
+        if _NEEDS[name] is not _KEY_WORDS and any(n.startswith(found) for n in _NEEDS[name])
+    )
+    for found in _NEEDED
+    if _SPLIT not in found
+}
+_NONE: frozenset[int] = frozenset()
 
 
 def _places(text: str, lowered: str, after: int) -> list[int]:
-    """The places of the patterns after ``after`` that ``lowered`` holds a needle of, in order."""
-    keys, present = _gates(text, lowered)
-    if not present:
-        return [place for place in _KEY_PLACES if place > after] if keys else []
-    places = set(_KEY_PLACES) if keys else set()
-    for needle in present:
-        places.update(_PLACES[needle])
+    """The places of the patterns after ``after`` that may change ``text``, in order.
+
+    One pass finds every place a needle starts in ``lowered`` (each search starts one
+    character after the last needle found, so overlapping needles are all found); the key
+    rules' place is taken when a key word there is followed by an operator, in a key
+    `_secret_key_at` calls secret (any, in text whose case-folding moves positions: not
+    ASCII). A needle is a few characters and a run of separators, which only the needle
+    prefixes just before it read again; `_KEY_OPERATOR` reads at most 90 characters.
+    """
+    places: set[int] = set()
+    keys = False
+    plain = text.isascii()
+    search, operator = _ANY_NEEDLE.search, _KEY_OPERATOR.match
+    match = search(lowered)
+    while match is not None:
+        start = match.start()
+        places.update(_STARTS.get(match[0], _NONE))
+        if (
+            not keys
+            and operator(lowered, start) is not None
+            and (not plain or _secret_key_at(text, start))
+        ):
+            keys = True
+            places.update(_KEY_PLACES)
+        match = search(lowered, start + 1)
     return sorted(place for place in places if place > after)
 
 
@@ -542,10 +525,7 @@ def scan_secrets(text: str) -> str:
     The patterns run in order, each only on text holding one of its needles (and of the
     shape in `_SHAPES`, if it has one); after a change the needles are looked up again.
     """
-    lowered = _folded(text)
-    if _ANY_NEEDLE.search(lowered) is None:
-        return text
-    return scan_folded(text, lowered)
+    return scan_folded(text, _folded(text))
 
 
 def scan_folded(text: str, lowered: str) -> str:

@@ -253,10 +253,10 @@ def redact_string(text: str, scan: Scan, depth: int = 0) -> str:
         return text  # an image, audio or video, read as [image] and the like
     if scan is scan_secrets and "\\" not in text and "%" not in text:
         lowered = _folded(text)
-        if _ANY_NEEDLE.search(lowered) is None:
-            return text  # nothing to decode, and no word any rule (or secret key) needs
         if not _JSON_START.match(text):
             return scan_folded(text, lowered)  # nothing to decode: scanned as it is
+        if _ANY_NEEDLE.search(lowered) is None:
+            return text  # nothing to decode, and no word any rule (or secret key) needs
     as_json = _as_json(text, scan, depth)
     if as_json is not None:
         return as_json
