@@ -10,8 +10,9 @@ for a real one; the model itself costs nothing). Nothing is subtracted by hand: 
 compaction's wall time is reported as it is.
 
 Each round seeds one thread (not timed), then times the floor on it and a compaction of
-it, in alternating order; the ratio compaction / floor is taken per round. Prints min /
-median / max per saver and size, and the growth exponent between the sizes (1.0 is linear).
+it, in alternating order; the ratio compaction / floor is taken per round, of wall time and
+of the process's CPU time (steadier on a busy machine). Prints min / median / max per saver
+and size, and the growth exponent between the sizes (1.0 is linear).
 
 Usage (from the repository root)::
 
@@ -53,17 +54,27 @@ SAVERS = ("memory", "sqlite")
 SUMMARY = "Summary: the user and the assistant discussed orders, shipments and invoices."
 
 
-def _floor(saver: Any, thread_id: str) -> float:
-    """One ``get_tuple`` of the head plus one ``put`` of the same checkpoint (seconds)."""
+def _clock() -> tuple[float, float]:
+    return time.perf_counter(), time.process_time()
+
+
+def _since(start: tuple[float, float]) -> tuple[float, float]:
+    """Wall and process CPU seconds since ``start`` (CPU: other processes' load left out)."""
+    wall, cpu = _clock()
+    return wall - start[0], cpu - start[1]
+
+
+def _floor(saver: Any, thread_id: str) -> tuple[float, float]:
+    """One ``get_tuple`` of the head plus one ``put`` of the same checkpoint (wall, CPU s)."""
     config = {"configurable": {"thread_id": thread_id, "checkpoint_ns": ""}}
-    started = time.perf_counter()
+    started = _clock()
     head = saver.get_tuple(config)
     checkpoint = copy_checkpoint(head.checkpoint)
     checkpoint["id"] = str(uuid6(clock_seq=head.metadata.get("step", 0) + 1))
     version = saver.get_next_version(checkpoint["channel_versions"].get("messages"), None)
     checkpoint["channel_versions"]["messages"] = version
     saver.put(head.config, checkpoint, dict(head.metadata), {"messages": version})
-    return time.perf_counter() - started
+    return _since(started)
 
 
 def floor_cell(kind: str, size: int, rounds: int, workdir: Path) -> dict[str, Any]:
@@ -73,7 +84,7 @@ def floor_cell(kind: str, size: int, rounds: int, workdir: Path) -> dict[str, An
         model = ScriptedChatModel(responses=[AIMessage(SUMMARY)], record_calls=False)
         supervisor = CompactingSupervisor(graph, HistoryManager(model=model), keep=KeepRatio(0.95))
         messages, _ = thread_of(size)
-        floors, compactions, ratios = [], [], []
+        floors, compactions, ratios, cpu_ratios = [], [], [], []
         for index in range(rounds + 1):
             seed_id, thread_id = f"floor-{index}", f"compact-{index}"
             for thread in (seed_id, thread_id):
@@ -81,20 +92,21 @@ def floor_cell(kind: str, size: int, rounds: int, workdir: Path) -> dict[str, An
                     {"configurable": {"thread_id": thread}}, {"messages": messages}, as_node="model"
                 )
             gc.collect()
-            times = {}
+            times: dict[str, tuple[float, float]] = {}
             for which in ("floor", "compact") if index % 2 else ("compact", "floor"):
                 if which == "floor":
                     times[which] = _floor(saver, seed_id)
                 else:
-                    started = time.perf_counter()
+                    started = _clock()
                     result = supervisor.compact(thread_id)
-                    times[which] = time.perf_counter() - started
+                    times[which] = _since(started)
                     assert result is not None, thread_id
                     assert result.succeeded, result
             if index:  # the first round warms up
-                floors.append(times["floor"])
-                compactions.append(times["compact"])
-                ratios.append(times["compact"] / times["floor"])
+                floors.append(times["floor"][0])
+                compactions.append(times["compact"][0])
+                ratios.append(times["compact"][0] / times["floor"][0])
+                cpu_ratios.append(times["compact"][1] / times["floor"][1])
     return {
         "saver": kind,
         "messages": len(messages),
@@ -105,6 +117,9 @@ def floor_cell(kind: str, size: int, rounds: int, workdir: Path) -> dict[str, An
         "ratio_min": round(min(ratios), 3),
         "ratio_median": round(statistics.median(ratios), 3),
         "ratio_max": round(max(ratios), 3),
+        "cpu_ratio_min": round(min(cpu_ratios), 3),
+        "cpu_ratio_median": round(statistics.median(cpu_ratios), 3),
+        "cpu_ratio_max": round(max(cpu_ratios), 3),
         "rounds": rounds,
     }
 
@@ -118,9 +133,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     logging.getLogger("compacting_supervisor").setLevel(logging.ERROR)
     print(
         "| saver | messages | floor ms | compaction ms min | median | max "
-        "| compaction/floor min | median | max |"
+        "| compaction/floor wall min | median | max | CPU min | median | max |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     with tempfile.TemporaryDirectory(prefix="bench-floor-") as tmp:
         for kind in args.savers:
             rows = []
@@ -132,7 +147,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                     f"| {kind} | {row['messages']} | {row['floor_ms']} | "
                     f"{row['compaction_ms_min']} | **{row['compaction_ms']}** | "
                     f"{row['compaction_ms_max']} | {row['ratio_min']} | "
-                    f"**{row['ratio_median']}** | {row['ratio_max']} |",
+                    f"**{row['ratio_median']}** | {row['ratio_max']} | {row['cpu_ratio_min']} | "
+                    f"**{row['cpu_ratio_median']}** | {row['cpu_ratio_max']} |",
                     flush=True,
                 )
             for small, large in itertools.pairwise(rows):
