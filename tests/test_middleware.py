@@ -339,11 +339,6 @@ def test_a_messages_key_the_model_does_not_read_is_refused() -> None:
         CompactionMiddleware(history_manager=HistoryManager(messages_key="history"))
 
 
-@pytest.mark.xfail(
-    reason="transcript() finds compactions made inside a run once the reads.py/archive.py "
-    "change in /tmp/team/in_run_transcript.patch is applied (then remove this mark)",
-    strict=True,
-)
 def test_the_transcript_holds_every_original(saver: Any) -> None:
     middleware = CompactionMiddleware(
         model=_facts_summariser(), trigger=MessageCount(6), keep=KeepTokens(60)

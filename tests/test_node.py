@@ -168,13 +168,6 @@ async def test_many_turns_compact_and_every_original_stays_async(asaver: Any) ->
     assert node.last_compaction("t").status == "compacted"
 
 
-_TRANSCRIPT_PATCH = pytest.mark.xfail(
-    reason="transcript() finds compactions made inside a run once the reads.py/archive.py "
-    "change in /tmp/team/in_run_transcript.patch is applied (then remove this mark)",
-    strict=True,
-)
-
-
 def _check_transcript(transcript: Any, turns: int) -> None:
     texts = [m.text for m in transcript.messages]
     originals = [text for n in range(turns) for text in (_note(n), f"Noted: {_note(n)[:12]}")]
@@ -183,7 +176,6 @@ def _check_transcript(transcript: Any, turns: int) -> None:
     assert all(session.summary for session in transcript.sessions)
 
 
-@_TRANSCRIPT_PATCH
 def test_the_transcript_holds_every_original(saver: Any) -> None:
     agent, _ = _chat_agent(saver)
     config = {"configurable": {"thread_id": "t"}}
@@ -192,7 +184,6 @@ def test_the_transcript_holds_every_original(saver: Any) -> None:
     _check_transcript(HistoryManager().transcript(config, graph=agent), 8)
 
 
-@_TRANSCRIPT_PATCH
 async def test_the_transcript_holds_every_original_async(asaver: Any) -> None:
     agent, _ = _chat_agent(asaver)
     config = {"configurable": {"thread_id": "t"}}

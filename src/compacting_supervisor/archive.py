@@ -89,6 +89,19 @@ class Transcript:
         return "\n".join(lines).rstrip() + "\n"
 
 
+def _without(messages: list[BaseMessage], kept: list[BaseMessage]) -> list[BaseMessage]:
+    """``messages`` without ``kept``, each kept message matched to its latest occurrence."""
+    start = len(messages) - len(kept)
+    if start >= 0 and all(_same(a, b) for a, b in zip(messages[start:], kept, strict=True)):
+        return messages[:start]  # a suffix, as after a run
+    rest = list(messages)
+    for message in reversed(kept):
+        match = next((i for i in reversed(range(len(rest))) if _same(rest[i], message)), None)
+        if match is not None:
+            rest.pop(match)
+    return rest
+
+
 def _same(a: BaseMessage, b: BaseMessage) -> bool:
     if a.id is not None and b.id is not None:
         return a.id == b.id and a.content == b.content
@@ -125,9 +138,9 @@ def build_transcript(
     for checkpoint_id, compacted_id, ts, before, after, kind in compactions:
         conversation = split_history(before).conversation
         if kind == "compaction":
-            # A compaction keeps a suffix of the conversation: what came before was folded.
-            kept = split_history(after).conversation
-            folded = conversation[: len(conversation) - len(kept)] if kept else conversation
+            # A compaction keeps part of the conversation verbatim (after a run a suffix;
+            # inside a run the request and the newest messages): the rest was folded.
+            folded = _without(conversation, split_history(after).conversation)
         else:
             # A replacement may change anything: archive what is no longer there.
             remaining = list(after)

@@ -14,6 +14,7 @@ each. Any other saver is listed whole, once. Flows, like the rewrite: the saver 
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from langgraph.checkpoint.base import BaseCheckpointSaver, CheckpointTuple
 from langgraph.checkpoint.memory import InMemorySaver
 
 from compacting_supervisor._checkpoint import head_config
+from compacting_supervisor._cut import split_history
 from compacting_supervisor._flow import Flow
 from compacting_supervisor._messages import METADATA_KEY
 from compacting_supervisor._persist.rewrite import ReadHead, sql_kind
@@ -138,24 +140,26 @@ class ListCheckpoints:
 
     Savers list newest first, so a compaction comes before the checkpoint it compacted:
     that one's messages are kept as it passes, and every other checkpoint's are dropped.
-    With ``updates_only``, only the ``source="update"`` ones (compactions among them).
+    With ``updates_only``, only the ``source="update"`` ones (compactions among them); with
+    ``every_message``, every checkpoint keeps its messages (compactions made inside a run).
     """
 
     thread_id: str
     saver: BaseCheckpointSaver[Any]
     messages_key: str
     updates_only: bool = False
+    every_message: bool = False
 
     def run(self) -> list[Checkpoint]:
         """List them (sync)."""
         listed = self.saver.list(head_config(self.thread_id), filter=self._filter())
-        return _keep(listed, self.messages_key)
+        return _keep(listed, self.messages_key, every_message=self.every_message)
 
     async def arun(self) -> list[Checkpoint]:
         """List them (async)."""
         cfg = head_config(self.thread_id)
         listed = [t async for t in self.saver.alist(cfg, filter=self._filter())]
-        return _keep(listed, self.messages_key)
+        return _keep(listed, self.messages_key, every_message=self.every_message)
 
     def _filter(self) -> dict[str, Any] | None:
         return {"source": "update"} if self.updates_only else None
@@ -181,7 +185,9 @@ def _read_thread(
     return [*updates, *others]
 
 
-def _keep(listed: Iterable[CheckpointTuple], messages_key: str) -> list[Checkpoint]:
+def _keep(
+    listed: Iterable[CheckpointTuple], messages_key: str, *, every_message: bool = False
+) -> list[Checkpoint]:
     kept: list[Checkpoint] = []
     wanted: set[str] = set()
     for position, item in enumerate(listed):
@@ -195,7 +201,7 @@ def _keep(listed: Iterable[CheckpointTuple], messages_key: str) -> list[Checkpoi
             details = None  # an ordinary step or update_state, not a compaction
         else:
             wanted.add(str(details["compacted_checkpoint_id"]))
-        keep = position == 0 or details is not None or checkpoint_id in wanted
+        keep = every_message or position == 0 or details is not None or checkpoint_id in wanted
         parent = (item.parent_config or {}).get("configurable", {}).get("checkpoint_id")
         kept.append(
             Checkpoint(
@@ -305,7 +311,34 @@ def transcript(
     head = chain[-1] if chain else None
     head_id = head.checkpoint_id if head else None
     live = yield from _messages(head, thread_id, head_id, saver, messages_key)
+    summary = _summary_id(live)
+    if summary is not None and summary not in {_summary_id(c[4]) for c in compactions}:
+        # Compacted inside a run (a node, a hook, a middleware): a step of the run wrote the
+        # new history, with no metadata saying so. The steps whose history starts with a
+        # new summary are those compactions; only every checkpoint's messages tell which.
+        every: list[Checkpoint] = yield ListCheckpoints(
+            thread_id, saver, messages_key, every_message=True
+        )
+        compactions = sorted([*compactions, *_in_run(branch(every))])
     return build_transcript(thread_id, compactions, live)
+
+
+def _in_run(chain: list[Checkpoint]) -> list[tuple[str, str, str, list[Any], list[Any], str]]:
+    """The compactions made inside runs: a step whose leading summary is new."""
+    found = []
+    for parent, child in itertools.pairwise(chain):
+        before, after = parent.messages or [], child.messages or []
+        summary = _summary_id(after)
+        if child.details is None and summary not in (None, _summary_id(before)):
+            ids = (child.checkpoint_id, parent.checkpoint_id, child.timestamp)
+            found.append((*ids, before, after, "compaction"))
+    return found
+
+
+def _summary_id(messages: list[Any]) -> str | None:
+    """The id of the running summary a history starts with (after its system messages)."""
+    summary = split_history(messages).summary
+    return None if summary is None else str(summary.id)
 
 
 # ------------------------------------------------------- what runs wrote since a checkpoint
