@@ -203,7 +203,7 @@ async def test_failed_attempts_add_up_with_reported_and_counted_usage(run_async:
 def test_every_piece_of_a_long_history_reports_its_own_usage() -> None:
     replies = [AIMessage(f"{SUMMARY} ({n})", usage_metadata=_usage(500 + n, 30)) for n in range(9)]
     summariser = ScriptedChatModel(responses=replies, cycle=False)
-    history = HistoryManager(model=summariser, summary_input_tokens=900, retry_backoff=0)
+    history = HistoryManager(model=summariser, summary_input_tokens=700, retry_backoff=0)
     compaction = history.compact_messages(HISTORY * 6, compaction_ratio=0.9)
     calls = len(summariser.calls)
     assert calls > 1
