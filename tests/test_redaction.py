@@ -163,10 +163,10 @@ NOT_SECRET = [
     'primary_key = "id"',
     "session_timeout: 3600",
     "key: value",
-    # placeholders and documentation keys (gitleaks' false-positive examples)
-    "aws_access_key: AKIAIOSFODNN7EXAMPLE",
-    "SUMO_ACCESS_KEY: AbCeFG123",
-    "api_token = 12345678-ABCD-ABCD-ABCD-1234567890AB",
+    # fakes in a key format (gitleaks' false-positive examples): under a secret-bearing
+    # key, any value but a placeholder is redacted, so these stand on their own
+    "12345678-ABCD-ABCD-ABCD-1234567890AB is the docs' token",
+    "the docs' key AKIAIOSFODNN7EXAMPLE",
     "-----BEGIN PRIVATE KEY-----\nanything\n-----END PRIVATE KEY-----",
     "xoxe.xoxp-1-RANDOMSTRINGHERE",
     "ntn_123456789012345678901234567890123456789012345678901234567890",
@@ -187,8 +187,9 @@ def test_keys_about_secrets_and_placeholders_keep_their_value(text: str) -> None
 @pytest.mark.parametrize(
     "text",
     [
-        "password: abcd1234",  # a person picks a password: counting runs are still one
-        "db_passphrase = 'qwerty123456'",
+        "password: abcd1234",  # under a secret-bearing key, counting runs are a value too
+        "api_token = 12345678-ABCD-ABCD-ABCD-1234567890AB",
+        "AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
         "aws_access_key: AKIAZ7RQ4M2XK9PLBT3W",
         "sk-ant-api03-" + "Zq9xLm2Pw7Rt_k4V-" * 5 + "Zq9xLm2PAA",  # 93 characters, then AA
         "xoxb-572370529330-573807301142-Ab3dE5gH7jK9mN1pQ3sT5vW7",
@@ -199,9 +200,9 @@ def test_keys_about_secrets_and_placeholders_keep_their_value(text: str) -> None
     ],
 )
 def test_real_looking_keys_and_chosen_passwords_are_still_redacted(text: str) -> None:
-    """The placeholder rules (counting runs, ``EXAMPLE``, few distinct characters, a key
-    body too short) leave real-looking keys alone, and never a password: people choose
-    ``abcd1234``."""
+    """The rules for fakes in a key format (counting runs, ``EXAMPLE``, few distinct
+    characters, a PEM body that is a word) leave real-looking keys alone, and a value
+    under a secret-bearing key is judged by its key: ``abcd1234`` is a password too."""
     redacted = redact_text(text)
     assert redacted != text and "[REDACTED" in redacted, redacted
 

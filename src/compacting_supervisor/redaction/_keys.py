@@ -24,7 +24,6 @@ import re
 __all__ = [
     "PUBLISHED_KEYS",
     "KeyKind",
-    "chosen_by_a_person",
     "high_entropy_tokens",
     "is_fake_token",
     "is_mask",
@@ -132,16 +131,13 @@ _ONE_CHAR = re.compile(r"(.)\1*")
 def is_mask(value: str) -> bool:
     """``xxxxxxxx``, ``****``, ``glc_111111111111111111``: a value that hides or fakes one.
 
-    A run of eight ``x``, ``*``, ``#``, ``.`` or ``\u2022``, one character repeated, one
-    character making most of a value of eight or more, or a documentation key: one that
-    says ``EXAMPLE`` (``AKIAIOSFODNN7EXAMPLE``, AWS's) or is published as an example.
+    A run of eight ``x``, ``*``, ``#``, ``.`` or ``\u2022``, one character repeated, or one
+    character making most of a value of eight or more.
     """
     if _MASK_RUN.search(value) or _ONE_CHAR.fullmatch(value):
         return True
     if len(value) < 8:
         return False
-    if "example" in value.lower() or value in PUBLISHED_KEYS:
-        return True
     most = max(value.count(char) for char in set(value[:64]))
     return most * 10 >= len(value) * 6
 
@@ -198,11 +194,18 @@ def is_sequence(value: str) -> bool:
 def is_fake_token(value: str) -> bool:
     """Whether a key format's match fakes a key.
 
-    A mask, counting runs, or few distinct characters (``sgp_5555555dAAAAA7777777Cccc...``:
-    under 3 bits a character over 20 or more; a random key of that length has 3.5 or more).
+    A mask, counting runs, few distinct characters (``sgp_5555555dAAAAA7777777Cccc...``:
+    under 3 bits a character over 20 or more; a random key of that length has 3.5 or
+    more), or a documentation key: one that says ``EXAMPLE`` (``AKIAIOSFODNN7EXAMPLE``,
+    AWS's) or is published as an example. A value under a secret-bearing key is judged by
+    its key, not by this: ``AWS_SECRET_ACCESS_KEY=...EXAMPLEKEY`` is still redacted.
     """
     return (
-        is_mask(value) or is_sequence(value) or (len(value) >= 20 and shannon_entropy(value) < 3.0)
+        "example" in value.lower()
+        or value in PUBLISHED_KEYS
+        or is_mask(value)
+        or is_sequence(value)
+        or (len(value) >= 20 and shannon_entropy(value) < 3.0)
     )
 
 
@@ -249,14 +252,6 @@ def looks_like_credential(value: str, *, strict: bool = False) -> bool:
         and "://" not in value
         and _CREDENTIAL_CHARS.search(value) is not None
     )
-
-
-def chosen_by_a_person(key: str) -> bool:
-    """Whether ``key`` names a value a person picks (a password, passphrase, PIN).
-
-    Such a value can look like anything; a key a machine issues is random.
-    """
-    return any(word.startswith("pass") or word in ("pwd", "pin") for word in _words(key))
 
 
 # A run of base64 or URL-safe characters, from its start (possessive: linear).

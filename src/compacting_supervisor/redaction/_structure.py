@@ -18,13 +18,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import unquote
 
-from compacting_supervisor.redaction._keys import (
-    chosen_by_a_person,
-    is_placeholder,
-    is_sequence,
-    key_kind,
-    looks_like_credential,
-)
+from compacting_supervisor.redaction._keys import is_placeholder, key_kind, looks_like_credential
 from compacting_supervisor.redaction._rules import (
     _ANY_NEEDLE,
     SECRET,
@@ -69,12 +63,8 @@ def decode(text: str) -> str:
     return text
 
 
-def _secret_value(value: Any, kind: str, scan: Scan, depth: int, key: str) -> Any:
-    """A value under a secret key: replaced, unless it is only a placeholder.
-
-    Counting runs (``abc123XYZ789``) are a placeholder for a key a machine issues, not for
-    a password (`chosen_by_a_person`), as in text.
-    """
+def _secret_value(value: Any, kind: str, scan: Scan, depth: int) -> Any:
+    """A value under a secret key: replaced, unless it is only a placeholder."""
     if depth > _MAX_DEPTH:
         return SECRET
     if isinstance(value, str):
@@ -82,17 +72,15 @@ def _secret_value(value: Any, kind: str, scan: Scan, depth: int, key: str) -> An
             return redact_string(value, scan, depth + 1)
         if kind != "strong" and not looks_like_credential(value, strict=kind == "strict"):
             return redact_string(value, scan, depth + 1)
-        if is_sequence(value.strip()) and not chosen_by_a_person(key):
-            return redact_string(value, scan, depth + 1)
         return SECRET
     if isinstance(value, bool) or value is None:
         return value
     if isinstance(value, int | float):
         return SECRET if kind == "strong" and abs(value) >= 100 else value
     if isinstance(value, Mapping):
-        return {k: _secret_value(v, kind, scan, depth + 1, key) for k, v in value.items()}
+        return {k: _secret_value(v, kind, scan, depth + 1) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return type(value)(_secret_value(v, kind, scan, depth + 1, key) for v in value)
+        return type(value)(_secret_value(v, kind, scan, depth + 1) for v in value)
     return value
 
 
@@ -132,7 +120,7 @@ def redact_structure(value: Any, scan: Scan, depth: int = 0) -> Any:
         for key, item in value.items():
             kind = key_kind(key) if isinstance(key, str) else ""
             if kind:
-                new = _secret_value(item, kind, scan, depth, key)
+                new = _secret_value(item, kind, scan, depth)
             elif type(item) in _SCALARS or (
                 type(item) is str
                 and (scan.skip(item) if isinstance(scan, _Narrowed) else _unchanged(item, scan))
@@ -146,7 +134,7 @@ def redact_structure(value: Any, scan: Scan, depth: int = 0) -> Any:
     if isinstance(value, list | tuple):
         if len(value) == 2 and isinstance(value[0], str) and key_kind(value[0]):
             # a (name, value) pair: headers as httpx and requests list them
-            secret = _secret_value(value[1], key_kind(value[0]), scan, depth, value[0])
+            secret = _secret_value(value[1], key_kind(value[0]), scan, depth)
             if secret is value[1]:
                 return value
             return (value[0], secret) if isinstance(value, tuple) else [value[0], secret]
