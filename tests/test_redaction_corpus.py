@@ -61,10 +61,12 @@ def test_gitleaks_false_positives_no_other_rule_claims_are_below_1_percent(
     characters) is a false positive of the ClickHouse rule and what the generic-api-key
     rule is for. Counted here: the examples no other gitleaks rule's keywords and regex
     match (273 of 312, from ``extract_gitleaks.py`` running gitleaks' default
-    configuration). The placeholders among them (``AKIAIOSFODNN7EXAMPLE``, ``xxxx``,
-    ``sgp_5555555dAAAAA...``, ``12345678...``, a key body of ``anything``, Firebase's
-    published sample keys) and the wrong formats (an Anthropic key 20 characters short,
-    a Sourcegraph token with a non-hex character) are left alone.
+    configuration). The fakes in a key format among them (``ABSK...EXAMPLE...``, ``xxxx``,
+    ``sgp_5555555dAAAAA...``, ``ntn_123456789012...``, counting runs, a PEM body of
+    ``anything``, Firebase's published sample keys) and the wrong shapes (a Slack token
+    without its digits, a Sourcegraph token with a non-hex character) are left alone. One
+    is changed today (1 of 273): ``SUMO_ACCESS_KEY: AbCeFG123``, a value under an access
+    key, redacted whatever it looks like.
     """
     assert figures.rate("gitleaks_fp_unclaimed") < 0.01, figures.misses.get("gitleaks_fp_unclaimed")
 

@@ -106,24 +106,25 @@ def redact_structure(value: Any, scan: Scan, depth: int = 0) -> Any:
 
     Returns ``value`` itself when nothing in it changed, so callers can tell by identity.
     """
-    if type(value) in _SCALARS:
+    cls = type(value)
+    if cls in _SCALARS:
         return value
-    if isinstance(value, str):
+    if cls is str or isinstance(value, str):
         if isinstance(scan, _Narrowed) and scan.skip(value):
             return value
         return redact_string(value, scan, depth)
     if depth > _MAX_DEPTH and isinstance(value, Mapping | list | tuple):
         return TOO_DEEP  # not walked any further, so not shown either: fail closed
-    if type(value) is not list and isinstance(value, Mapping):
+    if cls is dict or (cls is not list and isinstance(value, Mapping)):
         changed = False
         out: dict[Any, Any] = {}
+        skip = scan.skip if isinstance(scan, _Narrowed) else None
         for key, item in value.items():
-            kind = key_kind(key) if isinstance(key, str) else ""
+            kind = key_kind(key) if type(key) is str or isinstance(key, str) else ""
             if kind:
                 new = _secret_value(item, kind, scan, depth)
             elif type(item) in _SCALARS or (
-                type(item) is str
-                and (scan.skip(item) if isinstance(scan, _Narrowed) else _unchanged(item, scan))
+                type(item) is str and (skip(item) if skip else _unchanged(item, scan))
             ):
                 new = item
             else:
