@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+import time
 from collections.abc import Sequence
 from typing import Annotated, Any, TypedDict
 
@@ -359,6 +360,47 @@ def test_with_durability_exit_the_parent_is_compacted_when_told(
     messages = team.graph.get_state(other).values["messages"]
     assert is_summary(messages[0])
     assert sum(map(is_summary, messages)) == 1
+
+
+def _slow_puts(saver: Any, seconds: float = 0.05) -> Any:
+    """The saver, each root checkpoint put taking ``seconds`` (a remote Postgres, a busy disk)."""
+    put, aput = saver.put, saver.aput
+
+    def slow_put(config: Any, *args: Any) -> Any:
+        if not config["configurable"].get("checkpoint_ns"):
+            time.sleep(seconds)
+        return put(config, *args)
+
+    async def slow_aput(config: Any, *args: Any) -> Any:
+        if not config["configurable"].get("checkpoint_ns"):
+            await asyncio.sleep(seconds)
+        return await aput(config, *args)
+
+    saver.put, saver.aput = slow_put, slow_aput
+    return saver
+
+
+def test_a_slow_saver_still_has_the_parents_messages_compacted(
+    saver: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """With the default ``durability="async"`` the parent's checkpoint is stored in the
+    background while the supervisor runs: the hook waits for it rather than compacting the
+    subgraph's copy (which would append a summary to the parent's messages at every turn)."""
+    node = _supervisor_node()
+    team = Team(_slow_puts(saver), pre_model_hook=node)
+    messages = _run_team(team, 5)
+    assert "not stored" not in caplog.text
+    _check_team(team, node, messages)
+
+
+async def test_a_slow_saver_still_has_the_parents_messages_compacted_async(
+    asaver: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    node = _supervisor_node()
+    team = Team(_slow_puts(asaver), pre_model_hook=node)
+    messages = await _arun_team(team, 5)
+    assert "not stored" not in caplog.text
+    _check_team(team, node, messages)
 
 
 class _Question(TypedDict):

@@ -15,10 +15,10 @@ Inside a subgraph (``create_supervisor`` runs its supervisor as one) an update o
 subgraph's own channel is merged back into the parent by message id, which keeps every
 message; `parent_update` targets the parent graph's channel instead and runs the
 subgraph's node again from the compacted history. `shared_parent` says when that is right:
-the parent's checkpoint (read once, when a compaction is about to be written) holds the
-messages channel and its messages open the subgraph's, as when the subgraph is a node of
-the parent over the same state; a subgraph called from a node with a state of its own
-compacts its own copy.
+the parent's checkpoint (read when a compaction is about to be written, waiting for it
+while LangGraph stores it in the background) holds the messages channel and its messages
+open the subgraph's, as when the subgraph is a node of the parent over the same state; a
+subgraph called from a node with a state of its own compacts its own copy.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from langgraph.checkpoint.base import BaseCheckpointSaver, CheckpointTuple
 from langgraph.constants import CONFIG_KEY_CHECKPOINTER
 from langgraph.types import Command, Overwrite
 
-from compacting_supervisor._flow import Flow
+from compacting_supervisor._flow import Flow, Sleep
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +43,11 @@ __all__ = ["ReadParent", "parent_node", "parent_update", "replacing_update", "sh
 
 _NS_SEP = "|"  # LangGraph's separator between the levels of a checkpoint namespace
 _TASK_SEP = ":"  # ... and between a level's node name and its task id
+_CONFIG_KEY_DURABILITY = "__pregel_durability"  # langgraph._internal._constants
+_FIRST_WAIT = 0.005
+
+PARENT_WAIT = 5.0
+"""How long (seconds) a subgraph's step waits for its parent's checkpoint to be stored."""
 
 
 def replacing_update(
@@ -125,14 +130,24 @@ def shared_parent(
         }
     }
     saved: CheckpointTuple | None = yield ReadParent(saver, read)
+    durability = configurable.get(_CONFIG_KEY_DURABILITY) or "async"
+    # With durability="async" (LangGraph's default) the parent's checkpoint is put in the
+    # background while its tasks (this subgraph) run: wait for it; "exit" never puts it.
+    waited, delay = 0.0, _FIRST_WAIT
+    while saved is None and durability != "exit" and waited < PARENT_WAIT:
+        yield Sleep(delay)
+        waited += delay
+        delay = min(delay * 2, PARENT_WAIT - waited, 0.25)
+        saved = yield ReadParent(saver, read)
     if saved is None:
         logger.warning(
-            "The parent graph's checkpoint %s is not stored yet (a run with "
-            "durability='exit'?), so the subgraph's own copy of the messages is compacted, "
-            "which its parent merges back whole. If the subgraph shares the parent's "
-            "messages (create_supervisor's supervisor), pass CompactionNode(..., "
-            "compact_parent=True).",
+            "The parent graph's checkpoint %s is not stored (durability=%r%s), so the "
+            "subgraph's own copy of the messages is compacted, which its parent merges "
+            "back whole. If the subgraph shares the parent's messages (create_supervisor's "
+            "supervisor), pass CompactionNode(..., compact_parent=True).",
             checkpoint_id,
+            durability,
+            "" if durability == "exit" else f", not after {waited:.1f} s",
         )
         return None
     values = saved.checkpoint.get("channel_values", {})
