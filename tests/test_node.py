@@ -523,6 +523,45 @@ async def test_a_node_of_any_graph_with_messages_async(asaver: Any) -> None:
     assert [m.text for m in state["messages"][2:]] == [_note(3), "Answer to: Note 3:"]
 
 
+def _note_graph(saver: Any, *, parallel: bool) -> Any:
+    """START -> compact -> answer, with a node writing a note beside or before the compaction."""
+
+    def note(state: MessagesState) -> dict[str, Any]:
+        return {"messages": [AIMessage(f"NOTE-{len(state['messages'])}")]}
+
+    def answer(state: MessagesState) -> dict[str, Any]:
+        return {"messages": [AIMessage(f"Answer to: {state['messages'][-1].text[:7]}")]}
+
+    builder = StateGraph(MessagesState)
+    builder.add_node("compact", CompactionNode(trigger=MessageCount(6), keep=KeepMessages(2)))
+    builder.add_node("note", note)
+    builder.add_node("answer", answer)
+    if parallel:  # the note is written in the compaction's step
+        builder.add_edge(START, "compact")
+        builder.add_edge(START, "note")
+        builder.add_edge(["compact", "note"], "answer")
+    else:  # the compaction on a step of its own
+        builder.add_edge(START, "note")
+        builder.add_edge("note", "compact")
+        builder.add_edge("compact", "answer")
+    return builder.compile(checkpointer=saver)
+
+
+@pytest.mark.parametrize("parallel", [False, True])
+def test_messages_written_in_the_compactions_step_are_dropped(saver: Any, parallel: bool) -> None:
+    """The update is an `Overwrite`, which drops every other write of ``messages`` in the
+    same step (docs/node.md says to give the node a step of its own); on its own step,
+    every note stays."""
+    graph = _note_graph(saver, parallel=parallel)
+    config = {"configurable": {"thread_id": "t"}}
+    for n in range(5):
+        graph.invoke({"messages": [HumanMessage(_note(n))]}, config)
+    history = list(graph.get_state_history(config))
+    assert is_summary(history[0].values["messages"][0])  # it compacted
+    notes = {text for text in _originals_kept(history) if text.startswith("NOTE-")}
+    assert (len(notes) < 5) is parallel
+
+
 # ---------------------------------------------------------------------------- bad input
 
 

@@ -14,7 +14,8 @@ Three places take it:
   compaction there would shorten nothing), so the node compacts the parent's ``messages``
   (``Command(graph=Command.PARENT)``) and runs the supervisor again from them;
 - ``StateGraph(MessagesState).add_node("compact", CompactionNode(...))`` before the node
-  that calls the model.
+  that calls the model, on a step of its own: its update (an `Overwrite` of the channel)
+  drops messages another node writes in the same step.
 """
 
 from __future__ import annotations

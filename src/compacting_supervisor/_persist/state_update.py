@@ -9,7 +9,9 @@ The update is LangGraph's `Overwrite` of the channel with the new history: the r
 ``RemoveMessage(REMOVE_ALL_MESSAGES)`` followed by the history would make it. Unlike that
 list, an `Overwrite` is not a sequence of messages, so ``stream_mode="messages"`` (which
 re-emits every new message a node returns) does not show the summary as if the assistant
-had just said it.
+had just said it. Like any `Overwrite`, it drops the other writes of the channel in the same
+step (a parallel branch's new messages), and a second one in that step fails the run: the
+node needs a step of its own (docs/node.md).
 
 Inside a subgraph (``create_supervisor`` runs its supervisor as one) an update of the
 subgraph's own channel is merged back into the parent by message id, which keeps every
