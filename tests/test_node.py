@@ -403,6 +403,30 @@ async def test_a_slow_saver_still_has_the_parents_messages_compacted_async(
     _check_team(team, node, messages)
 
 
+def test_a_node_serving_many_threads_remembers_only_the_latest(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A served graph's node lives as long as the worker and sees every thread: what it keeps
+    per thread (first seen, last result and its summary, breaker, hand-ups) is bounded."""
+    import compacting_supervisor._in_graph as in_graph
+
+    monkeypatch.setattr(in_graph, "THREADS_KEPT", 50)
+    broken = ScriptedChatModel(responses=[RuntimeError("provider down")])
+    node = CompactionNode(
+        history_manager=HistoryManager(model=broken, summary_retries=0, retry_backoff=0),
+        trigger=MessageCount(2),
+        keep=KeepMessages(1),
+    )
+    state = {"messages": [HumanMessage(_note(n)) for n in range(3)]}
+    for n in range(200):
+        node.invoke(state, {"configurable": {"thread_id": f"t{n}"}})
+    assert node.last_compaction("t199").status == "failed"  # recent threads are remembered
+    assert node._circuits["t199"].failures == 1
+    assert node.last_compaction("t0") is None  # the oldest are forgotten
+    kept = [node._results, node._first_seen, node._circuits, node._requests, node._handed_up]
+    assert [len(records) <= 50 for records in kept] == [True] * 5
+
+
 class _Question(TypedDict):
     question: str
     answer: str

@@ -16,7 +16,9 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import threading
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
@@ -39,12 +41,24 @@ from compacting_supervisor.summarizers import Summarizer
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["NO_THREAD", "InGraphCompaction", "adrive_off_loop", "run_config", "run_thread_id"]
+__all__ = [
+    "NO_THREAD",
+    "THREADS_KEPT",
+    "InGraphCompaction",
+    "RecentThreads",
+    "adrive_off_loop",
+    "run_config",
+    "run_thread_id",
+]
 
 NO_THREAD = "<no thread>"
 """The thread key of a run without a checkpointer."""
 
+THREADS_KEPT = 10_000
+"""How many threads a form remembers (first seen, last result, breaker): the most recent."""
+
 _T = TypeVar("_T")
+_V = TypeVar("_V")
 _MISSING = object()
 
 
@@ -80,8 +94,13 @@ class InGraphCompaction(CompactionDecisions):
             raise TypeError(msg)
         check_history_manager(history_manager)
         self._configure(history_manager or HistoryManager(model=model), **settings)
+        # A served graph's form lives as long as its worker, which serves any number of
+        # threads: what it keeps per thread is kept for the most recent ones only.
+        self._first_seen = RecentThreads()
+        self._results = RecentThreads()
+        self._breaker.circuits = RecentThreads()
         # Per thread: what its model requests carry, where a form can see them.
-        self._requests = {}
+        self._requests = RecentThreads()
 
     def last_compaction(self, thread: Any) -> CompactionResult | None:
         """The result of the thread's latest compaction in this process, if any.
@@ -187,6 +206,34 @@ class InGraphCompaction(CompactionDecisions):
         """What this thread's model requests carry; the declared size until one is seen."""
         known = self._requests.get(thread_id) if thread_id is not None else None
         return known[1] if known is not None else self.overhead_tokens
+
+
+class RecentThreads(OrderedDict[str, _V]):
+    """A dict of per-thread records holding the `THREADS_KEPT` most recently written.
+
+    Writing a thread's record makes it the most recent; the oldest is dropped past the
+    limit. Safe to share between the threads of a sync server.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._lock = threading.Lock()
+
+    def __setitem__(self, key: str, value: _V) -> None:
+        with self._lock:
+            super().__setitem__(key, value)
+            self.move_to_end(key)
+            while len(self) > max(THREADS_KEPT, 1):
+                self.popitem(last=False)
+
+    def setdefault(self, key: str, default: _V) -> _V:
+        """The thread's record (now the most recent), written as ``default`` if it has none."""
+        with self._lock:
+            if key in self:
+                self.move_to_end(key)
+                return self[key]
+        self[key] = default
+        return default
 
 
 def run_config() -> dict[str, Any]:

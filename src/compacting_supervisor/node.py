@@ -40,6 +40,7 @@ from compacting_supervisor._flow import Flow, drive
 from compacting_supervisor._in_graph import (
     NO_THREAD,
     InGraphCompaction,
+    RecentThreads,
     adrive_off_loop,
     run_config,
     run_thread_id,
@@ -170,7 +171,7 @@ class CompactionNode(Runnable[Any, Any], InGraphCompaction):
         self.compact_parent = compact_parent
         # Per thread: the history just handed to the parent graph, which runs this node
         # again from it (that run must not compact it again).
-        self._handed_up: dict[str, list[str | None]] = {}
+        self._handed_up: RecentThreads[list[str | None]] = RecentThreads()
 
     # ------------------------------------------------------------------ the node
 
