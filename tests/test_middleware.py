@@ -6,6 +6,7 @@ import re
 import subprocess
 import sys
 import textwrap
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -19,6 +20,7 @@ from compacting_supervisor import (
     CompactionError,
     CompactionMiddleware,
     HistoryManager,
+    KeepMessages,
     KeepTokens,
     MessageCount,
     TokenCounter,
@@ -185,6 +187,50 @@ def test_the_summariser_never_reaches_the_messages_stream(saver: Any) -> None:
     assert is_summary(agent.get_state(config).values["messages"][0])
     spoken = "".join(str(c.content) for c in streamed if c.type in ("ai", "AIMessageChunk"))
     assert spoken.endswith("All records are read.")
+
+
+class ModelCallingSummarizer:
+    """A user's own `Summarizer` that asks its chat model, untagged: its tokens stream."""
+
+    def __init__(self) -> None:
+        self.model = ScriptedChatModel(responses=["SUMMARY-TOKEN notes were taken on rooms"])
+
+    @staticmethod
+    def _prompt(messages: Sequence[BaseMessage]) -> list[BaseMessage]:
+        return [HumanMessage("Summarise: " + " ".join(m.text for m in messages))]
+
+    def summarize(
+        self, previous: str | None, messages: Sequence[BaseMessage], *, max_tokens: int
+    ) -> str:
+        return self.model.invoke(self._prompt(messages)).text
+
+    async def asummarize(
+        self, previous: str | None, messages: Sequence[BaseMessage], *, max_tokens: int
+    ) -> str:
+        return (await self.model.ainvoke(self._prompt(messages))).text
+
+
+def test_a_summarisers_own_model_calls_never_reach_the_messages_stream(saver: Any) -> None:
+    """A user's own `Summarizer` asking its chat model untagged: still nothing is streamed."""
+
+    middleware = CompactionMiddleware(
+        history_manager=HistoryManager(model=ModelCallingSummarizer()),
+        trigger=MessageCount(6),
+        keep=KeepMessages(2),
+    )
+    agent = create_agent(
+        ScriptedChatModel(responses=["ANSWER-TOKEN"]),
+        tools=[],
+        middleware=[middleware],
+        checkpointer=saver,
+    )
+    config = {"configurable": {"thread_id": "t"}}
+    streamed = []
+    for n in range(5):
+        request = {"messages": [HumanMessage(f"Note {n}: room {n} is booked. " * 6)]}
+        streamed += list(agent.stream(request, config, stream_mode="messages"))
+    assert middleware.last_compaction("t").summary.startswith("SUMMARY-TOKEN")  # it compacted
+    assert not any("SUMMARY-TOKEN" in str(chunk.content) for chunk, _ in streamed)
 
 
 def test_a_failing_summariser_never_fails_the_run(saver: Any) -> None:

@@ -52,6 +52,7 @@ from .helpers import openai_violations
 from .test_middleware import (
     CALLS,
     LIMIT,
+    ModelCallingSummarizer,
     _facts_summariser,
     _tool_loop_model,
     export_logs,
@@ -483,6 +484,45 @@ def test_nothing_of_the_compaction_reaches_the_messages_stream(saver: Any) -> No
     assert not any(is_summary(chunk) for chunk, _ in streamed)
     spoken = "".join(str(chunk.content) for chunk, _ in streamed)
     assert spoken == "".join(f"ANSWER-TOKEN for Note {n}:" for n in range(5))
+
+
+def _check_nothing_streamed(streamed: list[Any], node: CompactionNode) -> None:
+    assert node.last_compaction("t").summary.startswith("SUMMARY-TOKEN")  # it compacted
+    assert not any("SUMMARY-TOKEN" in str(chunk.content) for chunk, _ in streamed)
+    assert {meta["langgraph_node"] for _, meta in streamed} == {"agent"}
+
+
+def _custom_summariser_agent(saver: Any) -> tuple[Any, CompactionNode]:
+    node = CompactionNode(
+        history_manager=HistoryManager(model=ModelCallingSummarizer()),
+        trigger=MessageCount(6),
+        keep=KeepMessages(2),
+    )
+    answer = ScriptedChatModel(responses=["ANSWER-TOKEN"])
+    return create_react_agent(answer, tools=[], pre_model_hook=node, checkpointer=saver), node
+
+
+def test_a_summarisers_own_model_calls_never_reach_the_messages_stream(saver: Any) -> None:
+    """Any summariser, not only `ChatModelSummarizer`: the compaction's run is ``nostream``."""
+    agent, node = _custom_summariser_agent(saver)
+    config = {"configurable": {"thread_id": "t"}}
+    streamed: list[Any] = []
+    for n in range(5):
+        request = {"messages": [HumanMessage(_note(n))]}
+        streamed += agent.stream(request, config, stream_mode="messages")
+    _check_nothing_streamed(streamed, node)
+
+
+async def test_a_summarisers_own_model_calls_never_reach_the_messages_stream_async(
+    asaver: Any,
+) -> None:
+    agent, node = _custom_summariser_agent(asaver)
+    config = {"configurable": {"thread_id": "t"}}
+    streamed: list[Any] = []
+    for n in range(5):
+        request = {"messages": [HumanMessage(_note(n))]}
+        streamed += [c async for c in agent.astream(request, config, stream_mode="messages")]
+    _check_nothing_streamed(streamed, node)
 
 
 def test_the_supervisors_compaction_never_reaches_the_messages_stream(saver: Any) -> None:

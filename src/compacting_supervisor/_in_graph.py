@@ -25,6 +25,7 @@ from typing import Any, TypeVar, cast
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage
 from langgraph.config import get_config
+from langgraph.constants import TAG_NOSTREAM
 from langgraph.graph import StateGraph
 from langgraph.pregel import Pregel
 
@@ -163,6 +164,7 @@ class InGraphCompaction(CompactionDecisions):
                 thread_id=thread_id,
                 pin_request=True,  # one run may be one request and many tool calls
                 require_reduction=True,
+                trace=_unstreamed(run_config()),
             )
         except Exception as exc:  # a compaction problem never fails the agent's run
             self._settle(thread_id, decision, messages, exc)
@@ -242,6 +244,16 @@ def run_config() -> dict[str, Any]:
         return dict(get_config())
     except RuntimeError:  # called outside a run
         return {}
+
+
+def _unstreamed(config: dict[str, Any]) -> Any:
+    """The run's config with the ``nostream`` tag, which the compaction's run passes on.
+
+    Every model call under that run (any summariser's) stays out of
+    ``stream_mode="messages"``.
+    """
+    tags = list(config.get("tags") or [])
+    return {**config, "tags": [*tags, TAG_NOSTREAM]} if TAG_NOSTREAM not in tags else config
 
 
 def run_thread_id() -> str:
