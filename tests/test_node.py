@@ -28,7 +28,13 @@ from collections.abc import Sequence
 from typing import Annotated, Any, TypedDict
 
 import pytest
-from langchain_core.messages import AIMessage, AnyMessage, BaseMessage, HumanMessage
+from langchain_core.messages import (
+    AIMessage,
+    AnyMessage,
+    BaseMessage,
+    HumanMessage,
+    ToolMessage,
+)
 from langgraph.graph import START, MessagesState, StateGraph
 from langgraph.graph.message import add_messages
 from langgraph.prebuilt import create_react_agent
@@ -361,6 +367,54 @@ def test_with_durability_exit_the_parent_is_compacted_when_told(
     messages = team.graph.get_state(other).values["messages"]
     assert is_summary(messages[0])
     assert sum(map(is_summary, messages)) == 1
+
+
+def _hand_off_to(target: str) -> Any:
+    """A stand-in supervisor: hand off to ``target``, then answer when it hands back."""
+
+    def step(messages: list[BaseMessage]) -> AIMessage:
+        last = messages[-1]
+        if isinstance(last, ToolMessage) and str(last.name).startswith("transfer_back"):
+            return AIMessage(f"{target} found a room.")
+        call = {"name": f"transfer_to_{target}", "args": {}, "id": f"{target}-{len(messages)}"}
+        return AIMessage("", tool_calls=[call])
+
+    return step
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_a_supervisor_inside_a_supervisor(saver: Any, shared: bool) -> None:
+    """Both supervisors compact (one node or two): the inner team its own copy (handed back
+    as its last message), the outer team its history, which opens with one summary."""
+    from langgraph_supervisor import create_supervisor
+
+    outer_node = CompactionNode(trigger=MessageCount(10), keep=KeepMessages(3))
+    inner_node = (
+        outer_node if shared else CompactionNode(trigger=MessageCount(8), keep=KeepMessages(3))
+    )
+    worker = create_react_agent(
+        ScriptedChatModel(responses=["Room 4 is free on Monday. " * 4]), tools=[], name="worker"
+    )
+    inner = create_supervisor(
+        [worker],
+        model=ScriptedChatModel(responses=[_hand_off_to("worker")]),
+        pre_model_hook=inner_node,
+        supervisor_name="inner_supervisor",
+    ).compile(name="inner_team")
+    outer = create_supervisor(
+        [inner],
+        model=ScriptedChatModel(responses=[_hand_off_to("inner_team")]),
+        pre_model_hook=outer_node,
+    ).compile(checkpointer=saver)
+    config = {"configurable": {"thread_id": "t"}}
+    for n in range(5):
+        request = f"Request {n}: find a free room for the review of line {n}. " * 4
+        messages = outer.invoke({"messages": [HumanMessage(request)]}, config)["messages"]
+        assert sum(map(is_summary, messages)) == (n > 0)  # never a summary mid-history
+    assert is_summary(messages[0])
+    assert messages[-1].text == "inner_team found a room."
+    assert_tool_calls_paired(messages)
+    assert inner_node.last_compaction("t").status == "compacted"
 
 
 def _slow_puts(saver: Any, seconds: float = 0.05) -> Any:
