@@ -3,7 +3,9 @@
 Tests point real ``ChatOpenAI`` clients (``--base-url`` in the examples) at it, so the wire
 format (JSON requests, tool calls, SSE streaming) is the one a real server speaks. Each
 request's messages are turned back into LangChain messages and handed to ``reply``, which
-returns the assistant's answer as an ``AIMessage`` (text and/or tool calls).
+returns the assistant's answer as an ``AIMessage`` (text and/or tool calls). Its
+``usage_metadata``, when it has one, is reported as OpenAI reports usage (``cache_read``
+as ``prompt_tokens_details.cached_tokens``); without one, a fixed small usage.
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ class _Handler(BaseHTTPRequestHandler):
             for call in answer.tool_calls
         ]
         finish = "tool_calls" if calls else "stop"
-        usage = {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}
+        usage = _wire_usage(answer)
         if body.get("stream"):
             self._stream(body["model"], answer.text, calls, finish, usage)
             return
@@ -111,6 +113,22 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(f"data: {json.dumps({**final, 'usage': usage})}\n\n".encode())
         self.wfile.write(b"data: [DONE]\n\n")
         self.wfile.flush()
+
+
+def _wire_usage(answer: AIMessage) -> dict[str, Any]:
+    """The answer's ``usage_metadata`` in OpenAI's ``usage`` shape (fixed when it has none)."""
+    reported = answer.usage_metadata
+    if not reported:
+        return {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}
+    usage: dict[str, Any] = {
+        "prompt_tokens": reported["input_tokens"],
+        "completion_tokens": reported["output_tokens"],
+        "total_tokens": reported["total_tokens"],
+    }
+    details = reported.get("input_token_details") or {}
+    if "cache_read" in details:  # OpenAI reports reads only: it bills no cache writes
+        usage["prompt_tokens_details"] = {"cached_tokens": details["cache_read"]}
+    return usage
 
 
 def _with_tool_names(messages: list[BaseMessage]) -> list[BaseMessage]:

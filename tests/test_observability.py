@@ -3,6 +3,8 @@ in the result, the stream event, the logs and the checkpoint; threads report the
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import logging
 from typing import Any
 
@@ -221,3 +223,306 @@ def test_a_summarizer_called_directly_reports_nothing_anywhere() -> None:
     summarizer = ChatModelSummarizer(ScriptedChatModel(responses=[reply]))
     assert summarizer.summarize(None, HISTORY, max_tokens=300) == SUMMARY
     assert REPLIES.get() is None
+
+
+# ---------------------------------------------------------------------------- prompt cache
+
+STORY = (
+    "Once upon a time a keeper kept a diary of every ship that passed the rocks. "
+    "Each page said which ship, which night, and what the sea was like."
+)
+Reported = tuple[int, int, int | None]
+"""What a reply reported: input tokens, cache reads, cache writes (None: not reported)."""
+
+
+class CachingProvider:
+    """Answers as a provider with a prompt cache does, and keeps what each reply reported.
+
+    The part of a request that repeats the previous request's messages (and the agent's
+    hidden system prompt, ``hidden`` tokens) is read from the cache, the rest written to it
+    (Anthropic's rule with a breakpoint at the end); ``writes=False`` reports reads only,
+    as OpenAI does. A compaction rewrites the history, so the next request reads little.
+    """
+
+    def __init__(self, *, hidden: int = 150, writes: bool = True, text: str = STORY) -> None:
+        self.hidden = hidden
+        self.writes = writes
+        self.text = text
+        self.previous: list[str] = []
+        self.reported: list[Reported] = []
+
+    def __call__(self, messages: list[Any], body: Any = None) -> AIMessage:
+        texts = [f"{type(m).__name__}:{m.text}" for m in messages]
+        same = 0
+        for ours, theirs in zip(texts, self.previous, strict=False):
+            if ours != theirs:
+                break
+            same += 1
+        inputs = self.hidden + COUNTER.count(messages)
+        read = self.hidden + COUNTER.count(messages[:same]) if self.previous else 0
+        written = inputs - read if self.writes else None
+        self.previous = texts
+        self.reported.append((inputs, read, written))
+        details = {"cache_read": read} | ({} if written is None else {"cache_creation": written})
+        usage = {"input_tokens": inputs, "output_tokens": 40, "total_tokens": inputs + 40}
+        return AIMessage(self.text, usage_metadata={**usage, "input_token_details": details})
+
+
+def _expected(reported: list[Reported]) -> tuple[Any, ...]:
+    """``(model_calls, input_tokens, cache_read, cache_creation)`` summed by hand."""
+    writes = [w for _, _, w in reported if w is not None]
+    return (
+        len(reported),
+        sum(i for i, _, _ in reported),
+        sum(r for _, r, _ in reported),
+        sum(writes) if writes else None,
+    )
+
+
+def _figures(cache: Any) -> tuple[Any, ...]:
+    return (cache.model_calls, cache.input_tokens, cache.cache_read, cache.cache_creation)
+
+
+def _cached_supervisor(
+    saver: Any, provider: CachingProvider, summariser: Any = SUMMARY, token_limit: int = 400
+) -> CompactingSupervisor:
+    # Not streamed: ScriptedChatModel's chunks carry no usage_metadata.
+    agent = ScriptedChatModel(responses=[provider], disable_streaming=True)
+    history = HistoryManager(model=ScriptedChatModel(responses=[summariser]), retry_backoff=0)
+    return CompactingSupervisor(
+        echo_graph(checkpointer=saver, model=agent), history, token_limit=token_limit
+    )
+
+
+def _records_cache() -> bool:
+    """Whether compactions record the cache figures (compactor, summarise and rewrite)."""
+    usage = {**_usage(800, 30), "input_token_details": {"cache_read": 500}}
+    summariser = ScriptedChatModel(responses=[AIMessage(SUMMARY, usage_metadata=usage)])
+    compaction = HistoryManager(model=summariser).compact_messages(HISTORY, compaction_ratio=0.6)
+    return getattr(compaction, "summarizer_cache_read", None) == 500
+
+
+records_cache = pytest.mark.skipif(
+    not _records_cache(),
+    reason="the compaction path does not record cache figures yet (issue 20's patch to "
+    "_compaction/compactor.py, _compaction/summarise.py and _persist/rewrite.py)",
+)
+
+
+class Conversation:
+    """Turns of one thread, each reply's reported usage filed under its session."""
+
+    def __init__(self, supervisor: CompactingSupervisor, provider: CachingProvider) -> None:
+        self.supervisor = supervisor
+        self.provider = provider
+        self.sessions: list[list[Reported]] = [[]]
+        self.results: list[Any] = []
+
+    def note(self) -> None:
+        self.sessions[-1].append(self.provider.reported[-1])
+        result = self.supervisor.last_compaction("obs")
+        if result is not None and result.succeeded and result not in self.results:
+            self.results.append(result)
+            self.sessions.append([])
+
+    def done(self, compactions: int) -> bool:
+        return len(self.results) >= compactions and bool(self.sessions[-1])
+
+
+def _check_sessions(stats: Any, talk: Conversation) -> None:
+    """Each session's figures are what the provider reported for its calls, each once."""
+    sessions = talk.sessions
+    assert stats.compactions == len(talk.results) >= 2
+    assert len(stats.cache_by_session) == stats.compactions + 1 == len(sessions)
+    for cache, reported in zip(stats.cache_by_session, sessions, strict=True):
+        assert _figures(cache) == _expected(reported)
+        assert cache.unreported_calls == 0
+        assert cache.hit_rate == pytest.approx(cache.cache_read / cache.input_tokens)
+    for result, cache in zip(talk.results, stats.cache_by_session, strict=False):
+        assert result.agent_cache == cache  # the session each compaction closed
+    assert _figures(stats.cache) == _expected([r for s in sessions for r in s])
+    # What the figures show a user: each compaction rewrote the prefix, so the request
+    # right after it read less from the cache than the request right before it.
+    for before, after in itertools.pairwise(sessions):
+        assert after[0][1] < before[-1][1]
+
+
+@records_cache
+def test_thread_stats_report_the_providers_cache_per_session(saver: Any) -> None:
+    provider = CachingProvider()
+    talk = Conversation(_cached_supervisor(saver, provider), provider)
+    while not talk.done(2):
+        talk.supervisor.invoke({"messages": [HumanMessage("And then?")]}, CONFIG)
+        talk.note()
+    # Another process reads the same figures from the checkpoints.
+    _check_sessions(_cached_supervisor(saver, CachingProvider()).thread_stats("obs"), talk)
+
+
+@records_cache
+async def test_athread_stats_report_the_providers_cache_per_session(asaver: Any) -> None:
+    provider = CachingProvider()
+    talk = Conversation(_cached_supervisor(asaver, provider), provider)
+    while not talk.done(2):
+        await talk.supervisor.ainvoke({"messages": [HumanMessage("And then?")]}, CONFIG)
+        talk.note()
+    _check_sessions(await talk.supervisor.athread_stats(CONFIG), talk)
+
+
+@records_cache
+def test_the_compaction_event_and_checkpoint_carry_the_cache_figures(saver: Any) -> None:
+    provider = CachingProvider()
+    summariser = AIMessage(
+        SUMMARY,
+        usage_metadata={
+            **_usage(900, 30),
+            "input_token_details": {"cache_read": 0, "cache_creation": 900},
+        },
+    )
+    supervisor = _cached_supervisor(saver, provider, summariser)
+    events: list[dict[str, Any]] = []
+    while not events:
+        stream = supervisor.stream({"messages": [HumanMessage("And then?")]}, CONFIG)
+        events = [e for e in stream if e["type"] == "compaction"]
+    event, result = events[0], events[0]["result"]
+    assert _figures(result.agent_cache) == _expected(provider.reported)
+    assert event["agent_cache"] == dataclasses.asdict(result.agent_cache)
+    assert event["agent_cache_hit_rate"] == result.agent_cache.hit_rate > 0
+    # The summariser's transcript is new to the cache: all written, nothing read.
+    assert (event["summarizer_cache_read"], event["summarizer_cache_creation"]) == (0, 900)
+    details = next(iter(supervisor.get_state_history(CONFIG))).metadata["compacting_supervisor"]
+    assert details["agent_cache"] == event["agent_cache"]
+    assert (details["summarizer_cache_read"], details["summarizer_cache_creation"]) == (0, 900)
+
+
+@records_cache
+@pytest.mark.parametrize("run_async", [False, True], ids=["sync", "async"])
+async def test_the_summarisers_cache_is_unknown_unless_every_call_reports_it(
+    run_async: bool,
+) -> None:
+    cached = {**_usage(1000, 40), "input_token_details": {"cache_read": 600}}
+    summariser = ScriptedChatModel(
+        responses=[
+            AIMessage("I'm sorry, I can't help.", usage_metadata=cached),  # refused, retried
+            AIMessage(SUMMARY, usage_metadata=cached),
+        ],
+        cycle=False,
+    )
+    history = HistoryManager(model=summariser, retry_backoff=0, summary_retries=1)
+    compaction = await _compact(history, run_async)
+    assert (compaction.summarizer_cache_read, compaction.summarizer_cache_creation) == (1200, None)
+
+    summariser = ScriptedChatModel(
+        responses=[RuntimeError("rate limited"), AIMessage(SUMMARY, usage_metadata=cached)],
+        cycle=False,
+    )
+    history = HistoryManager(model=summariser, retry_backoff=0, summary_retries=1)
+    compaction = await _compact(history, run_async)
+    assert compaction.summarizer_cache_read is None  # the failed call reported nothing
+
+
+def test_models_that_report_no_cache_read_as_unknown(saver: Any) -> None:
+    plain = AIMessage(STORY, usage_metadata=_usage(400, 40))  # usage, no cache details
+    agent = ScriptedChatModel(responses=[plain], disable_streaming=True)
+    history = HistoryManager(model=ScriptedChatModel(responses=[SUMMARY]), retry_backoff=0)
+    supervisor = CompactingSupervisor(
+        echo_graph(checkpointer=saver, model=agent), history, token_limit=400
+    )
+    for _ in range(8):
+        supervisor.invoke({"messages": [HumanMessage("And then?")]}, CONFIG)
+    result = supervisor.last_compaction("obs")
+    assert result is not None and result.succeeded
+    assert (result.agent_cache, result.summarizer_cache_read) == (None, None)
+    stats = supervisor.thread_stats("obs")
+    assert stats.cache is None  # unknown, never "a 0 % hit rate"
+    assert stats.cache_by_session == (None,) * (stats.compactions + 1)
+
+
+async def test_the_current_session_is_read_from_the_thread(asaver: Any) -> None:
+    provider = CachingProvider()
+    supervisor = _cached_supervisor(asaver, provider, token_limit=10**6)
+    for _ in range(3):
+        await supervisor.ainvoke({"messages": [HumanMessage("And then?")]}, CONFIG)
+    stats = await supervisor.athread_stats(CONFIG)
+    assert stats.compactions == 0
+    assert [_figures(c) for c in stats.cache_by_session] == [_expected(provider.reported)]
+    assert stats.cache == stats.cache_by_session[0]
+    assert stats.cache.hit_rate == pytest.approx(
+        sum(r for _, r, _ in provider.reported) / sum(i for i, _, _ in provider.reported)
+    )
+
+
+def test_replies_without_cache_figures_are_counted_apart(saver: Any) -> None:
+    provider = CachingProvider()
+    agent = ScriptedChatModel(responses=[provider, AIMessage(STORY)], disable_streaming=True)
+    supervisor = CompactingSupervisor(echo_graph(checkpointer=saver, model=agent))
+    for _ in range(4):
+        supervisor.invoke({"messages": [HumanMessage("And then?")]}, CONFIG)
+    (session,) = supervisor.thread_stats("obs").cache_by_session
+    assert _figures(session) == _expected(provider.reported)
+    assert (session.model_calls, session.unreported_calls) == (2, 2)
+
+
+def test_openai_reports_cache_reads_through_chat_openai(saver: Any) -> None:
+    """A real ChatOpenAI client reads ``prompt_tokens_details.cached_tokens`` off the wire."""
+    from langchain_openai import ChatOpenAI
+
+    from .openai_server import openai_server
+
+    provider = CachingProvider(writes=False)
+    with openai_server(provider) as server:
+        model = ChatOpenAI(model="gpt-4o", base_url=server.base_url, api_key="sk-test")
+        supervisor = CompactingSupervisor(echo_graph(checkpointer=saver, model=model))
+        for _ in range(3):
+            supervisor.invoke({"messages": [HumanMessage("And then?")]}, CONFIG)
+    (session,) = supervisor.thread_stats("obs").cache_by_session
+    assert _figures(session) == _expected(provider.reported)
+    assert session.cache_creation is None  # OpenAI reports reads only
+    assert 0 < session.hit_rate < 1
+
+
+@pytest.mark.parametrize(
+    ("details", "expected"),
+    [
+        ({"cache_read": 700, "cache_creation": 100}, (700, 100)),
+        ({"cache_read": 0}, (0, None)),  # OpenAI: a miss is a reported 0, writes unreported
+        ({"priority_cache_read": 300, "priority": 500}, (300, None)),  # a service tier's
+        ({"audio": 5}, (None, None)),
+        (None, (None, None)),
+    ],
+)
+def test_the_summarisers_cache_figures_are_noted_per_call(
+    details: Any, expected: tuple[Any, Any]
+) -> None:
+    from compacting_supervisor._summarizer_call import call_summarizer, reported_usage
+    from compacting_supervisor.summarizers import ChatModelSummarizer
+
+    usage: dict[str, Any] = _usage(800, 30)
+    if details is not None:
+        usage["input_token_details"] = details
+    replies: list[Any] = []
+    summarizer = ChatModelSummarizer(
+        ScriptedChatModel(responses=[AIMessage(SUMMARY, usage_metadata=usage)])
+    )
+    call_summarizer(summarizer, None, HISTORY, max_tokens=300, timeout=10, replies=replies)
+    reported = reported_usage(replies)
+    assert reported is not None
+    assert (reported.cache_read, reported.cache_creation) == expected
+    # Two replies in one call: a figure only one of them reported is unknown, not a part.
+    other = reported._replace(cache_read=None)
+    assert reported_usage([reported, other]).cache_read is None  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        None,
+        "cached",
+        {"model_calls": 2, "input_tokens": 900},  # a field missing
+        {"model_calls": 2, "input_tokens": -1, "unreported_calls": 0},
+        {"model_calls": True, "input_tokens": 9, "unreported_calls": 0},
+    ],
+)
+def test_a_malformed_record_in_metadata_reads_as_unknown(record: Any) -> None:
+    from compacting_supervisor._usage import cache_from_record
+
+    assert cache_from_record(record) is None

@@ -5,7 +5,9 @@ failure into a `SummarizationError`, and check the reply (`validate_summary`: a 
 an error report, a markup page or near-empty text is a failed summary); a reply that looks
 like it dropped what the previous summary carried is logged as a warning. While a call
 runs, a chat-model summariser notes the usage each model reply reports (``usage_metadata``)
-in `REPLIES`, so a compaction records what the provider billed rather than an estimate.
+in `REPLIES`, so a compaction records what the provider billed rather than an estimate,
+and what its prompt cache served (`cache_figures`: langchain-core's ``cache_read`` and
+``cache_creation`` input token details).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ __all__ = [
     "Summarizer",
     "acall_summarizer",
     "arun_summarizer",
+    "cache_figures",
     "call_summarizer",
     "checked_reply",
     "note_reply_usage",
@@ -62,6 +65,10 @@ class ReplyUsage(NamedTuple):
 
     input_tokens: int
     output_tokens: int
+    cache_read: int | None = None
+    """Input tokens read from the provider's prompt cache (None: not reported)."""
+    cache_creation: int | None = None
+    """Input tokens written to it (None: not reported)."""
 
 
 Replies = list[ReplyUsage | None]
@@ -77,6 +84,31 @@ def _token_figure(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
+def cache_figures(usage: Any) -> tuple[int | None, int | None]:
+    """The ``cache_read`` and ``cache_creation`` tokens a reply's ``usage_metadata`` reports.
+
+    Each is None when the reply does not report it: a provider without prompt caching, or
+    OpenAI, which reports reads only. langchain-openai names them after the service tier
+    for priority and flex requests (``"priority_cache_read"``); those count too.
+    """
+    details = usage.get("input_token_details") if isinstance(usage, dict) else None
+    if not isinstance(details, dict):
+        return None, None
+    return _detail(details, "cache_read"), _detail(details, "cache_creation")
+
+
+def _detail(details: dict[str, Any], name: str) -> int | None:
+    found = [
+        value
+        for key, value in details.items()
+        if isinstance(key, str)
+        and (key == name or key.endswith(f"_{name}"))
+        and (figure := _token_figure(value)) is not None
+        and figure >= 0
+    ]
+    return sum(found) if found else None
+
+
 def note_reply_usage(reply: Any) -> None:
     """Note what ``reply`` reports it cost, for the summariser call running now."""
     replies = REPLIES.get()
@@ -90,7 +122,7 @@ def note_reply_usage(reply: Any) -> None:
     written = _token_figure(usage.get("output_tokens"))
     # A real prompt is never 0 tokens: zeros are a placeholder, not a report.
     if read is not None and written is not None and read > 0 and written >= 0:
-        replies.append(ReplyUsage(read, written))
+        replies.append(ReplyUsage(read, written, *cache_figures(usage)))
     else:
         replies.append(None)
 
@@ -99,12 +131,20 @@ def reported_usage(replies: Replies) -> ReplyUsage | None:
     """What the provider reported for one summariser call, summed over its model replies.
 
     None when the call got no reply (it raised or timed out first) or when any of its
-    replies reported nothing: the caller then counts the call itself.
+    replies reported nothing: the caller then counts the call itself. Each cache figure is
+    None unless every reply reported it (a partial sum would understate it).
     """
     reported = [reply for reply in replies if reply is not None]
     if not replies or len(reported) < len(replies):
         return None
-    return ReplyUsage(sum(r.input_tokens for r in reported), sum(r.output_tokens for r in reported))
+    reads = [r.cache_read for r in reported if r.cache_read is not None]
+    writes = [r.cache_creation for r in reported if r.cache_creation is not None]
+    return ReplyUsage(
+        sum(r.input_tokens for r in reported),
+        sum(r.output_tokens for r in reported),
+        sum(reads) if len(reads) == len(reported) else None,
+        sum(writes) if len(writes) == len(reported) else None,
+    )
 
 
 def checked_reply(previous: str | None, text: Any) -> str:

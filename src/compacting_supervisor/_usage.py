@@ -10,20 +10,26 @@ by a compaction reports the size of the longer history it was answering, and som
 providers or wrappers report odd values. So usage is ignored for messages older than the
 last compaction, on an answer whose tool results were offloaded after it read them whole,
 and when it falls outside ``[0.5, 3] x our count + 4,000`` (logged).
+
+The same replies tell what the provider's prompt cache served (`cache_usage`), for the
+messages of one session (`since_compaction`: what was written since the last compaction).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict
 from typing import Any
 
 from langchain_core.messages import AIMessage, BaseMessage, SystemMessage, ToolMessage
 from langchain_core.utils.function_calling import convert_to_openai_tool
 
 from compacting_supervisor._messages import METADATA_KEY, is_summary
+from compacting_supervisor._summarizer_call import cache_figures
 from compacting_supervisor.offload import OFFLOAD_KEY
+from compacting_supervisor.results import CacheUsage
 from compacting_supervisor.token_counter import TokenCounter
 
 logger = logging.getLogger(__name__)
@@ -136,12 +142,116 @@ def context_tokens(
     return int(reported + usage["output_tokens"] + after)
 
 
-def _latest_usage(messages: Sequence[BaseMessage]) -> tuple[int, dict[str, int] | None]:
-    """The newest AIMessage written since the last compaction, and its usage if sane."""
+def _boundary(messages: Sequence[BaseMessage]) -> int:
+    """The index after which messages were written since the last compaction (-1: never).
+
+    The summary and the messages that compaction kept belong to the sessions before it.
+    """
     at, details = _summary(messages)
     kept = details.get("messages_kept")
+    return at + kept if at >= 0 and isinstance(kept, int) and kept >= 0 else at
+
+
+def since_compaction(messages: Sequence[BaseMessage]) -> list[BaseMessage]:
+    """The messages written since the last compaction (all of them when never compacted)."""
+    return list(messages[_boundary(messages) + 1 :])
+
+
+def cache_usage(messages: Iterable[BaseMessage]) -> CacheUsage | None:
+    """The prompt cache the AIMessages among ``messages`` report, summed.
+
+    Returns:
+        Their figures (see `CacheUsage`), or None when no AIMessage reports a cache figure
+        in ``usage_metadata["input_token_details"]``: then nothing is known, not zero.
+    """
+    calls = inputs = unreported = 0
+    reads: list[int] = []
+    writes: list[int] = []
+    for message in messages:
+        if not isinstance(message, AIMessage):
+            continue
+        usage = message.usage_metadata
+        read, written = cache_figures(usage)
+        given = usage.get("input_tokens") if usage else None
+        if (
+            not isinstance(given, int)
+            or isinstance(given, bool)
+            or given <= 0
+            or (read is None and written is None)
+        ):
+            unreported += 1
+            continue
+        calls += 1
+        inputs += given
+        if read is not None:
+            reads.append(read)
+        if written is not None:
+            writes.append(written)
+    if not calls:
+        return None
+    return CacheUsage(
+        model_calls=calls,
+        input_tokens=inputs,
+        cache_read=sum(reads) if reads else None,
+        cache_creation=sum(writes) if writes else None,
+        unreported_calls=unreported,
+    )
+
+
+def combined(caches: Iterable[CacheUsage | None]) -> CacheUsage | None:
+    """Several spans' figures summed; None when none of them is known.
+
+    A cache figure stays None only when no span reported it.
+    """
+    known = [cache for cache in caches if cache is not None]
+    if not known:
+        return None
+    reads = [c.cache_read for c in known if c.cache_read is not None]
+    writes = [c.cache_creation for c in known if c.cache_creation is not None]
+    return CacheUsage(
+        model_calls=sum(c.model_calls for c in known),
+        input_tokens=sum(c.input_tokens for c in known),
+        cache_read=sum(reads) if reads else None,
+        cache_creation=sum(writes) if writes else None,
+        unreported_calls=sum(c.unreported_calls for c in known),
+    )
+
+
+def cache_record(cache: CacheUsage | None) -> dict[str, int | None] | None:
+    """``cache`` as checkpoint metadata (JSON), read back by `cache_from_record`."""
+    return None if cache is None else asdict(cache)
+
+
+def cache_from_record(record: Any) -> CacheUsage | None:
+    """A `cache_record` read back from metadata; None when it is missing or malformed."""
+    if not isinstance(record, dict):
+        return None
+    fields: dict[str, int | None] = {}
+    for name, optional in _RECORD_FIELDS.items():
+        value = record.get(name)
+        if value is None and optional:
+            fields[name] = None
+        elif isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            fields[name] = value
+        else:
+            return None
+    return CacheUsage(**fields)  # type: ignore[arg-type]
+
+
+_RECORD_FIELDS = {
+    "model_calls": False,
+    "input_tokens": False,
+    "cache_read": True,
+    "cache_creation": True,
+    "unreported_calls": False,
+}
+"""`CacheUsage`'s fields in a record, and whether each may be None."""
+
+
+def _latest_usage(messages: Sequence[BaseMessage]) -> tuple[int, dict[str, int] | None]:
+    """The newest AIMessage written since the last compaction, and its usage if sane."""
     # The summary and the messages the last compaction kept answered a longer history.
-    boundary = at + kept if at >= 0 and isinstance(kept, int) else at
+    boundary = _boundary(messages)
     for index in range(len(messages) - 1, boundary, -1):
         message = messages[index]
         if not isinstance(message, AIMessage):

@@ -7,9 +7,46 @@ from typing import Any, Literal
 
 from langchain_core.messages import BaseMessage
 
-__all__ = ["CompactionResult", "CompactionStatus", "MessageCompaction", "ThreadStats"]
+__all__ = [
+    "CacheUsage",
+    "CompactionResult",
+    "CompactionStatus",
+    "MessageCompaction",
+    "ThreadStats",
+]
 
 CompactionStatus = Literal["compacted", "failed", "skipped"]
+
+
+@dataclass(frozen=True)
+class CacheUsage:
+    """The provider's prompt cache over some model calls, as their replies reported it.
+
+    Read from each reply's ``usage_metadata["input_token_details"]`` (langchain-core's
+    ``cache_read`` and ``cache_creation``: Anthropic reports both, OpenAI reads only, as
+    ``prompt_tokens_details.cached_tokens``). Only the replies that report a cache figure
+    count; where none does, the figures are unknown and the caller holds None, not zeros.
+    """
+
+    model_calls: int
+    """AIMessages (model replies) that reported a cache figure, each counted once."""
+    input_tokens: int
+    """Their input tokens, cached ones included (the provider's ``input_tokens``)."""
+    cache_read: int | None
+    """Input tokens read from the cache, summed (None: no reply reported reads)."""
+    cache_creation: int | None
+    """Input tokens written to the cache, summed (None: no reply reported writes, as with
+    OpenAI, which does not bill them apart)."""
+    unreported_calls: int = 0
+    """AIMessages in the same span that reported no cache figure, not counted above: a
+    model that does not report one, or a message no model wrote (a hand-off)."""
+
+    @property
+    def hit_rate(self) -> float | None:
+        """``cache_read / input_tokens``: the share of input served from the cache."""
+        if self.cache_read is None or not self.input_tokens:
+            return None
+        return self.cache_read / self.input_tokens
 
 
 @dataclass(frozen=True)
@@ -41,6 +78,15 @@ class MessageCompaction:
     """Tokens of the new history (``messages``)."""
     offloaded_results: int = 0
     """Tool results moved to the offload store by this compaction (0 without ``offload``)."""
+    summarizer_cache_read: int | None = None
+    """Of ``summarizer_input_tokens``, those the provider read from its prompt cache, as
+    its replies reported (None: not reported by every reply)."""
+    summarizer_cache_creation: int | None = None
+    """Those it wrote to its cache (None: not reported by every reply)."""
+    agent_cache: CacheUsage | None = None
+    """The agent's prompt cache over the session this compaction closes: the AIMessages
+    written since the previous compaction, as their ``usage_metadata`` reported it (None:
+    none reported a cache figure)."""
 
 
 @dataclass(frozen=True)
@@ -102,6 +148,18 @@ class CompactionResult:
     the provider's reported ``usage_metadata`` where the reply has it, else counted."""
     summarizer_output_tokens: int = 0
     """Tokens of the summaries it wrote."""
+    summarizer_cache_read: int | None = None
+    """Of ``summarizer_input_tokens``, those the provider read from its prompt cache
+    (``usage_metadata["input_token_details"]["cache_read"]``; None: not reported by every
+    reply, as with a model that does not report it)."""
+    summarizer_cache_creation: int | None = None
+    """Those it wrote to its cache (``cache_creation``; None: not reported, as with OpenAI,
+    which bills no writes)."""
+    agent_cache: CacheUsage | None = None
+    """The agent's prompt cache over the session this compaction closes (the model calls
+    since the previous compaction), as their replies reported it: compare its
+    ``hit_rate`` with the next session's in `ThreadStats.cache_by_session`. None when no
+    reply reported a cache figure."""
     extra: dict[str, Any] = field(default_factory=dict)
     """Room for details that do not fit the fields above."""
 
@@ -125,6 +183,7 @@ class CompactionResult:
         event: dict[str, Any] = {"type": "compaction", **asdict(self)}
         event["reduction"] = self.reduction
         event["tokens_saved"] = self.tokens_saved
+        event["agent_cache_hit_rate"] = self.agent_cache.hit_rate if self.agent_cache else None
         event["result"] = self
         return event
 
@@ -168,3 +227,16 @@ class ThreadStats:
     utilisation: float | None = None
     """What the trigger sees over its size: 1.0 is at the limit (None without a
     supervisor, or with a trigger that is not a size)."""
+    cache: CacheUsage | None = None
+    """The agent's prompt cache over the thread's history, as its model's replies (the
+    thread's AIMessages, each once) reported it in ``usage_metadata``: the sessions of
+    `cache_by_session` that are known, summed. None when none is (a model or provider
+    that reports no cache figure)."""
+    cache_by_session: tuple[CacheUsage | None, ...] = ()
+    """The same per session, oldest first: before the first compaction, between each two,
+    and since the last (``compactions + 1`` entries), so the hit rate before and after
+    each compaction shows. Each compaction's entry is its `CompactionResult.agent_cache`,
+    stored in its checkpoint's metadata; the last is read from the thread's messages now
+    (None until the agent answers after a compaction). None also when a session's replies
+    reported no cache figure, or its compaction's metadata does not record it (written
+    inside a graph run, or by an earlier version)."""

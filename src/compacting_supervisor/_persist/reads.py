@@ -28,6 +28,7 @@ from compacting_supervisor._cut import split_history
 from compacting_supervisor._flow import Flow
 from compacting_supervisor._messages import METADATA_KEY
 from compacting_supervisor._persist.rewrite import ReadHead, sql_kind
+from compacting_supervisor._usage import cache_from_record, cache_usage, combined, since_compaction
 from compacting_supervisor.archive import Transcript, build_transcript
 from compacting_supervisor.results import ThreadStats
 from compacting_supervisor.token_counter import TokenCounter
@@ -264,7 +265,11 @@ def thread_stats(
     messages_key: str,
     token_counter: TokenCounter,
 ) -> Flow[ThreadStats]:
-    """`HistoryManager.thread_stats`: the thread's size now and its branch's compactions."""
+    """`HistoryManager.thread_stats`: the thread's size now and its branch's compactions.
+
+    Each compaction's metadata holds the prompt cache of the session it closed; the
+    head's messages give the current session's.
+    """
     chain = branch((yield from _read_thread(thread_id, saver, messages_key)))
     compactions = [
         (c.timestamp, c.details)
@@ -274,6 +279,10 @@ def thread_stats(
     head = chain[-1] if chain else None
     head_id = head.checkpoint_id if head else None
     messages = yield from _messages(head, thread_id, head_id, saver, messages_key)
+    sessions = (
+        *(cache_from_record(d.get("agent_cache")) for _, d in compactions),
+        cache_usage(since_compaction(messages)),
+    )
 
     def total(key: str) -> int:
         return sum(int(d.get(key) or 0) for _, d in compactions)
@@ -287,6 +296,8 @@ def thread_stats(
         messages_summarized=total("messages_summarized"),
         summarizer_tokens=total("summarizer_input_tokens") + total("summarizer_output_tokens"),
         last_compaction_at=max((ts for ts, _ in compactions), default=None),
+        cache=combined(sessions),
+        cache_by_session=sessions,
     )
 
 
