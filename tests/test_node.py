@@ -482,6 +482,29 @@ def test_a_node_serving_many_threads_remembers_only_the_latest(
     assert [len(records) <= 50 for records in kept] == [True] * 5
 
 
+def test_without_a_checkpointer_the_supervisor_is_told_what_to_pass(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """No saver, no parent checkpoint to read: the node cannot tell whether the parent shares
+    its messages, so it compacts its own copy and says once which setting decides."""
+    unsure = Team(None, pre_model_hook=_supervisor_node())
+    messages: list[BaseMessage] = []
+    for i in range(5):
+        request = {"messages": [*messages, HumanMessage(turn_request(i))]}
+        messages = unsure.graph.invoke(request)["messages"]
+    assert caplog.text.count("compact_parent=True") == 1
+    assert sum(map(is_summary, messages)) >= 2  # the trap: summaries merged to the end
+    caplog.clear()
+    told = Team(None, pre_model_hook=_supervisor_node(compact_parent=True))
+    messages = []
+    for i in range(5):
+        request = {"messages": [*messages, HumanMessage(turn_request(i))]}
+        messages = told.graph.invoke(request)["messages"]
+    assert "compact_parent" not in caplog.text
+    assert is_summary(messages[0])
+    assert sum(map(is_summary, messages)) == 1
+
+
 class _Question(TypedDict):
     question: str
     answer: str

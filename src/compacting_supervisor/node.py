@@ -50,6 +50,7 @@ from compacting_supervisor._persist.state_update import (
     parent_update,
     replacing_update,
     shared_parent,
+    unreadable_parent,
 )
 from compacting_supervisor.history_manager import HistoryManager
 from compacting_supervisor.keep import KeepPolicy
@@ -172,6 +173,7 @@ class CompactionNode(Runnable[Any, Any], InGraphCompaction):
         # Per thread: the history just handed to the parent graph, which runs this node
         # again from it (that run must not compact it again).
         self._handed_up: RecentThreads[list[str | None]] = RecentThreads()
+        self._told_unreadable = False  # the warning that compact_parent decides, said once
 
     # ------------------------------------------------------------------ the node
 
@@ -221,6 +223,18 @@ class CompactionNode(Runnable[Any, Any], InGraphCompaction):
         if self.compact_parent:
             node = parent_node(config)
         else:
+            if unreadable_parent(config) and not self._told_unreadable:
+                self._told_unreadable = True
+                logger.warning(
+                    "%s runs in a subgraph of a graph without a checkpointer, so it cannot "
+                    "read whether the parent graph holds the same %r: it compacts the "
+                    "subgraph's own copy, which a parent sharing them (create_supervisor's "
+                    "supervisor) merges back whole, the summary at the end. Pass "
+                    "compact_parent=True to compact the parent's, or compact_parent=False "
+                    "to keep the copy's compaction and silence this.",
+                    self._form,
+                    key,
+                )
             node = yield from shared_parent(config, self._messages(state), messages_key=key)
         if node is None:
             return update

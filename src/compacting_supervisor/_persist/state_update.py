@@ -41,7 +41,14 @@ from compacting_supervisor._flow import Flow, Sleep
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ReadParent", "parent_node", "parent_update", "replacing_update", "shared_parent"]
+__all__ = [
+    "ReadParent",
+    "parent_node",
+    "parent_update",
+    "replacing_update",
+    "shared_parent",
+    "unreadable_parent",
+]
 
 _NS_SEP = "|"  # LangGraph's separator between the levels of a checkpoint namespace
 _TASK_SEP = ":"  # ... and between a level's node name and its task id
@@ -81,6 +88,12 @@ def parent_node(config: Mapping[str, Any]) -> str | None:
     if len(levels) < 2:
         return None
     return levels[-2].split(_TASK_SEP, 1)[0]
+
+
+def unreadable_parent(config: Mapping[str, Any]) -> bool:
+    """Whether this run is a subgraph's whose parent checkpoint cannot be read (no saver)."""
+    saver = (config.get("configurable") or {}).get(CONFIG_KEY_CHECKPOINTER)
+    return parent_node(config) is not None and not isinstance(saver, BaseCheckpointSaver)
 
 
 @dataclass(frozen=True)
