@@ -731,6 +731,9 @@ def test_a_node_is_not_a_model_a_middleware_or_a_summariser() -> None:
         create_react_agent(CompactionNode(), tools=[]).invoke(hi)
     with pytest.raises(TypeError, match=r"called with a list, as a chat model is"):
         create_agent(CompactionNode(), tools=[]).invoke(hi)
+    with pytest.raises(TypeError, match=r"`middleware` got a CompactionNode.*CompactionMiddleware"):
+        create_agent(ScriptedChatModel(responses=["x"]), tools=[], middleware=[CompactionNode()])
+    assert not hasattr(CompactionNode(), "wrap_tool_call")  # still no such attribute to probes
     model = ScriptedChatModel(responses=["x"])
     misplaced = create_react_agent(model, tools=[], pre_model_hook=CompactionMiddleware())
     with pytest.raises(TypeError, match=r"create_agent middleware.*use CompactionNode"):

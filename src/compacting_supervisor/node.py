@@ -70,6 +70,26 @@ _USE = (
 )
 
 
+class _MisplacedError(AttributeError, TypeError):
+    """The node given where a create_agent middleware goes.
+
+    A TypeError that ``hasattr``, ``dir`` and ``inspect`` still read as a missing attribute.
+    """
+
+
+class _NotAMiddleware:
+    """A middleware hook's name on the node: reading it says which form goes there."""
+
+    def __get__(self, instance: Any, owner: Any = None) -> NoReturn:
+        msg = (
+            "`middleware` got a CompactionNode, which is a graph node: pass "
+            "create_agent(model, tools, middleware=[CompactionMiddleware(...)]) with the same "
+            "settings. CompactionNode goes in pre_model_hook= (create_react_agent, "
+            "create_supervisor) or StateGraph.add_node."
+        )
+        raise _MisplacedError(msg)
+
+
 class CompactionNode(Runnable[Any, Any], InGraphCompaction):
     """Compacts a graph's ``messages`` before a model call when the trigger fires.
 
@@ -131,6 +151,7 @@ class CompactionNode(Runnable[Any, Any], InGraphCompaction):
     """
 
     _form = "CompactionNode"
+    wrap_tool_call = _NotAMiddleware()  # what create_agent reads first on a middleware
 
     def __init__(
         self,
