@@ -526,3 +526,22 @@ def test_a_malformed_record_in_metadata_reads_as_unknown(record: Any) -> None:
     from compacting_supervisor._usage import cache_from_record
 
     assert cache_from_record(record) is None
+
+
+def test_a_streamed_scripted_reply_keeps_what_the_model_billed() -> None:
+    """Streamed, a scripted reply's usage (cache figures included) arrives whole, on a last
+    chunk as providers send it, so stream-mode runs report the same usage as invoke."""
+    usage = {
+        "input_tokens": 1200,
+        "output_tokens": 3,
+        "total_tokens": 1203,
+        "input_token_details": {"cache_read": 1024, "cache_creation": 176},
+    }
+    model = ScriptedChatModel(responses=[AIMessage("All booked now.", usage_metadata=usage)])
+    chunks = list(model.stream("Book it."))
+    streamed = chunks[0]
+    for chunk in chunks[1:]:
+        streamed += chunk
+    assert streamed.text == "All booked now."
+    assert streamed.usage_metadata == usage
+    assert model.invoke("Book it.").usage_metadata == usage

@@ -129,6 +129,10 @@ class ScriptedChatModel(BaseChatModel):
                     ],
                 )
             )
+        if reply.usage_metadata:  # what the model billed, on a last chunk as providers send it
+            yield ChatGenerationChunk(
+                message=AIMessageChunk(content="", id=reply.id, usage_metadata=reply.usage_metadata)
+            )
 
     async def _agenerate(
         self, messages: list[BaseMessage], *args: Any, **kwargs: Any
