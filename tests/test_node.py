@@ -505,6 +505,30 @@ def test_without_a_checkpointer_the_supervisor_is_told_what_to_pass(
     assert sum(map(is_summary, messages)) == 1
 
 
+def test_two_subgraphs_sharing_a_node_on_one_thread_skip_only_their_own_rerun() -> None:
+    """One node, the hook of two teams' supervisors running side by side on one thread (an
+    outer supervisor's parallel hand-off): each team's rerun after handing its compacted
+    history up is recognised as its own, whatever the other team did in between."""
+    summariser = ScriptedChatModel(responses=[SUMMARY])
+    node = CompactionNode(
+        model=summariser, trigger=MessageCount(2), keep=KeepMessages(2), compact_parent=True
+    )
+
+    def config(team: str, task: int) -> dict[str, Any]:
+        namespace = f"{team}:1|supervisor:{task}|pre_model_hook:{task}"
+        return {"configurable": {"thread_id": "t", "checkpoint_ns": namespace}}
+
+    notes = [HumanMessage(_note(n), id=f"n{n}") for n in range(4)]
+    handed = node.invoke({"messages": notes}, config("team_a", 2))
+    assert isinstance(handed, Command) and handed.goto == "supervisor"  # to team_a's graph
+    other = [HumanMessage(_note(n), id=f"o{n}") for n in range(4)]
+    assert isinstance(node.invoke({"messages": other}, config("team_b", 3)), Command)
+    compacted = handed.update["messages"].value  # team_a's supervisor runs again from it
+    assert node.invoke({"messages": compacted}, config("team_a", 4)) is None
+    assert len(summariser.calls) == 2  # one compaction per team,
+    assert node.last_compaction("t").status == "compacted"  # and no attempt on the rerun
+
+
 class _Question(TypedDict):
     question: str
     answer: str

@@ -46,6 +46,7 @@ from compacting_supervisor._in_graph import (
     run_thread_id,
 )
 from compacting_supervisor._persist.state_update import (
+    parent_namespace,
     parent_node,
     parent_update,
     replacing_update,
@@ -261,7 +262,7 @@ class CompactionNode(Runnable[Any, Any], InGraphCompaction):
             return update
         thread_id = run_thread_id()
         if thread_id != NO_THREAD:
-            self._handed_up[thread_id] = [m.id for m in update[key].value]
+            self._handed_up[_hand_up_key(thread_id, config)] = [m.id for m in update[key].value]
         logger.debug("Thread %s: the parent graph's %r is compacted.", thread_id, key)
         return parent_update(update, node=node)
 
@@ -277,13 +278,21 @@ class CompactionNode(Runnable[Any, Any], InGraphCompaction):
         """Whether the parent runs this node again on the history it just compacted."""
         if not self._handed_up:
             return False
-        written = self._handed_up.pop(run_thread_id(), None)
+        written = self._handed_up.pop(_hand_up_key(run_thread_id(), run_config()), None)
         if written is None:
             return False
         return [m.id for m in self._messages(state)] == written
 
     def __repr__(self) -> str:
         return f"CompactionNode(trigger={self.trigger!r}, keep={self.keep!r})"
+
+
+def _hand_up_key(thread_id: str, config: dict[str, Any]) -> str:
+    """A hand-up's key: the thread and the parent graph it went to.
+
+    Subgraphs that share a node on one thread, side by side, each recognise their own rerun.
+    """
+    return f"{thread_id}\n{parent_namespace(config)}"
 
 
 def _check_state(state: Any) -> None:

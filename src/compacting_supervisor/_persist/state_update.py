@@ -43,6 +43,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "ReadParent",
+    "parent_namespace",
     "parent_node",
     "parent_update",
     "replacing_update",
@@ -90,6 +91,16 @@ def parent_node(config: Mapping[str, Any]) -> str | None:
     return levels[-2].split(_TASK_SEP, 1)[0]
 
 
+def parent_namespace(config: Mapping[str, Any]) -> str:
+    """The checkpoint namespace of the parent graph this run's subgraph runs in.
+
+    The same for every run of that subgraph's node in the parent (a rerun included); ``""``
+    when the parent is the root graph.
+    """
+    levels = str((config.get("configurable") or {}).get("checkpoint_ns") or "").split(_NS_SEP)
+    return _NS_SEP.join(levels[:-2])
+
+
 def unreadable_parent(config: Mapping[str, Any]) -> bool:
     """Whether this run is a subgraph's whose parent checkpoint cannot be read (no saver)."""
     saver = (config.get("configurable") or {}).get(CONFIG_KEY_CHECKPOINTER)
@@ -132,8 +143,7 @@ def shared_parent(
     saver = configurable.get(CONFIG_KEY_CHECKPOINTER)
     if node is None or not isinstance(saver, BaseCheckpointSaver):
         return None
-    levels = str(configurable.get("checkpoint_ns") or "").split(_NS_SEP)
-    namespace = _NS_SEP.join(levels[:-2])  # the parent graph's
+    namespace = parent_namespace(config)
     checkpoint_id = (configurable.get("checkpoint_map") or {}).get(namespace)
     if checkpoint_id is None:
         return None
