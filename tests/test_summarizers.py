@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import time
 from collections.abc import Sequence
@@ -13,6 +14,7 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, System
 from pydantic import Field
 
 from compacting_supervisor import (
+    ChatModelSummarizer,
     CompactingSupervisor,
     ExtractiveSummarizer,
     HistoryManager,
@@ -343,9 +345,21 @@ def test_an_existing_summary_is_extended_not_replaced(saver: Any) -> None:
     assert "Here is a summary" not in second  # the summary is not also sent as a message
 
 
-def test_prompt_messages_is_exactly_what_the_model_receives() -> None:
-    from compacting_supervisor import ChatModelSummarizer
+class _Recording(ChatModelSummarizer):
+    """A chat-model summariser that notes each call: (previous, messages, max_tokens)."""
 
+    def __init__(self, model: ScriptedChatModel, asked: list[tuple[Any, ...]]) -> None:
+        super().__init__(model)
+        self.asked = asked
+
+    def summarize(
+        self, previous: str | None, messages: Sequence[BaseMessage], *, max_tokens: int
+    ) -> str:
+        self.asked.append((previous, list(messages), max_tokens))
+        return super().summarize(previous, messages, max_tokens=max_tokens)
+
+
+def test_prompt_messages_is_exactly_what_the_model_receives() -> None:
     model = ScriptedChatModel(responses=[STRUCTURED])
     summarizer = ChatModelSummarizer(model)
     previous = "## Goal\n- earlier goal"
@@ -354,17 +368,9 @@ def test_prompt_messages_is_exactly_what_the_model_receives() -> None:
     assert model.calls == [summarizer.prompt_messages(previous, messages, max_tokens=300)]
 
     # Through a HistoryManager that summarises in pieces: every call, piece by piece.
-    asked: list[tuple[Any, ...]] = []
-
-    class Recording(ChatModelSummarizer):
-        def summarize(
-            self, previous: str | None, messages: Sequence[BaseMessage], *, max_tokens: int
-        ) -> str:
-            asked.append((previous, list(messages), max_tokens))
-            return super().summarize(previous, messages, max_tokens=max_tokens)
-
     model = ScriptedChatModel(responses=[STRUCTURED])
-    history = HistoryManager(model=Recording(model), summary_input_tokens=450)
+    asked: list[tuple[Any, ...]] = []
+    history = HistoryManager(model=_Recording(model, asked), summary_input_tokens=450)
     history.compact_messages(
         [HumanMessage(f"fact {i}: " + "detail " * 40) for i in range(6)], compaction_ratio=0.8
     )
@@ -372,6 +378,108 @@ def test_prompt_messages_is_exactly_what_the_model_receives() -> None:
     fresh = ChatModelSummarizer(ScriptedChatModel(responses=["x"]))
     for call, (previous, piece, max_tokens) in zip(model.calls, asked, strict=True):
         assert call == fresh.prompt_messages(previous, piece, max_tokens=max_tokens)
+
+
+def _mixed_history() -> list[BaseMessage]:
+    """A running summary, names, content blocks, parallel calls, JSON results, long messages."""
+    from compacting_supervisor._messages import new_summary_message
+
+    records = [{"sku": f"A-{n}", "qty": n, "note": f"<b>batch {n}</b>"} for n in range(60)]
+    history: list[BaseMessage] = [
+        SystemMessage("You are the shop's assistant."),
+        new_summary_message(
+            "## Goal\n- ship order 42 <system>not a tag</system>",
+            earlier={},
+            summarized=4,
+            kept=0,
+        ),
+        HumanMessage(
+            [{"type": "text", "text": "Where are orders 42 and 43?"}, {"type": "image_url"}],
+            name="alice",
+        ),
+        AIMessage(
+            [{"type": "reasoning", "reasoning": "hidden"}, {"type": "text", "text": "Checking."}],
+            name="shop_agent",
+            tool_calls=[
+                {"name": "order_status", "args": {"order_id": 42}, "id": "c1"},
+                {"name": "order_status", "args": {"order_id": 43, "tags": ["a", "b"]}, "id": "c2"},
+            ],
+        ),
+        ToolMessage(
+            '{"status": "shipped", "eta": "Friday"}', tool_call_id="c1", name="order_status"
+        ),
+        ToolMessage("not found", tool_call_id="c2", name="order_status", status="error"),
+        AIMessage("", tool_calls=[{"name": "stock", "args": {"q": "A"}, "id": "c3"}]),
+        ToolMessage(json.dumps(records), tool_call_id="c3", name="stock"),
+        AIMessage(
+            "",
+            name="supervisor",
+            tool_calls=[{"name": "transfer_to_billing", "args": {}, "id": "h1"}],
+        ),
+        ToolMessage(
+            "Successfully transferred to billing",
+            tool_call_id="h1",
+            name="transfer_to_billing",
+            response_metadata={"__handoff_destination": "billing"},
+        ),
+        AIMessage(
+            "",
+            name="billing",
+            tool_calls=[{"name": "write", "args": {"text": "line " * 900}, "id": "c4"}],
+        ),
+        ToolMessage({"ok": True, "path": "/tmp/x.md"}, tool_call_id="c4", name="write"),
+        HumanMessage("Long question: " + "why did it take so long? " * 300),
+    ]
+    for n in range(8):
+        history += [HumanMessage(f"Question {n}: status of {n}?"), AIMessage(f"Order {n} ok.")]
+    return history
+
+
+def test_prompts_built_during_a_compaction_are_byte_identical_to_fresh_ones(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each message is rendered once per compaction, and every prompt reads as before.
+
+    The packing measures each message's event and the prompt reuses what it rendered; the
+    prompts sent must be exactly those a fresh summariser builds from the same pieces, and
+    the usage counted must be their exact tokens.
+    """
+    from compacting_supervisor import TokenCounter, _render
+
+    results: list[Any] = []
+    structured = _render.structured
+
+    def counted(content: Any) -> str:
+        results.append(content)
+        return structured(content)
+
+    monkeypatch.setattr(_render, "structured", counted)
+
+    model = ScriptedChatModel(responses=[STRUCTURED])
+    asked: list[tuple[Any, ...]] = []
+    history = HistoryManager(model=_Recording(model, asked), summary_input_tokens=700)
+    compaction = history.compact_messages(_mixed_history(), compaction_ratio=0.8)
+    assert compaction is not None
+    assert len(model.calls) == len(asked) > 3
+    assert "ship order 42" in asked[0][0]  # the running summary is folded forward
+    pieces = [m for _, chunk, _ in asked for m in chunk]
+    assert sum("[part 1 of " in str(m.content) for m in pieces) >= 3  # long ones were cut
+    # Rendered once: no tool result's YAML (nor any piece's text) was built twice.
+    assert len(results) == len({id(r) for r in results})
+    monkeypatch.setattr(_render, "structured", structured)
+    fresh = ChatModelSummarizer(ScriptedChatModel(responses=["x"]))
+    counter = TokenCounter()
+    sent = 0
+    for call, (previous, piece, max_tokens) in zip(model.calls, asked, strict=True):
+        expected = fresh.prompt_messages(previous, piece, max_tokens=max_tokens)
+        assert [(type(m), m.content) for m in call] == [(type(m), m.content) for m in expected]
+        assert counter.count(expected) <= 700
+        sent += counter.count(expected)
+    bodies = "".join(str(call[1].content) for call in model.calls)
+    for shown in ('<call tool="order_status" id="2" by="shop_agent">', "(table: sku|qty|note)"):
+        assert shown in bodies
+    assert '<handoff from="supervisor" to="billing"/>' in bodies
+    assert compaction.summarizer_input_tokens == sent
 
 
 async def test_async_prompt_messages_is_exactly_what_the_model_receives() -> None:

@@ -7,9 +7,11 @@ block it sits in nor pose as one of ours.
 
 from __future__ import annotations
 
+import contextvars
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from langchain_core.messages import (
@@ -33,12 +35,14 @@ from compacting_supervisor._messages import (
 from compacting_supervisor._yaml import to_yaml
 
 __all__ = [
+    "RenderMemo",
     "as_messages",
     "element",
     "escape",
     "message_events",
     "plain_text",
     "render_messages",
+    "rendering_once",
     "structured",
     "tag_name",
 ]
@@ -165,10 +169,68 @@ def _destination(call: Any, results: dict[str, str]) -> str:
     return name
 
 
+class RenderMemo:
+    """What one compaction has rendered of each message: every message rendered once.
+
+    A message's text, its tool calls' arguments and its tool result (JSON as YAML) depend
+    on the message alone; the tags around them (parallel ids, hand-offs) depend on the
+    messages rendered with it and are built each time. The memo holds the messages it has
+    seen, so an ``id`` is never reused while it is alive; it lives as long as its owner
+    (`compacting_supervisor._compaction.summarise.SummaryPolicy`, one per compaction):
+    nothing is cached across compactions, and messages are not changed within one.
+    """
+
+    def __init__(self) -> None:
+        self._parts: dict[tuple[int, Any], tuple[BaseMessage, str]] = {}
+
+    def part(self, message: BaseMessage, slot: Any, render: Callable[[Any], str], arg: Any) -> str:
+        """``render(arg)``, the text of ``message``'s ``slot``: rendered the first time only."""
+        key = (id(message), slot)
+        found = self._parts.get(key)
+        if found is not None and found[0] is message:
+            return found[1]
+        text = render(arg)
+        self._parts[key] = (message, text)
+        return text
+
+
+_MEMO: contextvars.ContextVar[RenderMemo | None] = contextvars.ContextVar(
+    "compacting_supervisor_render_memo", default=None
+)
+
+
+@contextmanager
+def rendering_once(memo: RenderMemo) -> Iterator[None]:
+    """Within the block, messages render through ``memo`` (`render_messages` included)."""
+    token = _MEMO.set(memo)
+    try:
+        yield
+    finally:
+        _MEMO.reset(token)
+
+
+def _part(
+    memo: RenderMemo | None, message: BaseMessage, slot: Any, render: Callable[[Any], str], arg: Any
+) -> str:
+    """``render(arg)``, through ``memo`` when a compaction is rendering."""
+    return render(arg) if memo is None else memo.part(message, slot, render, arg)
+
+
+def _escaped_text(content: Any) -> str:
+    """A message's text as the transcript shows it."""
+    return escape(_content_text(content))
+
+
+def _escaped_args(args: Any) -> str:
+    """A tool call's arguments as the transcript shows them (YAML)."""
+    return escape(_args_text(args))
+
+
 class _Events:
     """Renders messages one by one; parallel calls are numbered 1, 2, ... in order."""
 
-    def __init__(self, messages: Sequence[BaseMessage]) -> None:
+    def __init__(self, messages: Sequence[BaseMessage], memo: RenderMemo | None = None) -> None:
+        self.memo = memo if memo is not None else _MEMO.get()
         self.handoffs = handoff_call_ids(messages)
         self.destinations = {
             message.tool_call_id: str(message.response_metadata["__handoff_destination"])
@@ -201,11 +263,13 @@ class _Events:
                 "status": "error" if message.status == "error" else None,
             }
             tag = tag_name(message.name, "_result", "tool_result")
-            return element(tag, escape(structured(message.content)), attributes)
+            result = _part(self.memo, message, "result", structured, message.content)
+            return element(tag, escape(result), attributes)
         if isinstance(message, FunctionMessage):
             tag = tag_name(message.name, "_result", "function_result")
-            return element(tag, escape(structured(message.content)))
-        text = escape(_content_text(message.content))
+            result = _part(self.memo, message, "result", structured, message.content)
+            return element(tag, escape(result))
+        text = _part(self.memo, message, "text", _escaped_text, message.content)
         if isinstance(message, HumanMessage):
             return element("user", text, {"name": message.name}) if text else ""
         if isinstance(message, SystemMessage):
@@ -218,19 +282,22 @@ class _Events:
     def _ai(self, message: AIMessage) -> str:
         handing_off = any(key in message.response_metadata for key in HANDOFF_KEYS)
         events = []
-        text = "" if handing_off else escape(_content_text(message.content))
+        text = (
+            "" if handing_off else _part(self.memo, message, "text", _escaped_text, message.content)
+        )
         if text:
             events.append(element("assistant", text, {"name": message.name}))
         handoffs = [handing_off or call.get("id") in self.handoffs for call in message.tool_calls]
         parallel = handoffs.count(False) > 1  # ids pair results with calls only then
-        for call, handoff in zip(message.tool_calls, handoffs, strict=True):
+        for index, (call, handoff) in enumerate(zip(message.tool_calls, handoffs, strict=True)):
             if handoff:
                 to = _destination(call, self.destinations)
                 events.append(element("handoff", "", {"from": message.name, "to": to}))
                 continue
             short = self._short(call.get("id"), new=True) if parallel else None
             attributes = {"tool": call["name"], "id": short, "by": message.name}
-            events.append(element("call", escape(_args_text(call["args"])), attributes))
+            args = _part(self.memo, message, index, _escaped_args, call["args"])
+            events.append(element("call", args, attributes))
         return "\n".join(events)
 
 
@@ -241,7 +308,7 @@ def plain_text(message: BaseMessage) -> str:
     piece of a message too long for one summariser call must carry, so nothing is lost.
     """
     if isinstance(message, ToolMessage | FunctionMessage):
-        return structured(message.content)
+        return _part(_MEMO.get(), message, "result", structured, message.content)
     text = _content_text(message.content)
     if isinstance(message, AIMessage) and message.tool_calls:
         calls = [f"{call['name']}:\n{_args_text(call['args'])}" for call in message.tool_calls]
@@ -268,9 +335,13 @@ def as_messages(messages: Any, parameter: str) -> list[BaseMessage]:
         raise TypeError(msg) from exc
 
 
-def message_events(messages: Sequence[BaseMessage]) -> list[str]:
-    """One rendered string per message ("" for a message that shows nothing)."""
-    events = _Events(messages)
+def message_events(messages: Sequence[BaseMessage], memo: RenderMemo | None = None) -> list[str]:
+    """One rendered string per message ("" for a message that shows nothing).
+
+    With ``memo`` (else the one `rendering_once` set, if any), what depends on a message
+    alone is rendered once per memo.
+    """
+    events = _Events(messages, memo)
     return [events.render(message) for message in messages]
 
 

@@ -204,6 +204,7 @@ _TABLE_MIN_ROWS = 3
 _CELL_SCALARS = (str, int, float, bool, type(None))
 _JSON_NUMBER = re.compile(r"-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][-+]?\d+)?")
 _JSON_WORDS = frozenset({"true", "false", "null", "NaN", "Infinity", "-Infinity"})
+_CELL_QUOTED_FIRST = frozenset('" (')
 
 
 def _cell(value: Any) -> str:
@@ -212,14 +213,23 @@ def _cell(value: Any) -> str:
     A cell reads back exactly as JSON's rules do: a quoted cell is a JSON string, an
     unquoted one a number, ``true``, ``false`` or ``null`` when it is one, else a string.
     """
-    if isinstance(value, float):
+    kind = type(value)
+    text: str
+    if kind is str:  # the common cases first, as below
+        text = value
+    elif kind is int:
+        return str(value)
+    elif kind is float and math.isfinite(value):
+        return float.__repr__(value)  # what JSON writes
+    elif isinstance(value, float):
         return json.dumps(value)  # NaN and Infinity as JSON writes them
-    if value is None or isinstance(value, int):  # null, true, false, digits: as in YAML
+    elif value is None or isinstance(value, int):  # null, true, false, digits: as in YAML
         return _scalar(value)
-    text = value if isinstance(value, str) else str(value)
+    else:
+        text = value if isinstance(value, str) else str(value)
     if (
         not text
-        or text[0] in '" ('
+        or text[0] in _CELL_QUOTED_FIRST
         or text[0].isspace()
         or text[-1].isspace()
         or "|" in text

@@ -19,7 +19,7 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 
 from compacting_supervisor._flow import Flow, Sleep
 from compacting_supervisor._messages import text_of
-from compacting_supervisor._render import message_events, plain_text
+from compacting_supervisor._render import RenderMemo, message_events, plain_text, rendering_once
 from compacting_supervisor._summarizer_call import (
     Replies,
     Summarizer,
@@ -170,9 +170,13 @@ class SummaryPolicy:
     """The most one call reads, in tokens; None for no limit."""
     counts: PieceCounts = field(init=False, compare=False, repr=False)
     """This compaction's pieces counted so far (a policy serves one compaction)."""
+    rendered: RenderMemo = field(init=False, compare=False, repr=False)
+    """This compaction's messages rendered so far: packing measures each message's event,
+    and the prompt that holds it reuses its text and YAML instead of rendering it again."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "counts", PieceCounts(self.token_counter))
+        object.__setattr__(self, "rendered", RenderMemo())
 
     def fold(
         self,
@@ -261,7 +265,7 @@ class SummaryPolicy:
 
     def _size(self, message: BaseMessage) -> int:
         """Tokens ``message`` adds to a summariser call's transcript."""
-        events = message_events([message])
+        events = message_events([message], self.rendered)
         # With its line break, as the transcript holds it: the piece the exact count of
         # the call's prompt will find already counted.
         return self.counts.text(events[0] + "\n") if events else 0
@@ -273,10 +277,10 @@ class SummaryPolicy:
             size = self._size(message)
             if size <= room:
                 pieces.append((message, size))
-            else:
-                pieces.extend(
-                    (piece, self._size(piece)) for piece in split_message(message, room, self._size)
-                )
+                continue
+            with rendering_once(self.rendered):  # its text, as the transcript shows it
+                cut = split_message(message, room, self._size)
+            pieces.extend((piece, self._size(piece)) for piece in cut)
         return pieces
 
     def _take(
@@ -388,7 +392,9 @@ class SummaryPolicy:
         prompt_messages = getattr(self.summarizer, "prompt_messages", None)
         if callable(prompt_messages):
             try:
-                return self.counts.messages(prompt_messages(previous, chunk, max_tokens=max_tokens))
+                with rendering_once(self.rendered):
+                    prompt = prompt_messages(previous, chunk, max_tokens=max_tokens)
+                return self.counts.messages(prompt)
             except Exception:  # a custom summariser's helper: fall back to the input
                 logger.debug("prompt_messages failed; counting the summariser's input instead.")
         if isinstance(self.summarizer, ExtractiveSummarizer):
