@@ -463,9 +463,9 @@ def test_a_node_serving_many_threads_remembers_only_the_latest(
 ) -> None:
     """A served graph's node lives as long as the worker and sees every thread: what it keeps
     per thread (first seen, last result and its summary, breaker, hand-ups) is bounded."""
-    import compacting_supervisor._in_graph as in_graph
+    import compacting_supervisor._recent as recent
 
-    monkeypatch.setattr(in_graph, "THREADS_KEPT", 50)
+    monkeypatch.setattr(recent, "THREADS_KEPT", 50)
     broken = ScriptedChatModel(responses=[RuntimeError("provider down")])
     node = CompactionNode(
         history_manager=HistoryManager(model=broken, summary_retries=0, retry_backoff=0),

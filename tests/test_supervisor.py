@@ -1011,3 +1011,38 @@ def test_tool_results_stream_as_message_events_of_their_node(saver: Any) -> None
     }
     assert {(e["node"], e["agent"]) for e in results} == {("tools", "tools")}
     assert "".join(e["content"] for e in events if e["type"] == "token").startswith("Both cities")
+
+
+def test_a_long_lived_wrapper_remembers_only_its_latest_threads(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A web app's wrapper lives as long as its process and sees every user's thread: what
+    it keeps per thread (counts, marks, last result, breaker, first seen) is bounded, and a
+    thread it forgot is counted afresh and compacted as before."""
+    import compacting_supervisor._recent as recent
+
+    monkeypatch.setattr(recent, "THREADS_KEPT", 20)
+    broken = ScriptedChatModel(responses=[RuntimeError("provider down")])
+    history = HistoryManager(model=broken, summary_retries=0, retry_backoff=0)
+    supervisor = CompactingSupervisor(chat_graph(InMemorySaver()), history, token_limit=60)
+    for n in range(100):
+        config = {"configurable": {"thread_id": f"t{n}"}}
+        for turn in range(2):  # the second turn has an older exchange to summarise
+            note = f"Note {n}.{turn}: " + "budget line " * 20
+            supervisor.invoke({"messages": [HumanMessage(note)]}, config)
+    records = [
+        supervisor._results,
+        supervisor._first_seen,
+        supervisor._breaker.circuits,
+        supervisor._counted,
+        supervisor._marks,
+        supervisor._known,
+    ]
+    assert all(len(record) <= 20 for record in records), [len(r) for r in records]
+    assert supervisor.last_compaction("t99").status == "failed"  # the latest are remembered
+    assert supervisor.last_compaction("t0") is None  # the oldest are forgotten
+    # A forgotten thread is counted afresh: its next turn is still over the limit and tried.
+    supervisor.invoke(
+        {"messages": [HumanMessage("one more")]}, {"configurable": {"thread_id": "t0"}}
+    )
+    assert supervisor.last_compaction("t0").status == "failed"

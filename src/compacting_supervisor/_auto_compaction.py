@@ -27,6 +27,7 @@ from compacting_supervisor._flow import Flow, adrive, drive
 from compacting_supervisor._messages import check_messages
 from compacting_supervisor._persist.reads import RunWrites
 from compacting_supervisor._persist.rewrite import HeadMark
+from compacting_supervisor._recent import RecentThreads
 from compacting_supervisor._usage import context_tokens
 from compacting_supervisor.errors import CompactionError
 from compacting_supervisor.keep import KeepPolicy
@@ -85,9 +86,9 @@ class AutoCompaction(CompactionDecisions):
 
     def _init_counting(self) -> None:
         """Start with no thread counted (a `with_config` copy shares these)."""
-        self._counted = {}
-        self._marks = {}
-        self._known = {}
+        self._counted = RecentThreads()
+        self._marks = RecentThreads()
+        self._known = RecentThreads()
 
     def _auto_compact(
         self, thread_id: str, values: Any, config: Any = None

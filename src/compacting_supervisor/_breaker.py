@@ -16,6 +16,7 @@ import time
 
 from langchain_core.messages import BaseMessage
 
+from compacting_supervisor._recent import RecentThreads
 from compacting_supervisor.errors import (
     CompactionError,
     NoReductionError,
@@ -80,7 +81,7 @@ class CircuitBreaker:
     def __init__(self, max_consecutive_failures: int, failure_cooldown_turns: int) -> None:
         self.max_consecutive_failures = max_consecutive_failures
         self.failure_cooldown_turns = failure_cooldown_turns
-        self.circuits: dict[str, Circuit] = {}
+        self.circuits: dict[str, Circuit] = RecentThreads()
 
     def pause(self, thread_id: str) -> CircuitOpenError | None:
         """The error to skip this turn's compaction with while the breaker is open, else None.

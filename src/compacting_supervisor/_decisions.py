@@ -20,6 +20,7 @@ from langchain_core.messages import BaseMessage
 
 from compacting_supervisor._arguments import check_policies
 from compacting_supervisor._breaker import Circuit, CircuitBreaker, NoSafeCutError, unchanged_result
+from compacting_supervisor._recent import RecentThreads
 from compacting_supervisor._settings import check_count, check_ratio
 from compacting_supervisor._usage import context_tokens, declared_tokens, summary_details
 from compacting_supervisor.history_manager import DEFAULT_MAX_SUMMARY_TOKENS, HistoryManager
@@ -104,9 +105,11 @@ class CompactionDecisions:
             # their references in the summary.
             manager._bind_offload(offload)
         self.overhead_tokens = declared_tokens(system_prompt, tools, manager.token_counter)
-        self._first_seen = {}
+        # A form lives as long as its process and may see any number of threads: what it
+        # keeps per thread is kept for the most recent ones (`RecentThreads`).
+        self._first_seen = RecentThreads()
         self._breaker = CircuitBreaker(max_consecutive_failures, failure_cooldown_turns)
-        self._results = {}
+        self._results = RecentThreads()
 
     @property
     def max_consecutive_failures(self) -> int:

@@ -16,9 +16,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import threading
 import uuid
-from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
@@ -35,6 +33,7 @@ from compacting_supervisor._compaction import StoreResults, compaction_result
 from compacting_supervisor._decisions import Compact, CompactionDecisions
 from compacting_supervisor._flow import Flow, _FlowRun
 from compacting_supervisor._messages import check_messages
+from compacting_supervisor._recent import RecentThreads
 from compacting_supervisor.errors import CompactionError
 from compacting_supervisor.history_manager import HistoryManager
 from compacting_supervisor.results import CompactionResult
@@ -44,9 +43,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "NO_THREAD",
-    "THREADS_KEPT",
     "InGraphCompaction",
-    "RecentThreads",
     "adrive_off_loop",
     "run_config",
     "run_thread_id",
@@ -55,11 +52,8 @@ __all__ = [
 NO_THREAD = "<no thread>"
 """The thread key of a run without a checkpointer."""
 
-THREADS_KEPT = 10_000
-"""How many threads a form remembers (first seen, last result, breaker): the most recent."""
 
 _T = TypeVar("_T")
-_V = TypeVar("_V")
 _MISSING = object()
 
 
@@ -95,12 +89,8 @@ class InGraphCompaction(CompactionDecisions):
             raise TypeError(msg)
         check_history_manager(history_manager)
         self._configure(history_manager or HistoryManager(model=model), **settings)
-        # A served graph's form lives as long as its worker, which serves any number of
-        # threads: what it keeps per thread is kept for the most recent ones only.
-        self._first_seen = RecentThreads()
-        self._results = RecentThreads()
-        self._breaker.circuits = RecentThreads()
-        # Per thread: what its model requests carry, where a form can see them.
+        # Per thread: what its model requests carry, where a form can see them (like every
+        # per-thread record, kept for the most recent threads only).
         self._requests = RecentThreads()
 
     def last_compaction(self, thread: Any) -> CompactionResult | None:
@@ -208,34 +198,6 @@ class InGraphCompaction(CompactionDecisions):
         """What this thread's model requests carry; the declared size until one is seen."""
         known = self._requests.get(thread_id) if thread_id is not None else None
         return known[1] if known is not None else self.overhead_tokens
-
-
-class RecentThreads(OrderedDict[str, _V]):
-    """A dict of per-thread records holding the `THREADS_KEPT` most recently written.
-
-    Writing a thread's record makes it the most recent; the oldest is dropped past the
-    limit. Safe to share between the threads of a sync server.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._lock = threading.Lock()
-
-    def __setitem__(self, key: str, value: _V) -> None:
-        with self._lock:
-            super().__setitem__(key, value)
-            self.move_to_end(key)
-            while len(self) > max(THREADS_KEPT, 1):
-                self.popitem(last=False)
-
-    def setdefault(self, key: str, default: _V) -> _V:
-        """The thread's record (now the most recent), written as ``default`` if it has none."""
-        with self._lock:
-            if key in self:
-                self.move_to_end(key)
-                return self[key]
-        self[key] = default
-        return default
 
 
 def run_config() -> dict[str, Any]:

@@ -40,7 +40,6 @@ from compacting_supervisor._flow import Flow, drive
 from compacting_supervisor._in_graph import (
     NO_THREAD,
     InGraphCompaction,
-    RecentThreads,
     adrive_off_loop,
     run_config,
     run_thread_id,
@@ -53,6 +52,7 @@ from compacting_supervisor._persist.state_update import (
     shared_parent,
     unreadable_parent,
 )
+from compacting_supervisor._recent import RecentThreads
 from compacting_supervisor.history_manager import HistoryManager
 from compacting_supervisor.keep import KeepPolicy
 from compacting_supervisor.offload import OffloadToolResults
