@@ -358,6 +358,12 @@ class _Recording(ChatModelSummarizer):
         self.asked.append((previous, list(messages), max_tokens))
         return super().summarize(previous, messages, max_tokens=max_tokens)
 
+    async def asummarize(
+        self, previous: str | None, messages: Sequence[BaseMessage], *, max_tokens: int
+    ) -> str:
+        self.asked.append((previous, list(messages), max_tokens))
+        return await super().asummarize(previous, messages, max_tokens=max_tokens)
+
 
 def test_prompt_messages_is_exactly_what_the_model_receives() -> None:
     model = ScriptedChatModel(responses=[STRUCTURED])
@@ -435,8 +441,9 @@ def _mixed_history() -> list[BaseMessage]:
     return history
 
 
+@pytest.mark.parametrize("run", ["sync", "async"])
 def test_prompts_built_during_a_compaction_are_byte_identical_to_fresh_ones(
-    monkeypatch: pytest.MonkeyPatch,
+    run: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Each message is rendered once per compaction, and every prompt reads as before.
 
@@ -458,7 +465,10 @@ def test_prompts_built_during_a_compaction_are_byte_identical_to_fresh_ones(
     model = ScriptedChatModel(responses=[STRUCTURED])
     asked: list[tuple[Any, ...]] = []
     history = HistoryManager(model=_Recording(model, asked), summary_input_tokens=700)
-    compaction = history.compact_messages(_mixed_history(), compaction_ratio=0.8)
+    if run == "sync":
+        compaction = history.compact_messages(_mixed_history(), compaction_ratio=0.8)
+    else:
+        compaction = asyncio.run(history.acompact_messages(_mixed_history(), compaction_ratio=0.8))
     assert compaction is not None
     assert len(model.calls) == len(asked) > 3
     assert "ship order 42" in asked[0][0]  # the running summary is folded forward
