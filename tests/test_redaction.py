@@ -554,7 +554,8 @@ def test_the_shape_checks_never_skip_what_a_pattern_would_change(parts: list[str
 
 _JSON_WORDS = st.sampled_from(
     ["password", "api_key", "token_count", "next_page_token", "sk-", "https://a.b/c", "bob",
-     "x:y@z", "Bearer ", "secret", "[", " ", "k", "gh", "pass word", "Zq9xLm2Pw7Rt"]
+     "x:y@z", "Bearer ", "secret", "[", " ", "k", "gh", "pass word", "Zq9xLm2Pw7Rt",
+     "-----BEGIN PRIVATE KEY-----", "<", ">"]
 )  # fmt: skip
 _JSON_STRINGS = st.lists(_JSON_WORDS, max_size=4).map("".join)
 _JSON_VALUES = st.recursive(
@@ -580,13 +581,27 @@ def test_json_with_nothing_to_redact_is_told_apart_without_walking_it(
     )
 
     text = json.dumps(value, indent=indent)
-    if isinstance(value, dict | list) and _nothing_to_redact(value):
+    plain = "\\" not in text and "%" not in text
+    if isinstance(value, dict | list) and plain and _nothing_to_redact(value):
         assert redact_structure(value, scan_secrets) is value
         assert redact_text(text) == text
     narrowed = _Narrowed(text)
     for leaf in _strings(value):
         if narrowed.skip(leaf):
             assert scan_secrets(leaf) == leaf
+
+
+def test_json_text_with_a_key_header_cut_across_strings_is_redacted_as_walked() -> None:
+    """A PEM header and a short body in one string, the next string closing what, joined,
+    reads as a placeholder (``<keyX`` ... ``foo>``): the quick check of JSON text must leave
+    it to the walk, which redacts the string as it would anywhere else."""
+    from compacting_supervisor.redaction._rules import scan_secrets
+    from compacting_supervisor.redaction._structure import redact_structure
+
+    value = ["-----BEGIN PRIVATE KEY-----<keyX", "foo>"]
+    walked = redact_structure(value, scan_secrets)
+    assert walked == ["[REDACTED:private-key]", "foo>"]
+    assert json.loads(redact_text(json.dumps(value))) == walked
 
 
 def _strings(value: Any) -> list[str]:

@@ -174,8 +174,10 @@ def _nothing_to_redact(value: Any) -> bool:
 
     The strings are scanned in one text, a line each: a string a pattern changes on its
     own is changed on its line too (no pattern reads across a line but the PEM and XML
-    ones, whose longer matches still change the text), so an unchanged whole means every
-    string is unchanged. Without escapes, no string needs decoding or holds JSON with keys.
+    ones, whose longer matches still change the text; strings holding a PEM header are
+    left to the walk, as a body cut short alone may read as a placeholder once the next
+    line follows), so an unchanged whole means every string is unchanged. Without
+    escapes, no string needs decoding or holds JSON with keys.
     """
     strings: list[str] = []
     stack = [value]
@@ -200,7 +202,7 @@ def _nothing_to_redact(value: Any) -> bool:
                 elif kind is dict or kind is list:
                     stack.append(item)
     joined = "\n".join(strings)
-    return scan_secrets(joined) == joined
+    return "-----BEGIN" not in joined and scan_secrets(joined) == joined
 
 
 def _narrowed(text: str, scan: Scan) -> Scan:
