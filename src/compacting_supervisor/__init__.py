@@ -37,7 +37,12 @@ from compacting_supervisor.redaction import (
     redact_text,
     redact_with,
 )
-from compacting_supervisor.results import CompactionResult, MessageCompaction, ThreadStats
+from compacting_supervisor.results import (
+    CacheUsage,
+    CompactionResult,
+    MessageCompaction,
+    ThreadStats,
+)
 from compacting_supervisor.summarizers import (
     DEFAULT_SUMMARY_PROMPT,
     ChatModelSummarizer,
@@ -67,6 +72,7 @@ __all__ = [
     "AnyOf",
     "ArchivedSession",
     "BuiltContext",
+    "CacheUsage",
     "ChatModelSummarizer",
     "CheckpointerError",
     "CompactingSupervisor",

@@ -38,6 +38,7 @@ from compacting_supervisor._messages import (
 from compacting_supervisor._refs_note import for_summariser, listed_refs, refs_note
 from compacting_supervisor._settings import check_count
 from compacting_supervisor._tracing import EndRun, StartRun
+from compacting_supervisor._usage import cache_usage, since_compaction
 from compacting_supervisor.errors import NoReductionError
 from compacting_supervisor.keep import KeepPolicy, as_keep_policy
 from compacting_supervisor.offload import (
@@ -240,6 +241,9 @@ class Compactor:
             summarizer_calls=usage.calls,
             summarizer_input_tokens=usage.input_tokens,
             summarizer_output_tokens=usage.output_tokens,
+            summarizer_cache_read=usage.cache_read,
+            summarizer_cache_creation=usage.cache_creation,
+            agent_cache=cache_usage(since_compaction(messages)),
             tokens_before=tokens_before,
             tokens_after=self.token_counter.count(new_messages),
             offloaded_results=offloaded_results,
@@ -347,6 +351,9 @@ def compaction_result(
         summarizer_calls=compaction.summarizer_calls,
         summarizer_input_tokens=compaction.summarizer_input_tokens,
         summarizer_output_tokens=compaction.summarizer_output_tokens,
+        summarizer_cache_read=compaction.summarizer_cache_read,
+        summarizer_cache_creation=compaction.summarizer_cache_creation,
+        agent_cache=compaction.agent_cache,
     )
     logger.info(
         "Thread %s compacted (trigger %s): %d -> %d tokens (-%.0f%%), %d messages "

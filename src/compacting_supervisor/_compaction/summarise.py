@@ -22,6 +22,7 @@ from compacting_supervisor._messages import text_of
 from compacting_supervisor._render import RenderMemo, message_events, plain_text, rendering_once
 from compacting_supervisor._summarizer_call import (
     Replies,
+    ReplyUsage,
     Summarizer,
     acall_summarizer,
     call_summarizer,
@@ -98,6 +99,25 @@ class SummarizerUsage:
     calls: int = 0
     input_tokens: int = 0
     output_tokens: int = 0
+    cache_read: int | None = None
+    """Input tokens the provider read from its prompt cache (None: a call did not say)."""
+    cache_creation: int | None = None
+    """Input tokens it wrote to its cache (None: a call did not say)."""
+
+    def add_cache(self, reported: ReplyUsage | None) -> None:
+        """Add one call's cache figures, once ``calls`` counts it.
+
+        A call that reported none makes them unknown (None), never a partial sum.
+        """
+        read = None if reported is None else reported.cache_read
+        written = None if reported is None else reported.cache_creation
+        first = self.calls == 1
+        self.cache_read = read if first else _plus(self.cache_read, read)
+        self.cache_creation = written if first else _plus(self.cache_creation, written)
+
+
+def _plus(total: int | None, figure: int | None) -> int | None:
+    return None if total is None or figure is None else total + figure
 
 
 _SPLIT = "\n<"
@@ -377,6 +397,7 @@ class SummaryPolicy:
         """
         usage.calls += 1
         reported = reported_usage(replies)
+        usage.add_cache(reported)
         if reported is not None:
             usage.input_tokens += reported.input_tokens
             usage.output_tokens += reported.output_tokens

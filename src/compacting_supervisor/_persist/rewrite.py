@@ -33,6 +33,7 @@ from compacting_supervisor._compaction import (
 )
 from compacting_supervisor._flow import Flow, Op
 from compacting_supervisor._messages import check_messages
+from compacting_supervisor._usage import cache_record
 from compacting_supervisor.errors import CheckpointerError, CompactionError, ThreadBusyError
 from compacting_supervisor.keep import KeepPolicy
 from compacting_supervisor.offload import OffloadToolResults
@@ -496,6 +497,9 @@ def compact_thread(
         "summarizer_calls": compaction.summarizer_calls,
         "summarizer_input_tokens": compaction.summarizer_input_tokens,
         "summarizer_output_tokens": compaction.summarizer_output_tokens,
+        "summarizer_cache_read": compaction.summarizer_cache_read,
+        "summarizer_cache_creation": compaction.summarizer_cache_creation,
+        "agent_cache": cache_record(compaction.agent_cache),
         "duration": round(time.perf_counter() - started, 4),
     }
     config = _at(thread_id, state.checkpoint_id)
