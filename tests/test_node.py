@@ -915,3 +915,40 @@ async def test_a_cancelled_compaction_ends_its_run_with_the_cancellation(where: 
     [(_, run)] = recorder.compactions()
     assert isinstance(run["error"], asyncio.CancelledError)  # ended, not left open
     assert node.last_compaction("t") is None
+
+
+def test_thread_stats_count_the_compactions_made_inside_runs(saver: Any) -> None:
+    """`thread_stats` counts the node's compactions (no metadata marks them) as it counts
+    the wrapper's: how many, when the last was, what they summarised and saved."""
+    agent, node = _chat_agent(saver)
+    config = {"configurable": {"thread_id": "t"}}
+    results = []
+    for n in range(10):
+        agent.invoke({"messages": [HumanMessage(_note(n))]}, config)
+        result = node.last_compaction("t")
+        if result is not None and result not in results and result.status == "compacted":
+            results.append(result)
+    stats = HistoryManager().thread_stats(config, graph=agent)
+    assert len(results) >= 2
+    assert stats.compactions == len(results)
+    assert stats.messages == len(agent.get_state(config).values["messages"])
+    assert stats.messages_summarized == sum(r.messages_summarized for r in results)
+    assert stats.tokens_saved > 0
+    assert stats.last_compaction_at is not None
+    assert len(stats.cache_by_session) == stats.compactions + 1
+
+
+async def test_thread_stats_count_the_compactions_made_inside_runs_async(asaver: Any) -> None:
+    agent, node = _chat_agent(asaver)
+    config = {"configurable": {"thread_id": "t"}}
+    summarised = compactions = 0
+    for n in range(10):
+        before = node.last_compaction("t")
+        await agent.ainvoke({"messages": [HumanMessage(_note(n))]}, config)
+        result = node.last_compaction("t")
+        if result is not before and result is not None and result.status == "compacted":
+            compactions += 1
+            summarised += result.messages_summarized
+    stats = await HistoryManager().athread_stats(config, graph=agent)
+    assert compactions >= 2
+    assert (stats.compactions, stats.messages_summarized) == (compactions, summarised)

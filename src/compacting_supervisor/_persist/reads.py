@@ -279,6 +279,16 @@ def thread_stats(
     head = chain[-1] if chain else None
     head_id = head.checkpoint_id if head else None
     messages = yield from _messages(head, thread_id, head_id, saver, messages_key)
+    rewritten = [c for c in chain if c.details is not None]
+    summary = _summary_id(messages)
+    if summary is not None and not any(_summary_id(c.messages or []) == summary for c in rewritten):
+        # Compacted inside a run (a node, a hook, a middleware): no metadata says so; the
+        # steps whose history starts with a new summary are those compactions.
+        every: list[Checkpoint] = yield ListCheckpoints(
+            thread_id, saver, messages_key, every_message=True
+        )
+        found = _in_run(branch(every))
+        compactions = sorted([*compactions, *_in_run_details(found, token_counter)])
     sessions = (
         *(cache_from_record(d.get("agent_cache")) for _, d in compactions),
         cache_usage(since_compaction(messages)),
@@ -344,6 +354,32 @@ def _in_run(chain: list[Checkpoint]) -> list[tuple[str, str, str, list[Any], lis
             ids = (child.checkpoint_id, parent.checkpoint_id, child.timestamp)
             found.append((*ids, before, after, "compaction"))
     return found
+
+
+def _in_run_details(
+    found: list[tuple[str, str, str, list[Any], list[Any], str]], counter: TokenCounter
+) -> list[tuple[str, dict[str, Any]]]:
+    """What `thread_stats` adds up of compactions made inside runs, from their messages.
+
+    Such a step records no metadata: its sizes are counted from the history before and after
+    it, and what it summarised is every message before it that is not after it (the
+    summariser's tokens and the prompt cache are not known).
+    """
+    details = []
+    for _, _, timestamp, before, after, _ in found:
+        kept = {m.id for m in after} | {_summary_id(before)}  # an earlier summary is folded
+        summarised = sum(1 for m in before if m.id not in kept)
+        details.append(
+            (
+                timestamp,
+                {
+                    "tokens_before": counter.count(before),
+                    "tokens_after": counter.count(after),
+                    "messages_summarized": summarised,
+                },
+            )
+        )
+    return details
 
 
 def _summary_id(messages: list[Any]) -> str | None:
