@@ -9,10 +9,12 @@ from typing import Any
 import pytest
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 from langgraph.checkpoint.sqlite import SqliteSaver
+from langgraph.graph import END, START, MessagesState, StateGraph
 from langgraph.types import Command
 
 from compacting_supervisor import (
     CompactingSupervisor,
+    ExtractiveSummarizer,
     HistoryManager,
     StaleCheckpointError,
     ThreadBusyError,
@@ -376,6 +378,42 @@ async def test_async_a_thread_paused_before_a_node_is_left_alone(asaver: Any) ->
     assert await manager.acompact_thread(CONFIG, compaction_ratio=0.5) is not None
 
 
+def _fan_in(checkpointer: Any, *, defer: bool = False, interrupt_before: Any = None) -> Any:
+    """``a`` and ``b`` from the start, then ``c`` once both ran: a join edge
+    (``add_edge(["a", "b"], "c")``), or a deferred ``c`` that waits for the branches."""
+
+    def say(name: str) -> Any:
+        return lambda state: {"messages": [AIMessage(f"{name} says " + "word " * 30)]}
+
+    builder = StateGraph(MessagesState)
+    builder.add_node("a", say("a"))
+    builder.add_node("b", say("b"))
+    builder.add_node("c", say("c"), defer=defer)
+    builder.add_edge(START, "a")
+    builder.add_edge(START, "b")
+    if defer:
+        builder.add_edge("a", "c")
+        builder.add_edge("b", "c")
+    else:
+        builder.add_edge(["a", "b"], "c")
+    builder.add_edge("c", END)
+    return builder.compile(checkpointer=checkpointer, interrupt_before=interrupt_before)
+
+
+def test_a_graph_with_a_join_edge_is_compacted(saver: Any) -> None:
+    """A join's barrier stays in the checkpoint, emptied, after it fires: the thread is idle
+    (LangGraph's ``next`` is empty) and compacts, with the graph or without it (the CLI)."""
+    graph = _fan_in(saver)
+    for turn in range(4):
+        graph.invoke({"messages": [HumanMessage(f"question {turn} " + "x " * 40)]}, CONFIG)
+    assert graph.get_state(CONFIG).next == ()
+    manager = HistoryManager(model=ExtractiveSummarizer(), memory_saver=saver)
+    result = manager.compact_thread(CONFIG, graph=graph, compaction_ratio=0.5)
+    assert result is not None and result.status == "compacted"
+    graph.invoke({"messages": [HumanMessage("one more " + "x " * 40)]}, CONFIG)
+    assert manager.compact_thread(CONFIG, compaction_ratio=0.5) is not None  # no graph
+
+
 def test_waiting_nodes_agrees_with_get_state_next_on_every_checkpoint(saver: Any) -> None:
     """The graph-free test gives LangGraph's own ``next`` for each checkpoint of each thread."""
     threads = {
@@ -383,6 +421,10 @@ def test_waiting_nodes_agrees_with_get_state_next_on_every_checkpoint(saver: Any
         "tools": tool_agent(saver),
         "approval": approval_graph(saver),
         "paused": _paused_before_agent(saver),
+        "join": _fan_in(saver),
+        "join-paused": _fan_in(saver, interrupt_before=["c"]),
+        "deferred": _fan_in(saver, defer=True),
+        "deferred-paused": _fan_in(saver, defer=True, interrupt_before=["c"]),
     }
     for name, graph in threads.items():
         config = {"configurable": {"thread_id": name}}

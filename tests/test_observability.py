@@ -526,3 +526,27 @@ def test_a_streamed_scripted_reply_keeps_what_the_model_billed() -> None:
     assert streamed.text == "All booked now."
     assert streamed.usage_metadata == usage
     assert model.invoke("Book it.").usage_metadata == usage
+
+
+def test_anthropic_cache_writes_reported_per_lifetime_are_counted() -> None:
+    """ChatAnthropic reports a reply's cache writes per cache lifetime
+    (``ephemeral_5m_input_tokens``) and sets ``cache_creation`` to 0: the writes count."""
+    from anthropic.types import CacheCreation, Usage
+    from langchain_anthropic.chat_models import _create_usage_metadata
+
+    from compacting_supervisor import CacheUsage
+    from compacting_supervisor._usage import cache_usage
+
+    usage = Usage(
+        input_tokens=50,
+        output_tokens=20,
+        cache_read_input_tokens=1000,
+        cache_creation_input_tokens=3000,
+        cache_creation=CacheCreation(ephemeral_5m_input_tokens=2500, ephemeral_1h_input_tokens=500),
+    )
+    metadata = _create_usage_metadata(usage)  # what ChatAnthropic puts on its replies
+    assert metadata["input_token_details"]["cache_creation"] == 0
+    cache = cache_usage([AIMessage("hi", usage_metadata=metadata)])
+    assert isinstance(cache, CacheUsage)
+    assert (cache.cache_read, cache.cache_creation) == (1000, 3000)
+    assert cache.input_tokens == 4050

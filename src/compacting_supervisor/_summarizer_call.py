@@ -89,12 +89,27 @@ def cache_figures(usage: Any) -> tuple[int | None, int | None]:
 
     Each is None when the reply does not report it: a provider without prompt caching, or
     OpenAI, which reports reads only. langchain-openai names them after the service tier
-    for priority and flex requests (``"priority_cache_read"``); those count too.
+    for priority and flex requests (``"priority_cache_read"``); those count too, and so do
+    langchain-anthropic's writes per cache lifetime (``"ephemeral_5m_input_tokens"``).
     """
     details = usage.get("input_token_details") if isinstance(usage, dict) else None
     if not isinstance(details, dict):
         return None, None
-    return _detail(details, "cache_read"), _detail(details, "cache_creation")
+    creation = _detail(details, "cache_creation")
+    # langchain-anthropic reports writes per cache lifetime (``ephemeral_5m_input_tokens``,
+    # ``ephemeral_1h_input_tokens``) and then sets ``cache_creation`` to 0, so they add up.
+    by_lifetime = [
+        figure
+        for key, value in details.items()
+        if isinstance(key, str)
+        and key.startswith("ephemeral_")
+        and key.endswith("_input_tokens")
+        and (figure := _token_figure(value)) is not None
+        and figure >= 0
+    ]
+    if by_lifetime:
+        creation = (creation or 0) + sum(by_lifetime)
+    return _detail(details, "cache_read"), creation
 
 
 def _detail(details: dict[str, Any], name: str) -> int | None:

@@ -159,11 +159,32 @@ def waiting_nodes(checkpoint: Checkpoint) -> list[str]:
     versions = checkpoint["channel_versions"]
     seen = checkpoint["versions_seen"]
     waiting = {str(getattr(send, "node", send)) for send in values.get(_TASKS) or ()}
-    for channel in values:  # the channels holding a value (an empty trigger holds none)
+    for channel, value in values.items():  # the channels holding a value
         node = _triggered_node(channel)
-        if node is not None and _newer(versions.get(channel), (seen.get(node) or {}).get(channel)):
+        if (
+            node is not None
+            and _newer(versions.get(channel), (seen.get(node) or {}).get(channel))
+            and (not channel.startswith("join:") or _join_complete(channel, value))
+        ):
             waiting.add(node)
     return sorted(waiting)
+
+
+def _join_complete(channel: str, value: Any) -> bool:
+    """Whether a join's barrier (``join:<a+b>:<node>``) holds every source, so it fires.
+
+    A join keeps its channel after firing, emptied (and its version bumped by emptying it),
+    so its version alone does not say the node waits. The barrier's checkpoint is the set
+    of sources seen, or ``(seen, finished)`` for a deferred node. A shape not known here
+    counts as waiting: the compaction then waits rather than rewrite a busy thread.
+    """
+    sources = set(channel.removeprefix("join:").rsplit(":", 1)[0].split("+"))
+    if isinstance(value, tuple) and len(value) == 2 and isinstance(value[1], bool):
+        seen, finished = value
+        return finished and isinstance(seen, set | frozenset) and sources <= set(seen)
+    if isinstance(value, set | frozenset):
+        return sources <= set(value)
+    return True
 
 
 def _triggered_node(channel: str) -> str | None:
