@@ -14,11 +14,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from langchain_core.messages import HumanMessage
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
+from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.graph import START, MessagesState, StateGraph
 
-from compacting_supervisor import ThreadLockTimeoutError
+from compacting_supervisor import (
+    CompactingSupervisor,
+    ExtractiveSummarizer,
+    HistoryManager,
+    ThreadLockTimeoutError,
+    TokenCounter,
+)
 from compacting_supervisor._messages import is_summary
+from compacting_supervisor._persist import reads
 from compacting_supervisor.locks import ThreadLocks, _FileBackend
+from compacting_supervisor.triggers import Trigger, TriggerContext
 
 from .conftest import POSTGRES_URL
 from .helpers import approval_graph, openai_violations
@@ -358,3 +368,62 @@ def test_a_forked_worker_does_not_share_the_parents_lock_session() -> None:
             child.start()
             child.join(30)
         assert queue.get(timeout=5) == "excluded"
+
+
+class _Recorder(Trigger):
+    name = "recorder"
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[list[BaseMessage], int]] = []
+
+    def check(self, context: TriggerContext) -> str | None:
+        self.seen.append((list(context.messages), context.tokens))
+        return None
+
+
+def test_a_write_between_the_run_and_the_anchor_read_does_not_skew_later_counts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Another worker's bare run landing between the wrapper's run and its first read of
+    what runs wrote must not leave a count tied to a head holding more messages: every
+    count the trigger sees is the exact count of the messages it sees."""
+
+    def assistant(state: MessagesState) -> dict[str, Any]:
+        messages = state["messages"]
+        if messages[-1].text.startswith("shrink"):  # shortens the big messages, ids kept
+            big = [m for m in messages if "BIG" in m.text][:2]
+            return {"messages": [m.model_copy(update={"content": "short"}) for m in big]}
+        if messages[-1].text.startswith("big"):
+            return {"messages": [AIMessage("BIG " + "lorem ipsum dolor " * 300)]}
+        return {"messages": [AIMessage("ok")]}
+
+    builder = StateGraph(MessagesState)
+    builder.add_node("assistant", assistant)
+    builder.add_edge(START, "assistant")
+    graph = builder.compile(checkpointer=InMemorySaver())
+    recorder = _Recorder()
+    supervisor = CompactingSupervisor(
+        graph, HistoryManager(model=ExtractiveSummarizer()), trigger=recorder
+    )
+    config: Any = {"configurable": {"thread_id": "race"}}
+    graph.invoke({"messages": [HumanMessage("big 1")]}, config)
+    graph.invoke({"messages": [HumanMessage("big 2")]}, config)
+
+    original = reads.RunWrites.run
+    landed: list[bool] = []
+
+    def another_worker_lands_first(self: Any) -> Any:
+        # The interleaving of a worker running the bare graph on the thread just after the
+        # wrapper's run ended, before the wrapper read what runs wrote since its mark.
+        if not landed:
+            landed.append(True)
+            graph.invoke({"messages": [HumanMessage("from another worker")]}, config)
+        return original(self)
+
+    monkeypatch.setattr(reads.RunWrites, "run", another_worker_lands_first)
+    supervisor.invoke({"messages": [HumanMessage("hello")]}, config)
+    monkeypatch.setattr(reads.RunWrites, "run", original)
+    supervisor.invoke({"messages": [HumanMessage("shrink please")]}, config)
+
+    counter = TokenCounter()
+    assert [tokens for _, tokens in recorder.seen] == [counter.count(m) for m, _ in recorder.seen]

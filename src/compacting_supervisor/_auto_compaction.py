@@ -250,8 +250,15 @@ class AutoCompaction(CompactionDecisions):
         tokens: int,
         found: tuple[str, list[Any]] | None,
     ) -> None:
-        """Keep the count: only this run wrote since the mark, so the head holds ``messages``."""
-        if found is not None:
+        """Keep the count when only this run wrote since the mark: the head holds ``messages``.
+
+        Every message written since the mark must be one of the run's output (another
+        worker's run landing between this run's end and the read would write others).
+        """
+        if found is None:
+            return
+        output = {message.id for message in messages}
+        if all(getattr(written, "id", None) in output for written in found[1]):
             self._counts()[thread_id] = _Counted(found[0], len(messages), tokens)
 
     def _decide_counted(
