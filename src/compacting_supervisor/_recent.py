@@ -29,7 +29,7 @@ class RecentThreads(OrderedDict[str, _V]):
 
     def __init__(self) -> None:
         super().__init__()
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
 
     def __setitem__(self, key: str, value: _V) -> None:
         with self._lock:
@@ -44,5 +44,5 @@ class RecentThreads(OrderedDict[str, _V]):
             if key in self:
                 self.move_to_end(key)
                 return self[key]
-        self[key] = default
-        return default
+            self[key] = default
+            return default
