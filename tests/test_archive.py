@@ -4,11 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from langchain_core.messages import HumanMessage, SystemMessage
+from langchain_core.messages import AIMessage, HumanMessage, RemoveMessage, SystemMessage
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.graph import START, MessagesState, StateGraph
+from langgraph.graph.message import REMOVE_ALL_MESSAGES
 
-from compacting_supervisor import CompactingSupervisor, HistoryManager
+from compacting_supervisor import (
+    CompactingSupervisor,
+    ExtractiveSummarizer,
+    HistoryManager,
+    KeepMessages,
+)
 from compacting_supervisor._persist.reads import ListParents
 from compacting_supervisor.testing import ScriptedChatModel
 
@@ -331,3 +338,35 @@ async def test_async_the_parents_are_read_without_listing(asaver: Any) -> None:
         await supervisor.ainvoke({"messages": [HumanMessage(f"Question {i}")]}, TRAVEL)
     parents = await ListParents("travel", asaver).arun()
     assert parents == _parents_listed([t async for t in asaver.alist(TRAVEL)])
+
+
+def test_thread_stats_counts_an_in_run_compaction_followed_by_a_saver_level_one() -> None:
+    """A compaction made inside a run (a node's, a middleware's) stays counted, and in the
+    transcript, after a rewrite (the wrapper's, the CLI's) compacts the thread again."""
+
+    manager = HistoryManager(model=ExtractiveSummarizer())
+
+    def assistant(state: MessagesState) -> dict[str, Any]:
+        messages = state["messages"]
+        if messages[-1].text == "compact in run":  # what a node or a middleware writes
+            compaction = manager.compact_messages(messages, keep=KeepMessages(2))
+            assert compaction is not None
+            return {"messages": [RemoveMessage(id=REMOVE_ALL_MESSAGES), *compaction.messages]}
+        return {"messages": [AIMessage("reply " + "word " * 30)]}
+
+    builder = StateGraph(MessagesState)
+    builder.add_node("assistant", assistant)
+    builder.add_edge(START, "assistant")
+    graph = builder.compile(checkpointer=InMemorySaver())
+    config: Any = {"configurable": {"thread_id": "mixed"}}
+    for turn in range(6):
+        graph.invoke({"messages": [HumanMessage(f"q{turn} " + "x " * 30)]}, config)
+    graph.invoke({"messages": [HumanMessage("compact in run")]}, config)
+    assert manager.thread_stats(config, graph=graph).compactions == 1
+    for turn in range(6):
+        graph.invoke({"messages": [HumanMessage(f"r{turn} " + "x " * 30)]}, config)
+    manager.compact_thread(config, graph=graph, keep=KeepMessages(2))
+    stats = manager.thread_stats(config, graph=graph)
+    assert stats.compactions == 2
+    assert len(stats.cache_by_session) == 3
+    assert len(manager.transcript(config, graph=graph).sessions) == 2

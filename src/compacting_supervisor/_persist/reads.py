@@ -26,7 +26,7 @@ from langgraph.checkpoint.memory import InMemorySaver
 from compacting_supervisor._checkpoint import head_config
 from compacting_supervisor._cut import split_history
 from compacting_supervisor._flow import Flow
-from compacting_supervisor._messages import METADATA_KEY
+from compacting_supervisor._messages import METADATA_KEY, summary_meta
 from compacting_supervisor._persist.rewrite import ReadHead, sql_kind
 from compacting_supervisor._usage import cache_from_record, cache_usage, combined, since_compaction
 from compacting_supervisor.archive import Transcript, build_transcript
@@ -279,9 +279,8 @@ def thread_stats(
     head = chain[-1] if chain else None
     head_id = head.checkpoint_id if head else None
     messages = yield from _messages(head, thread_id, head_id, saver, messages_key)
-    rewritten = [c for c in chain if c.details is not None]
-    summary = _summary_id(messages)
-    if summary is not None and not any(_summary_id(c.messages or []) == summary for c in rewritten):
+    rewritten = [c.messages or [] for c in chain if c.details is not None]
+    if _compacted_in_runs(messages, rewritten, len(compactions)):
         # Compacted inside a run (a node, a hook, a middleware): no metadata says so; the
         # steps whose history starts with a new summary are those compactions.
         every: list[Checkpoint] = yield ListCheckpoints(
@@ -332,8 +331,8 @@ def transcript(
     head = chain[-1] if chain else None
     head_id = head.checkpoint_id if head else None
     live = yield from _messages(head, thread_id, head_id, saver, messages_key)
-    summary = _summary_id(live)
-    if summary is not None and summary not in {_summary_id(c[4]) for c in compactions}:
+    rewrites = sum(1 for c in compactions if c[5] == "compaction")
+    if _compacted_in_runs(live, [c[4] for c in compactions], rewrites):
         # Compacted inside a run (a node, a hook, a middleware): a step of the run wrote the
         # new history, with no metadata saying so. The steps whose history starts with a
         # new summary are those compactions; only every checkpoint's messages tell which.
@@ -342,6 +341,20 @@ def transcript(
         )
         compactions = sorted([*compactions, *_in_run(branch(every))])
     return build_transcript(thread_id, compactions, live)
+
+
+def _compacted_in_runs(live: list[Any], rewritten: list[list[Any]], rewrites: int) -> bool:
+    """Whether compactions made inside runs (no metadata marks them) may be in the branch.
+
+    Yes when the live summary is none a rewrite wrote, or when it counts more compactions
+    (its running total) than the rewrites found: a rewrite followed one made in a run.
+    """
+    summary = split_history(live).summary
+    if summary is None:
+        return False
+    if str(summary.id) not in {_summary_id(after) for after in rewritten}:
+        return True
+    return int(summary_meta(summary).get("compactions") or 0) > rewrites
 
 
 def _in_run(chain: list[Checkpoint]) -> list[tuple[str, str, str, list[Any], list[Any], str]]:
