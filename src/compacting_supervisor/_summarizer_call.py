@@ -17,7 +17,7 @@ import concurrent.futures
 import contextvars
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 from langchain_core.messages import BaseMessage
@@ -95,29 +95,33 @@ def cache_figures(usage: Any) -> tuple[int | None, int | None]:
     details = usage.get("input_token_details") if isinstance(usage, dict) else None
     if not isinstance(details, dict):
         return None, None
-    creation = _detail(details, "cache_creation")
-    # langchain-anthropic reports writes per cache lifetime (``ephemeral_5m_input_tokens``,
-    # ``ephemeral_1h_input_tokens``) and then sets ``cache_creation`` to 0, so they add up.
-    by_lifetime = [
+    return _detail(details, _named("cache_read")), _detail(details, _cache_write)
+
+
+def _named(name: str) -> Callable[[str], bool]:
+    """Whether a detail's key is ``name``, or ``name`` after a service tier's prefix."""
+    return lambda key: key == name or key.endswith(f"_{name}")
+
+
+def _cache_write(key: str) -> bool:
+    """Whether a detail's key counts cache writes.
+
+    ``cache_creation``, or langchain-anthropic's writes per cache lifetime
+    (``ephemeral_5m_input_tokens``, ``ephemeral_1h_input_tokens``), after which it sets
+    ``cache_creation`` to 0: they add up.
+    """
+    return _named("cache_creation")(key) or (
+        key.startswith("ephemeral_") and key.endswith("_input_tokens")
+    )
+
+
+def _detail(details: dict[str, Any], matches: Callable[[str], bool]) -> int | None:
+    """The sum of the token figures under the keys ``matches`` accepts; None if none."""
+    found = [
         figure
         for key, value in details.items()
         if isinstance(key, str)
-        and key.startswith("ephemeral_")
-        and key.endswith("_input_tokens")
-        and (figure := _token_figure(value)) is not None
-        and figure >= 0
-    ]
-    if by_lifetime:
-        creation = (creation or 0) + sum(by_lifetime)
-    return _detail(details, "cache_read"), creation
-
-
-def _detail(details: dict[str, Any], name: str) -> int | None:
-    found = [
-        value
-        for key, value in details.items()
-        if isinstance(key, str)
-        and (key == name or key.endswith(f"_{name}"))
+        and matches(key)
         and (figure := _token_figure(value)) is not None
         and figure >= 0
     ]
