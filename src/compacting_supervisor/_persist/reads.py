@@ -281,13 +281,10 @@ def thread_stats(
     messages = yield from _messages(head, thread_id, head_id, saver, messages_key)
     rewritten = [c.messages or [] for c in chain if c.details is not None]
     if _compacted_in_runs(messages, rewritten, len(compactions)):
-        # Compacted inside a run (a node, a hook, a middleware): no metadata says so; the
-        # steps whose history starts with a new summary are those compactions.
-        every: list[Checkpoint] = yield ListCheckpoints(
-            thread_id, saver, messages_key, every_message=True
+        found = yield from _in_run(thread_id, saver, messages_key)
+        compactions = sorted(
+            [*compactions, *_in_run_details(found, token_counter)], key=lambda c: c[0]
         )
-        found = _in_run(branch(every))
-        compactions = sorted([*compactions, *_in_run_details(found, token_counter)])
     sessions = (
         *(cache_from_record(d.get("agent_cache")) for _, d in compactions),
         cache_usage(since_compaction(messages)),
@@ -333,13 +330,8 @@ def transcript(
     live = yield from _messages(head, thread_id, head_id, saver, messages_key)
     rewrites = sum(1 for c in compactions if c[5] == "compaction")
     if _compacted_in_runs(live, [c[4] for c in compactions], rewrites):
-        # Compacted inside a run (a node, a hook, a middleware): a step of the run wrote the
-        # new history, with no metadata saying so. The steps whose history starts with a
-        # new summary are those compactions; only every checkpoint's messages tell which.
-        every: list[Checkpoint] = yield ListCheckpoints(
-            thread_id, saver, messages_key, every_message=True
-        )
-        compactions = sorted([*compactions, *_in_run(branch(every))])
+        found = yield from _in_run(thread_id, saver, messages_key)
+        compactions = sorted([*compactions, *found], key=lambda c: c[0])
     return build_transcript(thread_id, compactions, live)
 
 
@@ -357,10 +349,20 @@ def _compacted_in_runs(live: list[Any], rewritten: list[list[Any]], rewrites: in
     return int(summary_meta(summary).get("compactions") or 0) > rewrites
 
 
-def _in_run(chain: list[Checkpoint]) -> list[tuple[str, str, str, list[Any], list[Any], str]]:
-    """The compactions made inside runs: a step whose leading summary is new."""
+def _in_run(
+    thread_id: str, saver: BaseCheckpointSaver[Any], messages_key: str
+) -> Flow[list[tuple[str, str, str, list[Any], list[Any], str]]]:
+    """The compactions made inside runs (a node, a hook, a middleware) on the branch.
+
+    A step of the run wrote the new history, with no metadata saying so: the steps whose
+    history starts with a new summary are those compactions, and only every checkpoint's
+    messages tell which.
+    """
+    every: list[Checkpoint] = yield ListCheckpoints(
+        thread_id, saver, messages_key, every_message=True
+    )
     found = []
-    for parent, child in itertools.pairwise(chain):
+    for parent, child in itertools.pairwise(branch(every)):
         before, after = parent.messages or [], child.messages or []
         summary = _summary_id(after)
         if child.details is None and summary not in (None, _summary_id(before)):
