@@ -32,6 +32,7 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 from benchmarks.conversation import SYSTEM_PROMPT
 from benchmarks.fakes import AgentModel, SummariserModel, search_records
 from compacting_supervisor import (
+    ChatModelSummarizer,
     CompactingSupervisor,
     HistoryManager,
     KeepMessages,
@@ -45,6 +46,7 @@ from compacting_supervisor import (
 )
 
 __all__ = [
+    "CACHED",
     "CONTENDERS",
     "EXTRA",
     "LABELS",
@@ -94,6 +96,11 @@ EXTRA = "compacting-keep20"
 OFFLOAD = "compacting-offload"
 """CompactingSupervisor that also offloads answered tool results after every run."""
 
+CACHED = "compacting-cached"
+"""CompactingSupervisor whose summariser reads the conversation as the agent did: the
+agent's system prompt and messages, the request last (``ChatModelSummarizer(
+request="conversation")``), so a provider's prompt cache serves its prefix."""
+
 OFFLOAD_MIN_TOKENS = 250
 """Tool results of at least this many tokens are offloaded (the benchmark's are ~450)."""
 
@@ -113,6 +120,7 @@ OFFLOAD_POLICY = (
 LABELS = {
     "none": "no compaction",
     "compacting": "CompactingSupervisor",
+    CACHED: "CompactingSupervisor, summariser reads the cached conversation",
     OFFLOAD: "CompactingSupervisor + offload",
     "middleware": "SummarizationMiddleware, keep 20 messages",
     MIDDLEWARE_OUR_KEEP: "SummarizationMiddleware, keep 150 tokens (ours)",
@@ -269,12 +277,21 @@ def build(
     """
     agent_model, summariser = AgentModel(), SummariserModel(delay_seconds=delay)
     counter = TokenCounter()
-    if name in ("none", "compacting"):
+    if name in ("none", "compacting", CACHED):
         graph = _create_agent(agent_model, saver)
         runner: Any = graph
-        if name == "compacting":
+        if name != "none":
             settings = settings or CompactingSettings()
-            manager = HistoryManager(model=summariser, token_counter=counter)
+            model: Any = summariser
+            if name == CACHED:
+                model = ChatModelSummarizer(
+                    summariser,
+                    request="conversation",
+                    agent_system_prompt=SYSTEM_PROMPT,
+                    agent_tools=[search_records],
+                    token_counter=counter,
+                )
+            manager = HistoryManager(model=model, token_counter=counter)
             runner = CompactingSupervisor(
                 graph, manager, token_limit=settings.token_limit, keep=settings.policy()
             )

@@ -20,6 +20,7 @@ time, the delays included).
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import threading
@@ -34,7 +35,7 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMe
 from langchain_core.messages.ai import UsageMetadata
 from langchain_core.outputs import ChatGeneration, ChatResult
 from langchain_core.tools import tool
-from pydantic import PrivateAttr
+from pydantic import Field, PrivateAttr
 
 from benchmarks.conversation import (
     TOOL_NAME,
@@ -74,6 +75,10 @@ def search_records(query: str) -> str:
     return tool_result(number)
 
 
+_SEQUENCE = itertools.count()
+"""Every model call's place in one order, the agent's and the summariser's together."""
+
+
 class _RecordingModel(BaseChatModel):
     """A chat model that keeps its calls' messages until the harness drains them."""
 
@@ -81,7 +86,10 @@ class _RecordingModel(BaseChatModel):
     """Wall time spent inside the model's own calls (excluded from compaction costs)."""
 
     _pending: list[list[BaseMessage]] = PrivateAttr(default_factory=list)
+    _order: list[int] = PrivateAttr(default_factory=list)
     _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+    drained_order: list[int] = Field(default_factory=list)
+    """The call order (`_SEQUENCE`, shared by every model) of the last `drain`'s calls."""
 
     def bind_tools(self, tools: Sequence[Any], **kwargs: Any) -> _RecordingModel:
         """Accept tools like a real model; the script decides when to call them."""
@@ -91,11 +99,13 @@ class _RecordingModel(BaseChatModel):
         """Return the messages of every call since the last drain, and forget them."""
         with self._lock:
             calls, self._pending = self._pending, []
+            self.drained_order, self._order = self._order, []
         return calls
 
     def _record(self, messages: list[BaseMessage]) -> None:
         with self._lock:
             self._pending.append(list(messages))
+            self._order.append(next(_SEQUENCE))
 
     def _answer(self, messages: list[BaseMessage]) -> AIMessage:
         raise NotImplementedError

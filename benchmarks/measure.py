@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.contenders import (
+    CACHED,
     EXTRA,
     OFFLOAD,
     SLOW,
@@ -142,17 +143,26 @@ class _Meter:
             self.contender.last_call = calls[-1]
         self.result.agent_calls += len(calls)
         self.result.agent_input_tokens += sum(self.counter.count(c) for c in calls)
-        for call in calls:
-            self.price.agent_call(call)
-            self.price_stable.agent_call(call)
-        for call in self.contender.summariser.drain_calls():
+        summaries = self.contender.summariser.drain_calls()
+        for call in summaries:
             self.result.summariser_calls += 1
-            read = self.counter.count(call.messages)
-            self.result.summariser_input_tokens += read
-            self.price.summariser_input(read)
-            self.price_stable.summariser_input(read)
+            self.result.summariser_input_tokens += self.counter.count(call.messages)
             self.result.summariser_output_tokens += self.counter.count_text(call.output)
             self.reached |= call.tags
+        # Priced in the order the calls were made: each against the cache the ones before left.
+        ordered = sorted(
+            [
+                *zip(self.contender.agent_model.drained_order, calls, strict=True),
+                *zip(self.contender.summariser.drained_order, summaries, strict=True),
+            ],
+            key=lambda pair: pair[0],
+        )
+        for _, call in ordered:
+            for meter in (self.price, self.price_stable):
+                if isinstance(call, list):
+                    meter.agent_call(call)
+                else:
+                    meter.summariser_call(call.messages)
 
 
 def run_contender(
@@ -198,7 +208,7 @@ def run_contender(
             result.turn_seconds.append(spent - models)
             result.wall_seconds.append(spent)
             meter.after_turn()
-            if kind in ("compacting", OFFLOAD):
+            if kind in ("compacting", CACHED, OFFLOAD):
                 last_compaction = _note_compaction(contender, turn.number, last_compaction, result)
         conn, path = handle
         result.sqlite_bytes = sqlite_bytes(conn, path)

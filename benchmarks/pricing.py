@@ -9,18 +9,26 @@ Providers discount the part of a request that repeats the previous request's pre
 - ``gpt-4o``: cached input at 0.5x, automatically, in 128-token steps from 1,024 tokens.
 - ``gpt-4.1``: the same at 0.25x.
 
-Each agent request is priced against the previous request on the same thread: the cached
-part is the longest run of leading messages the two share, whole messages only (a
-message that changed, such as a new summary, ends it), counted with the package's
-`TokenCounter` like every other figure. The summariser's requests are billed at the full
-price: a re-rendered transcript that no cache holds. Output tokens are not priced (every
-contender writes the same answers; the summaries' output is reported beside). Figures are
+Each request, the agent's and the summariser's alike, is priced against the requests
+before it on the same thread: the cached part is the longest run of leading messages it
+shares with the agent's last request or the summariser's last request (both are in the
+cache), whole messages only (a message that changed, such as a new summary, ends it),
+counted with the package's `TokenCounter` like every other figure. A summariser request
+that is a re-rendered transcript shares nothing and is billed at the full price; one that
+sends the agent's own messages (``ChatModelSummarizer(request="conversation")``) reads
+their cached prefix like the agent's next request would. A summariser request is never
+written to the cache (no later request extends it): its uncached rest is billed at 1x, not
+1.25x (a breakpoint right after the agent's prefix would add 0.25x on the tokens between
+the agent's last request and the instruction, about 100 a compaction here). Output tokens
+are not priced (every contender writes the same answers; the summaries' output is reported
+beside). Figures are
 token-equivalents (tokens times the multiplier), compared as ratios against no compaction.
 
 ``PriceMeter(stable_tokens=3000)`` prices the same requests as a realistic agent's would
 be, behind a stable prefix of that many tokens (system prompt and tool schemas, sent
-first and unchanged in every request): the prefix counts in every request and is always
-shared with the previous one.
+first and unchanged in every request): the prefix counts in every agent request and is
+always shared with the previous one; a summariser request has it only when it starts as
+the agent's requests do (the agent's system prompt first).
 """
 
 from __future__ import annotations
@@ -55,12 +63,16 @@ class CacheRule:
     step: int = 1
     """Cached prefixes are counted in steps of this many tokens."""
 
-    def price(self, total: int, shared: int) -> float:
-        """Token-equivalents of a request of ``total`` tokens sharing ``shared`` with the last."""
+    def price(self, total: int, shared: int, *, write: bool = True) -> float:
+        """Token-equivalents of a request of ``total`` tokens sharing ``shared`` with the last.
+
+        With ``write=False`` the uncached rest is billed at 1x: a request no later one
+        extends (a summariser's) sets no cache breakpoint at its end.
+        """
         if total < self.minimum:
             return float(total)
         cached = shared - shared % self.step if shared >= self.minimum else 0
-        return self.read * cached + self.write * (total - cached)
+        return self.read * cached + (self.write if write else 1.0) * (total - cached)
 
 
 RULES = (
@@ -97,17 +109,30 @@ class PriceMeter:
     """Token-equivalents so far, per rule."""
     cached_tokens: int = 0
     """Agent input tokens a cache could serve (the shared prefixes of 1,024+ tokens)."""
+    summariser_priced: dict[str, float] = field(
+        default_factory=lambda: {r.name: 0.0 for r in RULES}
+    )
+    """The summariser's share of `priced`."""
     _previous: list[str] = field(default_factory=list)
+    _previous_summary: list[str] = field(default_factory=list)
     _calls: int = 0
 
+    def _shared(self, keys: list[str]) -> int:
+        """Leading messages ``keys`` shares with the agent's or the summariser's last request."""
+        best = 0
+        for before in (self._previous, self._previous_summary):
+            same = 0
+            for old, new in zip(before, keys, strict=False):
+                if old != new:
+                    break
+                same += 1
+            best = max(best, same)
+        return best
+
     def agent_call(self, messages: Sequence[BaseMessage]) -> None:
-        """Price one agent request against the one before it."""
+        """Price one agent request against the cache the requests before it left."""
         keys = [_key(m) for m in messages]
-        same = 0
-        for old, new in zip(self._previous, keys, strict=False):
-            if old != new:
-                break
-            same += 1
+        same = self._shared(keys)
         self._previous = keys
         total = self.counter.count(messages) + self.stable_tokens
         shared = self.counter.count(messages[:same]) - 3 if same else 0  # less reply priming
@@ -118,11 +143,26 @@ class PriceMeter:
         for rule in RULES:
             self.priced[rule.name] += rule.price(total, shared)
 
-    def summariser_input(self, tokens: int) -> None:
-        """Bill a summariser request at the full price under every rule."""
+    def summariser_call(self, messages: Sequence[BaseMessage]) -> None:
+        """Price one summariser request against the same cache.
+
+        It has the stable prefix only when it starts as the agent's requests do.
+        """
+        keys = [_key(m) for m in messages]
+        same = self._shared(keys)
+        self._previous_summary = keys
+        stable = self.stable_tokens if same and self._calls else 0
+        total = self.counter.count(messages) + stable
+        shared = self.counter.count(messages[:same]) - 3 + stable if same else 0
         for rule in RULES:
-            self.priced[rule.name] += tokens
+            price = rule.price(total, shared, write=False)
+            self.priced[rule.name] += price
+            self.summariser_priced[rule.name] += price
 
     def to_json(self) -> dict[str, Any]:
         """The figures, for the results file."""
-        return {"priced": dict(self.priced), "cached_tokens": self.cached_tokens}
+        return {
+            "priced": dict(self.priced),
+            "summariser_priced": dict(self.summariser_priced),
+            "cached_tokens": self.cached_tokens,
+        }

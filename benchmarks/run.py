@@ -33,6 +33,7 @@ if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
 
 from benchmarks import micro, report, sweep
 from benchmarks.contenders import (
+    CACHED,
     EXTRA,
     KEEP_20,
     MIDDLEWARE_APPROX,
@@ -129,6 +130,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     contenders = [
         "none",
         "compacting",
+        CACHED,
         OFFLOAD,
         *([] if args.no_extra else [EXTRA]),
         "middleware",
@@ -142,6 +144,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         offload = CompactingSettings(token_limit=args.offload_limit, keep=OFFLOAD_SETTINGS.keep)
     settings = {
         "compacting": SETTINGS,
+        CACHED: SETTINGS,
         f"compacting{SLOW}": SETTINGS,
         OFFLOAD: offload,
         EXTRA: KEEP_20,
@@ -186,6 +189,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "machine": info,
         "settings": {
             "compacting": SETTINGS.describe(),
+            CACHED: f"{SETTINGS.describe()}, ChatModelSummarizer(request='conversation')",
             OFFLOAD: f"{offload.describe()}, offload={OFFLOAD_POLICY}",
             EXTRA: KEEP_20.describe(),
         },

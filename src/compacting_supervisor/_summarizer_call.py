@@ -38,6 +38,7 @@ __all__ = [
     "call_summarizer",
     "checked_reply",
     "note_reply_usage",
+    "reads_conversation",
     "reported_usage",
     "run_summarizer",
 ]
@@ -128,6 +129,18 @@ def _detail(details: dict[str, Any], matches: Callable[[str], bool]) -> int | No
     return sum(found) if found else None
 
 
+def reads_conversation(summarizer: Summarizer) -> bool:
+    """Whether ``summarizer`` reads the conversation as the agent did (its cached prefix).
+
+    A summariser opts in with a true ``reads_conversation`` attribute and the methods
+    ``summarize_conversation(conversation, *, kept, max_tokens)`` and its async twin
+    (`ChatModelSummarizer` with ``request="conversation"``).
+    """
+    return getattr(summarizer, "reads_conversation", False) is True and callable(
+        getattr(summarizer, "summarize_conversation", None)
+    )
+
+
 def note_reply_usage(reply: Any) -> None:
     """Note what ``reply`` reports it cost, for the summariser call running now."""
     replies = REPLIES.get()
@@ -216,17 +229,29 @@ def call_summarizer(
     max_tokens: int,
     timeout: float | None,
     replies: Replies,
+    kept: int | None = None,
 ) -> str:
-    """`run_summarizer`, noting in ``replies`` the usage each model reply reported."""
+    """`run_summarizer`, noting in ``replies`` the usage each model reply reported.
+
+    With ``kept``, ``messages`` is the whole conversation and the summariser (one that
+    `reads_conversation`) folds all of it but the last ``kept`` messages.
+    """
     future: concurrent.futures.Future[str] = concurrent.futures.Future()
     context = contextvars.copy_context()
     context.run(REPLIES.set, replies)  # the copy only: the caller's context is untouched
 
     def call() -> None:
         try:
-            future.set_result(
-                context.run(summarizer.summarize, previous, messages, max_tokens=max_tokens)
-            )
+            if kept is None:
+                text = context.run(summarizer.summarize, previous, messages, max_tokens=max_tokens)
+            else:
+                text = context.run(
+                    summarizer.summarize_conversation,  # type: ignore[attr-defined]
+                    messages,
+                    kept=kept,
+                    max_tokens=max_tokens,
+                )
+            future.set_result(text)
         except BaseException as exc:  # handed to the waiting caller
             future.set_exception(exc)
 
@@ -260,12 +285,17 @@ async def acall_summarizer(
     max_tokens: int,
     timeout: float | None,
     replies: Replies,
+    kept: int | None = None,
 ) -> str:
     """Async form of `call_summarizer`."""
 
     async def call() -> str:
         token = REPLIES.set(replies)
         try:
+            if kept is not None:
+                return await summarizer.asummarize_conversation(  # type: ignore[attr-defined,no-any-return]
+                    messages, kept=kept, max_tokens=max_tokens
+                )
             return await summarizer.asummarize(previous, messages, max_tokens=max_tokens)
         finally:
             REPLIES.reset(token)

@@ -23,10 +23,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from langchain_core.messages import BaseMessage
+from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.runnables import RunnableConfig
 
-from compacting_supervisor._compaction.summarise import SummarizerUsage, SummaryPolicy
+from compacting_supervisor._compaction.summarise import (
+    Conversation,
+    SummarizerUsage,
+    SummaryPolicy,
+)
 from compacting_supervisor._cut import plan_cut
 from compacting_supervisor._flow import Flow
 from compacting_supervisor._messages import (
@@ -192,6 +196,7 @@ class Compactor:
         tokens_before: int,
     ) -> Flow[MessageCompaction | None]:
         offloaded_results = 0
+        seen = messages  # as the agent last read them
         if self.offload is not None:
             # Large tool results the agent has answered go to the store first (kept ones
             # shrink); only a successful write lets the new messages be used.
@@ -221,7 +226,9 @@ class Compactor:
         # Listed again below: the summariser is sent only the references that will not be.
         told = for_summariser(previous, refs) if refs else previous
         evicted = yield from self._read_back(plan.evicted)
-        summary: str = yield from self.summary.fold(told, evicted, cap, usage, callbacks)
+        summary: str = yield from self.summary.fold(
+            told, evicted, cap, usage, callbacks, conversation=_as_read(seen, plan.kept)
+        )
         if unnamed := {ref: tool for ref, tool in refs.items() if ref not in summary}:
             summary = f"{summary}\n\n{refs_note(unnamed)}"
         summary_message = new_summary_message(
@@ -277,6 +284,23 @@ class Compactor:
                 "HistoryManager(model=...) (a chat model or 'openai:gpt-4o-mini') for real "
                 "summaries."
             )
+
+
+def _as_read(messages: list[BaseMessage], kept: list[BaseMessage]) -> Conversation | None:
+    """The conversation as the agent last read it, if a summariser can be sent it whole.
+
+    Not when the kept part is not the conversation's end (the latest request moved after
+    the summary), nor when it ends with a tool call the summariser would have to answer.
+    """
+    tail = messages[len(messages) - len(kept) :] if kept else []
+    if len(tail) != len(kept) or not all(
+        a is b or (a.id is not None and a.id == b.id) for a, b in zip(tail, kept, strict=True)
+    ):
+        return None
+    last = messages[-1] if messages else None
+    if last is None or (isinstance(last, AIMessage) and last.tool_calls):
+        return None
+    return Conversation(messages, len(kept))
 
 
 def _outputs(compaction: MessageCompaction | None) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +26,7 @@ from compacting_supervisor._summarizer_call import (
     Summarizer,
     acall_summarizer,
     call_summarizer,
+    reads_conversation,
     reported_usage,
 )
 from compacting_supervisor._tracing import ain_run, in_run
@@ -35,7 +36,14 @@ from compacting_supervisor.token_counter import TokenCounter
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["PieceCounts", "Summarize", "SummarizerUsage", "SummaryPolicy", "split_message"]
+__all__ = [
+    "Conversation",
+    "PieceCounts",
+    "Summarize",
+    "SummarizerUsage",
+    "SummaryPolicy",
+    "split_message",
+]
 
 _SLACK = 16
 """Tokens kept free in each call: message separators and rounding, counted per message."""
@@ -62,6 +70,8 @@ class Summarize:
     """Filled by the call: the usage each model reply reported."""
     callbacks: Any = None
     """The compaction run's child callbacks: the call is a child run of it."""
+    kept: int | None = None
+    """Set when ``messages`` is the whole conversation: the newest ``kept`` stay verbatim."""
 
     def run(self) -> str:
         """Call the summariser in a thread of its own, bounded by ``timeout``."""
@@ -74,6 +84,7 @@ class Summarize:
                 max_tokens=self.max_tokens,
                 timeout=self.timeout,
                 replies=self.replies,
+                kept=self.kept,
             ),
         )
 
@@ -88,8 +99,19 @@ class Summarize:
                 max_tokens=self.max_tokens,
                 timeout=self.timeout,
                 replies=self.replies,
+                kept=self.kept,
             ),
         )
+
+
+@dataclass(frozen=True)
+class Conversation:
+    """The thread's messages as the agent last read them, for a summariser that reads them."""
+
+    messages: list[BaseMessage]
+    """Every message, as stored (the summary message and system messages included)."""
+    kept: int
+    """How many of the newest stay verbatim after the summary."""
 
 
 @dataclass
@@ -205,31 +227,38 @@ class SummaryPolicy:
         max_tokens: int,
         usage: SummarizerUsage,
         callbacks: Any = None,
+        *,
+        conversation: Conversation | None = None,
     ) -> Flow[str]:
         """Fold ``evicted`` into the summary: redacted, in calls that fit, with retries.
 
         With an input budget, no call reads more than it, prompt included: messages are
         packed into as few calls as fit, and a message too long for one call, whatever holds
         its size (text, tool-call arguments, a tool result), is cut into pieces that do.
+        A summariser that `reads_conversation` is sent ``conversation`` instead (redacted,
+        in one call) when it fits the budget.
 
         Raises:
             SummarizationError: A call failed after its retries, or the budget cannot hold
                 the summariser's own prompt and a summary.
         """
-        try:
-            messages = [self.redact(m) for m in evicted] if self.redact else list(evicted)
-            summary = self._redacted(previous)
-            if not all(isinstance(m, BaseMessage) for m in messages):
-                msg = "the `redact` hook must return a message for each message it is given"
-                raise TypeError(msg)
-        except CompactionError:
-            raise
-        except Exception as exc:  # never send what could not be redacted
-            msg = (
-                f"The `redact` hook raised {type(exc).__name__}: {exc}. Nothing was sent to "
-                "the summariser and the history is unchanged."
-            )
-            raise CompactionError(msg) from exc
+        summary = self._redact_all([previous])[0] if previous else previous
+        if conversation is not None and reads_conversation(self.summarizer):
+            request = self._conversation_request(conversation, max_tokens)
+            if request is not None:
+                asked, asked_tokens = request
+                return (
+                    yield from self._attempts(
+                        summary,
+                        asked,
+                        max_tokens,
+                        usage,
+                        callbacks,
+                        counted=asked_tokens,
+                        kept=conversation.kept,
+                    )
+                )
+        messages = self._redact_all(evicted)
         if self.input_budget is None:
             return (yield from self._attempts(summary, messages, max_tokens, usage, callbacks))
         cap, room = self._limits(summary, max_tokens, self.input_budget)
@@ -256,11 +285,63 @@ class SummaryPolicy:
             logger.info("Summarised %d messages in %d calls.", len(messages), calls)
         return summary or ""
 
-    def _redacted(self, previous: str | None) -> str | None:
-        """The previous summary, redacted: one this package did not write may hold anything."""
-        if not previous or self.redact is None:
-            return previous
-        return text_of(self.redact(HumanMessage(previous)).content)
+    def _redact_all(self, items: Sequence[Any]) -> list[Any]:
+        """``items`` redacted: messages as messages, a summary's text as text.
+
+        The previous summary is redacted too: one this package did not write may hold
+        anything.
+
+        Raises:
+            CompactionError: The hook raised or returned no message: nothing is sent.
+        """
+        if self.redact is None:
+            return list(items)
+        try:
+            done: list[Any] = []
+            for item in items:
+                if isinstance(item, str):
+                    done.append(text_of(self.redact(HumanMessage(item)).content))
+                    continue
+                redacted = self.redact(item)
+                if not isinstance(redacted, BaseMessage):
+                    msg = "the `redact` hook must return a message for each message it is given"
+                    raise TypeError(msg)
+                done.append(redacted)
+        except CompactionError:
+            raise
+        except Exception as exc:  # never send what could not be redacted
+            msg = (
+                f"The `redact` hook raised {type(exc).__name__}: {exc}. Nothing was sent to "
+                "the summariser and the history is unchanged."
+            )
+            raise CompactionError(msg) from exc
+        return done
+
+    def _conversation_request(
+        self, conversation: Conversation, max_tokens: int
+    ) -> tuple[list[BaseMessage], int] | None:
+        """The conversation redacted, and its request's tokens; None when over the budget.
+
+        Counted with the token counter's per-message cache (the trigger counted most of
+        these messages already).
+        """
+        messages = self._redact_all(conversation.messages)
+        build = self.summarizer.conversation_messages  # type: ignore[attr-defined]
+        try:
+            prompt = build(messages, kept=conversation.kept, max_tokens=max_tokens)
+            tokens = self.token_counter.count(prompt)
+        except Exception:  # a custom summariser's helper: count its input instead
+            logger.debug("conversation_messages failed; counting the conversation instead.")
+            tokens = self.token_counter.count(messages)
+        if self.input_budget is not None and tokens > self.input_budget:
+            logger.info(
+                "The conversation (%d tokens) is over summary_input_tokens (%d): the "
+                "summariser reads a transcript instead.",
+                tokens,
+                self.input_budget,
+            )
+            return None
+        return messages, tokens
 
     def _limits(self, previous: str | None, max_tokens: int, budget: int) -> tuple[int, int]:
         """The summary's cap and the most one piece of a message may take, within ``budget``.
@@ -349,6 +430,7 @@ class SummaryPolicy:
         callbacks: Any,
         *,
         counted: int | None = None,
+        kept: int | None = None,
     ) -> Flow[str]:
         # Our own count of the prompt: the one the budget check made (``counted``), else
         # made at most once, and only for a call whose reply reports no usage (the
@@ -363,7 +445,14 @@ class SummaryPolicy:
             replies: Replies = []
             try:
                 text: str = yield Summarize(
-                    self.summarizer, previous, chunk, max_tokens, self.timeout, replies, callbacks
+                    self.summarizer,
+                    previous,
+                    chunk,
+                    max_tokens,
+                    self.timeout,
+                    replies,
+                    callbacks,
+                    kept,
                 )
             except SummarizationError as exc:
                 self._add_usage(usage, replies, None, prompt_tokens)

@@ -1,0 +1,246 @@
+"""The summariser that reads the conversation as the agent did: its prefix is the agent's own.
+
+``ChatModelSummarizer(request="conversation")`` sends the agent's system prompt and the
+thread's messages as the agent last read them, then the request: a provider's prompt cache
+already holds that prefix. What a user checks: the summariser's request starts with the
+agent's last request, exactly; redaction still applies; anything it cannot send as it
+stands goes as a transcript; a failed summary still leaves history unchanged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from typing import Any
+
+import pytest
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
+from langgraph.prebuilt import create_react_agent
+
+from compacting_supervisor import (
+    ChatModelSummarizer,
+    CompactingSupervisor,
+    HistoryManager,
+    KeepMessages,
+    SummarizationError,
+)
+from compacting_supervisor._messages import is_summary
+from compacting_supervisor.summarizers import CONVERSATION_REQUEST
+from compacting_supervisor.testing import ScriptedChatModel
+
+AGENT_PROMPT = "You are the operations assistant. Answer from the records; be brief."
+SECRET = "Zq9xLm2Pw7Rt"
+SUMMARY = "## Goal\n- ship order PO-1001\n## Current state\n- PO-1001 confirmed for 16 May"
+
+
+def _agent(checkpointer: Any) -> tuple[Any, ScriptedChatModel]:
+    counter = itertools.count(1)
+    model = ScriptedChatModel(
+        responses=[
+            lambda messages: (
+                f"Reply {next(counter)}: order PO-{1000 + len(messages)} is confirmed; the "
+                "invoice and the pallets are on their way, and the carrier has the dates."
+            )
+        ]
+    )
+    return create_react_agent(
+        model, tools=[], prompt=AGENT_PROMPT, checkpointer=checkpointer
+    ), model
+
+
+def _summariser(**kwargs: Any) -> tuple[ChatModelSummarizer, ScriptedChatModel]:
+    model = ScriptedChatModel(responses=[SUMMARY])
+    return ChatModelSummarizer(
+        model, request="conversation", agent_system_prompt=AGENT_PROMPT, **kwargs
+    ), model
+
+
+def _same(a: list[BaseMessage], b: list[BaseMessage]) -> bool:
+    """The same messages, as a provider reads them (type, text, tool calls, ids)."""
+    return len(a) == len(b) and all(
+        type(x) is type(y)
+        and x.content == y.content
+        and getattr(x, "tool_calls", None) == getattr(y, "tool_calls", None)
+        for x, y in zip(a, b, strict=True)
+    )
+
+
+def _turns(count: int) -> list[str]:
+    return [f"Turn {n}: where is order PO-{1000 + n} and its invoice?" for n in range(count)]
+
+
+def test_the_summariser_request_starts_with_the_agents_last_request(saver: Any) -> None:
+    graph, agent_model = _agent(saver)
+    summarizer, model = _summariser()
+    supervisor = CompactingSupervisor(
+        graph, HistoryManager(model=summarizer), token_limit=400, keep=KeepMessages(2)
+    )
+    config = {"configurable": {"thread_id": "conv"}}
+    result = None
+    for text in _turns(12):
+        supervisor.invoke({"messages": [HumanMessage(text)]}, config)
+        result = supervisor.last_compaction("conv")
+        if model.calls:
+            break
+    assert result is not None and result.status == "compacted", result
+    request = model.calls[0]
+    last = agent_model.calls[-1]
+    assert _same(request[: len(last)], last)  # the agent's cached prefix, exactly
+    assert isinstance(request[-1], HumanMessage)
+    assert request[-1].content.startswith("<summary_request>")
+    assert "except the last 2" in request[-1].content
+    stored = graph.get_state(config).values["messages"]
+    assert is_summary(stored[0]) and SUMMARY in stored[0].content
+    assert len(stored) == 3  # the summary and the two kept
+
+
+async def test_async_the_summariser_request_starts_with_the_agents_last_request(
+    asaver: Any,
+) -> None:
+    graph, agent_model = _agent(asaver)
+    summarizer, model = _summariser()
+    supervisor = CompactingSupervisor(
+        graph, HistoryManager(model=summarizer), token_limit=400, keep=KeepMessages(2)
+    )
+    config = {"configurable": {"thread_id": "aconv"}}
+    for text in _turns(12):
+        await supervisor.ainvoke({"messages": [HumanMessage(text)]}, config)
+        if model.calls:
+            break
+    assert model.calls, "no compaction ran"
+    last = agent_model.calls[-1]
+    assert _same(model.calls[0][: len(last)], last)
+    result = supervisor.last_compaction("aconv")
+    assert result is not None and result.status == "compacted"
+
+
+def _history(secret_at: int | None = None) -> list[BaseMessage]:
+    messages: list[BaseMessage] = []
+    for n in range(6):
+        text = f"Question {n} about order PO-{1000 + n}."
+        if n == secret_at:
+            text += f" The portal login is password={SECRET}."
+        messages += [HumanMessage(text, id=f"h{n}"), AIMessage(f"Answer {n}.", id=f"a{n}")]
+    return messages
+
+
+def test_redaction_applies_and_ends_the_shared_prefix_only_where_it_changes() -> None:
+    summarizer, model = _summariser()
+    manager = HistoryManager(model=summarizer)
+    history = _history(secret_at=3)
+    result = manager.compact_messages(history, keep=KeepMessages(2))
+    assert result is not None
+    sent = model.calls[0]
+    assert SECRET not in "".join(str(m.content) for m in sent)
+    assert isinstance(sent[0], SystemMessage) and sent[0].content == AGENT_PROMPT
+    conversation = sent[1:-1]
+    assert [m.id for m in conversation] == [m.id for m in history]
+    changed = [m.id for m, o in zip(conversation, history, strict=True) if m.content != o.content]
+    assert changed == ["h3"]  # every other message goes as stored: the cache still serves them
+    assert SECRET not in result.summary
+
+
+async def test_async_conversation_request_redacts_too() -> None:
+    summarizer, model = _summariser()
+    result = await HistoryManager(model=summarizer).acompact_messages(
+        _history(secret_at=0), keep=KeepMessages(2)
+    )
+    assert result is not None
+    assert SECRET not in "".join(str(m.content) for m in model.calls[0])
+
+
+def test_over_the_input_budget_it_reads_a_transcript(caplog: pytest.LogCaptureFixture) -> None:
+    summarizer, model = _summariser()
+    manager = HistoryManager(model=summarizer, summary_input_tokens=600)
+    history = _history() * 4
+    history = [m.model_copy(update={"id": f"{m.id}-{i}"}) for i, m in enumerate(history)]
+    with caplog.at_level(logging.INFO, logger="compacting_supervisor"):
+        result = manager.compact_messages(history, keep=KeepMessages(2))
+    assert result is not None
+    assert all("<new_messages>" in call[-1].content for call in model.calls)
+    assert all(len(call) == 2 for call in model.calls)  # the transcript request, every call
+    assert "reads a transcript instead" in caplog.text
+
+
+def test_a_pending_tool_call_or_a_moved_request_goes_as_a_transcript() -> None:
+    summarizer, model = _summariser()
+    call = {"name": "lookup", "args": {"city": "Oslo"}, "id": "c1"}
+    pending = [*_history(), AIMessage("", tool_calls=[call], id="pending")]
+    assert HistoryManager(model=summarizer).compact_messages(pending, keep=KeepMessages(2))
+    assert "<new_messages>" in model.calls[-1][-1].content
+    answered = [*pending, ToolMessage("Sunny.", tool_call_id="c1", id="t1"), AIMessage("Sunny.")]
+    assert HistoryManager(model=summarizer).compact_messages(answered, keep=KeepMessages(2))
+    assert model.calls[-1][-1].content.startswith("<summary_request>")
+
+
+@pytest.mark.parametrize(
+    "reply", ["I'm sorry, but I can't help with that.", "Error 429: rate limit exceeded", "-"]
+)
+def test_a_failed_summary_leaves_history_unchanged(reply: str) -> None:
+    model = ScriptedChatModel(responses=[reply])
+    summarizer = ChatModelSummarizer(model, request="conversation")
+    manager = HistoryManager(model=summarizer, summary_retries=0)
+    history = _history()
+    with pytest.raises(SummarizationError):
+        manager.compact_messages(history, keep=KeepMessages(2))
+    assert [m.content for m in history] == [m.content for m in _history()]
+
+
+def test_the_agents_tools_are_bound_as_the_agent_binds_them() -> None:
+    bound: list[Any] = []
+
+    class Recording(ScriptedChatModel):
+        def bind_tools(self, tools: Any, **kwargs: Any) -> Any:
+            bound.append(list(tools))
+            return self
+
+    def lookup(city: str) -> str:
+        """Look up the weather in a city."""
+        return city
+
+    summarizer = ChatModelSummarizer(
+        Recording(responses=[SUMMARY]), request="conversation", agent_tools=[lookup]
+    )
+    assert HistoryManager(model=summarizer).compact_messages(_history(), keep=KeepMessages(2))
+    assert bound == [[lookup]]
+
+
+def test_the_request_names_what_stays() -> None:
+    summarizer, _ = _summariser()
+    everything = summarizer.conversation_messages(_history(), kept=0, max_tokens=500)
+    assert "fold every message above into it" in everything[-1].content
+    assert CONVERSATION_REQUEST.split("{")[0] in everything[-1].content
+    assert "about 300 words" in everything[-1].content
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "named"),
+    [
+        ({"request": "cached"}, ValueError, "`request`"),
+        ({"agent_system_prompt": "You are X."}, ValueError, "`agent_system_prompt`"),
+        ({"agent_tools": [print]}, ValueError, "`agent_tools`"),
+        ({"request": "conversation", "agent_system_prompt": 3}, TypeError, "agent_system_prompt"),
+    ],
+)
+def test_bad_settings_name_the_parameter(kwargs: dict[str, Any], error: type, named: str) -> None:
+    with pytest.raises(error, match=named):
+        ChatModelSummarizer(ScriptedChatModel(responses=["x"]), **kwargs)
+
+
+def test_bad_kept_is_refused() -> None:
+    summarizer, _ = _summariser()
+    for kept in (-1, float("nan"), True):
+        with pytest.raises(ValueError, match="`kept`"):
+            summarizer.conversation_messages(_history(), kept=kept, max_tokens=500)  # type: ignore[arg-type]
+
+
+def test_it_is_run_in_an_event_loop_too() -> None:
+    summarizer, model = _summariser()
+
+    async def main() -> None:
+        text = await summarizer.asummarize_conversation(_history(), kept=2, max_tokens=500)
+        assert text == SUMMARY
+
+    asyncio.run(main())
+    assert model.calls[0][-1].content.startswith("<summary_request>")
