@@ -96,6 +96,8 @@ class RunResult:
     priced_stable: dict[str, float] = field(default_factory=dict)
     """The same, for the requests behind a stable prefix of `STABLE_PREFIX_TOKENS` tokens
     (a realistic agent's system prompt and tool schemas)."""
+    priced_parts: dict[str, dict[str, float]] = field(default_factory=dict)
+    """`priced` per rule, split into `benchmarks.pricing.PARTS`."""
 
     @property
     def summariser_tokens(self) -> int:
@@ -258,6 +260,7 @@ def _finish(contender: Contender, meter: _Meter, result: RunResult) -> None:
     result.priced = dict(meter.price.priced)
     result.cached_tokens = meter.price.cached_tokens
     result.priced_stable = dict(meter.price_stable.priced)
+    result.priced_parts = {rule: dict(part) for rule, part in meter.price.parts.items()}
 
 
 def _held(contender: Contender) -> set[str]:

@@ -42,7 +42,7 @@ from langchain_core.messages import BaseMessage
 
 from compacting_supervisor import TokenCounter
 
-__all__ = ["RULES", "STABLE_PREFIX_TOKENS", "CacheRule", "PriceMeter"]
+__all__ = ["PARTS", "RULES", "STABLE_PREFIX_TOKENS", "CacheRule", "PriceMeter"]
 
 STABLE_PREFIX_TOKENS = 3000
 """The stable prefix of the realistic agent priced beside the benchmark's own."""
@@ -69,10 +69,16 @@ class CacheRule:
         With ``write=False`` the uncached rest is billed at 1x: a request no later one
         extends (a summariser's) sets no cache breakpoint at its end.
         """
+        cached, rest, _ = self.split(total, shared, write=write)
+        return cached + rest
+
+    def split(self, total: int, shared: int, *, write: bool = True) -> tuple[float, float, int]:
+        """`price` in two: the cached prefix's, the rest's, and the rest's tokens."""
         if total < self.minimum:
-            return float(total)
+            return 0.0, float(total), total
         cached = shared - shared % self.step if shared >= self.minimum else 0
-        return self.read * cached + (self.write if write else 1.0) * (total - cached)
+        rest = total - cached
+        return self.read * cached, (self.write if write else 1.0) * rest, rest
 
 
 RULES = (
@@ -98,6 +104,13 @@ def _key(message: BaseMessage) -> str:
     )
 
 
+PARTS = ("new messages", "cache reads", "sent again uncached", "summariser")
+"""Where priced input goes: an agent request's messages never sent before (what any
+contender pays, at the write price), its cached prefix, what it sends again outside the
+cache (after a compaction: the system prompt, the new summary, the kept messages), and the
+summariser's requests."""
+
+
 @dataclass
 class PriceMeter:
     """Prices one thread's agent requests, in order, and its summariser's input."""
@@ -113,8 +126,13 @@ class PriceMeter:
         default_factory=lambda: {r.name: 0.0 for r in RULES}
     )
     """The summariser's share of `priced`."""
+    parts: dict[str, dict[str, float]] = field(
+        default_factory=lambda: {r.name: dict.fromkeys(PARTS, 0.0) for r in RULES}
+    )
+    """`priced` split, per rule, into `PARTS`."""
     _previous: list[str] = field(default_factory=list)
     _previous_summary: list[str] = field(default_factory=list)
+    _seen: set[str] = field(default_factory=set)
     _calls: int = 0
 
     def _shared(self, keys: list[str]) -> int:
@@ -140,8 +158,19 @@ class PriceMeter:
             shared += self.stable_tokens
         self._calls += 1
         self.cached_tokens += shared if shared >= RULES[0].minimum else 0
+        fresh = [
+            m for m, key in zip(messages[same:], keys[same:], strict=True) if key not in self._seen
+        ]
+        new = self.counter.count(fresh) - 3 if fresh else 0
+        self._seen.update(keys)
         for rule in RULES:
-            self.priced[rule.name] += rule.price(total, shared)
+            cached, rest, tokens = rule.split(total, shared)
+            self.priced[rule.name] += cached + rest
+            share = min(1.0, new / max(1, tokens))  # the rest is billed at one rate
+            part = self.parts[rule.name]
+            part["cache reads"] += cached
+            part["new messages"] += rest * share
+            part["sent again uncached"] += rest * (1 - share)
 
     def summariser_call(self, messages: Sequence[BaseMessage]) -> None:
         """Price one summariser request against the same cache.
@@ -158,11 +187,13 @@ class PriceMeter:
             price = rule.price(total, shared, write=False)
             self.priced[rule.name] += price
             self.summariser_priced[rule.name] += price
+            self.parts[rule.name]["summariser"] += price
 
     def to_json(self) -> dict[str, Any]:
         """The figures, for the results file."""
         return {
             "priced": dict(self.priced),
             "summariser_priced": dict(self.summariser_priced),
+            "parts": {rule: dict(part) for rule, part in self.parts.items()},
             "cached_tokens": self.cached_tokens,
         }

@@ -28,7 +28,7 @@ from benchmarks.contenders import (
     label,
 )
 from benchmarks.measure import LATE_TURNS, RunResult
-from benchmarks.pricing import STABLE_PREFIX_TOKENS
+from benchmarks.pricing import PARTS, STABLE_PREFIX_TOKENS
 
 __all__ = ["Goal", "judge", "machine", "render", "slow_table", "summarise"]
 
@@ -150,6 +150,12 @@ def summarise(rounds: Sequence[dict[str, RunResult]]) -> dict[str, dict[str, Any
                 rule: first.priced[rule] / rounds[0]["none"].priced[rule] for rule in first.priced
             },
             "cached_share": first.cached_tokens / max(1, first.agent_input_tokens),
+            "priced_parts": {
+                rule: {
+                    part: value / rounds[0]["none"].priced[rule] for part, value in parts.items()
+                }
+                for rule, parts in first.priced_parts.items()
+            },
             "priced_stable_ratio": {
                 rule: first.priced_stable[rule] / rounds[0]["none"].priced_stable[rule]
                 for rule in first.priced_stable
@@ -526,6 +532,30 @@ def _token_split(row: dict[str, Any]) -> list[str]:
     ]
 
 
+def _priced_parts(summary: dict[str, Any]) -> list[str]:
+    """Where each contender's priced input goes, on Anthropic's and gpt-4o's rules."""
+    rows = {
+        name: row for name, row in summary.items() if name != "none" and row.get("priced_parts")
+    }
+    if not rows:
+        return []
+    lines = [
+        "Where the priced input goes, against no compaction's whole priced input (`new "
+        "messages`: each message the first time it is sent, a new summary included; `sent "
+        "again uncached`: what a request sends again outside the cache, such as the system "
+        "prompt and kept messages after a compaction, and whole requests under the 1,024 "
+        "tokens a cache needs):",
+        "",
+        "| | " + " | ".join(row["label"] for row in rows.values()) + " |",
+        "|---|" + "---|" * len(rows),
+    ]
+    for rule, title in (("anthropic", "Anthropic"), ("gpt-4o", "gpt-4o")):
+        for part in PARTS:
+            cells = [_ratio(row["priced_parts"][rule][part]) for row in rows.values()]
+            lines.append(f"| {title}: {part} | " + " | ".join(cells) + " |")
+    return [*lines, ""]
+
+
 def _formats_table(formats: dict[str, int]) -> list[str]:
     if not formats:
         return []
@@ -599,6 +629,7 @@ def render(
         _goals_table(goals),
         "",
         *(_token_split(summary["compacting"]) if "compacting" in summary else []),
+        *_priced_parts(summary),
         *_formats_table(summary.get("compacting", {}).get("formats") or {}),
         *_micro_tables(micro),
     ]

@@ -155,8 +155,22 @@ def test_requests_are_priced_by_each_providers_cache_rules() -> None:
     meter.agent_call([history[0], HumanMessage("Summary: ..."), HumanMessage("third")])
     assert meter.cached_tokens == shared + meter.counter.count(history[:1]) - 3
     before = dict(meter.priced)
-    meter.summariser_input(500)
-    assert all(meter.priced[r] == before[r] + 500 for r in before)  # full price
+    transcript = [SystemMessage("Summarise."), HumanMessage("<new_messages>... " * 300)]
+    meter.summariser_call(transcript)
+    tokens = meter.counter.count(transcript)
+    assert all(meter.priced[r] == before[r] + tokens for r in before)  # shares nothing: 1x
+    # A summariser sent the agent's own last request reads its cached prefix.
+    last = [history[0], HumanMessage("Summary: ..."), HumanMessage("third")]
+    before = dict(meter.priced)
+    asked = [*last, HumanMessage("<summary_request>fold it</summary_request>")]
+    meter.summariser_call(asked)
+    cached = meter.counter.count(last) - 3
+    rest = meter.counter.count(asked) - cached
+    assert meter.priced["anthropic"] - before["anthropic"] == pytest.approx(cached * 0.1 + rest)
+    assert sum(meter.summariser_priced.values()) > 0
+    # The split adds up to the whole, for every rule.
+    for rule in RULES:
+        assert sum(meter.parts[rule.name].values()) == pytest.approx(meter.priced[rule.name])
 
 
 def test_a_stable_prefix_is_priced_as_always_shared() -> None:
