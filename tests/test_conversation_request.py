@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import logging
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -244,3 +247,110 @@ def test_it_is_run_in_an_event_loop_too() -> None:
 
     asyncio.run(main())
     assert model.calls[0][-1].content.startswith("<summary_request>")
+
+
+# ---------------------------------------------------------------- on Anthropic's wire format
+
+
+class _Anthropic(BaseHTTPRequestHandler):
+    """Answers ``POST /v1/messages`` as Anthropic does; keeps every request body."""
+
+    server: Any
+
+    def log_message(self, format: str, *args: Any) -> None:  # quiet
+        return
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        self.server.bodies.append(body)
+        last = body["messages"][-1]["content"]
+        text = last if isinstance(last, str) else " ".join(b.get("text", "") for b in last)
+        asking = text.startswith("<summary_request>")
+        answer = SUMMARY if asking else f"Reply {len(self.server.bodies)}: PO-1001 is confirmed."
+        usage = {
+            "input_tokens": 40,
+            "output_tokens": 30,
+            "cache_read_input_tokens": 1200 if asking else 0,
+            "cache_creation_input_tokens": 0 if asking else 900,
+        }
+        payload = json.dumps(
+            {
+                "id": f"msg_{len(self.server.bodies)}",
+                "type": "message",
+                "role": "assistant",
+                "model": body["model"],
+                "content": [{"type": "text", "text": answer}],
+                "stop_reason": "end_turn",
+                "stop_sequence": None,
+                "usage": usage,
+            }
+        ).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+
+@pytest.fixture
+def anthropic_url() -> Any:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Anthropic)
+    server.bodies = []  # type: ignore[attr-defined]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_on_anthropic_the_request_is_the_agents_prefix_with_a_breakpoint(
+    anthropic_url: Any, tmp_path: Any
+) -> None:
+    from langchain_anthropic import ChatAnthropic
+    from langchain_core.tools import tool
+    from langgraph.checkpoint.sqlite import SqliteSaver
+
+    @tool
+    def find_order(number: str) -> str:
+        """Find an order by its number."""
+        return f"Order {number}: confirmed."
+
+    def claude() -> Any:
+        url = f"http://127.0.0.1:{anthropic_url.server_port}"
+        return ChatAnthropic(model="claude-sonnet-4-5", api_key="sk-test", base_url=url)
+
+    summarizer = ChatModelSummarizer(
+        claude(),
+        request="conversation",
+        agent_system_prompt=AGENT_PROMPT,
+        agent_tools=[find_order],
+    )
+    with SqliteSaver.from_conn_string(str(tmp_path / "threads.sqlite")) as saver:
+        graph = create_react_agent(
+            claude(), tools=[find_order], prompt=AGENT_PROMPT, checkpointer=saver
+        )
+        supervisor = CompactingSupervisor(
+            graph, HistoryManager(model=summarizer), token_limit=300, keep=KeepMessages(2)
+        )
+        config = {"configurable": {"thread_id": "claude"}}
+        result = None
+        for text in _turns(10):
+            supervisor.invoke({"messages": [HumanMessage(text)]}, config)
+            result = supervisor.last_compaction("claude")
+            if result is not None and result.status == "compacted":
+                break
+    assert result is not None and result.status == "compacted", result
+    bodies = anthropic_url.bodies
+    asked = next(
+        i for i, b in enumerate(bodies) if "<summary_request>" in json.dumps(b["messages"][-1])
+    )
+    agent, summary = bodies[asked - 1], bodies[asked]
+    assert summary["cache_control"] == {"type": "ephemeral"}  # Anthropic reads up to it
+    assert "cache_control" not in agent  # the agent's own requests are the user's to tune
+    assert summary["system"] == agent["system"]
+    assert summary["tools"] == agent["tools"]
+    assert summary["messages"][: len(agent["messages"])] == agent["messages"]
+    assert result.summarizer_cache_read == 1200  # what the provider said it served
+    assert SUMMARY in result.summary

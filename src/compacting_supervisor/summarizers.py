@@ -345,6 +345,8 @@ class ChatModelSummarizer:
             first as the agent sends it.
         agent_tools: With ``request="conversation"``, the agent's tools, bound as the
             agent binds them (providers cache the tool schemas as part of the prefix).
+            With an Anthropic model the request also sets a cache breakpoint
+            (``cache_control``), without which Anthropic reads no cache.
 
     Raises:
         TypeError: ``model`` is not a chat model, ``token_counter`` not a TokenCounter,
@@ -507,9 +509,14 @@ class ChatModelSummarizer:
         model: Runnable[Any, Any] = self.model
         if tools and self.agent_tools:  # the agent's tools: part of its cached prefix
             model = self.model.bind_tools(self.agent_tools)
+        settings: dict[str, Any] = {}
+        if tools and _is_anthropic(self.model):
+            # Anthropic reads its cache only up to a breakpoint the request sets: one at
+            # the end finds the agent's cached prefix a few blocks before it.
+            settings["cache_control"] = {"type": "ephemeral"}
         if self.bind_max_tokens:
-            return model.bind(max_tokens=2 * max_tokens)
-        return model
+            settings["max_tokens"] = 2 * max_tokens
+        return model.bind(**settings) if settings else model
 
     @staticmethod
     def _config() -> Any:
@@ -539,6 +546,11 @@ class ChatModelSummarizer:
         request = self.prompt_messages(previous, messages, max_tokens=max_tokens)
         reply = await self._runnable(max_tokens).ainvoke(request, config=self._config())
         return self._finish(reply, max_tokens)
+
+
+def _is_anthropic(model: BaseChatModel) -> bool:
+    """Whether ``model`` is one of langchain-anthropic's Claude chat models."""
+    return str(getattr(model, "_llm_type", "")).startswith("anthropic")
 
 
 _Prompt = tuple[str | None, tuple[BaseMessage, ...], int, list[BaseMessage]]
