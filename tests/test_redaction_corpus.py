@@ -7,10 +7,24 @@ messages; ``benchmarks/redaction.py`` prints them, with detect-secrets beside th
 
 from __future__ import annotations
 
-import pytest
+import re
+from collections.abc import Iterable
 
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from benchmarks.linear_time import INPUTS
 from compacting_supervisor import redact_text
-from tests.redaction_corpus import Figures, gitleaks_examples, measure, ordinary_messages
+from compacting_supervisor.redaction import _rules as rules
+from compacting_supervisor.redaction._keys import secret_key_at
+from tests.redaction_corpus import (
+    Figures,
+    gitleaks_examples,
+    measure,
+    ordinary_messages,
+    personal_data,
+)
 
 
 @pytest.fixture(scope="module")
@@ -101,3 +115,139 @@ def test_gitleaks_false_positives_no_gitleaks_rule_reports_are_below_1_percent(
     figures: Figures,
 ) -> None:
     assert figures.rate("gitleaks_fp_unflagged") < 0.01
+
+
+# ------------------------------------------ the one-pass needle search, against a regex
+
+# The search the Aho-Corasick pass replaced, kept as the reference: one regex of every
+# needle (shared prefixes factored out, a split key word's separators a run of -._), run
+# from each needle found plus one, so every position where a needle starts is found.
+_Trie = dict[str, "_Trie"]
+
+
+def _alternation(needles: Iterable[str]) -> str:
+    root: _Trie = {}
+    for needle in needles:
+        node = root
+        for char in needle:
+            node = node.setdefault(char, {})
+        node[""] = {}
+
+    def branches(node: _Trie) -> str:
+        if "" in node:
+            return ""
+        options = [
+            ("[\\-._]+" if char == rules._SPLIT else re.escape(char)) + branches(child)
+            for char, child in sorted(node.items())
+        ]
+        return options[0] if len(options) == 1 else f"(?:{'|'.join(options)})"
+
+    return branches(root)
+
+
+_ANY_NEEDLE = re.compile(_alternation(rules._NEEDED))
+_KEY_OPERATOR = re.compile(
+    f"{_alternation(rules._KEY_WORDS + rules._SPLIT_KEY_WORDS)}"
+    r"[\w.\-]{0,80}(?:\\?[\"'`])?[ \t]{0,5}[:=,>?]"
+)
+_SPLIT_WORDS = [
+    re.compile(re.escape(word).replace(rules._SPLIT, "[\\-._]+")) for word in rules._SPLIT_KEY_WORDS
+]
+
+
+def _reference(text: str) -> tuple[bool, set[str], list[int]]:
+    """Whether ``text`` holds a needle, each needle in it, and the places to run: by regex."""
+    lowered = rules._folded(text)
+    starts = []
+    match = _ANY_NEEDLE.search(lowered)
+    while match is not None:
+        starts.append(match.start())
+        match = _ANY_NEEDLE.search(lowered, match.start() + 1)
+    found = {n for p in starts for n in rules._STARTS if lowered.startswith(n, p)}
+    found |= {m[0] for p in starts for word in _SPLIT_WORDS if (m := word.match(lowered, p))}
+    places = {
+        place
+        for place, (name, _, _) in enumerate(rules.PATTERNS)
+        if rules._NEEDS[name] is not rules._KEY_WORDS
+        and any(needle in lowered for needle in rules._NEEDS[name])
+    }
+    plain = text.isascii()
+    if any(
+        _KEY_OPERATOR.match(lowered, p) and (not plain or secret_key_at(text, p)) for p in starts
+    ):
+        places |= rules._KEY_PLACES
+    return bool(starts), found, sorted(places)
+
+
+def _assert_as_the_reference(text: str) -> None:
+    lowered = rules._folded(text)
+    holds, found, places = _reference(text)
+    assert rules.holds_needle(lowered) == holds
+    assert set(rules.needles_in(lowered)) == found
+    assert rules._places(text, lowered, -1) == places
+
+
+def _corpus_texts() -> list[str]:
+    data = personal_data()
+    return [
+        *(example["text"] for example in gitleaks_examples()),
+        *(text for _, text in ordinary_messages()),
+        *(text for items in data.positives.values() for text, _ in items),
+        *data.negatives,
+    ]
+
+
+def test_the_needle_search_finds_what_the_regex_finds_on_every_corpus() -> None:
+    """The one-pass search (Aho-Corasick) against the regex it replaced, on every text of
+    the corpora (gitleaks' examples, personal data, ordinary messages): the same needles,
+    the same answer to "any needle?", the same patterns to run."""
+    texts = _corpus_texts()
+    assert len(texts) > 3000
+    for text in texts:
+        _assert_as_the_reference(text)
+
+
+@pytest.mark.parametrize("name", sorted(INPUTS))
+def test_the_needle_search_finds_what_the_regex_finds_on_adversarial_input(name: str) -> None:
+    """The same on ``benchmarks/linear_time.py``'s adversarial inputs, cut at each length
+    from 0 to 40 (the ends of runs) and 3,000 characters long."""
+    make = INPUTS[name]
+    for size in [*range(41), 3000]:
+        _assert_as_the_reference(make(size))
+
+
+_FRAGMENTS = st.sampled_from(
+    [
+        *rules._NEEDED,
+        *(w.replace(rules._SPLIT, sep) for w in rules._SPLIT_KEY_WORDS for sep in "-._"),
+    ]
+)
+_PIECES = st.sampled_from(["-", ".", "_", "--", "._", " ", "=", ": ", '"', "\n", "K", "\u0130"])
+
+
+@settings(max_examples=500, deadline=None, derandomize=True)
+@given(
+    st.lists(_FRAGMENTS | _FRAGMENTS.map(str.upper) | _PIECES | st.text(max_size=5), max_size=10)
+)
+def test_the_needle_search_finds_what_the_regex_finds_on_any_text(parts: list[str]) -> None:
+    """Needles, their upper case, halves glued by separator runs, and any text, mixed."""
+    parts = [part[: len(part) // 2] if i % 3 == 2 else part for i, part in enumerate(parts)]
+    _assert_as_the_reference("".join(parts))
+
+
+def test_every_match_of_a_pattern_in_the_corpora_holds_one_of_its_needles() -> None:
+    """A pattern runs only on text holding one of its needles: each is in every match
+    (``curl -u``'s in the text before it; the key rules' are the key words, checked by the
+    needle search above), so a text with none is one the pattern leaves unchanged."""
+    matched = set()
+    for text in _corpus_texts():
+        lowered = rules._folded(text)
+        for name, pattern, _ in rules.PATTERNS:
+            needles = rules._NEEDS[name]
+            if needles is rules._KEY_WORDS:
+                continue
+            for match in pattern.finditer(text):
+                where = lowered if name == "curl-user" else rules._folded(match[0])
+                assert any(needle in where for needle in needles), (name, match[0])
+                matched.add(name)
+    assert len(matched) >= 17

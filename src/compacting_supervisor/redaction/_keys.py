@@ -31,6 +31,7 @@ __all__ = [
     "is_sequence",
     "key_kind",
     "looks_like_credential",
+    "secret_key_at",
     "shannon_entropy",
 ]
 
@@ -252,6 +253,27 @@ def looks_like_credential(value: str, *, strict: bool = False) -> bool:
         and "://" not in value
         and _CREDENTIAL_CHARS.search(value) is not None
     )
+
+
+_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
+_KEY_RUN = re.compile(r"[\w.\-]*")
+
+
+def secret_key_at(text: str, start: int) -> bool:
+    """Whether the key around ``start`` (a key word that an operator follows) is secret.
+
+    A key rule changes only a value whose key `key_kind` calls secret-bearing, and its key
+    is the whole run of word characters, dots and hyphens (after one ``$`` or ``@``)
+    around the key word. ``token_count: 12``, ``max_tokens = 500`` and ``secret_name: db``
+    need no key rule run.
+    """
+    first = start
+    while first > 0 and start - first < 80 and text[first - 1] in _NAME_CHARS:
+        first -= 1
+    if first > 0 and text[first - 1] in "$@":
+        first -= 1
+    run = _KEY_RUN.match(text, start)
+    return bool(key_kind(text[first : run.end() if run else start]))
 
 
 # A run of base64 or URL-safe characters, from its start (possessive: linear).

@@ -13,13 +13,17 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
+from typing import Any
+
+import ahocorasick  # type: ignore[import-not-found]  # a C extension with no stubs
 
 from compacting_supervisor.redaction._keys import (
     is_fake_token,
     is_placeholder,
     key_kind,
     looks_like_credential,
+    secret_key_at,
 )
 
 __all__ = [
@@ -352,13 +356,15 @@ _NEEDS: dict[str, tuple[str, ...]] = {  # name -> needles
     "openai-key": ("sk-",),
     "stripe-key": ("_live_", "_test_"),
     "aws-access-key": ("akia", "asia", "abia", "acca"),
-    "github-token": ("github_pat_", "gh"),
+    "github-token": ("github_pat_", "ghp_", "gho_", "ghu_", "ghs_", "ghr_"),
     "slack-token": ("xox", "xapp-"),
     "google-key": ("aiza",),
     "jwt": ("eyj",),
     "vendor-key": (
-        "hf_", "gl", "npm_", "pypi-", "sg.", "hv", "ntn_", "sgp_", "absk", "eaa", "shp", "dp.",
-        "dapi", "_v1_", "pmak-", "lin_api_", "pul-", "rubygems_", "q~",
+        "hf_", "glpat-", "glptt-", "glrt-", "gldt-", "glft-", "glimt-", "gloas-", "glsoat-",
+        "glcbt-", "glc_", "glsa_", "npm_", "pypi-", "sg.", "hvs.", "hvb.", "ntn_", "sgp_", "absk",
+        "eaa", "shpat_", "shpca_", "shppa_", "shpss_", "dp.", "dapi", "_v1_", "pmak-",
+        "lin_api_", "pul-", "rubygems_", "q~",
     ),
     "age-key": ("age-secret-key-",),
     "webhook": ("hooks.slack", "webhook", "discord"),
@@ -368,7 +374,7 @@ _NEEDS: dict[str, tuple[str, ...]] = {  # name -> needles
     "curl-user": ("curl",),
     "key-line": _KEY_WORDS,
     "key-value": _KEY_WORDS,
-    "curl-header": ("-h",),
+    "curl-header": ("-h ", "-h\t", "--header"),
     "header": _KEY_WORDS,
     "xml-element": _KEY_WORDS,
 }  # fmt: skip
@@ -381,7 +387,7 @@ _SHAPES: dict[str, tuple[re.Pattern[str], bool]] = {
     # stops at the next "://", so each character is read by one attempt at most.
     "url-password": (re.compile(r"://[^\s:/@]{0,200}:[^\s/]{0,500}@"), False),
 }
-# The common words first: most texts that hold a needle hold one of them.
+# Every needle, the common words first: most texts that hold a needle hold one of them.
 _NEEDED = tuple(
     dict.fromkeys(
         [*_KEY_WORDS, *(n for needles in _NEEDS.values() for n in needles), *_SPLIT_KEY_WORDS]
@@ -389,45 +395,125 @@ _NEEDED = tuple(
 )
 
 
-_Trie = dict[str, "_Trie"]
-
-
-def _alternation(needles: Iterable[str]) -> str:
-    """A regex matching any of ``needles``, their shared prefixes factored out (a trie).
-
-    A search tries at each position only the branches of that position's character, and a
-    needle that extends another (``sk-ant-`` after ``sk-``) is left out: the shorter one
-    is found first wherever the longer one is. `_SPLIT` in a needle matches a run of
-    separators.
-    """
-    root: _Trie = {}
-    for needle in needles:
-        node = root
-        for char in needle:
-            node = node.setdefault(char, {})
-        node[""] = {}
-
-    def branches(node: _Trie) -> str:
-        if "" in node:
-            return ""
-        options = [
-            ("[\\-._]+" if char == _SPLIT else re.escape(char)) + branches(child)
-            for char, child in sorted(node.items())
-        ]
-        return options[0] if len(options) == 1 else f"(?:{'|'.join(options)})"
-
-    return branches(root)
-
-
-# One search for any needle; most ordinary text holds none and is not scanned further.
-_ANY_NEEDLE = re.compile(_alternation(_NEEDED))
 # The key rules need more than a key word: the word inside a key, then an operator. On
-# the case-folded text, this is one scan, and most prose that says "token" or "key" has
-# no key=value in it.
-_KEY_OPERATOR = re.compile(
-    f"{_alternation(_KEY_WORDS + _SPLIT_KEY_WORDS)}"
-    r"[\w.\-]{0,80}(?:\\?[\"'`])?[ \t]{0,5}[:=,>?]"
-)
+# the case-folded text, this is one match after each key word, and most prose that says
+# "token" or "key" has no key=value in it.
+_KEY_OPERATOR = re.compile(r"[\w.\-]{0,80}(?:\\?[\"'`])?[ \t]{0,5}[:=,>?]")
+
+# Each needle found, with the places in PATTERNS of the patterns it may start (a key
+# word's are the key rules', decided by `secret_key_at`).
+_NAMES = [rule[0] for rule in PATTERNS]
+_KEY_PLACES = frozenset(i for i, name in enumerate(_NAMES) if _NEEDS[name] is _KEY_WORDS)
+_STARTS: dict[str, frozenset[int]] = {
+    found: frozenset(
+        place
+        for place, name in enumerate(_NAMES)
+        if _NEEDS[name] is not _KEY_WORDS and found in _NEEDS[name]
+    )
+    for found in _NEEDED
+    if _SPLIT not in found
+}
+
+# One Aho-Corasick automaton finds, in one pass, every needle without a separator run
+# (overlapping ones too) and, for each key word split by a run, its longer half with the
+# separator on its side (``-oken`` for ``t-oken``, ``toke-`` for ``toke-n``); the shorter
+# half is then read next to the run. A word's value: (its length, the places of the
+# patterns it starts or None when it is only a half, whether it is a key word, the first
+# halves to read before its run, the second halves to read after it).
+_SEPARATORS = "-._"
+_Word = tuple[int, frozenset[int] | None, bool, tuple[str, ...], tuple[str, ...]]
+
+
+def _automaton() -> Any:
+    before: dict[str, list[str]] = {}
+    after: dict[str, list[str]] = {}
+    for word in _SPLIT_KEY_WORDS:
+        head, tail = word.split(_SPLIT)
+        for separator in _SEPARATORS:
+            if len(tail) >= len(head):
+                before.setdefault(separator + tail, []).append(head)
+            else:
+                after.setdefault(head + separator, []).append(tail)
+    automaton = ahocorasick.Automaton()
+    for word in dict.fromkeys([*_STARTS, *before, *after]):
+        value: _Word = (
+            len(word),
+            _STARTS.get(word),
+            word in _KEY_WORDS,
+            tuple(before.get(word, ())),
+            tuple(after.get(word, ())),
+        )
+        automaton.add_word(word, value)
+    automaton.make_automaton()
+    return automaton
+
+
+_AUTOMATON = _automaton()
+
+
+def _split_words(
+    lowered: str, end: int, length: int, heads: tuple[str, ...], tails: tuple[str, ...]
+) -> list[tuple[int, int]]:
+    """The spans of the split key words whose longer half (of ``length``) ends at ``end``.
+
+    A run of separators is walked from one of its ends (a half starts or ends only
+    there), once for each half found at that end: linear in the text.
+    """
+    found = []
+    if heads:  # a separator, then a second half
+        first = end - length + 1
+        while first > 0 and lowered[first - 1] in _SEPARATORS:
+            first -= 1
+        found = [
+            (first - len(head), end + 1)
+            for head in heads
+            if first >= len(head) and lowered.startswith(head, first - len(head))
+        ]
+    if tails:  # a first half, then a separator
+        last = end
+        while last + 1 < len(lowered) and lowered[last + 1] in _SEPARATORS:
+            last += 1
+        found += [
+            (end - length + 1, last + 1 + len(tail))
+            for tail in tails
+            if lowered.startswith(tail, last + 1)
+        ]
+    return found
+
+
+def _needles(lowered: str) -> tuple[set[int], list[tuple[int, int]], list[tuple[int, int]]]:
+    """Every needle in case-folded text, in one pass of `_AUTOMATON`.
+
+    Returns the places of the patterns the needles start (the key rules' aside), the span
+    of each key word (whole or split), and the span of each needle.
+    """
+    places: set[int] = set()
+    keys: list[tuple[int, int]] = []
+    spans: list[tuple[int, int]] = []
+    for end, (length, starts, key, heads, tails) in _AUTOMATON.iter(lowered):
+        if starts is not None:
+            places |= starts
+            spans.append((end - length + 1, end + 1))
+            if key:
+                keys.append(spans[-1])
+        if heads or tails:
+            split = _split_words(lowered, end, length, heads, tails)
+            keys += split
+            spans += split
+    return places, keys, spans
+
+
+def holds_needle(lowered: str) -> bool:
+    """Whether case-folded text holds any needle a pattern (or a secret key) needs.
+
+    The same pass as `_needles`, stopped at the first needle.
+    """
+    for end, (length, starts, _, heads, tails) in _AUTOMATON.iter(lowered):
+        if starts is not None or (
+            (heads or tails) and _split_words(lowered, end, length, heads, tails)
+        ):
+            return True
+    return False
 
 
 def _folded(text: str) -> str:
@@ -445,9 +531,9 @@ def _holds(lowered: str, needles: tuple[str, ...]) -> bool:
     return any(map(lowered.__contains__, needles))
 
 
-def holds_needle(lowered: str) -> bool:
-    """Whether case-folded text holds any needle a pattern (or a secret key) needs."""
-    return _ANY_NEEDLE.search(lowered) is not None
+def needles_in(lowered: str) -> tuple[str, ...]:
+    """Each needle case-folded text holds, once (a split key word as it is written)."""
+    return tuple(dict.fromkeys(lowered[start:end] for start, end in _needles(lowered)[2]))
 
 
 def may_hold_secret(text: str) -> bool:
@@ -455,70 +541,22 @@ def may_hold_secret(text: str) -> bool:
     return holds_needle(_folded(text))
 
 
-_KEY_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
-_KEY_RUN = re.compile(r"[\w.\-]*")
-
-
-def _secret_key_at(text: str, start: int) -> bool:
-    """Whether the key around ``start`` (a key word that an operator follows) is secret.
-
-    A key rule changes only a value whose key `key_kind` calls secret-bearing, and its key
-    is the whole run of word characters, dots and hyphens (after one ``$`` or ``@``)
-    around the key word. ``token_count: 12``, ``max_tokens = 500`` and ``secret_name: db``
-    need no key rule run.
-    """
-    first = start
-    while first > 0 and start - first < 80 and text[first - 1] in _KEY_CHARS:
-        first -= 1
-    if first > 0 and text[first - 1] in "$@":
-        first -= 1
-    run = _KEY_RUN.match(text, start)
-    return bool(key_kind(text[first : run.end() if run else start]))
-
-
-# Each needle the search finds, with the places in PATTERNS of the patterns it may start:
-# its own and those of the needles that extend it (the search finds ``sk-`` where
-# ``sk-ant-`` is); a key word's are the key rules', decided by `_secret_key_at`.
-_NAMES = [rule[0] for rule in PATTERNS]
-_KEY_PLACES = frozenset(i for i, name in enumerate(_NAMES) if _NEEDS[name] is _KEY_WORDS)
-_STARTS: dict[str, frozenset[int]] = {
-    found: frozenset(
-        place
-        for place, name in enumerate(_NAMES)
-        if _NEEDS[name] is not _KEY_WORDS and any(n.startswith(found) for n in _NEEDS[name])
-    )
-    for found in _NEEDED
-    if _SPLIT not in found
-}
-_NONE: frozenset[int] = frozenset()
-
-
 def _places(text: str, lowered: str, after: int) -> list[int]:
     """The places of the patterns after ``after`` that may change ``text``, in order.
 
-    One pass finds every place a needle starts in ``lowered`` (each search starts one
-    character after the last needle found, so overlapping needles are all found); the key
-    rules' place is taken when a key word there is followed by an operator, in a key
-    `_secret_key_at` calls secret (any, in text whose case-folding moves positions: not
-    ASCII). A needle is a few characters and a run of separators, which only the needle
-    prefixes just before it read again; `_KEY_OPERATOR` reads at most 90 characters.
+    Those the needles in ``lowered`` start (`_needles`), and the key rules' when a key
+    word is followed by an operator (`_KEY_OPERATOR`, at most 87 characters read), in a
+    key `secret_key_at` calls secret (any, in text whose case-folding moves positions:
+    not ASCII).
     """
-    places: set[int] = set()
-    keys = False
-    plain = text.isascii()
-    search, operator = _ANY_NEEDLE.search, _KEY_OPERATOR.match
-    match = search(lowered)
-    while match is not None:
-        start = match.start()
-        places.update(_STARTS.get(match[0], _NONE))
-        if (
-            not keys
-            and operator(lowered, start) is not None
-            and (not plain or _secret_key_at(text, start))
-        ):
-            keys = True
-            places.update(_KEY_PLACES)
-        match = search(lowered, start + 1)
+    places, keys, _ = _needles(lowered)
+    if keys:
+        plain = text.isascii()
+        operator = _KEY_OPERATOR.match
+        for start, end in keys:
+            if operator(lowered, end) is not None and (not plain or secret_key_at(text, start)):
+                places |= _KEY_PLACES
+                break
     return sorted(place for place in places if place > after)
 
 

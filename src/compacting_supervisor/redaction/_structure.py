@@ -20,10 +20,11 @@ from urllib.parse import unquote
 
 from compacting_supervisor.redaction._keys import is_placeholder, key_kind, looks_like_credential
 from compacting_supervisor.redaction._rules import (
-    _ANY_NEEDLE,
     SECRET,
     _folded,
     _holds,
+    holds_needle,
+    needles_in,
     scan_folded,
     scan_secrets,
 )
@@ -97,7 +98,7 @@ def _unchanged(text: str, scan: Scan) -> bool:
         scan is scan_secrets
         and "\\" not in text
         and "%" not in text
-        and _ANY_NEEDLE.search(_folded(text)) is None
+        and not holds_needle(_folded(text))
     )
 
 
@@ -150,14 +151,12 @@ class _Narrowed:
     """The built-in scan, skipping strings that hold none of the needles ``text`` holds.
 
     ``text`` is JSON without escapes, so each of its strings appears in it verbatim: a
-    string holding none of the needles found in the whole holds none at all. The needles
-    are found in one search over the text: where two overlap, only the first is found,
-    and a string holding the other holds the first too (needles hold no quote).
+    string holding none of the needles found in the whole (each of them, found in one
+    pass) holds none at all.
     """
 
     def __init__(self, text: str) -> None:
-        found = _ANY_NEEDLE.finditer(_folded(text))
-        self.present = tuple(dict.fromkeys(match[0] for match in found))
+        self.present = needles_in(_folded(text))
 
     def skip(self, leaf: str) -> bool:
         return not _holds(_folded(leaf), self.present)
@@ -246,7 +245,7 @@ def redact_string(text: str, scan: Scan, depth: int = 0) -> str:
         lowered = _folded(text)
         if not _JSON_START.match(text):
             return scan_folded(text, lowered)  # nothing to decode: scanned as it is
-        if _ANY_NEEDLE.search(lowered) is None:
+        if not holds_needle(lowered):
             return text  # nothing to decode, and no word any rule (or secret key) needs
     as_json = _as_json(text, scan, depth)
     if as_json is not None:
