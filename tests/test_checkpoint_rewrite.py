@@ -524,3 +524,68 @@ async def test_async_a_turn_written_during_a_compaction_is_never_hidden(asaver: 
     before = await asaver.aget_tuple(CONFIG)
     await CompactingSupervisor(graph, token_limit=100_000).acompact(CONFIG)
     _assert_clean_rewrite(before, await asaver.aget_tuple(CONFIG), asaver)
+
+
+class _CountedReads:
+    """Counts the saver's whole-checkpoint reads (``get_tuple`` / ``aget_tuple``).
+
+    InMemorySaver's ``aget_tuple`` calls its ``get_tuple``: that is one read.
+    """
+
+    def __init__(self, saver: Any) -> None:
+        self.reads = 0
+        self._inside = False
+        get, aget = saver.get_tuple, saver.aget_tuple
+
+        def get_tuple(config: Any) -> Any:
+            self.reads += not self._inside
+            return get(config)
+
+        async def aget_tuple(config: Any) -> Any:
+            self.reads += 1
+            self._inside = True
+            try:
+                return await aget(config)
+            finally:
+                self._inside = False
+
+        saver.get_tuple, saver.aget_tuple = get_tuple, aget_tuple
+
+
+def test_a_rewrite_deserialises_the_head_once(saver: Any) -> None:
+    """compact() and replace_thread_history read the head whole once, then write on it."""
+    graph = chat_graph(saver)
+    supervisor = CompactingSupervisor(graph, token_limit=100_000)
+    _run_turns(supervisor, 4)
+    before = saver.get_tuple(CONFIG)
+    counted = _CountedReads(saver)
+    supervisor.compact(CONFIG)
+    assert counted.reads == 1
+    after = saver.get_tuple(CONFIG)
+    _assert_clean_rewrite(before, after, saver)
+    counted.reads = 0
+    kept = after.checkpoint["channel_values"]["messages"][-2:]
+    HistoryManager().replace_thread_history(CONFIG, kept, graph=graph)
+    assert counted.reads == 1
+    replaced = saver.get_tuple(CONFIG)
+    _assert_clean_rewrite(after, replaced, saver)
+    assert [m.id for m in replaced.checkpoint["channel_values"]["messages"]] == [m.id for m in kept]
+
+
+async def test_async_a_rewrite_deserialises_the_head_once(asaver: Any) -> None:
+    graph = chat_graph(asaver)
+    supervisor = CompactingSupervisor(graph, token_limit=100_000)
+    await _arun_turns(supervisor, 4)
+    before = await asaver.aget_tuple(CONFIG)
+    counted = _CountedReads(asaver)
+    await supervisor.acompact(CONFIG)
+    assert counted.reads == 1
+    after = await asaver.aget_tuple(CONFIG)
+    _assert_clean_rewrite(before, after, asaver)
+    counted.reads = 0
+    kept = after.checkpoint["channel_values"]["messages"][-2:]
+    await HistoryManager().areplace_thread_history(CONFIG, kept, graph=graph)
+    assert counted.reads == 1
+    replaced = await asaver.aget_tuple(CONFIG)
+    _assert_clean_rewrite(after, replaced, asaver)
+    assert [m.id for m in replaced.checkpoint["channel_values"]["messages"]] == [m.id for m in kept]

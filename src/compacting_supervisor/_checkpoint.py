@@ -9,7 +9,6 @@ id recorded. Pure functions: the callers do the saver I/O.
 
 from __future__ import annotations
 
-import copy
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -158,7 +157,8 @@ def build_compacted_checkpoint(
         "ts": datetime.now(UTC).isoformat(),
         "channel_values": values,
         "channel_versions": versions,
-        "versions_seen": copy.deepcopy(old["versions_seen"]),
+        # Two levels hold everything: node -> channel -> version (a string or a number).
+        "versions_seen": {node: dict(seen) for node, seen in old["versions_seen"].items()},
         "updated_channels": list(updated) if updated is not None else None,
     }
     metadata: dict[str, Any] = {

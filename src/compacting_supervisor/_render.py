@@ -173,11 +173,14 @@ class RenderMemo:
     """What one compaction has rendered of each message: every message rendered once.
 
     A message's text, its tool calls' arguments and its tool result (JSON as YAML) depend
-    on the message alone; the tags around them (parallel ids, hand-offs) depend on the
-    messages rendered with it and are built each time. The memo holds the messages it has
-    seen, so an ``id`` is never reused while it is alive; it lives as long as its owner
-    (`compacting_supervisor._compaction.summarise.SummaryPolicy`, one per compaction):
-    nothing is cached across compactions, and messages are not changed within one.
+    on the message alone, and so does its whole event when nothing around it changes it:
+    no parallel id and no hand-off (a plain answer, a lone call, a result without an id).
+    Events that do depend on the messages rendered with them are keyed by what they depend
+    on (a result's short id), or built each time from their remembered parts. The memo
+    holds the messages it has seen, so an ``id`` is never reused while it is alive; it
+    lives as long as its owner (`compacting_supervisor._compaction.summarise.SummaryPolicy`,
+    one per compaction): nothing is cached across compactions, and messages are not changed
+    within one.
     """
 
     def __init__(self) -> None:
@@ -231,12 +234,13 @@ class _Events:
 
     def __init__(self, messages: Sequence[BaseMessage], memo: RenderMemo | None = None) -> None:
         self.memo = memo if memo is not None else _MEMO.get()
-        self.handoffs = handoff_call_ids(messages)
+        # Only a result with metadata can be a hand-off (most carry none).
+        marked = [m for m in messages if isinstance(m, ToolMessage) and m.response_metadata]
+        self.handoffs = handoff_call_ids(marked)
         self.destinations = {
             message.tool_call_id: str(message.response_metadata["__handoff_destination"])
-            for message in messages
-            if isinstance(message, ToolMessage)
-            and message.response_metadata.get("__handoff_destination")
+            for message in marked
+            if message.response_metadata.get("__handoff_destination")
         }
         self.ids: dict[str, str] = {}
 
@@ -250,34 +254,25 @@ class _Events:
 
     def render(self, message: BaseMessage) -> str:
         """One message's events (several lines for an answer with tool calls), or ""."""
-        if is_summary(message):
-            text = _content_text(message.content).removeprefix(SUMMARY_PREFIX.strip())
-            return element("summary", escape(text.strip()))
-        if isinstance(message, AIMessage):
-            return self._ai(message)
         if isinstance(message, ToolMessage):
             if message.tool_call_id in self.handoffs:
                 return ""  # the hand-off's call already reads <handoff .../>
-            attributes = {
-                "id": self._short(message.tool_call_id),
-                "status": "error" if message.status == "error" else None,
-            }
-            tag = tag_name(message.name, "_result", "tool_result")
-            result = _part(self.memo, message, "result", structured, message.content)
-            return element(tag, escape(result), attributes)
-        if isinstance(message, FunctionMessage):
-            tag = tag_name(message.name, "_result", "function_result")
-            result = _part(self.memo, message, "result", structured, message.content)
-            return element(tag, escape(result))
-        text = _part(self.memo, message, "text", _escaped_text, message.content)
-        if isinstance(message, HumanMessage):
-            return element("user", text, {"name": message.name}) if text else ""
-        if isinstance(message, SystemMessage):
-            return element("system", text) if text else ""
-        if isinstance(message, ChatMessage) and message.role in _ROLES:
-            return element(_ROLES[message.role], text, {"name": message.name}) if text else ""
-        role = message.role if isinstance(message, ChatMessage) else message.type
-        return element("message", text, {"role": role, "name": message.name}) if text else ""
+            short = self._short(message.tool_call_id)
+            return _part(self.memo, message, ("event", short), self._result, (message, short))
+        if (
+            isinstance(message, AIMessage)
+            and message.tool_calls
+            and not _lone_call(message, self.handoffs)
+        ):
+            return self._ai(message)  # parallel ids or hand-offs: depends on its neighbours
+        return _part(self.memo, message, "event", _event, message)
+
+    def _result(self, arg: tuple[ToolMessage, str | None]) -> str:
+        message, short = arg
+        attributes = {"id": short, "status": "error" if message.status == "error" else None}
+        tag = tag_name(message.name, "_result", "tool_result")
+        result = _part(self.memo, message, "result", structured, message.content)
+        return element(tag, escape(result), attributes)
 
     def _ai(self, message: AIMessage) -> str:
         handing_off = any(key in message.response_metadata for key in HANDOFF_KEYS)
@@ -299,6 +294,45 @@ class _Events:
             args = _part(self.memo, message, index, _escaped_args, call["args"])
             events.append(element("call", args, attributes))
         return "\n".join(events)
+
+
+def _lone_call(message: AIMessage, handoffs: set[str]) -> bool:
+    """Whether an answer's events depend on it alone: one call, and no hand-off."""
+    return (
+        len(message.tool_calls) == 1
+        and message.tool_calls[0].get("id") not in handoffs
+        and not any(key in message.response_metadata for key in HANDOFF_KEYS)
+    )
+
+
+def _event(message: BaseMessage) -> str:
+    """The events of a message that renders the same whatever surrounds it."""
+    if isinstance(message, AIMessage):
+        if any(key in message.response_metadata for key in HANDOFF_KEYS):
+            return ""  # a hand-off without calls: nothing to show
+        text = _escaped_text(message.content)
+        events = [element("assistant", text, {"name": message.name})] if text else []
+        for call in message.tool_calls:  # one at most (`_lone_call`)
+            attributes = {"tool": call["name"], "id": None, "by": message.name}
+            events.append(element("call", _escaped_args(call["args"]), attributes))
+        return "\n".join(events)
+    if isinstance(message, FunctionMessage):
+        tag = tag_name(message.name, "_result", "function_result")
+        return element(tag, escape(structured(message.content)))
+    if is_summary(message):
+        text = _content_text(message.content).removeprefix(SUMMARY_PREFIX.strip())
+        return element("summary", escape(text.strip()))
+    text = _escaped_text(message.content)
+    if not text:
+        return ""
+    if isinstance(message, HumanMessage):
+        return element("user", text, {"name": message.name})
+    if isinstance(message, SystemMessage):
+        return element("system", text)
+    if isinstance(message, ChatMessage) and message.role in _ROLES:
+        return element(_ROLES[message.role], text, {"name": message.name})
+    role = message.role if isinstance(message, ChatMessage) else message.type
+    return element("message", text, {"role": role, "name": message.name})
 
 
 def plain_text(message: BaseMessage) -> str:

@@ -205,6 +205,7 @@ _CELL_SCALARS = (str, int, float, bool, type(None))
 _JSON_NUMBER = re.compile(r"-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][-+]?\d+)?")
 _JSON_WORDS = frozenset({"true", "false", "null", "NaN", "Infinity", "-Infinity"})
 _CELL_QUOTED_FIRST = frozenset('" (')
+_HEADERS: dict[tuple[Any, ...], str] = {}
 
 
 def _cell(value: Any) -> str:
@@ -241,6 +242,37 @@ def _cell(value: Any) -> str:
     return text
 
 
+def _column(values: tuple[Any, ...]) -> list[str] | None:
+    """One table column's cells (`_cell` of each); None when a value is not a scalar.
+
+    Columns of one plain type, the usual case, are written without a call per cell:
+    text cells are looked at only where JSON could read them otherwise.
+    """
+    kinds = set(map(type, values))
+    if len(kinds) == 1:
+        kind = next(iter(kinds))
+        if kind is int:
+            return list(map(str, values))
+        if kind is float and all(map(math.isfinite, values)):
+            return list(map(float.__repr__, values))  # what JSON writes
+        if kind is str:
+            joined = "".join(values)
+            if "|" not in joined and joined.isprintable():  # the only space left is " "
+                return [
+                    _quoted(text)
+                    if not text
+                    or text[0] in _CELL_QUOTED_FIRST
+                    or text[-1] == " "
+                    or text in _JSON_WORDS
+                    or ((text[0] == "-" or text[0].isdecimal()) and _JSON_NUMBER.fullmatch(text))
+                    else text
+                    for text in values
+                ]
+    if not all(isinstance(v, _CELL_SCALARS) for v in values):
+        return None
+    return [_cell(v) for v in values]
+
+
 def table(value: list[Any]) -> list[str] | None:
     """A list of flat records sharing their keys as ``(table: a|b)`` and one row each.
 
@@ -254,11 +286,26 @@ def table(value: list[Any]) -> list[str] | None:
     for record in value:
         if type(record) is not dict or list(record) != keys:
             return None
-        if not all(isinstance(v, _CELL_SCALARS) for v in record.values()):
+    columns = []
+    for values in zip(*(record.values() for record in value), strict=True):
+        cells = _column(values)
+        if cells is None:
             return None
-    header = "|".join(_cell(key) for key in keys)
-    rows = ["|".join(_cell(v) for v in record.values()) for record in value]
-    return [f"(table: {header})", *rows]
+        columns.append(cells)
+    return [_header(keys), *map("|".join, zip(*columns, strict=True))]
+
+
+def _header(keys: list[Any]) -> str:
+    """``(table: a|b)``; records of one shape repeat their keys, so it is remembered."""
+    if not all(type(key) is str for key in keys):  # 1 and True are one dict key
+        return "(table: " + "|".join(_cell(key) for key in keys) + ")"
+    shape = tuple(keys)
+    found = _HEADERS.get(shape)
+    if found is None:
+        if len(_HEADERS) >= _SCALARS_KEPT:
+            _HEADERS.clear()
+        found = _HEADERS[shape] = "(table: " + "|".join(map(_cell, keys)) + ")"
+    return found
 
 
 def to_yaml(value: dict[Any, Any] | list[Any], *, tables: bool = False) -> str:

@@ -387,16 +387,17 @@ def write_history(
 ) -> Flow[RunnableConfig]:
     """Write ``messages`` as a new head, if the head is still the one ``config`` names.
 
-    ``read`` is that head as the flow read it before: when the saver can tell its head's
-    id and pending writes without deserialising it (`HeadMark`) and they are unchanged,
-    the new checkpoint is built on ``read``; otherwise the head is read again whole.
+    ``read`` is the head as the flow read it before (the one ``config`` names, if it names
+    one): when the saver can tell its head's id and pending writes without deserialising
+    it (`HeadMark`) and they are unchanged, the new checkpoint is built on ``read``;
+    otherwise the head is read again whole.
     """
     thread_id = str(config["configurable"]["thread_id"])
     expected = (config.get("configurable") or {}).get("checkpoint_id")
     head: CheckpointTuple | None = None
-    if read is not None and read.checkpoint["id"] == expected:
+    if read is not None and expected in (None, read.checkpoint["id"]):
         mark = yield from _saver_io(HeadMark(thread_id, saver), thread_id)
-        if mark == (expected, False):
+        if mark == (read.checkpoint["id"], False):
             head = read
     if head is None:
         head = yield from _saver_io(ReadHead(thread_id, saver), thread_id)
@@ -436,14 +437,18 @@ def replace_history(
             "langchain_core.messages.convert_to_messages first."
         )
         raise ValueError(msg)
+    head: CheckpointTuple | None = None
     if graph is not None:
         read = ReadState(thread_id, graph, saver, messages_key)
         state: ThreadState = yield from _saver_io(read, thread_id)
         if state.busy:
             msg = f"Thread {thread_id!r} is not idle ({state.busy}); nothing was written."
             raise ThreadBusyError(msg, thread_id=thread_id, reason=state.busy)
+        head = state.head  # the write builds on it when the head has not moved since
     details = {"kind": "replacement"}
-    return (yield from write_history(config, list(messages), details, saver, messages_key))
+    return (
+        yield from write_history(config, list(messages), details, saver, messages_key, read=head)
+    )
 
 
 def offload_answered(
