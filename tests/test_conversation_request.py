@@ -354,3 +354,51 @@ def test_on_anthropic_the_request_is_the_agents_prefix_with_a_breakpoint(
     assert summary["messages"][: len(agent["messages"])] == agent["messages"]
     assert result.summarizer_cache_read == 1200  # what the provider said it served
     assert SUMMARY in result.summary
+
+
+def test_the_middleware_sends_the_system_prompt_and_tools_the_agent_sent(tmp_path: Any) -> None:
+    from langchain.agents import create_agent
+    from langchain_core.tools import tool
+    from langgraph.checkpoint.sqlite import SqliteSaver
+
+    from compacting_supervisor import CompactionMiddleware, MessageCount
+
+    bound: list[list[Any]] = []
+
+    class Recording(ScriptedChatModel):
+        def bind_tools(self, tools: Any, **kwargs: Any) -> Any:
+            bound.append(list(tools))
+            return self
+
+    @tool
+    def find_order(number: str) -> str:
+        """Find an order by its number."""
+        return f"Order {number}: confirmed."
+
+    agent_model = ScriptedChatModel(responses=[lambda m: f"Noted {len(m)}: PO-1001 is on its way."])
+    summariser = Recording(responses=[SUMMARY])
+    middleware = CompactionMiddleware(
+        model=ChatModelSummarizer(summariser, request="conversation"),
+        trigger=MessageCount(8),
+        keep=KeepMessages(2),
+    )
+    with SqliteSaver.from_conn_string(str(tmp_path / "agent.sqlite")) as saver:
+        agent = create_agent(
+            agent_model,
+            tools=[find_order],
+            system_prompt=AGENT_PROMPT,
+            middleware=[middleware],
+            checkpointer=saver,
+        )
+        config = {"configurable": {"thread_id": "mw"}}
+        for text in _turns(6):
+            agent.invoke({"messages": [HumanMessage(text)]}, config)
+            if summariser.calls:
+                break
+    assert summariser.calls, "no compaction ran"
+    request = summariser.calls[0]
+    before = agent_model.calls[-2]  # the agent's request before the one after the summary
+    assert isinstance(request[0], SystemMessage) and request[0].content == AGENT_PROMPT
+    assert _same(request[: len(before)], before)
+    assert [t.name for t in bound[0]] == ["find_order"]  # the tools the agent's model had
+    assert middleware.last_compaction(config).status == "compacted"

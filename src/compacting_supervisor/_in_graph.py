@@ -34,6 +34,7 @@ from compacting_supervisor._decisions import Compact, CompactionDecisions
 from compacting_supervisor._flow import Flow, _FlowRun
 from compacting_supervisor._messages import check_messages
 from compacting_supervisor._recent import RecentThreads
+from compacting_supervisor._summarizer_call import AgentPrefix
 from compacting_supervisor.errors import CompactionError
 from compacting_supervisor.history_manager import HistoryManager
 from compacting_supervisor.results import CompactionResult
@@ -66,7 +67,7 @@ class InGraphCompaction(CompactionDecisions):
 
     _form: str = "CompactionNode"
     """The public name, for error messages."""
-    _requests: dict[str, tuple[tuple[Any, ...], int]]
+    _requests: dict[str, tuple[tuple[Any, ...], int, AgentPrefix]]
 
     def _setup(
         self,
@@ -155,6 +156,7 @@ class InGraphCompaction(CompactionDecisions):
                 pin_request=True,  # one run may be one request and many tool calls
                 require_reduction=True,
                 trace=_unstreamed(run_config()),
+                agent=known[2] if (known := self._requests.get(thread_id)) else None,
             )
         except Exception as exc:  # a compaction problem never fails the agent's run
             self._settle(thread_id, decision, messages, exc)

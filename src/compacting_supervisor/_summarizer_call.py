@@ -18,6 +18,7 @@ import contextvars
 import logging
 import threading
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 from langchain_core.messages import BaseMessage
@@ -29,6 +30,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "REPLIES",
+    "AgentPrefix",
     "Replies",
     "ReplyUsage",
     "Summarizer",
@@ -59,6 +61,16 @@ class Summarizer(Protocol):
     ) -> str:
         """Return the new running summary."""
         ...
+
+
+@dataclass(frozen=True)
+class AgentPrefix:
+    """What an agent's model requests carry before the messages, as a form saw them."""
+
+    system: BaseMessage | None = None
+    """The system message, as sent (its content blocks and cache markers included)."""
+    tools: tuple[Any, ...] = ()
+    """The tools bound to the model."""
 
 
 class ReplyUsage(NamedTuple):
@@ -133,8 +145,8 @@ def reads_conversation(summarizer: Summarizer) -> bool:
     """Whether ``summarizer`` reads the conversation as the agent did (its cached prefix).
 
     A summariser opts in with a true ``reads_conversation`` attribute and the methods
-    ``summarize_conversation(conversation, *, kept, max_tokens)`` and its async twin
-    (`ChatModelSummarizer` with ``request="conversation"``).
+    ``summarize_conversation(conversation, *, kept, max_tokens, agent)`` and its async
+    twin (`ChatModelSummarizer` with ``request="conversation"``).
     """
     return getattr(summarizer, "reads_conversation", False) is True and callable(
         getattr(summarizer, "summarize_conversation", None)
@@ -230,11 +242,13 @@ def call_summarizer(
     timeout: float | None,
     replies: Replies,
     kept: int | None = None,
+    agent: AgentPrefix | None = None,
 ) -> str:
     """`run_summarizer`, noting in ``replies`` the usage each model reply reported.
 
     With ``kept``, ``messages`` is the whole conversation and the summariser (one that
-    `reads_conversation`) folds all of it but the last ``kept`` messages.
+    `reads_conversation`) folds all of it but the last ``kept`` messages, sent after
+    ``agent``'s system message and tools when a form saw them.
     """
     future: concurrent.futures.Future[str] = concurrent.futures.Future()
     context = contextvars.copy_context()
@@ -250,6 +264,7 @@ def call_summarizer(
                     messages,
                     kept=kept,
                     max_tokens=max_tokens,
+                    agent=agent,
                 )
             future.set_result(text)
         except BaseException as exc:  # handed to the waiting caller
@@ -286,6 +301,7 @@ async def acall_summarizer(
     timeout: float | None,
     replies: Replies,
     kept: int | None = None,
+    agent: AgentPrefix | None = None,
 ) -> str:
     """Async form of `call_summarizer`."""
 
@@ -294,7 +310,7 @@ async def acall_summarizer(
         try:
             if kept is not None:
                 return await summarizer.asummarize_conversation(  # type: ignore[attr-defined,no-any-return]
-                    messages, kept=kept, max_tokens=max_tokens
+                    messages, kept=kept, max_tokens=max_tokens, agent=agent
                 )
             return await summarizer.asummarize(previous, messages, max_tokens=max_tokens)
         finally:

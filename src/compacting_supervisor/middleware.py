@@ -26,6 +26,7 @@ from compacting_supervisor._arguments import COMPACTION_RATIO, TOKEN_LIMIT
 from compacting_supervisor._flow import drive
 from compacting_supervisor._in_graph import InGraphCompaction, adrive_off_loop, run_thread_id
 from compacting_supervisor._persist.state_update import replacing_update
+from compacting_supervisor._summarizer_call import AgentPrefix
 from compacting_supervisor._usage import declared_tokens
 from compacting_supervisor.history_manager import HistoryManager
 from compacting_supervisor.keep import KeepPolicy
@@ -189,13 +190,16 @@ class CompactionMiddleware(AgentMiddleware, InGraphCompaction):
         return None if known is not None and known[0] == seen else seen
 
     def _learn_overhead(self, request: Any, seen: tuple[Any, ...]) -> None:
-        """Count the system prompt and tool schemas of a model request."""
+        """Count the system prompt and tool schemas of a model request; keep them.
+
+        A summariser that reads the conversation as the agent did sends them too.
+        """
         system = getattr(request, "system_message", None)
         text = system.text if system is not None else None
         tools = list(getattr(request, "tools", None) or [])
         tokens = declared_tokens(text, tools or None, self.history_manager.token_counter)
         thread_id = run_thread_id()
-        self._requests[thread_id] = (seen, tokens)
+        self._requests[thread_id] = (seen, tokens, AgentPrefix(system, tuple(tools)))
         logger.debug(
             "Thread %s: model requests carry %d tokens of prompt and tools.", thread_id, tokens
         )

@@ -32,6 +32,7 @@ from compacting_supervisor._messages import handoff_call_ids, is_handoff, speake
 from compacting_supervisor._render import escape, render_messages
 from compacting_supervisor._settings import check_count, check_token_counter
 from compacting_supervisor._summarizer_call import (
+    AgentPrefix,
     Summarizer,
     arun_summarizer,
     note_reply_usage,
@@ -462,19 +463,26 @@ class ChatModelSummarizer:
         return list(prompt)
 
     def conversation_messages(
-        self, conversation: Sequence[BaseMessage], *, kept: int, max_tokens: int
+        self,
+        conversation: Sequence[BaseMessage],
+        *,
+        kept: int,
+        max_tokens: int,
+        agent: AgentPrefix | None = None,
     ) -> list[BaseMessage]:
         """Return exactly the messages the model is sent to summarise in the conversation.
 
-        The agent's system prompt (``agent_system_prompt``, when the thread does not hold
-        it), the conversation as the agent last read it, and `CONVERSATION_REQUEST` last:
-        everything before the request is the prefix of the agent's own last request, which
-        a provider's prompt cache already holds.
+        The agent's system message, the conversation as the agent last read it, and
+        `CONVERSATION_REQUEST` last: everything before the request is the prefix of the
+        agent's own last request, which a provider's prompt cache already holds.
 
         Args:
             conversation: The thread's messages, as stored (redacted by the caller).
             kept: How many of the newest messages stay verbatim and are not folded.
             max_tokens: The summary's cap in tokens (fills ``{max_words}``).
+            agent: The system message and tools a form saw the agent send
+                (`CompactionMiddleware` sees them); they take the place of
+                ``agent_system_prompt`` and ``agent_tools``.
         """
         check_count("max_tokens", max_tokens)
         check_count("kept", kept, minimum=0)
@@ -485,32 +493,53 @@ class ChatModelSummarizer:
             else "every message above"
         )
         request = CONVERSATION_REQUEST.format(which=which, max_words=words)
-        head = [SystemMessage(self.agent_system_prompt)] if self.agent_system_prompt else []
+        system: BaseMessage | None = agent.system if agent is not None else None
+        if system is None and self.agent_system_prompt:
+            system = SystemMessage(self.agent_system_prompt)
+        head = [system] if system is not None else []
         return [*head, *conversation, HumanMessage(request)]
 
     def summarize_conversation(
-        self, conversation: Sequence[BaseMessage], *, kept: int, max_tokens: int
+        self,
+        conversation: Sequence[BaseMessage],
+        *,
+        kept: int,
+        max_tokens: int,
+        agent: AgentPrefix | None = None,
     ) -> str:
         """Ask the model for the new running summary, reading the conversation itself."""
-        request = self.conversation_messages(conversation, kept=kept, max_tokens=max_tokens)
-        reply = self._runnable(max_tokens, tools=True).invoke(request, config=self._config())
+        request = self.conversation_messages(
+            conversation, kept=kept, max_tokens=max_tokens, agent=agent
+        )
+        reply = self._runnable(max_tokens, agent=agent or _NO_AGENT).invoke(
+            request, config=self._config()
+        )
         return self._finish(reply, max_tokens)
 
     async def asummarize_conversation(
-        self, conversation: Sequence[BaseMessage], *, kept: int, max_tokens: int
+        self,
+        conversation: Sequence[BaseMessage],
+        *,
+        kept: int,
+        max_tokens: int,
+        agent: AgentPrefix | None = None,
     ) -> str:
         """Async form of `summarize_conversation`."""
-        request = self.conversation_messages(conversation, kept=kept, max_tokens=max_tokens)
-        model = self._runnable(max_tokens, tools=True)
+        request = self.conversation_messages(
+            conversation, kept=kept, max_tokens=max_tokens, agent=agent
+        )
+        model = self._runnable(max_tokens, agent=agent or _NO_AGENT)
         reply = await model.ainvoke(request, config=self._config())
         return self._finish(reply, max_tokens)
 
-    def _runnable(self, max_tokens: int, *, tools: bool = False) -> Runnable[Any, Any]:
+    def _runnable(self, max_tokens: int, *, agent: AgentPrefix | None = None) -> Runnable[Any, Any]:
+        """The model as called: with ``agent``, for a conversation (the agent's tools bound)."""
         model: Runnable[Any, Any] = self.model
-        if tools and self.agent_tools:  # the agent's tools: part of its cached prefix
-            model = self.model.bind_tools(self.agent_tools)
+        tools = (agent.tools or tuple(self.agent_tools)) if agent is not None else ()
+        if tools:  # the agent's tools: part of its cached prefix
+            model = self.model.bind_tools(list(tools))
         settings: dict[str, Any] = {}
-        if tools and _is_anthropic(self.model):
+        if agent is not None and _is_anthropic(self.model):
             # Anthropic reads its cache only up to a breakpoint the request sets: one at
             # the end finds the agent's cached prefix a few blocks before it.
             settings["cache_control"] = {"type": "ephemeral"}
@@ -546,6 +575,10 @@ class ChatModelSummarizer:
         request = self.prompt_messages(previous, messages, max_tokens=max_tokens)
         reply = await self._runnable(max_tokens).ainvoke(request, config=self._config())
         return self._finish(reply, max_tokens)
+
+
+_NO_AGENT = AgentPrefix()
+"""No system message or tools seen: the configured ``agent_system_prompt`` and tools."""
 
 
 def _is_anthropic(model: BaseChatModel) -> bool:

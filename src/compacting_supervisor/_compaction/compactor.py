@@ -41,6 +41,7 @@ from compacting_supervisor._messages import (
 )
 from compacting_supervisor._refs_note import for_summariser, listed_refs, refs_note
 from compacting_supervisor._settings import check_count
+from compacting_supervisor._summarizer_call import AgentPrefix
 from compacting_supervisor._tracing import EndRun, StartRun
 from compacting_supervisor._usage import cache_usage, since_compaction
 from compacting_supervisor.errors import NoReductionError
@@ -131,6 +132,7 @@ class Compactor:
         pin_request: bool = False,
         require_reduction: bool = False,
         trace: RunnableConfig | None = None,
+        agent: AgentPrefix | None = None,
     ) -> Flow[MessageCompaction | None]:
         """Compact ``messages``: offload, cut, summarise; None when no safe cut exists.
 
@@ -148,6 +150,8 @@ class Compactor:
                 every form that persists the outcome does.
             trace: The config whose callbacks, tags and metadata the run takes; the
                 current run's (a graph node's) when None.
+            agent: What the agent's model requests carry before the messages, where the
+                form saw it: a summariser that reads the conversation sends it too.
 
         Raises:
             CompactionError: The channel holds something other than messages.
@@ -173,6 +177,7 @@ class Compactor:
                 pin_request=pin_request,
                 callbacks=run.get_child(),
                 tokens_before=inputs["tokens"],
+                agent=agent,
             )
             if compaction is not None and require_reduction:
                 check_reduction(compaction, thread_id=thread_id)
@@ -194,6 +199,7 @@ class Compactor:
         pin_request: bool,
         callbacks: Any,
         tokens_before: int,
+        agent: AgentPrefix | None,
     ) -> Flow[MessageCompaction | None]:
         offloaded_results = 0
         seen = messages  # as the agent last read them
@@ -227,7 +233,7 @@ class Compactor:
         told = for_summariser(previous, refs) if refs else previous
         evicted = yield from self._read_back(plan.evicted)
         summary: str = yield from self.summary.fold(
-            told, evicted, cap, usage, callbacks, conversation=_as_read(seen, plan.kept)
+            told, evicted, cap, usage, callbacks, conversation=_as_read(seen, plan.kept, agent)
         )
         if unnamed := {ref: tool for ref, tool in refs.items() if ref not in summary}:
             summary = f"{summary}\n\n{refs_note(unnamed)}"
@@ -286,7 +292,9 @@ class Compactor:
             )
 
 
-def _as_read(messages: list[BaseMessage], kept: list[BaseMessage]) -> Conversation | None:
+def _as_read(
+    messages: list[BaseMessage], kept: list[BaseMessage], agent: AgentPrefix | None
+) -> Conversation | None:
     """The conversation as the agent last read it, if a summariser can be sent it whole.
 
     Not when the kept part is not the conversation's end (the latest request moved after
@@ -300,7 +308,7 @@ def _as_read(messages: list[BaseMessage], kept: list[BaseMessage]) -> Conversati
     last = messages[-1] if messages else None
     if last is None or (isinstance(last, AIMessage) and last.tool_calls):
         return None
-    return Conversation(messages, len(kept))
+    return Conversation(messages, len(kept), agent)
 
 
 def _outputs(compaction: MessageCompaction | None) -> dict[str, Any]:

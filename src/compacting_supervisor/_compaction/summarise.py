@@ -21,6 +21,7 @@ from compacting_supervisor._flow import Flow, Sleep
 from compacting_supervisor._messages import text_of
 from compacting_supervisor._render import RenderMemo, message_events, plain_text, rendering_once
 from compacting_supervisor._summarizer_call import (
+    AgentPrefix,
     Replies,
     ReplyUsage,
     Summarizer,
@@ -72,6 +73,8 @@ class Summarize:
     """The compaction run's child callbacks: the call is a child run of it."""
     kept: int | None = None
     """Set when ``messages`` is the whole conversation: the newest ``kept`` stay verbatim."""
+    agent: AgentPrefix | None = None
+    """With ``kept``: what the agent sent before the conversation, where a form saw it."""
 
     def run(self) -> str:
         """Call the summariser in a thread of its own, bounded by ``timeout``."""
@@ -85,6 +88,7 @@ class Summarize:
                 timeout=self.timeout,
                 replies=self.replies,
                 kept=self.kept,
+                agent=self.agent,
             ),
         )
 
@@ -100,6 +104,7 @@ class Summarize:
                 timeout=self.timeout,
                 replies=self.replies,
                 kept=self.kept,
+                agent=self.agent,
             ),
         )
 
@@ -112,6 +117,8 @@ class Conversation:
     """Every message, as stored (the summary message and system messages included)."""
     kept: int
     """How many of the newest stay verbatim after the summary."""
+    agent: AgentPrefix | None = None
+    """What the agent sent before them, where a form saw it."""
 
 
 @dataclass
@@ -256,6 +263,7 @@ class SummaryPolicy:
                         callbacks,
                         counted=asked_tokens,
                         kept=conversation.kept,
+                        agent=conversation.agent,
                     )
                 )
         messages = self._redact_all(evicted)
@@ -328,7 +336,9 @@ class SummaryPolicy:
         messages = self._redact_all(conversation.messages)
         build = self.summarizer.conversation_messages  # type: ignore[attr-defined]
         try:
-            prompt = build(messages, kept=conversation.kept, max_tokens=max_tokens)
+            prompt = build(
+                messages, kept=conversation.kept, max_tokens=max_tokens, agent=conversation.agent
+            )
             tokens = self.token_counter.count(prompt)
         except Exception:  # a custom summariser's helper: count its input instead
             logger.debug("conversation_messages failed; counting the conversation instead.")
@@ -431,6 +441,7 @@ class SummaryPolicy:
         *,
         counted: int | None = None,
         kept: int | None = None,
+        agent: AgentPrefix | None = None,
     ) -> Flow[str]:
         # Our own count of the prompt: the one the budget check made (``counted``), else
         # made at most once, and only for a call whose reply reports no usage (the
@@ -453,6 +464,7 @@ class SummaryPolicy:
                     replies,
                     callbacks,
                     kept,
+                    agent,
                 )
             except SummarizationError as exc:
                 self._add_usage(usage, replies, None, prompt_tokens)
