@@ -181,19 +181,23 @@ class RenderMemo:
     lives as long as its owner (`compacting_supervisor._compaction.summarise.SummaryPolicy`,
     one per compaction): nothing is cached across compactions, and messages are not changed
     within one.
+
+    Texts are stored as they are, the messages apart (one reference each): no container
+    per entry outlives the call that made it, so a large compaction leaves the garbage
+    collector no more to walk than the messages themselves.
     """
 
     def __init__(self) -> None:
-        self._parts: dict[tuple[int, Any], tuple[BaseMessage, str]] = {}
+        self._parts: dict[tuple[int, Any], str] = {}
+        self._held: dict[int, BaseMessage] = {}
 
     def part(self, message: BaseMessage, slot: Any, render: Callable[[Any], str], arg: Any) -> str:
         """``render(arg)``, the text of ``message``'s ``slot``: rendered the first time only."""
         key = (id(message), slot)
-        found = self._parts.get(key)
-        if found is not None and found[0] is message:
-            return found[1]
-        text = render(arg)
-        self._parts[key] = (message, text)
+        text = self._parts.get(key)
+        if text is None:
+            text = self._parts[key] = render(arg)
+            self._held[key[0]] = message  # held, so its id names no other message
         return text
 
 
