@@ -24,8 +24,9 @@ Usage (from the repository root)::
     python benchmarks/overhead.py --counting           # the count after each run only
 
 ``--counting`` times what the wrapper does after a run (count the thread, ask the
-trigger) over consecutive turns of one growing thread, with its split: the read of what
-the runs wrote (InMemorySaver) and the count itself; next to it, the column comparison
+trigger) over consecutive turns of one growing thread, with its split: the read of the
+checkpoints and writes the run added (InMemorySaver, SQLite) and the count itself; next to
+it, the column comparison
 the counter falls back to (``TokenCounter.count`` of the thread as a checkpointer hands it
 back: new objects, the same content).
 """
@@ -226,7 +227,7 @@ def counting_cell(kind: str, size: int, turns: int, workdir: Path) -> dict[str, 
     """The step after each of ``turns`` consecutive runs on a ``size``-message thread."""
     from benchmarks.micro import _fresh
     from compacting_supervisor import TokenCounter
-    from compacting_supervisor._persist.reads import RunWrites
+    from compacting_supervisor._auto_compaction import RunCheckpoints
 
     with open_saver(kind, workdir, f"counting-{size}") as (saver, _):
         graph, model, supervisor, _turns, seed = _setup(saver, size)
@@ -245,15 +246,15 @@ def counting_cell(kind: str, size: int, turns: int, workdir: Path) -> dict[str, 
 
         supervisor._auto_compact = timed("after_run", supervisor._auto_compact)  # type: ignore[method-assign]
         supervisor._count_appended = timed("count", supervisor._count_appended)  # type: ignore[method-assign]
-        read = RunWrites.run
-        RunWrites.run = timed("writes_read", read)  # type: ignore[method-assign]
+        read = RunCheckpoints.run
+        RunCheckpoints.run = timed("writes_read", read)  # type: ignore[method-assign]
         _, next_turn = thread_of(size)
         try:
             for turn in script(next_turn + turns)[next_turn:]:
                 supervisor.invoke({"messages": [HumanMessage(turn.user)]}, config)
                 model.drain()
         finally:
-            RunWrites.run = read  # type: ignore[method-assign]
+            RunCheckpoints.run = read  # type: ignore[method-assign]
         thread = graph.get_state(config).values["messages"]
         counter = TokenCounter()
         counter.count(thread)

@@ -728,6 +728,45 @@ def _rewritten(messages: list[BaseMessage], step: int) -> list[BaseMessage]:
     return [*messages[:index], changed, *messages[index + 1 :]]
 
 
+def _write_outside_runs(
+    supervisor: CompactingSupervisor, config: Any, operation: str, step: int, messages: Any
+) -> bool:
+    """Make ``operation`` if it writes the thread outside a run; whether it did."""
+    graph = supervisor.agent
+    if operation in ("edit", "remove", "append"):
+        graph.update_state(config, _edits(messages, step)[operation])
+    elif operation == "wrapped_edit":
+        supervisor.update_state(config, _edits(messages, step)["edit"])
+    elif operation == "rewrite":  # a checkpoint rewrite: same length, one message changed
+        supervisor.history_manager.replace_thread_history(config, _rewritten(messages, step))
+    elif operation == "compact":
+        with contextlib.suppress(CompactionError):  # too short to shrink: left as is
+            supervisor.compact(config, keep=0.5)
+    else:
+        return False
+    return True
+
+
+async def _awrite_outside_runs(
+    supervisor: CompactingSupervisor, config: Any, operation: str, step: int, messages: Any
+) -> bool:
+    """Async form of `_write_outside_runs`."""
+    graph = supervisor.agent
+    if operation in ("edit", "remove", "append"):
+        await graph.aupdate_state(config, _edits(messages, step)[operation])
+    elif operation == "wrapped_edit":
+        await supervisor.aupdate_state(config, _edits(messages, step)["edit"])
+    elif operation == "rewrite":
+        rewritten = _rewritten(messages, step)
+        await supervisor.history_manager.areplace_thread_history(config, rewritten)
+    elif operation == "compact":
+        with contextlib.suppress(CompactionError):
+            await supervisor.acompact(config, keep=0.5)
+    else:
+        return False
+    return True
+
+
 def _exact_after_every_run(saver_kind: str, operations: list[str], tmp: Path) -> None:
     from langgraph.checkpoint.memory import InMemorySaver
     from langgraph.checkpoint.sqlite import SqliteSaver
@@ -747,15 +786,8 @@ def _exact_after_every_run(saver_kind: str, operations: list[str], tmp: Path) ->
             supervisor.invoke({"messages": [HumanMessage(text)]}, config)
         elif operation == "bare_turn":
             graph.invoke({"messages": [HumanMessage(f"bare {step}")]}, config)
-        elif operation in ("edit", "remove", "append"):
-            graph.update_state(config, _edits(messages, step)[operation])
-        elif operation == "wrapped_edit":
-            supervisor.update_state(config, _edits(messages, step)["edit"])
-        elif operation == "rewrite":  # a checkpoint rewrite: same length, one message changed
-            supervisor.history_manager.replace_thread_history(config, _rewritten(messages, step))
-        elif operation == "compact":
-            with contextlib.suppress(CompactionError):  # too short to shrink: left as is
-                supervisor.compact(config, keep=0.5)
+        elif _write_outside_runs(supervisor, config, operation, step, messages):
+            pass
         else:  # a run from an older checkpoint (time travel)
             older = list(supervisor.get_state_history(config))[3].config
             supervisor.invoke({"messages": [HumanMessage(f"fork {step}")]}, older)
@@ -787,16 +819,8 @@ async def _aexact_after_every_run(saver_kind: str, operations: list[str], tmp: P
                 await supervisor.ainvoke({"messages": [HumanMessage(text)]}, config)
             elif operation == "bare_turn":
                 await graph.ainvoke({"messages": [HumanMessage(f"bare {step}")]}, config)
-            elif operation in ("edit", "remove", "append"):
-                await graph.aupdate_state(config, _edits(messages, step)[operation])
-            elif operation == "wrapped_edit":
-                await supervisor.aupdate_state(config, _edits(messages, step)["edit"])
-            elif operation == "rewrite":
-                rewritten = _rewritten(messages, step)
-                await supervisor.history_manager.areplace_thread_history(config, rewritten)
-            elif operation == "compact":
-                with contextlib.suppress(CompactionError):
-                    await supervisor.acompact(config, keep=0.5)
+            elif await _awrite_outside_runs(supervisor, config, operation, step, messages):
+                pass
             else:
                 history = [s async for s in supervisor.aget_state_history(config)]
                 older = history[3].config
@@ -859,3 +883,183 @@ def test_runs_that_only_append_are_counted_from_the_last_count(run_async: bool) 
     # later run its own two new messages only; every figure exact.
     assert len(counted) == 2 * 6
     _check_counts(recorder)
+
+
+# ------------------------------------------- the count kept between runs, against the store
+
+_STORE_OPERATIONS = st.lists(
+    st.sampled_from(
+        [
+            "turn",
+            "turn",
+            "tuple_turn",
+            "exit_turn",
+            "edit_turn",
+            "exit_edit_turn",
+            "rewriting_turn",
+            "dropping_turn",
+            "bare_turn",
+            "other_worker",
+            "edit",
+            "remove",
+            "append",
+            "wrapped_edit",
+            "rewrite",
+            "compact",
+            "fork",
+        ]
+    ),
+    min_size=1,
+    max_size=10,
+)
+_THREAD = "kept"
+
+
+def _long_enough(operation: str, messages: list[BaseMessage]) -> str:
+    """``operation``, or a plain turn where the thread is too short for a removal."""
+    return "turn" if operation in ("remove", "dropping_turn") and len(messages) < 4 else operation
+
+
+def _stored(snapshot: Any) -> list[BaseMessage]:
+    return list(snapshot.values.get("messages") or [])
+
+
+class _Store:
+    """The wrapper under test, a second worker on the same saver, and the checks."""
+
+    def __init__(self, saver: Any) -> None:
+        self.graph = _graph(saver)
+        self.recorder = _Recorder()
+        self.supervisor = _supervisor(self.graph, self.recorder)
+        self.other = _supervisor(self.graph, _Recorder())  # another worker: its own counts
+        self.config: dict[str, Any] = {"configurable": {"thread_id": _THREAD}}
+        self.counter = TokenCounter()
+
+    def run(
+        self, operation: str, step: int, messages: list[BaseMessage]
+    ) -> tuple[str, Any, dict[str, Any]]:
+        """The call an operation makes: which form, its input and its keyword arguments."""
+        exit_mode = {"durability": "exit"}  # only the run's last checkpoint is stored
+        if operation in _TURNS:
+            return "supervisor", {"messages": [HumanMessage(f"{_TURNS[operation]} {step}")]}, {}
+        if operation == "tuple_turn":
+            return "supervisor", {"messages": [("user", f"a tuple {step}")]}, {}
+        if operation == "exit_turn":
+            return "supervisor", {"messages": [HumanMessage(f"exit {step}")]}, exit_mode
+        if operation in ("edit_turn", "exit_edit_turn"):
+            # The input changes the newest message by id, and the run changes an older one:
+            # the thread does not grow.
+            edited = messages[-1].model_copy(update={"content": f"rewrite {step}"})
+            kwargs = exit_mode if operation == "exit_edit_turn" else {}
+            return "supervisor", {"messages": [edited]}, kwargs
+        if operation == "other_worker":
+            return "other", {"messages": [HumanMessage(f"other {step}")]}, {}
+        return "graph", {"messages": [HumanMessage(f"bare {step}")]}, {}
+
+    def check_run(self, stored: list[BaseMessage]) -> None:
+        """The trigger was shown the exact count of what the thread now stores."""
+        assert self.recorder.seen[-1][1] == self.counter.count(stored)
+
+    def kept(self) -> tuple[dict[str, Any], int, int] | None:
+        """The count the wrapper keeps: its checkpoint's config, length and tokens."""
+        kept = self.supervisor._counted.get(_THREAD)
+        if kept is None:
+            return None
+        at = {"configurable": {"thread_id": _THREAD, "checkpoint_id": kept.checkpoint_id}}
+        return at, kept.length, kept.tokens
+
+    def check_kept(self, at: list[BaseMessage], length: int, tokens: int) -> None:
+        """What the wrapper keeps is true of the checkpoint it names."""
+        assert (length, tokens) == (len(at), self.counter.count(at))
+
+
+def _kept_exact(saver: Any, operations: list[str]) -> None:
+    store = _Store(saver)
+    graph, supervisor, config = store.graph, store.supervisor, store.config
+    for turn in range(3):
+        supervisor.invoke({"messages": [HumanMessage(f"turn {turn}")]}, config)
+    for step, planned in enumerate([*operations, "turn"]):
+        messages = _stored(graph.get_state(config))
+        operation = _long_enough(planned, messages)
+        if _write_outside_runs(supervisor, config, operation, step, messages):
+            pass
+        elif operation == "fork":
+            older = list(graph.get_state_history(config))[3].config
+            supervisor.invoke({"messages": [HumanMessage(f"fork {step}")]}, older)
+            store.check_run(_stored(graph.get_state(config)))
+        else:
+            form, value, kwargs = store.run(operation, step, messages)
+            runner = {"supervisor": supervisor, "other": store.other, "graph": graph}[form]
+            runner.invoke(value, config, **kwargs)
+            if form == "supervisor":
+                store.check_run(_stored(graph.get_state(config)))
+        if (kept := store.kept()) is not None:
+            store.check_kept(_stored(graph.get_state(kept[0])), kept[1], kept[2])
+
+
+async def _akept_exact(saver: Any, operations: list[str]) -> None:
+    store = _Store(saver)
+    graph, supervisor, config = store.graph, store.supervisor, store.config
+    for turn in range(3):
+        await supervisor.ainvoke({"messages": [HumanMessage(f"turn {turn}")]}, config)
+    for step, planned in enumerate([*operations, "turn"]):
+        messages = _stored(await graph.aget_state(config))
+        operation = _long_enough(planned, messages)
+        if await _awrite_outside_runs(supervisor, config, operation, step, messages):
+            pass
+        elif operation == "fork":
+            older = [s async for s in graph.aget_state_history(config)][3].config
+            await supervisor.ainvoke({"messages": [HumanMessage(f"fork {step}")]}, older)
+            store.check_run(_stored(await graph.aget_state(config)))
+        else:
+            form, value, kwargs = store.run(operation, step, messages)
+            runner = {"supervisor": supervisor, "other": store.other, "graph": graph}[form]
+            await runner.ainvoke(value, config, **kwargs)
+            if form == "supervisor":
+                store.check_run(_stored(await graph.aget_state(config)))
+        if (kept := store.kept()) is not None:
+            store.check_kept(_stored(await graph.aget_state(kept[0])), kept[1], kept[2])
+
+
+@pytest.mark.parametrize("saver_kind", ["memory", "sqlite"])
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(operations=_STORE_OPERATIONS)
+def test_the_kept_count_is_the_stored_threads_count_after_every_step(
+    saver_kind: str, operations: list[str]
+) -> None:
+    """Runs that append, replace by id, remove, pass tuples or store only their last
+    checkpoint; another worker's runs, bare runs, update_state, a checkpoint rewrite, a
+    compaction and time travel, in any order: after each of the wrapper's runs the trigger
+    is shown the exact count of the messages the thread stores, and after every step the
+    count the wrapper keeps between runs is the exact count of the checkpoint it names."""
+    from langgraph.checkpoint.memory import InMemorySaver
+    from langgraph.checkpoint.sqlite import SqliteSaver
+
+    with tempfile.TemporaryDirectory() as tmp:
+        if saver_kind == "memory":
+            _kept_exact(InMemorySaver(), operations)
+            return
+        with contextlib.closing(
+            sqlite3.connect(Path(tmp) / "kept.sqlite", check_same_thread=False)
+        ) as conn:
+            _kept_exact(SqliteSaver(conn), operations)
+
+
+@pytest.mark.parametrize("saver_kind", ["memory", "sqlite"])
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(operations=_STORE_OPERATIONS)
+def test_async_the_kept_count_is_the_stored_threads_count_after_every_step(
+    saver_kind: str, operations: list[str]
+) -> None:
+    from langgraph.checkpoint.memory import InMemorySaver
+    from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+
+    async def main(tmp: str) -> None:
+        if saver_kind == "memory":
+            await _akept_exact(InMemorySaver(), operations)
+            return
+        async with AsyncSqliteSaver.from_conn_string(str(Path(tmp) / "akept.sqlite")) as saver:
+            await _akept_exact(saver, operations)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        asyncio.run(main(tmp))

@@ -31,6 +31,7 @@ from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, Huma
 from langchain_core.runnables import RunnableLambda
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.checkpoint.sqlite import SqliteSaver
+from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 from langgraph.graph import START, MessagesState, StateGraph
 
 from compacting_supervisor import (
@@ -39,9 +40,11 @@ from compacting_supervisor import (
     CompactionResult,
     HistoryManager,
     SummarizationError,
+    TokenCounter,
     count_tokens,
 )
 from compacting_supervisor.testing import ScriptedChatModel, echo_graph
+from compacting_supervisor.triggers import Trigger, TriggerContext
 
 from .helpers import chat_graph
 
@@ -1046,3 +1049,105 @@ def test_a_long_lived_wrapper_remembers_only_its_latest_threads(
         {"messages": [HumanMessage("one more")]}, {"configurable": {"thread_id": "t0"}}
     )
     assert supervisor.last_compaction("t0").status == "failed"
+
+
+# ------------------------------------------------------------- counting after each run
+
+
+class _Seen(Trigger):
+    """Never fires; keeps the count it was shown after each run."""
+
+    name = "seen"
+
+    def __init__(self) -> None:
+        self.tokens: list[int] = []
+
+    def check(self, context: TriggerContext) -> str | None:
+        self.tokens.append(context.tokens)
+        return None
+
+
+class _WholeCounts:
+    """Records each whole count (`TokenCounter.count`) the wrapper's counter makes."""
+
+    def __init__(self, supervisor: CompactingSupervisor) -> None:
+        self.sizes: list[int] = []
+        counter = supervisor.history_manager.token_counter
+        original = counter.count
+
+        def count(messages: Any) -> int:
+            self.sizes.append(len(messages))
+            return original(messages)
+
+        counter.count = count  # type: ignore[method-assign]
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+def test_a_thread_is_counted_whole_once_then_by_its_new_messages(kind: str, tmp_path: Any) -> None:
+    """After the first run each run counts only what it appended (no message compared or
+    counted again), and every figure is the exact count of the stored thread."""
+    conn = sqlite3.connect(tmp_path / "c.sqlite", check_same_thread=False)
+    graph = chat_graph(InMemorySaver() if kind == "memory" else SqliteSaver(conn))
+    seen = _Seen()
+    supervisor = CompactingSupervisor(graph, trigger=seen)
+    whole = _WholeCounts(supervisor)
+    stored = []
+    for turn in range(6):
+        supervisor.invoke(user(turn), cfg())
+        stored.append(TokenCounter().count(graph.get_state(cfg()).values["messages"]))
+    assert whole.sizes == [2]
+    assert seen.tokens == stored
+    conn.close()
+
+
+async def test_a_thread_is_counted_whole_once_then_by_its_new_messages_async(
+    asaver: Any,
+) -> None:
+    graph = chat_graph(asaver)
+    seen = _Seen()
+    supervisor = CompactingSupervisor(graph, trigger=seen)
+    whole = _WholeCounts(supervisor)
+    stored = []
+    for turn in range(6):
+        await supervisor.ainvoke(user(turn), cfg())
+        snapshot = await graph.aget_state(cfg())
+        stored.append(TokenCounter().count(snapshot.values["messages"]))
+    if not isinstance(asaver, InMemorySaver | AsyncSqliteSaver):  # Postgres: counted whole
+        assert whole.sizes == [2 * turn for turn in range(1, 7)]
+    else:
+        assert whole.sizes == [2]
+    assert seen.tokens == stored
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+def test_another_workers_run_landing_before_the_read_is_not_taken_for_the_runs(
+    kind: str, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bare run by another worker landing between the wrapper's run and its read of what
+    the run stored: the wrapper keeps no count tied to that longer head, and every later
+    count is still the stored thread's exact count."""
+    from compacting_supervisor._auto_compaction import RunCheckpoints
+
+    conn = sqlite3.connect(tmp_path / "race.sqlite", check_same_thread=False)
+    graph = chat_graph(InMemorySaver() if kind == "memory" else SqliteSaver(conn))
+    seen = _Seen()
+    supervisor = CompactingSupervisor(graph, trigger=seen)
+    original = RunCheckpoints.run
+
+    def another_worker_lands_first(self: Any) -> Any:
+        graph.invoke({"messages": [HumanMessage("from another worker")]}, cfg())
+        return original(self)
+
+    stored = []
+    for turn in range(4):
+        if turn in (0, 2):  # the first count (whole) and a later one (from the kept one)
+            monkeypatch.setattr(RunCheckpoints, "run", another_worker_lands_first)
+        supervisor.invoke(user(turn), cfg())
+        monkeypatch.setattr(RunCheckpoints, "run", original)
+        messages = graph.get_state(cfg()).values["messages"]
+        if turn in (0, 2):
+            assert supervisor._counted.get(THREAD) is None  # nothing kept for that head
+        else:
+            stored.append(TokenCounter().count(messages))
+            assert seen.tokens[-1] == stored[-1]
+    conn.close()

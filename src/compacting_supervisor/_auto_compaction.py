@@ -11,22 +11,23 @@ wrote, the state, offloading and compacting are its ops, run by the sync or asyn
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from langchain_core.messages import BaseMessage, RemoveMessage
+from langchain_core.messages import BaseMessage, RemoveMessage, convert_to_messages
 from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.memory import InMemorySaver
 
 from compacting_supervisor._checkpoint import head_config
 from compacting_supervisor._decisions import Compact, CompactionDecisions
 from compacting_supervisor._events import output_messages
 from compacting_supervisor._flow import Flow, adrive, drive
 from compacting_supervisor._messages import check_messages
-from compacting_supervisor._persist.reads import RunWrites
-from compacting_supervisor._persist.rewrite import HeadMark
+from compacting_supervisor._persist.rewrite import sql_kind
 from compacting_supervisor._recent import RecentThreads
 from compacting_supervisor._usage import context_tokens
 from compacting_supervisor.errors import CompactionError
@@ -69,19 +70,20 @@ class _Counted:
 class AutoCompaction(CompactionDecisions):
     """The automatic compaction after a run: the wrapper's part of the decisions.
 
-    Counting a thread after each run costs little: the count of the messages at the
-    checkpoint counted last is kept per thread, and when only runs wrote since (their
-    checkpoints chain back to it, and what they wrote to the messages channel is stored
-    with them: `RunWrites`) and every message written was appended, the old messages are
-    those counted and only the new ones are counted. Anything else (an ``update_state``, a
-    compaction, time travel, a saver that cannot tell) counts the thread whole, exactly
-    as before. A thread not counted yet is anchored by its head before the run
-    (`HeadMark`).
+    Counting a thread after each run costs only its new messages: the count of the
+    messages at the checkpoint counted last is kept per thread. Before a run (under the
+    thread's lock) the head is marked; after it, when the run started from that checkpoint,
+    the checkpoints since are the run's own and every message it wrote was appended
+    (`RunCheckpoints`, `appended`), the old messages are those counted and only the new
+    ones are counted. No message is compared or deserialised again. Anything else (an
+    ``update_state``, another worker's run, a compaction, time travel, a saver that cannot
+    tell) counts the thread whole, exactly as before, and keeps that count when the
+    head holds what the run returned.
     """
 
     agent: Any
     _counted: dict[str, _Counted]
-    _marks: dict[str, str]
+    _marks: dict[str, RunCheckpoints]
     _known: dict[str, tuple[Sequence[BaseMessage], int]]
 
     def _init_counting(self) -> None:
@@ -122,8 +124,9 @@ class AutoCompaction(CompactionDecisions):
         """What follows a run, written once: its I/O are ops the sync or async driver runs."""
         manager, head = self.history_manager, head_config(thread_id)
         raw = self._raw_messages(values)
-        op = self._writes_since(thread_id, raw)
-        tokens = self._count_appended(thread_id, raw, (yield op) if op else None)
+        op = self._run_marks().pop(thread_id, None)
+        found = (yield op) if op is not None and raw is not None else None
+        tokens = self._count_appended(thread_id, raw, op, found)
         messages = raw if tokens is not None else self._values_messages(values)
         if messages is None:  # the output does not carry the messages: read the state
             snapshot = yield _Call(
@@ -142,10 +145,8 @@ class AutoCompaction(CompactionDecisions):
             else:
                 if offloaded:
                     messages, tokens = offloaded, None
-        if tokens is None:
-            tokens = self._count_whole(thread_id, messages)
-            if (anchor := self._anchor(thread_id)) is not None:
-                self._anchored(thread_id, messages, tokens, (yield anchor))
+        if tokens is None:  # kept only for the run's own messages, as the head holds them
+            tokens = self._count_whole(thread_id, messages, found if messages is raw else None)
         decision = self._decide_counted(thread_id, messages, values, tokens)
         if not isinstance(decision, Compact):
             return decision
@@ -162,10 +163,10 @@ class AutoCompaction(CompactionDecisions):
     # ------------------------------------------------------------ counting after a run
 
     def _mark(self, thread_id: str) -> None:
-        """Before a run, under the thread's lock: anchor a thread not counted yet."""
+        """Before a run, under the thread's lock: note the head the run starts from."""
         try:
             if (op := self._before_run(thread_id)) is not None:
-                self._marked(thread_id, op.run())
+                self._marked(thread_id, op, op.head())
         except Exception:  # the count is then made whole, as without the mark
             logger.debug("Thread %s: head not marked before the run.", thread_id, exc_info=True)
 
@@ -173,93 +174,62 @@ class AutoCompaction(CompactionDecisions):
         """Async form of `_mark`."""
         try:
             if (op := self._before_run(thread_id)) is not None:
-                self._marked(thread_id, await op.arun())
+                self._marked(thread_id, op, await op.ahead())
         except Exception:  # the count is then made whole, as without the mark
             logger.debug("Thread %s: head not marked before the run.", thread_id, exc_info=True)
 
-    def _before_run(self, thread_id: str) -> HeadMark | None:
-        """The read that anchors a thread not counted yet: its head before the run."""
+    def _before_run(self, thread_id: str) -> RunCheckpoints | None:
+        """The reads that tie the count after the run to the head, on savers that allow them."""
         self._run_marks().pop(thread_id, None)
-        if thread_id in self._counts() or not self._appends():
+        if not self._appends():
             return None
         saver = self.history_manager._saver(self.agent)
-        return HeadMark(thread_id, saver) if RunWrites.supports(saver) else None
-
-    def _marked(self, thread_id: str, mark: Any) -> None:
-        """Keep the head ``mark`` read before the run."""
-        if mark is not None and mark[0] is not None:
-            self._run_marks()[thread_id] = mark[0]
-
-    def _writes_since(self, thread_id: str, raw: list[Any] | None) -> RunWrites | None:
-        """The read of what runs wrote since the thread's last count, if it has one."""
-        counted = self._counts().get(thread_id)
-        if counted is None or raw is None:
+        if not RunCheckpoints.supports(saver):
             return None
-        saver = self.history_manager._saver(self.agent)
-        return RunWrites(thread_id, saver, counted.checkpoint_id, self.history_manager.messages_key)
+        return RunCheckpoints(thread_id, saver, self.history_manager.messages_key)
+
+    def _marked(self, thread_id: str, op: RunCheckpoints, head: tuple[str | None] | None) -> None:
+        """Keep the head read before the run, as the read of what the run wrote after it."""
+        if head is not None:
+            self._run_marks()[thread_id] = op.after(head[0])
 
     def _count_appended(
-        self, thread_id: str, raw: list[Any] | None, found: tuple[str, list[Any]] | None
+        self, thread_id: str, raw: list[Any] | None, op: RunCheckpoints | None, found: RunFound
     ) -> int | None:
-        """The count of ``raw`` from the last one, when runs only appended since; else None.
+        """The count of ``raw`` from the last one, when the run only appended to it; else None.
 
-        Exact: the messages at the checkpoint counted last are those counted (its id is
-        the thread's), runs applied exactly ``found``'s writes on top of them, and each
-        written message was appended (``raw`` grew by one message per message written: a
-        message replacing another by id, removals, or a reducer other than
-        ``add_messages`` would not), so ``raw``'s first messages are those counted.
+        Exact: the run started from the checkpoint counted last (the head before it is the
+        count's checkpoint), the checkpoints since are the run's own and hold every write it
+        applied (`RunCheckpoints.written`), and ``raw`` grew by one message per message
+        written (a message replacing another by id, a removal or anything but a message
+        would not), so ``raw``'s first messages are those counted.
         """
         counts = self._counts()
         counted = counts.pop(thread_id, None)
-        if counted is None or raw is None or found is None:
+        if counted is None or raw is None or op is None or found is None:
             return None
-        head, written = found
-        added = 0
-        for value in written:
-            items = value if isinstance(value, list | tuple) else [value]
-            if not all(isinstance(m, BaseMessage) for m in items) or any(
-                isinstance(m, RemoveMessage) for m in items
-            ):
-                return None
-            added += len(items)
+        if op.since != counted.checkpoint_id:
+            return None
+        added = appended(found[1])
         tail = raw[counted.length :]
-        if len(raw) != counted.length + added or not all(isinstance(m, BaseMessage) for m in tail):
+        if added is None or len(raw) != counted.length + added:
+            return None
+        if not all(isinstance(m, BaseMessage) for m in tail):
             return None
         counter = self.history_manager.token_counter
         tokens = counted.tokens or (REPLY_PRIMING if tail else 0)
         tokens += sum(counter.count_message(m) for m in tail)
-        counts[thread_id] = _Counted(head, len(raw), tokens)
+        counts[thread_id] = _Counted(found[0], len(raw), tokens)
         return tokens
 
-    def _count_whole(self, thread_id: str, messages: list[BaseMessage]) -> int:
-        self._counts().pop(thread_id, None)
-        return self.history_manager.token_counter.count(messages)
-
-    def _anchor(self, thread_id: str) -> RunWrites | None:
-        """The read that ties a whole count to the head, from the head read before the run."""
-        mark = self._run_marks().pop(thread_id, None)
-        if mark is None:
-            return None
-        saver = self.history_manager._saver(self.agent)
-        return RunWrites(thread_id, saver, mark, self.history_manager.messages_key)
-
-    def _anchored(
-        self,
-        thread_id: str,
-        messages: list[BaseMessage],
-        tokens: int,
-        found: tuple[str, list[Any]] | None,
-    ) -> None:
-        """Keep the count when only this run wrote since the mark: the head holds ``messages``.
-
-        Every message written since the mark must be one of the run's output (another
-        worker's run landing between this run's end and the read would write others).
-        """
-        if found is None:
-            return
-        output = {message.id for message in messages}
-        if all(getattr(written, "id", None) in output for written in found[1]):
-            self._counts()[thread_id] = _Counted(found[0], len(messages), tokens)
+    def _count_whole(self, thread_id: str, messages: list[BaseMessage], found: RunFound) -> int:
+        """Count ``messages`` whole; keep the count when they are the head's (``found``)."""
+        counts = self._counts()
+        counts.pop(thread_id, None)
+        tokens = self.history_manager.token_counter.count(messages)
+        if found is not None:
+            counts[thread_id] = _Counted(found[0], len(messages), tokens)
+        return tokens
 
     def _decide_counted(
         self, thread_id: str, messages: list[BaseMessage], values: Any, tokens: int
@@ -292,7 +262,7 @@ class AutoCompaction(CompactionDecisions):
     def _counts(self) -> dict[str, _Counted]:
         return self._counted
 
-    def _run_marks(self) -> dict[str, str]:
+    def _run_marks(self) -> dict[str, RunCheckpoints]:
         return self._marks
 
     def _known_counts(self) -> dict[str, tuple[Sequence[BaseMessage], int]]:
@@ -330,6 +300,183 @@ class AutoCompaction(CompactionDecisions):
     def _read_messages(self, snapshot: Any) -> list[BaseMessage]:
         values = snapshot.values if isinstance(snapshot.values, dict) else {}
         return list(values.get(self.history_manager.messages_key) or [])
+
+
+RunFound = tuple[str, list[Any]] | None
+"""The head after a run and the values written to the messages channel on the way."""
+
+_HEAD_SQL = (
+    "SELECT checkpoint_id FROM checkpoints WHERE thread_id = ? AND checkpoint_ns = '' "
+    "ORDER BY checkpoint_id DESC LIMIT 1"
+)
+_NEWER_SQL = (  # the key columns only: the checkpoint's blob is never read
+    "SELECT checkpoint_id, parent_checkpoint_id FROM checkpoints "
+    "WHERE thread_id = ? AND checkpoint_ns = '' AND checkpoint_id > ?"
+)
+_WRITES_SQL = (
+    "SELECT checkpoint_id, channel, type, value FROM writes "
+    "WHERE thread_id = ? AND checkpoint_ns = '' AND checkpoint_id >= ?"
+)
+
+
+@dataclass(frozen=True)
+class RunCheckpoints:
+    """The head before a run, and after it the checkpoints and writes the run added.
+
+    Before the run (under the thread's lock) `head` reads the head's id. After it, `run`
+    answers ``(head id, values written to the channel)`` when the checkpoints after that
+    head are one run's: a single chain of parents from the new head back to it (no other
+    checkpoint after it: no fork, no time travel), a write stored under each checkpoint
+    between them (an ``update_state``, a compaction, a rewrite or another run's end store
+    none) and none under the new head (nothing pending: no interrupt). Those writes, and
+    those stored under the head before the run, are then every write applied to the
+    channel between the two heads. Anything else answers None and the caller counts the
+    thread whole. Deserialises only the checkpoints' ids and the writes, never a
+    checkpoint: InMemorySaver's storage is read in place, SQLite with two indexed queries
+    on the key columns.
+    """
+
+    thread_id: str
+    saver: Any
+    channel: str
+    since: str | None = None
+    """The head before the run (None: the thread had no checkpoint)."""
+
+    @staticmethod
+    def supports(saver: Any) -> bool:
+        """Whether ``saver`` can tell: InMemorySaver, SqliteSaver, AsyncSqliteSaver."""
+        return isinstance(saver, InMemorySaver) or sql_kind(saver) == "sqlite"
+
+    def after(self, head: str | None) -> RunCheckpoints:
+        """This read, from the head ``head`` on."""
+        return dataclasses.replace(self, since=head)
+
+    def head(self) -> tuple[str | None] | None:
+        """The head's id, as a 1-tuple (None: it could not be read)."""
+        saver = self.saver
+        if isinstance(saver, InMemorySaver):
+            stored = saver.storage.get(self.thread_id, {}).get("", {})
+            # The last stored is the newest (ids grow); `run` checks the run's first
+            # checkpoint's parent is this one, so it is the head the run started from.
+            return (next(reversed(stored), None),)
+        if hasattr(saver.conn, "__aenter__"):
+            return None  # an async connection: `ahead`
+        saver.setup()  # creates its tables on first use (once)
+        with saver.lock:
+            row = saver.conn.execute(_HEAD_SQL, (self.thread_id,)).fetchone()
+        return (row[0] if row else None,)
+
+    async def ahead(self) -> tuple[str | None] | None:
+        """Async form of `head`."""
+        saver = self.saver
+        if isinstance(saver, InMemorySaver) or not hasattr(saver.conn, "__aenter__"):
+            return self.head()
+        await saver.setup()  # creates its tables on first use (once)
+        async with saver.lock, saver.conn.execute(_HEAD_SQL, (self.thread_id,)) as cur:
+            row = await cur.fetchone()
+        return (row[0] if row else None,)
+
+    def run(self) -> RunFound:
+        """Read what the run added (sync)."""
+        saver = self.saver
+        if isinstance(saver, InMemorySaver):
+            return self._memory(saver)
+        if hasattr(saver.conn, "__aenter__"):
+            return None
+        since = self.since or ""
+        with saver.lock:
+            parents = dict(saver.conn.execute(_NEWER_SQL, (self.thread_id, since)).fetchall())
+            rows = (
+                saver.conn.execute(_WRITES_SQL, (self.thread_id, since)).fetchall()
+                if parents
+                else []
+            )
+        return self._found(parents, rows)
+
+    async def arun(self) -> RunFound:
+        """Read what the run added (async)."""
+        saver = self.saver
+        if isinstance(saver, InMemorySaver) or not hasattr(saver.conn, "__aenter__"):
+            return self.run()
+        since = self.since or ""
+        async with saver.lock:
+            async with saver.conn.execute(_NEWER_SQL, (self.thread_id, since)) as cur:
+                parents = dict(await cur.fetchall())
+            rows: list[Any] = []
+            if parents:
+                async with saver.conn.execute(_WRITES_SQL, (self.thread_id, since)) as cur:
+                    rows = list(await cur.fetchall())
+        return self._found(parents, rows)
+
+    def _memory(self, saver: InMemorySaver) -> RunFound:
+        stored = saver.storage.get(self.thread_id, {}).get("", {})
+        parents: dict[str, str | None] = {}
+        for checkpoint_id in reversed(stored):  # insertion order: the newest last
+            if checkpoint_id == self.since:
+                break
+            parents[checkpoint_id] = stored[checkpoint_id][2]
+        else:
+            if self.since is not None:
+                return None
+        writes = saver.writes
+        rows = [
+            (checkpoint_id, channel, *value)
+            for checkpoint_id in [*parents, self.since]
+            if checkpoint_id is not None
+            for _, channel, value, _ in writes.get((self.thread_id, "", checkpoint_id), {}).values()
+        ]
+        return self._found(parents, rows)
+
+    def _found(self, parents: dict[str, str | None], rows: list[Any]) -> RunFound:
+        """The head and the channel's writes, if ``parents`` is one run's chain (see above)."""
+        if not parents:
+            return None
+        written: dict[str, list[tuple[str, Any, Any]]] = {}
+        for checkpoint_id, channel, kind, value in rows:
+            written.setdefault(checkpoint_id, []).append((channel, kind, value))
+        head = max(parents)
+        chain = [head]
+        while (parent := parents[chain[-1]]) != self.since:
+            if parent not in parents:
+                return None
+            chain.append(parent)
+        # No stray checkpoint, at least one step stored (not durability="exit"), a write
+        # under each checkpoint between (the run's steps), nothing pending on the head.
+        if len(chain) != len(parents) or len(chain) < 2 or head in written:
+            return None
+        if not all(checkpoint_id in written for checkpoint_id in chain[1:]):
+            return None
+        loads = self.saver.serde.loads_typed
+        values = [
+            loads((kind, value))
+            for checkpoint_id in (*chain[1:], self.since)
+            for channel, kind, value in written.get(checkpoint_id, ())  # type: ignore[arg-type]
+            if channel == self.channel
+        ]
+        return head, values
+
+
+def appended(written: list[Any]) -> int | None:
+    """The most messages the values ``written`` to a messages channel can append: one each.
+
+    None when a value holds anything but messages (or what converts to one), or removes
+    messages (`RemoveMessage`): then the count is made whole. A message replacing another
+    by id appends none, so a thread that grew by exactly this many only appended.
+    """
+    added = 0
+    for value in written:
+        for item in value if isinstance(value, list) else [value]:
+            message = item
+            if not isinstance(item, BaseMessage):
+                try:
+                    converted = convert_to_messages([item])
+                except Exception:  # not a message: a reducer's other input (an Overwrite ...)
+                    return None
+                message = converted[0] if len(converted) == 1 else None
+            if message is None or isinstance(message, RemoveMessage):
+                return None
+            added += 1
+    return added
 
 
 def traced_config(thread_id: str, config: Any) -> RunnableConfig:
