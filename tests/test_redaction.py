@@ -638,6 +638,110 @@ def test_a_name_value_pair_in_json_text_is_redacted(text: str) -> None:
     assert PASSWORD in text
 
 
+# ------------------------------------------------------------------ keys and keys cut in JSON
+
+_SPACED_KEYS = [
+    "to ken",
+    "to\u00e9ken",
+    "Pass Word",
+    "TO KEN",
+    "sec ret",
+    "api\u00a0key",
+    "Access  Token",
+]
+
+
+def _tool_result(content: str) -> ToolMessage:
+    return ToolMessage(content, tool_call_id="c1", name="fetch")
+
+
+@pytest.mark.parametrize("key", _SPACED_KEYS)
+@pytest.mark.parametrize("indent", [None, 2])
+def test_a_secret_key_spelt_with_a_space_or_an_accent_in_json_text_is_redacted(
+    key: str, indent: int | None
+) -> None:
+    """Found in review: JSON text whose only secret key is spelt with a space or an accent
+    inside its word (``{"to ken": ...}``, ``{"to\u00e9ken": ...}``) holds none of the words
+    the quick check looks for, and was passed over; walked, the key is secret-bearing."""
+    text = json.dumps({"user": "bob", key: PASSWORD}, ensure_ascii=False, indent=indent)
+    for message in (_tool_result(text), HumanMessage(text)):
+        redacted = redact_secrets(message)
+        assert PASSWORD not in str(redacted.content)
+        assert PASSWORD not in render_messages([redacted])
+        assert json.loads(str(redacted.content)) == {"user": "bob", key: "[REDACTED:secret]"}
+    call = AIMessage("", tool_calls=[{"name": "post", "args": {"body": text}, "id": "c2"}])
+    [redacted_call] = redact_secrets(call).tool_calls
+    assert PASSWORD not in redacted_call["args"]["body"]
+    assert PASSWORD in text  # the original is unchanged
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"to kenya": PASSWORD},
+        {"go to": "Kensington", "note": "a pass ed key"},
+        {"back end": PASSWORD, "pass count": 3},
+        ["to ken", "pass", "word"],
+    ],
+)
+def test_json_keys_that_only_look_split_keep_their_values(payload: Any) -> None:
+    """Keys whose words do not join into a credential noun stay as they are."""
+    text = json.dumps(payload)
+    assert redact_text(text) == text
+
+
+_PEM_LINES = [
+    "-----BEGIN RSA PRIVATE KEY-----",
+    "MIIEowIBAAKCAQEAx4v1c3ZkRbN2fQ8sLmT0yP6aJkW9dHq3bV7nZ2xYcR5tUo1wK8pL",
+    "mN4sD6fG3hJ9kQ2rT7vX1zA5cE8bV7nZ2xYcR5tUo1wK8pLmN4sD6fG3hJ9kQ2rT7vX",
+    "1zA5cE8x4v1c3ZkRbN2fQ8sLmT0yP6aJkW9dHq3==",
+    "-----END RSA PRIVATE KEY-----",
+]
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        _PEM_LINES,
+        {"path": "id_rsa", "lines": _PEM_LINES},
+        {"files": [{"name": "key.pem", "lines": ["# deploy key", *_PEM_LINES, "# end"]}]},
+        {"lines": _PEM_LINES[:3]},  # cut short: no END line
+    ],
+)
+def test_a_private_key_whose_lines_are_the_strings_of_a_json_array_is_redacted(
+    payload: Any,
+) -> None:
+    """Found in review: a PEM key read as a list of lines (one JSON string each) was
+    scanned string by string; the header alone holds no key and the body lines hold no
+    header, so the key reached the summariser. Its lines are now redacted as the text they
+    form: one ``[REDACTED:private-key]`` in their place, the strings around them kept."""
+    text = json.dumps(payload, indent=2)
+    for message in (_tool_result(text), AIMessage("", tool_calls=[
+        {"name": "write", "args": {"payload": payload}, "id": "c3"}
+    ])):  # fmt: skip
+        shown = render_messages([redact_secrets(message)])
+        for line in _PEM_LINES[1:4]:
+            assert line[:40] not in shown
+        assert "[REDACTED:private-key]" in shown
+    if isinstance(payload, dict) and "files" in payload:
+        lines = json.loads(redact_text(text))["files"][0]["lines"]
+        assert lines == ["# deploy key", "[REDACTED:private-key]", "# end"]
+
+
+@pytest.mark.parametrize(
+    "lines",
+    [
+        ["-----BEGIN PRIVATE KEY-----", "...", "-----END PRIVATE KEY-----"],
+        ["-----BEGIN PRIVATE KEY-----", "<your key here>", "-----END PRIVATE KEY-----"],
+        ["-----BEGIN PUBLIC KEY-----", *_PEM_LINES[1:4], "-----END PUBLIC KEY-----"],
+        ["-----BEGIN CERTIFICATE-----", *_PEM_LINES[1:4], "-----END CERTIFICATE-----"],
+    ],
+)
+def test_placeholder_keys_and_public_blocks_in_json_arrays_are_left(lines: list[str]) -> None:
+    text = json.dumps({"lines": lines, "n": 1})
+    assert redact_text(text) == text
+
+
 # ------------------------------------------------------------------ high-entropy tokens (opt-in)
 
 _RANDOM_TOKEN = "9Xq2LmZr7TpW4vKa8sDf1GhJ6yBn3CeU"

@@ -419,9 +419,11 @@ _STARTS: dict[str, frozenset[int]] = {
 # separator on its side (``-oken`` for ``t-oken``, ``toke-`` for ``toke-n``); the shorter
 # half is then read next to the run. A word's value: (its length, the places of the
 # patterns it starts or None when it is only a half, whether it is a key word, the first
-# halves to read before its run, the second halves to read after it).
+# halves to read before its run, the second halves to read after it, whether the half's
+# separator is a space: a JSON key's words may be apart by any run, ``to ken``).
 _SEPARATORS = "-._"
-_Word = tuple[int, frozenset[int] | None, bool, tuple[str, ...], tuple[str, ...]]
+_LOOSE = frozenset(" !#$&'()*+,-./:;<=>?@[]^_`{|}~")
+_Word = tuple[int, frozenset[int] | None, bool, tuple[str, ...], tuple[str, ...], bool]
 
 
 def _automaton() -> Any:
@@ -429,7 +431,7 @@ def _automaton() -> Any:
     after: dict[str, list[str]] = {}
     for word in _SPLIT_KEY_WORDS:
         head, tail = word.split(_SPLIT)
-        for separator in _SEPARATORS:
+        for separator in (*_SEPARATORS, " "):
             if len(tail) >= len(head):
                 before.setdefault(separator + tail, []).append(head)
             else:
@@ -442,6 +444,7 @@ def _automaton() -> Any:
             word in _KEY_WORDS,
             tuple(before.get(word, ())),
             tuple(after.get(word, ())),
+            " " in word,
         )
         automaton.add_word(word, value)
     automaton.make_automaton()
@@ -451,18 +454,19 @@ def _automaton() -> Any:
 _AUTOMATON = _automaton()
 
 
-def _split_words(
-    lowered: str, end: int, length: int, heads: tuple[str, ...], tails: tuple[str, ...]
-) -> list[tuple[int, int]]:
-    """The spans of the split key words whose longer half (of ``length``) ends at ``end``.
+def _split_words(lowered: str, end: int, word: _Word) -> list[tuple[int, int]]:
+    """The spans of the split key words whose longer half, ``word``, ends at ``end``.
 
-    A run of separators is walked from one of its ends (a half starts or ends only
-    there), once for each half found at that end: linear in the text.
+    A run of separators (`_LOOSE` characters for a half with a space) is walked from one
+    of its ends (a half starts or ends only there), once for each half found at that end:
+    linear in the text.
     """
+    length, _, _, heads, tails, loose = word
+    run = _LOOSE if loose else _SEPARATORS
     found = []
     if heads:  # a separator, then a second half
         first = end - length + 1
-        while first > 0 and lowered[first - 1] in _SEPARATORS:
+        while first > 0 and lowered[first - 1] in run:
             first -= 1
         found = [
             (first - len(head), end + 1)
@@ -471,7 +475,7 @@ def _split_words(
         ]
     if tails:  # a first half, then a separator
         last = end
-        while last + 1 < len(lowered) and lowered[last + 1] in _SEPARATORS:
+        while last + 1 < len(lowered) and lowered[last + 1] in run:
             last += 1
         found += [
             (end - length + 1, last + 1 + len(tail))
@@ -490,28 +494,28 @@ def _needles(lowered: str) -> tuple[set[int], list[tuple[int, int]], list[tuple[
     places: set[int] = set()
     keys: list[tuple[int, int]] = []
     spans: list[tuple[int, int]] = []
-    for end, (length, starts, key, heads, tails) in _AUTOMATON.iter(lowered):
+    for end, word in _AUTOMATON.iter(lowered):
+        length, starts, key, heads, tails, loose = word
         if starts is not None:
             places |= starts
             spans.append((end - length + 1, end + 1))
             if key:
                 keys.append(spans[-1])
-        if heads or tails:
-            split = _split_words(lowered, end, length, heads, tails)
+        if (heads or tails) and not loose:
+            split = _split_words(lowered, end, word)
             keys += split
             spans += split
     return places, keys, spans
 
 
-def holds_needle(lowered: str) -> bool:
+def holds_needle(lowered: str, *, json: bool = False) -> bool:
     """Whether case-folded text holds any needle a pattern (or a secret key) needs.
 
-    The same pass as `_needles`, stopped at the first needle.
+    The same pass as `_needles`, stopped at the first needle; for ``json`` (text that may
+    be JSON, without escapes), a key word split by a run holding a space counts too.
     """
-    for end, (length, starts, _, heads, tails) in _AUTOMATON.iter(lowered):
-        if starts is not None or (
-            (heads or tails) and _split_words(lowered, end, length, heads, tails)
-        ):
+    for end, word in _AUTOMATON.iter(lowered):
+        if word[1] is not None or ((json or not word[5]) and _split_words(lowered, end, word)):
             return True
     return False
 

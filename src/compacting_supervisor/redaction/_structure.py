@@ -20,6 +20,7 @@ from urllib.parse import unquote
 
 from compacting_supervisor.redaction._keys import is_placeholder, key_kind, looks_like_credential
 from compacting_supervisor.redaction._rules import (
+    PATTERNS,
     SECRET,
     _folded,
     _holds,
@@ -43,6 +44,10 @@ _MEDIA = re.compile(r"data:(?:image|audio|video)/[\w.+\-]{1,40};base64,")
 _JSON_START = re.compile(r"\s*[\[{]")
 _PERCENT = re.compile(r"%[0-9A-Fa-f]{2}")
 _SIMPLE = {"/": "/", '"': '"', "n": "\n", "r": "\r", "t": "\t"}
+# In JSON text without escapes: a key, or the string opening a list (a name-value pair's).
+_NAMES = re.compile(r'"([^"]*)"\s*:|\[\s*"([^"]*)"\s*,')
+_PRIVATE_KEY = PATTERNS[0][1]
+_KEY_REDACTED = "[REDACTED:private-key]"
 
 
 def _unescape(match: re.Match[str]) -> str:
@@ -88,17 +93,35 @@ def _secret_value(value: Any, kind: str, scan: Scan, depth: int) -> Any:
 _SCALARS = frozenset({int, float, bool, type(None)})  # left as they are, unless under a key
 
 
+def _quiet(text: str, lowered: str) -> bool:
+    """Whether text without escapes, ``lowered`` case-folded, has nothing to redact.
+
+    It holds no needle. And, if it may be JSON (it starts and ends as an object or an
+    array does, as `_as_json` reads only those), no key names a secret: `key_kind` joins
+    a key's last two words whatever stands between them (``to ken``, ``to\u00e9ken``),
+    so a split key word counts when a space is in its run, and, in text that is not
+    ASCII, each key and each list's first string is asked.
+    """
+    if _JSON_START.match(text) is None or text.rstrip()[-1:] not in ("}", "]"):
+        return not holds_needle(lowered)
+    return not holds_needle(lowered, json=True) and (
+        text.isascii()
+        or not any(key_kind(key or first) for key, first in set(_NAMES.findall(text)))
+    )
+
+
 def _unchanged(text: str, scan: Scan) -> bool:
     r"""Whether ``scan`` is the built-in one and has nothing in ``text`` to look at.
 
-    Nothing to decode (no ``\``, no ``%``), and no word any rule (or secret key) needs:
-    as JSON, decoded or as it is, the text comes back unchanged.
+    Nothing to decode (no ``\``, no ``%``), no word any rule (or secret key) needs, and
+    no secret-bearing key if it is JSON (`_quiet`): as JSON, decoded or as it is, the text comes
+    back unchanged.
     """
     return (
         scan is scan_secrets
         and "\\" not in text
         and "%" not in text
-        and not holds_needle(_folded(text))
+        and _quiet(text, _folded(text))
     )
 
 
@@ -140,11 +163,52 @@ def redact_structure(value: Any, scan: Scan, depth: int = 0) -> Any:
             if secret is value[1]:
                 return value
             return (value[0], secret) if isinstance(value, tuple) else [value[0], secret]
-        items = [redact_structure(item, scan, depth + 1) for item in value]
-        if any(map(operator.is_not, items, value)):
+        if any(type(item) is str and "-----BEGIN" in item for item in value):
+            items = _key_lines(value, scan, depth)
+        else:
+            items = [redact_structure(item, scan, depth + 1) for item in value]
+        if len(items) != len(value) or any(map(operator.is_not, items, value)):
             return type(value)(items)
         return value
     return value
+
+
+def _opens_key(item: Any) -> bool:
+    """Whether ``item`` is a string whose last private key header has no end in it."""
+    if type(item) is not str or "-----BEGIN" not in item:
+        return False
+    matches = list(_PRIVATE_KEY.finditer(item))  # the first without an end runs to the last
+    return bool(matches) and not matches[-1]["end"]
+
+
+def _key_lines(value: list[Any] | tuple[Any, ...], scan: Scan, depth: int) -> list[Any]:
+    """The items of ``value`` redacted, a private key cut across strings as one text.
+
+    A key read as a list of lines (``["-----BEGIN RSA PRIVATE KEY-----", "MIIE...", ...,
+    "-----END RSA PRIVATE KEY-----"]``) is not a key in any one string. From a string that
+    opens one, the strings up to the one ending it (or the next header, or the last
+    string) are joined with newlines and redacted as the text they form: when that finds
+    the key, they become that one redacted string. Each string is joined once at most.
+    """
+    items: list[Any] = []
+    index, size = 0, len(value)
+    while index < size:
+        item = value[index]
+        if _opens_key(item):
+            end = index + 1
+            while end < size and type(value[end]) is str and "-----BEGIN" not in value[end]:
+                end += 1
+                if "-----END" in value[end - 1]:
+                    break
+            joined = "\n".join(value[index:end])
+            redacted = redact_structure(joined, scan, depth + 1)
+            if redacted.count(_KEY_REDACTED) > joined.count(_KEY_REDACTED):
+                items.append(redacted)
+                index = end
+                continue
+        items.append(redact_structure(item, scan, depth + 1))
+        index += 1
+    return items
 
 
 class _Narrowed:
@@ -245,7 +309,7 @@ def redact_string(text: str, scan: Scan, depth: int = 0) -> str:
         lowered = _folded(text)
         if not _JSON_START.match(text):
             return scan_folded(text, lowered)  # nothing to decode: scanned as it is
-        if not holds_needle(lowered):
+        if _quiet(text, lowered):
             return text  # nothing to decode, and no word any rule (or secret key) needs
     as_json = _as_json(text, scan, depth)
     if as_json is not None:
