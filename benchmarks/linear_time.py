@@ -8,7 +8,8 @@ median / max of a few repeats and the ratio of medians per 10x of input: linear 
 10, quadratic about 100. Then the share of a compaction that redaction takes:
 ``HistoryManager(model=<scripted>).compact_messages`` on 1,000 ordinary messages, with the
 default redaction and with ``redact=None``, and of a whole compaction persisted on a SQLite
-file (``compact_thread``: read, compact, write).
+file (``compact_thread``: read, compact, write); and the same share on the benchmarks' agent
+history (``benchmarks.micro.thread_of(1000)``: turns whose tool results are JSON records).
 
 Usage (from the repository root)::
 
@@ -38,6 +39,7 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMe
 from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.graph import START, MessagesState, StateGraph
 
+from benchmarks.micro import thread_of
 from compacting_supervisor import HistoryManager, KeepRatio, TokenCounter, redact_secrets
 from compacting_supervisor._cut import plan_cut
 from compacting_supervisor.context import render_messages
@@ -250,6 +252,55 @@ def redaction_share(count: int, repeats: int) -> None:
         )
 
 
+def agent_history_share(count: int, repeats: int) -> None:
+    """Redaction's share of ``compact_messages`` on the agent history of ``count`` messages.
+
+    ``thread_of(count)``: the turns ``benchmarks/micro.py`` compacts, whose tool results are
+    JSON records. The compaction with the default redaction and with ``redact=None``, side
+    by side, and ``redact_secrets`` alone on the messages that compaction summarised.
+    """
+    reply = "Orders, invoices and shipments were discussed; nothing is pending."
+    messages, _ = thread_of(count)
+
+    def compact(redact: Any) -> Any:
+        manager = HistoryManager(model=ScriptedChatModel(responses=[reply]), redact=redact)
+        return manager.compact_messages(messages)
+
+    summarized = compact(redact_secrets).summarized  # also a warm-up
+    rows: dict[str, list[float]] = {
+        "compact_messages, default redaction": [],
+        "compact_messages, redact=None": [],
+        "redact_secrets on the summarised messages alone": [],
+    }
+    runs = [
+        lambda: compact(redact_secrets),
+        lambda: compact(None),
+        lambda: [redact_secrets(m) for m in summarized],
+    ]
+    for _ in range(repeats):  # interleaved, so a busy machine slows all alike
+        for times, run in zip(rows.values(), runs, strict=True):
+            times.extend(_time(run, 1))
+    chars = sum(len(str(m.content)) + len(str(getattr(m, "tool_calls", ""))) for m in summarized)
+    print(
+        f"\n## Redaction's share of a compaction (agent history: thread_of({count}), "
+        f"{len(messages)} messages, {len(summarized)} summarised)\n"
+    )
+    print("| | min (ms) | median (ms) | max (ms) |")
+    print("|---|---|---|---|")
+    for name, times in rows.items():
+        print(
+            f"| {name} | {_ms(min(times))} | {_ms(statistics.median(times))} | {_ms(max(times))} |"
+        )
+    with_redaction, without, alone = (statistics.median(t) for t in rows.values())
+    difference = (with_redaction - without) / with_redaction
+    print(
+        f"\nagent history: redaction is {alone / with_redaction:.1%} of the core's median time "
+        f"(compact_messages); with minus without: {difference:.1%}; "
+        f"redact_secrets {alone * 1e9 / chars:.0f} ns a character of the summarised messages "
+        f"({chars:,} characters); goal: under 5%."
+    )
+
+
 def _compact_thread(graph: Any, thread_id: str, messages: list[BaseMessage], reply: str) -> float:
     """One `compact_thread` of a new thread on ``graph``'s saver, timed alone (not the set-up)."""
     config: Any = {"configurable": {"thread_id": thread_id}}
@@ -269,7 +320,7 @@ def _one_node_graph(saver: Any) -> Any:
 
 
 def main() -> None:
-    """Run the share of a compaction, then the scaling tables."""
+    """Run the shares of a compaction, then the scaling tables."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="10 KB and 100 KB, 2 repeats")
     parser.add_argument("--limit", type=float, default=20.0, help="stop an input over this (s)")
@@ -277,6 +328,7 @@ def main() -> None:
     sizes = [10_000, 100_000] if args.quick else [10_000, 100_000, 1_000_000]
     repeats = 2 if args.quick else 3
     redaction_share(1000, repeats * 3)
+    agent_history_share(1000, repeats * 3)
     scaling(sizes, repeats, args.limit)
 
 
