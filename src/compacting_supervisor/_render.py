@@ -240,7 +240,7 @@ class _Events:
         self.memo = memo if memo is not None else _MEMO.get()
         # Only a result with metadata can be a hand-off (most carry none).
         marked = [m for m in messages if isinstance(m, ToolMessage) and m.response_metadata]
-        self.handoffs = handoff_call_ids(marked)
+        self.handoffs = handoff_call_ids(marked) if marked else set()
         self.destinations = {
             message.tool_call_id: str(message.response_metadata["__handoff_destination"])
             for message in marked
@@ -279,7 +279,7 @@ class _Events:
         return element(tag, escape(result), attributes)
 
     def _ai(self, message: AIMessage) -> str:
-        handing_off = any(key in message.response_metadata for key in HANDOFF_KEYS)
+        handing_off = _hands_off(message)
         events = []
         text = (
             "" if handing_off else _part(self.memo, message, "text", _escaped_text, message.content)
@@ -300,19 +300,24 @@ class _Events:
         return "\n".join(events)
 
 
+def _hands_off(message: BaseMessage) -> bool:
+    """Whether langgraph-supervisor marked ``message`` as a hand-off (or a hand-back)."""
+    return not message.response_metadata.keys().isdisjoint(HANDOFF_KEYS)
+
+
 def _lone_call(message: AIMessage, handoffs: set[str]) -> bool:
     """Whether an answer's events depend on it alone: one call, and no hand-off."""
     return (
         len(message.tool_calls) == 1
         and message.tool_calls[0].get("id") not in handoffs
-        and not any(key in message.response_metadata for key in HANDOFF_KEYS)
+        and not _hands_off(message)
     )
 
 
 def _event(message: BaseMessage) -> str:
     """The events of a message that renders the same whatever surrounds it."""
     if isinstance(message, AIMessage):
-        if any(key in message.response_metadata for key in HANDOFF_KEYS):
+        if _hands_off(message):
             return ""  # a hand-off without calls: nothing to show
         text = _escaped_text(message.content)
         events = [element("assistant", text, {"name": message.name})] if text else []
