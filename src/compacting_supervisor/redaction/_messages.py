@@ -28,13 +28,22 @@ def _on_class(cls: type, name: str) -> bool:
     return name in getattr(cls, "model_fields", {}) or any(name in vars(k) for k in cls.__mro__)
 
 
-def _attribute(message: BaseMessage, name: str) -> Any:
-    """``getattr(message, name, None)``, without pydantic's failed lookup when it has none.
+@functools.cache
+def _fields(cls: type) -> tuple[tuple[str, bool], ...]:
+    """The fields of a message class that carry text, each with whether the class has it."""
+    names = ["content", "additional_kwargs"]
+    if issubclass(cls, AIMessage):
+        names += _AI_FIELDS
+    if issubclass(cls, ToolMessage):
+        names.append("artifact")
+    return tuple((name, _on_class(cls, name)) for name in names)
+
+
+def _extra(message: BaseMessage, name: str) -> Any:
+    """A field the message's class does not declare, without pydantic's failed lookup.
 
     An `AIMessage` has no ``tool_call_chunks``: asking pydantic costs an exception.
     """
-    if _on_class(type(message), name):
-        return getattr(message, name, None)
     if name in message.__dict__:
         return message.__dict__[name]
     extra = message.__pydantic_extra__
@@ -47,12 +56,8 @@ def redact_message(message: BaseMessage, scan: Scan) -> BaseMessage:
     Returns ``message`` itself when nothing was redacted, else a copy.
     """
     update: dict[str, Any] = {}
-    values = [("content", message.content), ("additional_kwargs", message.additional_kwargs)]
-    if isinstance(message, AIMessage):
-        values.extend((name, _attribute(message, name)) for name in _AI_FIELDS)
-    if isinstance(message, ToolMessage):
-        values.append(("artifact", message.artifact))
-    for name, value in values:
+    for name, declared in _fields(type(message)):
+        value = getattr(message, name, None) if declared else _extra(message, name)
         if not value:
             continue
         redacted = redact_structure(value, scan)

@@ -561,6 +561,8 @@ def _places(text: str, lowered: str, after: int) -> list[int]:
             if operator(lowered, end) is not None and (not plain or secret_key_at(text, start)):
                 places |= _KEY_PLACES
                 break
+    if after < 0 or not places:
+        return sorted(places)
     return sorted(place for place in places if place > after)
 
 
