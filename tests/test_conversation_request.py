@@ -402,3 +402,53 @@ def test_the_middleware_sends_the_system_prompt_and_tools_the_agent_sent(tmp_pat
     assert _same(request[: len(before)], before)
     assert [t.name for t in bound[0]] == ["find_order"]  # the tools the agent's model had
     assert middleware.last_compaction(config).status == "compacted"
+
+
+def test_a_secret_in_the_agents_system_prompt_never_reaches_the_summariser() -> None:
+    model = ScriptedChatModel(responses=[SUMMARY])
+    summarizer = ChatModelSummarizer(
+        model,
+        request="conversation",
+        agent_system_prompt=f"You are ops. The warehouse API key is api_key={SECRET}.",
+    )
+    assert HistoryManager(model=summarizer).compact_messages(_history(), keep=KeepMessages(2))
+    sent = model.calls[0]
+    assert isinstance(sent[0], SystemMessage) and "You are ops." in sent[0].content
+    assert SECRET not in "".join(str(m.content) for m in sent)
+
+
+class _OwnConversationSummarizer:
+    """A custom summariser that reads the conversation, without `conversation_messages`."""
+
+    reads_conversation = True
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[int, int]] = []
+
+    def summarize(self, previous: Any, messages: Any, *, max_tokens: int) -> str:
+        raise AssertionError("the conversation is sent instead")
+
+    async def asummarize(self, previous: Any, messages: Any, *, max_tokens: int) -> str:
+        raise AssertionError("the conversation is sent instead")
+
+    def summarize_conversation(
+        self, conversation: Any, *, kept: int, max_tokens: int, agent: Any = None
+    ) -> str:
+        self.seen.append((len(conversation), kept))
+        return SUMMARY
+
+    async def asummarize_conversation(
+        self, conversation: Any, *, kept: int, max_tokens: int, agent: Any = None
+    ) -> str:
+        return self.summarize_conversation(conversation, kept=kept, max_tokens=max_tokens)
+
+
+def test_a_custom_summariser_may_read_the_conversation_too() -> None:
+    summarizer = _OwnConversationSummarizer()
+    result = HistoryManager(model=summarizer).compact_messages(_history(), keep=KeepMessages(2))
+    assert result is not None and result.summary == SUMMARY
+    assert summarizer.seen == [(12, 2)]
+    again = asyncio.run(
+        HistoryManager(model=summarizer).acompact_messages(_history(), keep=KeepMessages(4))
+    )
+    assert again is not None and summarizer.seen[-1] == (12, 4)

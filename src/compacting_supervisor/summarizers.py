@@ -309,6 +309,18 @@ class ChatModelSummarizer:
         self._last_prompt = (previous, tuple(messages), max_tokens, prompt)
         return list(prompt)
 
+    def agent_prefix(self, seen: AgentPrefix | None) -> AgentPrefix:
+        """What the agent sends before its messages: what a form saw, else what was given.
+
+        Args:
+            seen: The system message and tools a form saw the agent's model sent, if any.
+        """
+        system = seen.system if seen is not None else None
+        if system is None and self.agent_system_prompt:
+            system = SystemMessage(self.agent_system_prompt)
+        tools = seen.tools if seen is not None and seen.tools else tuple(self.agent_tools)
+        return AgentPrefix(system, tools)
+
     def conversation_messages(
         self,
         conversation: Sequence[BaseMessage],
@@ -340,9 +352,7 @@ class ChatModelSummarizer:
             else "every message above"
         )
         request = CONVERSATION_REQUEST.format(which=which, max_words=words)
-        system: BaseMessage | None = agent.system if agent is not None else None
-        if system is None and self.agent_system_prompt:
-            system = SystemMessage(self.agent_system_prompt)
+        system = self.agent_prefix(agent).system
         head = [system] if system is not None else []
         return [*head, *conversation, HumanMessage(request)]
 
@@ -382,7 +392,7 @@ class ChatModelSummarizer:
     def _runnable(self, max_tokens: int, *, agent: AgentPrefix | None = None) -> Runnable[Any, Any]:
         """The model as called: with ``agent``, for a conversation (the agent's tools bound)."""
         model: Runnable[Any, Any] = self.model
-        tools = (agent.tools or tuple(self.agent_tools)) if agent is not None else ()
+        tools = self.agent_prefix(agent).tools if agent is not None else ()
         if tools:  # the agent's tools: part of its cached prefix
             model = self.model.bind_tools(list(tools))
         settings: dict[str, Any] = {}

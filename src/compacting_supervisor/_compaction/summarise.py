@@ -257,13 +257,13 @@ class SummaryPolicy:
                 return (
                     yield from self._attempts(
                         summary,
-                        asked,
+                        asked.messages,
                         max_tokens,
                         usage,
                         callbacks,
                         counted=asked_tokens,
-                        kept=conversation.kept,
-                        agent=conversation.agent,
+                        kept=asked.kept,
+                        agent=asked.agent,
                     )
                 )
         messages = self._redact_all(evicted)
@@ -327,22 +327,30 @@ class SummaryPolicy:
 
     def _conversation_request(
         self, conversation: Conversation, max_tokens: int
-    ) -> tuple[list[BaseMessage], int] | None:
+    ) -> tuple[Conversation, int] | None:
         """The conversation redacted, and its request's tokens; None when over the budget.
 
-        Counted with the token counter's per-message cache (the trigger counted most of
-        these messages already).
+        The agent's system message is redacted too (the summariser's own, when no form saw
+        the agent's: `ChatModelSummarizer.agent_prefix`). Counted with the token counter's
+        per-message cache (the trigger counted most of these messages already).
         """
-        messages = self._redact_all(conversation.messages)
-        build = self.summarizer.conversation_messages  # type: ignore[attr-defined]
-        try:
-            prompt = build(
-                messages, kept=conversation.kept, max_tokens=max_tokens, agent=conversation.agent
-            )
-            tokens = self.token_counter.count(prompt)
-        except Exception:  # a custom summariser's helper: count its input instead
-            logger.debug("conversation_messages failed; counting the conversation instead.")
-            tokens = self.token_counter.count(messages)
+        resolve = getattr(self.summarizer, "agent_prefix", None)
+        agent = resolve(conversation.agent) if callable(resolve) else conversation.agent
+        if agent is not None and agent.system is not None:
+            agent = AgentPrefix(self._redact_all([agent.system])[0], agent.tools)
+        redacted = Conversation(self._redact_all(conversation.messages), conversation.kept, agent)
+        build = getattr(self.summarizer, "conversation_messages", None)
+        tokens: int | None = None
+        if callable(build):
+            try:
+                prompt = build(
+                    redacted.messages, kept=redacted.kept, max_tokens=max_tokens, agent=agent
+                )
+                tokens = self.token_counter.count(prompt)
+            except Exception:  # a custom summariser's helper: count its input instead
+                logger.debug("conversation_messages failed; counting the conversation instead.")
+        if tokens is None:
+            tokens = self.token_counter.count(redacted.messages)
         if self.input_budget is not None and tokens > self.input_budget:
             logger.info(
                 "The conversation (%d tokens) is over summary_input_tokens (%d): the "
@@ -351,7 +359,7 @@ class SummaryPolicy:
                 self.input_budget,
             )
             return None
-        return messages, tokens
+        return redacted, tokens
 
     def _limits(self, previous: str | None, max_tokens: int, budget: int) -> tuple[int, int]:
         """The summary's cap and the most one piece of a message may take, within ``budget``.
