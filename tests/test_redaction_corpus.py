@@ -146,34 +146,47 @@ def _alternation(needles: Iterable[str]) -> str:
 
 
 _ANY_NEEDLE = re.compile(_alternation(rules._NEEDED))
-_KEY_OPERATOR = re.compile(
-    f"{_alternation(rules._KEY_WORDS + rules._SPLIT_KEY_WORDS)}"
-    r"[\w.\-]{0,80}(?:\\?[\"'`])?[ \t]{0,5}[:=,>?]"
-)
+_KEY_WORD = re.compile(_alternation(rules._KEY_WORDS + rules._SPLIT_KEY_WORDS))
+_OPERATOR = re.compile(r"[\w.\-]{0,80}(?:\\?[\"'`])?[ \t]{0,5}[:=,>?]")
 _SPLIT_WORDS = [
     re.compile(re.escape(word).replace(rules._SPLIT, "[\\-._]+")) for word in rules._SPLIT_KEY_WORDS
 ]
 
 
 def _reference(text: str) -> tuple[bool, set[str], list[int]]:
-    """Whether ``text`` holds a needle, each needle in it, and the places to run: by regex."""
+    """Whether ``text`` holds a needle, each needle in it, and the places to run: by regex.
+
+    Searched with each character past ASCII read as ``_`` (a separator: ``to\u00e9ken`` is
+    a key word to `key_kind`); the operator after a key word read in the text itself.
+    """
     lowered = rules._folded(text)
+    searched = re.sub(r"[^\x00-\x7f]", "_", lowered)
     starts = []
-    match = _ANY_NEEDLE.search(lowered)
+    match = _ANY_NEEDLE.search(searched)
     while match is not None:
         starts.append(match.start())
-        match = _ANY_NEEDLE.search(lowered, match.start() + 1)
-    found = {n for p in starts for n in rules._STARTS if lowered.startswith(n, p)}
-    found |= {m[0] for p in starts for word in _SPLIT_WORDS if (m := word.match(lowered, p))}
+        match = _ANY_NEEDLE.search(searched, match.start() + 1)
+    found = {
+        lowered[p : p + len(n)] for p in starts for n in rules._STARTS if searched.startswith(n, p)
+    }
+    found |= {
+        lowered[m.start() : m.end()]
+        for p in starts
+        for word in _SPLIT_WORDS
+        if (m := word.match(searched, p))
+    }
     places = {
         place
         for place, (name, _, _) in enumerate(rules.PATTERNS)
         if rules._NEEDS[name] is not rules._KEY_WORDS
-        and any(needle in lowered for needle in rules._NEEDS[name])
+        and any(needle in searched for needle in rules._NEEDS[name])
     }
     plain = text.isascii()
     if any(
-        _KEY_OPERATOR.match(lowered, p) and (not plain or secret_key_at(text, p)) for p in starts
+        (word := _KEY_WORD.match(searched, p))
+        and _OPERATOR.match(lowered, word.end())
+        and (not plain or secret_key_at(text, p))
+        for p in starts
     ):
         places |= rules._KEY_PLACES
     return bool(starts), found, sorted(places)
@@ -219,10 +232,16 @@ def test_the_needle_search_finds_what_the_regex_finds_on_adversarial_input(name:
 _FRAGMENTS = st.sampled_from(
     [
         *rules._NEEDED,
-        *(w.replace(rules._SPLIT, sep) for w in rules._SPLIT_KEY_WORDS for sep in "-._"),
+        *(
+            w.replace(rules._SPLIT, sep)
+            for w in rules._SPLIT_KEY_WORDS
+            for sep in ("-", ".", "_", "\u00e9", "_\u00df")
+        ),
     ]
 )
-_PIECES = st.sampled_from(["-", ".", "_", "--", "._", " ", "=", ": ", '"', "\n", "K", "\u0130"])
+_PIECES = st.sampled_from(
+    ["-", ".", "_", "--", "._", " ", "=", ": ", '"', "\n", "K", "\u0130", "\u00e9", "\u00df"]
+)
 
 
 @settings(max_examples=500, deadline=None, derandomize=True)

@@ -405,11 +405,7 @@ _KEY_OPERATOR = re.compile(r"[\w.\-]{0,80}(?:\\?[\"'`])?[ \t]{0,5}[:=,>?]")
 _NAMES = [rule[0] for rule in PATTERNS]
 _KEY_PLACES = frozenset(i for i, name in enumerate(_NAMES) if _NEEDS[name] is _KEY_WORDS)
 _STARTS: dict[str, frozenset[int]] = {
-    found: frozenset(
-        place
-        for place, name in enumerate(_NAMES)
-        if _NEEDS[name] is not _KEY_WORDS and found in _NEEDS[name]
-    )
+    found: frozenset(i for i, name in enumerate(_NAMES) if found in _NEEDS[name]) - _KEY_PLACES
     for found in _NEEDED
     if _SPLIT not in found
 }
@@ -438,14 +434,8 @@ def _automaton() -> Any:
                 after.setdefault(head + separator, []).append(tail)
     automaton = ahocorasick.Automaton()
     for word in dict.fromkeys([*_STARTS, *before, *after]):
-        value: _Word = (
-            len(word),
-            _STARTS.get(word),
-            word in _KEY_WORDS,
-            tuple(before.get(word, ())),
-            tuple(after.get(word, ())),
-            " " in word,
-        )
+        heads, tails = tuple(before.get(word, ())), tuple(after.get(word, ()))
+        value: _Word = (len(word), _STARTS.get(word), word in _KEY_WORDS, heads, tails, " " in word)
         automaton.add_word(word, value)
     automaton.make_automaton()
     return automaton
@@ -485,8 +475,20 @@ def _split_words(lowered: str, end: int, word: _Word) -> list[tuple[int, int]]:
     return found
 
 
+_NOT_ASCII = re.compile(r"[^\x00-\x7f]")
+
+
+def _searched(lowered: str) -> str:
+    """What the automaton reads: each character past ASCII as ``_``, a separator.
+
+    A key's word split by a letter such as ``\u00e9`` (``to\u00e9ken``) is a key word to
+    `key_kind`, as it is split by ``_``; no needle holds a character past ASCII.
+    """
+    return lowered if lowered.isascii() else _NOT_ASCII.sub("_", lowered)
+
+
 def _needles(lowered: str) -> tuple[set[int], list[tuple[int, int]], list[tuple[int, int]]]:
-    """Every needle in case-folded text, in one pass of `_AUTOMATON`.
+    """Every needle in case-folded text, in one pass of `_AUTOMATON` over `_searched`.
 
     Returns the places of the patterns the needles start (the key rules' aside), the span
     of each key word (whole or split), and the span of each needle.
@@ -494,6 +496,7 @@ def _needles(lowered: str) -> tuple[set[int], list[tuple[int, int]], list[tuple[
     places: set[int] = set()
     keys: list[tuple[int, int]] = []
     spans: list[tuple[int, int]] = []
+    lowered = _searched(lowered)
     for end, word in _AUTOMATON.iter(lowered):
         length, starts, key, heads, tails, loose = word
         if starts is not None:
@@ -514,6 +517,7 @@ def holds_needle(lowered: str, *, json: bool = False) -> bool:
     The same pass as `_needles`, stopped at the first needle; for ``json`` (text that may
     be JSON, without escapes), a key word split by a run holding a space counts too.
     """
+    lowered = _searched(lowered)
     for end, word in _AUTOMATON.iter(lowered):
         if word[1] is not None or ((json or not word[5]) and _split_words(lowered, end, word)):
             return True

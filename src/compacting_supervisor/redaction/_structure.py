@@ -44,8 +44,6 @@ _MEDIA = re.compile(r"data:(?:image|audio|video)/[\w.+\-]{1,40};base64,")
 _JSON_START = re.compile(r"\s*[\[{]")
 _PERCENT = re.compile(r"%[0-9A-Fa-f]{2}")
 _SIMPLE = {"/": "/", '"': '"', "n": "\n", "r": "\r", "t": "\t"}
-# In JSON text without escapes: a key, or the string opening a list (a name-value pair's).
-_NAMES = re.compile(r'"([^"]*)"\s*:|\[\s*"([^"]*)"\s*,')
 _PRIVATE_KEY = PATTERNS[0][1]
 _KEY_REDACTED = "[REDACTED:private-key]"
 
@@ -96,18 +94,13 @@ _SCALARS = frozenset({int, float, bool, type(None)})  # left as they are, unless
 def _quiet(text: str, lowered: str) -> bool:
     """Whether text without escapes, ``lowered`` case-folded, has nothing to redact.
 
-    It holds no needle. And, if it may be JSON (it starts and ends as an object or an
-    array does, as `_as_json` reads only those), no key names a secret: `key_kind` joins
-    a key's last two words whatever stands between them (``to ken``, ``to\u00e9ken``),
-    so a split key word counts when a space is in its run, and, in text that is not
-    ASCII, each key and each list's first string is asked.
+    It holds no needle; if it may be JSON (it starts and ends as an object or an array
+    does, as `_as_json` reads only those), no key word split by a run holding a space
+    either: `key_kind` joins a key's last two words whatever stands between them
+    (``{"to ken": ...}``).
     """
-    if _JSON_START.match(text) is None or text.rstrip()[-1:] not in ("}", "]"):
-        return not holds_needle(lowered)
-    return not holds_needle(lowered, json=True) and (
-        text.isascii()
-        or not any(key_kind(key or first) for key, first in set(_NAMES.findall(text)))
-    )
+    json = _JSON_START.match(text) is not None and text.rstrip()[-1:] in ("}", "]")
+    return not holds_needle(lowered, json=json)
 
 
 def _unchanged(text: str, scan: Scan) -> bool:
