@@ -34,6 +34,7 @@ from benchmarks.fakes import AgentModel, SummariserModel, search_records
 from compacting_supervisor import (
     ChatModelSummarizer,
     CompactingSupervisor,
+    CompactionMiddleware,
     HistoryManager,
     KeepMessages,
     KeepPolicy,
@@ -49,6 +50,7 @@ __all__ = [
     "CACHED",
     "CONTENDERS",
     "EXTRA",
+    "IN_RUN",
     "LABELS",
     "LIMIT",
     "MIDDLEWARE_APPROX",
@@ -101,6 +103,11 @@ CACHED = "compacting-cached"
 agent's system prompt and messages, the request last (``ChatModelSummarizer(
 request="conversation")``), so a provider's prompt cache serves its prefix."""
 
+IN_RUN = "compaction-middleware"
+"""Our `CompactionMiddleware` in ``create_agent``: the same compaction before each model
+call, its summariser reading the cached conversation (the middleware hands it the system
+prompt and tools the agent's model was sent)."""
+
 OFFLOAD_MIN_TOKENS = 250
 """Tool results of at least this many tokens are offloaded (the benchmark's are ~450)."""
 
@@ -121,6 +128,7 @@ LABELS = {
     "none": "no compaction",
     "compacting": "CompactingSupervisor",
     CACHED: "CompactingSupervisor, summariser reads the cached conversation",
+    IN_RUN: "CompactionMiddleware (ours, in the run), summariser reads the cached conversation",
     OFFLOAD: "CompactingSupervisor + offload",
     "middleware": "SummarizationMiddleware, keep 20 messages",
     MIDDLEWARE_OUR_KEEP: "SummarizationMiddleware, keep 150 tokens (ours)",
@@ -317,6 +325,16 @@ def build(
             offload=policy,
         )
         return Contender(name, runner, graph, agent_model, summariser, store=policy.store)
+    if name == IN_RUN:
+        settings = settings or CompactingSettings()
+        summarizer = ChatModelSummarizer(summariser, request="conversation", token_counter=counter)
+        ours = CompactionMiddleware(
+            history_manager=HistoryManager(model=summarizer, token_counter=counter),
+            token_limit=settings.token_limit,
+            keep=settings.policy(),
+        )
+        graph = _create_agent(agent_model, saver, (ours,))
+        return Contender(name, graph, graph, agent_model, summariser)
     if name in ("middleware", MIDDLEWARE_OUR_KEEP, MIDDLEWARE_APPROX):
         graph = _middleware_agent(agent_model, summariser, counter, saver, name)
         return Contender(name, graph, graph, agent_model, summariser)

@@ -35,6 +35,7 @@ from benchmarks import micro, report, sweep
 from benchmarks.contenders import (
     CACHED,
     EXTRA,
+    IN_RUN,
     KEEP_20,
     MIDDLEWARE_APPROX,
     MIDDLEWARE_OUR_KEEP,
@@ -131,6 +132,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "none",
         "compacting",
         CACHED,
+        IN_RUN,
         OFFLOAD,
         *([] if args.no_extra else [EXTRA]),
         "middleware",
@@ -145,6 +147,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     settings = {
         "compacting": SETTINGS,
         CACHED: SETTINGS,
+        IN_RUN: SETTINGS,
         f"compacting{SLOW}": SETTINGS,
         OFFLOAD: offload,
         EXTRA: KEEP_20,
@@ -190,6 +193,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "settings": {
             "compacting": SETTINGS.describe(),
             CACHED: f"{SETTINGS.describe()}, ChatModelSummarizer(request='conversation')",
+            IN_RUN: f"CompactionMiddleware({SETTINGS.describe()}), request='conversation'",
             OFFLOAD: f"{offload.describe()}, offload={OFFLOAD_POLICY}",
             EXTRA: KEEP_20.describe(),
         },
