@@ -185,3 +185,27 @@ def test_a_stable_prefix_is_priced_as_always_shared() -> None:
     assert meter.priced["anthropic"] == total * 1.25  # all written the first time
     meter.agent_call([HumanMessage("Summary: everything changed")])
     assert meter.cached_tokens == 3000  # the prefix stays cached when the messages change
+
+
+def test_a_summariser_reading_the_cached_conversation_costs_less_and_loses_nothing(
+    tmp_path: Any,
+) -> None:
+    from benchmarks import measure
+    from benchmarks.contenders import CACHED, IN_RUN
+
+    runs = {
+        name: measure.run_contender(name, turns=60, workdir=tmp_path)
+        for name in ("compacting", CACHED, IN_RUN)
+    }
+    transcript = runs["compacting"]
+    assert transcript.summariser_calls > 0
+    for name in (CACHED, IN_RUN):
+        run = runs[name]
+        assert run.summariser_calls > 0, name
+        assert run.facts_lost == [] and run.lost == [], name
+        # The same requests, but each summariser call reads the agent's cached prefix.
+        assert run.priced["anthropic"] < transcript.priced["anthropic"], name
+        assert (
+            run.priced_parts["anthropic"]["summariser"]
+            < (transcript.priced_parts["anthropic"]["summariser"])
+        ), name
