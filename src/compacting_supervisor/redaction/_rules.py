@@ -14,9 +14,8 @@ import base64
 import binascii
 import re
 from collections.abc import Callable
-from typing import Any
 
-import ahocorasick  # type: ignore[import-not-found]  # a C extension with no stubs
+from ahocorasick_rs import AhoCorasick, Implementation, MatchKind
 
 from compacting_supervisor.redaction._keys import (
     is_fake_token,
@@ -413,16 +412,16 @@ _STARTS: dict[str, frozenset[int]] = {
 # One Aho-Corasick automaton finds, in one pass, every needle without a separator run
 # (overlapping ones too) and, for each key word split by a run, its longer half with the
 # separator on its side (``-oken`` for ``t-oken``, ``toke-`` for ``toke-n``); the shorter
-# half is then read next to the run. A word's value: (its length, the places of the
-# patterns it starts or None when it is only a half, whether it is a key word, the first
-# halves to read before its run, the second halves to read after it, whether the half's
-# separator is a space: a JSON key's words may be apart by any run, ``to ken``).
+# half is then read next to the run. A word's value: (the places of the patterns it
+# starts or None when it is only a half, whether it is a key word, the first halves to
+# read before its run, the second halves to read after it, whether the half's separator
+# is a space: a JSON key's words may be apart by any run, ``to ken``).
 _SEPARATORS = "-._"
 _LOOSE = frozenset(" !#$&'()*+,-./:;<=>?@[]^_`{|}~")
-_Word = tuple[int, frozenset[int] | None, bool, tuple[str, ...], tuple[str, ...], bool]
+_Word = tuple[frozenset[int] | None, bool, tuple[str, ...], tuple[str, ...], bool]
 
 
-def _automaton() -> Any:
+def _automaton() -> tuple[AhoCorasick, list[_Word]]:
     before: dict[str, list[str]] = {}
     after: dict[str, list[str]] = {}
     for word in _SPLIT_KEY_WORDS:
@@ -432,45 +431,44 @@ def _automaton() -> Any:
                 before.setdefault(separator + tail, []).append(head)
             else:
                 after.setdefault(head + separator, []).append(tail)
-    automaton = ahocorasick.Automaton()
-    for word in dict.fromkeys([*_STARTS, *before, *after]):
-        heads, tails = tuple(before.get(word, ())), tuple(after.get(word, ()))
-        value: _Word = (len(word), _STARTS.get(word), word in _KEY_WORDS, heads, tails, " " in word)
-        automaton.add_word(word, value)
-    automaton.make_automaton()
-    return automaton
+    words = list(dict.fromkeys([*_STARTS, *before, *after]))
+    values: list[_Word] = [
+        (_STARTS.get(w), w in _KEY_WORDS, (*before.get(w, ()),), (*after.get(w, ()),), " " in w)
+        for w in words
+    ]
+    return AhoCorasick(
+        words, matchkind=MatchKind.Standard, implementation=Implementation.DFA
+    ), values
 
 
-_AUTOMATON = _automaton()
+_AUTOMATON, _WORDS = _automaton()
 
 
-def _split_words(lowered: str, end: int, word: _Word) -> list[tuple[int, int]]:
-    """The spans of the split key words whose longer half, ``word``, ends at ``end``.
+def _split_words(lowered: str, start: int, stop: int, word: _Word) -> list[tuple[int, int]]:
+    """The spans of the split key words whose longer half, ``word``, is at start:stop.
 
     A run of separators (`_LOOSE` characters for a half with a space) is walked from one
     of its ends (a half starts or ends only there), once for each half found at that end:
     linear in the text.
     """
-    length, _, _, heads, tails, loose = word
+    _, _, heads, tails, loose = word
     run = _LOOSE if loose else _SEPARATORS
     found = []
     if heads:  # a separator, then a second half
-        first = end - length + 1
+        first = start
         while first > 0 and lowered[first - 1] in run:
             first -= 1
         found = [
-            (first - len(head), end + 1)
+            (first - len(head), stop)
             for head in heads
             if first >= len(head) and lowered.startswith(head, first - len(head))
         ]
     if tails:  # a first half, then a separator
-        last = end
+        last = stop - 1
         while last + 1 < len(lowered) and lowered[last + 1] in run:
             last += 1
         found += [
-            (end - length + 1, last + 1 + len(tail))
-            for tail in tails
-            if lowered.startswith(tail, last + 1)
+            (start, last + 1 + len(tail)) for tail in tails if lowered.startswith(tail, last + 1)
         ]
     return found
 
@@ -497,15 +495,16 @@ def _needles(lowered: str) -> tuple[set[int], list[tuple[int, int]], list[tuple[
     keys: list[tuple[int, int]] = []
     spans: list[tuple[int, int]] = []
     lowered = _searched(lowered)
-    for end, word in _AUTOMATON.iter(lowered):
-        length, starts, key, heads, tails, loose = word
+    for index, start, stop in _AUTOMATON.find_matches_as_indexes(lowered, overlapping=True):
+        word = _WORDS[index]
+        starts, key, heads, tails, loose = word
         if starts is not None:
             places |= starts
-            spans.append((end - length + 1, end + 1))
+            spans.append((start, stop))
             if key:
-                keys.append(spans[-1])
+                keys.append((start, stop))
         if (heads or tails) and not loose:
-            split = _split_words(lowered, end, word)
+            split = _split_words(lowered, start, stop, word)
             keys += split
             spans += split
     return places, keys, spans
@@ -514,12 +513,15 @@ def _needles(lowered: str) -> tuple[set[int], list[tuple[int, int]], list[tuple[
 def holds_needle(lowered: str, *, json: bool = False) -> bool:
     """Whether case-folded text holds any needle a pattern (or a secret key) needs.
 
-    The same pass as `_needles`, stopped at the first needle; for ``json`` (text that may
-    be JSON, without escapes), a key word split by a run holding a space counts too.
+    The same pass as `_needles`; for ``json`` (text that may be JSON, without escapes), a
+    key word split by a run holding a space counts too.
     """
     lowered = _searched(lowered)
-    for end, word in _AUTOMATON.iter(lowered):
-        if word[1] is not None or ((json or not word[5]) and _split_words(lowered, end, word)):
+    for index, start, stop in _AUTOMATON.find_matches_as_indexes(lowered, overlapping=True):
+        word = _WORDS[index]
+        if word[0] is not None or (
+            (json or not word[4]) and _split_words(lowered, start, stop, word)
+        ):
             return True
     return False
 
