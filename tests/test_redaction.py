@@ -535,14 +535,16 @@ def test_the_needles_never_skip_what_a_pattern_would_change(parts: list[str]) ->
 _URL_AND_AUTH_PARTS = [
     "https://", "postgres://", "bob", ":", "@", "/", "db", " ", "\t", "\u00df", "Bearer",
     "basic", "TOKEN", "token_count", "Zq9xLm2Pw7Rt", "abc123XYZ789def456", "a" * 210,
+    '"', "'", "Authorization", "X-Api-Key", "<password>", "</password>", "<", ">", "\n",
 ]  # fmt: skip
 
 
 @settings(max_examples=300, deadline=None, derandomize=True)
 @given(st.lists(st.sampled_from(_URL_AND_AUTH_PARTS) | st.text(max_size=6), max_size=10))
 def test_the_shape_checks_never_skip_what_a_pattern_would_change(parts: list[str]) -> None:
-    """The URL-password and HTTP-auth rules run only on text of their shape (``://user:pw@``,
-    ``bearer`` and a space); running every pattern on every text gives the same result."""
+    """The URL-password, HTTP-auth, header and XML rules run only on text of their shape
+    (``://user:pw@``, ``bearer`` and a space, a quote, ``</``); running every pattern on
+    every text gives the same result."""
     from compacting_supervisor.redaction._rules import PATTERNS, scan_secrets
 
     text = "".join(parts)

@@ -382,9 +382,10 @@ _NEEDS: dict[str, tuple[str, ...]] = {  # name -> needles
 # True, the text's for False (where folding could lengthen what a bound counts).
 _SHAPES: dict[str, tuple[re.Pattern[str], bool]] = {
     "http-auth": (re.compile(r"(?:bearer|basic|token)[ \t]"), True),
-    # "://", a user without ":/@" and ":", a password without "/", then "@": each run
-    # stops at the next "://", so each character is read by one attempt at most.
+    # "://", a user, ":", a password, "@": each run stops at the next "://" (linear).
     "url-password": (re.compile(r"://[^\s:/@]{0,200}:[^\s/]{0,500}@"), False),
+    "header": (re.compile("[\"']"), False),  # a header name in quotes
+    "xml-element": (re.compile("</"), False),  # a closing tag
 }
 # Every needle, the common words first: most texts that hold a needle hold one of them.
 _NEEDED = tuple(

@@ -237,12 +237,15 @@ def _nothing_to_redact(value: Any) -> bool:
     """
     strings: list[str] = []
     stack = [value]
+    asked: set[str] = set()  # records repeat their keys
     while stack:
         node = stack.pop()
         if type(node) is dict:
             for key, item in node.items():
-                if key_kind(key):
-                    return False
+                if key not in asked:
+                    if key_kind(key):
+                        return False
+                    asked.add(key)
                 kind = type(item)
                 if kind is str:
                     strings.append(item)
