@@ -58,6 +58,12 @@ SUMMARY_WORDS = 200
 _SUMMARY_TAGS = 40
 """At most this many tags other than tool results' (the newest) are named in a summary."""
 
+_HEADED = (
+    "## Goal\n- keep the orders moving\n## Discoveries\n- {body}.\n## Decisions\n- none\n"
+    "## Artifacts (verbatim)\n- none\n## Open tasks\n- none\n## Current state\n- carry on"
+)
+"""A summary in the headings the conversation request asks for (the same words in it)."""
+
 _FILLER_TEXT = (
     "the team agreed the revised plan for open orders and confirmed suppliers dates and "
     "amounts while pending invoices and warehouse moves stay on the list for follow up"
@@ -208,6 +214,8 @@ class SummariserModel(_RecordingModel):
         words = [f"[{tag}]" for tag in named]
         words += [next(filler) for _ in range(SUMMARY_WORDS - len(words) - 1)]
         text = "Summary: " + " ".join(words) + "."
+        if "<summary_request>" in str(messages[-1].content):  # asked for its headings
+            text = _HEADED.format(body=" ".join(words))
         with self._lock:
             self._summaries.append(text)
         read, written = self._counter.count(messages), self._counter.count_text(text)

@@ -34,7 +34,11 @@ from compacting_supervisor.testing import ScriptedChatModel
 
 AGENT_PROMPT = "You are the operations assistant. Answer from the records; be brief."
 SECRET = "Zq9xLm2Pw7Rt"
-SUMMARY = "## Goal\n- ship order PO-1001\n## Current state\n- PO-1001 confirmed for 16 May"
+SUMMARY = (
+    "## Goal\n- ship order PO-1001\n## Discoveries\n- PO-1001 has 43 pallets\n"
+    "## Decisions\n- none\n## Artifacts (verbatim)\n- PO-1001: the order\n"
+    "## Open tasks\n- none\n## Current state\n- PO-1001 confirmed for 16 May"
+)
 
 
 def _agent(checkpointer: Any) -> tuple[Any, ScriptedChatModel]:
@@ -452,3 +456,33 @@ def test_a_custom_summariser_may_read_the_conversation_too() -> None:
         HistoryManager(model=summarizer).acompact_messages(_history(), keep=KeepMessages(4))
     )
     assert again is not None and summarizer.seen[-1] == (12, 4)
+
+
+@pytest.mark.parametrize(
+    "first",
+    [
+        AIMessage("Order PO-1005 ships on Friday; I have told the carrier."),
+        AIMessage(
+            "I'll look that up.",
+            tool_calls=[{"name": "find_order", "args": {"number": "PO-1005"}, "id": "c9"}],
+        ),
+    ],
+    ids=["went on with the conversation", "called a tool"],
+)
+def test_a_reply_that_is_no_summary_falls_back_to_the_transcript(first: AIMessage) -> None:
+    model = ScriptedChatModel(responses=[first, SUMMARY])
+    summarizer = ChatModelSummarizer(model, request="conversation")
+    result = HistoryManager(model=summarizer).compact_messages(_history(), keep=KeepMessages(2))
+    assert result is not None and result.summary == SUMMARY
+    assert model.calls[0][-1].content.startswith("<summary_request>")
+    assert "<new_messages>" in model.calls[1][-1].content  # the transcript, second
+    assert result.summarizer_calls == 2
+
+
+async def test_async_a_reply_that_is_no_summary_falls_back_to_the_transcript() -> None:
+    model = ScriptedChatModel(responses=["Sure, PO-1005 ships Friday.", SUMMARY])
+    summarizer = ChatModelSummarizer(model, request="conversation")
+    manager = HistoryManager(model=summarizer)
+    result = await manager.acompact_messages(_history(), keep=KeepMessages(2))
+    assert result is not None and result.summary == SUMMARY
+    assert "<new_messages>" in model.calls[1][-1].content

@@ -15,6 +15,7 @@ Both run their sync and async forms through the same request and validation code
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -39,6 +40,7 @@ from compacting_supervisor._summarizer_call import (
 )
 from compacting_supervisor._summary_checks import validate_summary
 from compacting_supervisor._summary_length import cap_summary
+from compacting_supervisor.errors import SummarizationError
 from compacting_supervisor.token_counter import TokenCounter
 
 logger = logging.getLogger(__name__)
@@ -371,7 +373,7 @@ class ChatModelSummarizer:
         reply = self._runnable(max_tokens, agent=agent or _NO_AGENT).invoke(
             request, config=self._config()
         )
-        return self._finish(reply, max_tokens)
+        return self._finish(reply, max_tokens, headings=True)
 
     async def asummarize_conversation(
         self,
@@ -387,7 +389,7 @@ class ChatModelSummarizer:
         )
         model = self._runnable(max_tokens, agent=agent or _NO_AGENT)
         reply = await model.ainvoke(request, config=self._config())
-        return self._finish(reply, max_tokens)
+        return self._finish(reply, max_tokens, headings=True)
 
     def _runnable(self, max_tokens: int, *, agent: AgentPrefix | None = None) -> Runnable[Any, Any]:
         """The model as called: with ``agent``, for a conversation (the agent's tools bound)."""
@@ -412,9 +414,27 @@ class ChatModelSummarizer:
             "metadata": {"lc_source": "summarization"},
         }
 
-    def _finish(self, reply: Any, max_tokens: int) -> str:
+    def _finish(self, reply: Any, max_tokens: int, *, headings: bool = False) -> str:
+        """The reply's text, capped, if it is a summary.
+
+        A tool call is none; with ``headings``, nor is a reply without the requested
+        headings (a model that went on with the conversation).
+
+        Raises:
+            SummarizationError: The reply is not a summary.
+        """
         note_reply_usage(reply)
+        if getattr(reply, "tool_calls", None) or getattr(reply, "invalid_tool_calls", None):
+            msg = "The summariser answered with a tool call, not a summary."
+            raise SummarizationError(msg)
         text = text_of(reply.content)
+        found = {match.lower() for match in _HEADING.findall(text)}
+        if headings and len(found) < _MIN_HEADINGS:
+            msg = (
+                f"The summariser's reply has {len(found)} of the {len(_HEADINGS)} requested "
+                f"headings: it may have gone on with the conversation: {text[:120]!r}."
+            )
+            raise SummarizationError(msg, text=text)
         return cap_summary(text, max_tokens, self.token_counter)
 
     def summarize(
@@ -433,6 +453,16 @@ class ChatModelSummarizer:
         reply = await self._runnable(max_tokens).ainvoke(request, config=self._config())
         return self._finish(reply, max_tokens)
 
+
+_HEADINGS = ("goal", "discoveries", "decisions", "artifacts", "open tasks", "current state")
+"""The sections `CONVERSATION_REQUEST` asks for."""
+_HEADING = re.compile(
+    r"^[ \t]{0,3}#{1,4}[ \t]*(goal|discoveries|decisions|artifacts|open tasks|current state)\b",
+    re.IGNORECASE | re.MULTILINE,
+)
+_MIN_HEADINGS = 4
+"""A reply to the conversation request with fewer of them is no summary: a model reading its
+own conversation is likely to go on with it (an answer, a promise to look something up)."""
 
 _NO_AGENT = AgentPrefix()
 """No system message or tools seen: the configured ``agent_system_prompt`` and tools."""

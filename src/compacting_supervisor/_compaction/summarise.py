@@ -254,18 +254,26 @@ class SummaryPolicy:
             request = self._conversation_request(conversation, max_tokens)
             if request is not None:
                 asked, asked_tokens = request
-                return (
-                    yield from self._attempts(
-                        summary,
-                        asked.messages,
-                        max_tokens,
-                        usage,
-                        callbacks,
-                        counted=asked_tokens,
-                        kept=asked.kept,
-                        agent=asked.agent,
+                try:  # one try: a failure goes to the transcript, which is retried
+                    return (
+                        yield from self._attempts(
+                            summary,
+                            asked.messages,
+                            max_tokens,
+                            usage,
+                            callbacks,
+                            counted=asked_tokens,
+                            kept=asked.kept,
+                            agent=asked.agent,
+                            retries=0,
+                        )
                     )
-                )
+                except SummarizationError as exc:
+                    logger.warning(
+                        "The summariser failed on the conversation (%s); it reads a "
+                        "transcript instead.",
+                        exc,
+                    )
         messages = self._redact_all(evicted)
         if self.input_budget is None:
             return (yield from self._attempts(summary, messages, max_tokens, usage, callbacks))
@@ -450,6 +458,7 @@ class SummaryPolicy:
         counted: int | None = None,
         kept: int | None = None,
         agent: AgentPrefix | None = None,
+        retries: int | None = None,
     ) -> Flow[str]:
         # Our own count of the prompt: the one the budget check made (``counted``), else
         # made at most once, and only for a call whose reply reports no usage (the
@@ -460,7 +469,8 @@ class SummaryPolicy:
                 counted if counted is not None else self._prompt_tokens(previous, chunk, max_tokens)
             )
         )
-        for attempt in range(self.retries + 1):
+        retries = self.retries if retries is None else retries
+        for attempt in range(retries + 1):
             replies: Replies = []
             try:
                 text: str = yield Summarize(
@@ -476,7 +486,7 @@ class SummaryPolicy:
                 )
             except SummarizationError as exc:
                 self._add_usage(usage, replies, None, prompt_tokens)
-                if attempt == self.retries:
+                if attempt == retries:
                     raise
                 delay = min(self.backoff * 2.0 ** min(attempt, 30), _MAX_BACKOFF)
                 logger.info("Summariser failed (%s); retrying in %.2f s.", exc, delay)
