@@ -96,7 +96,10 @@ def test_the_summariser_request_starts_with_the_agents_last_request(saver: Any) 
     assert _same(request[: len(last)], last)  # the agent's cached prefix, exactly
     assert isinstance(request[-1], HumanMessage)
     assert request[-1].content.startswith("<summary_request>")
-    assert "except the last 2" in request[-1].content
+    # The request names where the kept part begins by its words, not by a count of
+    # messages (providers merge consecutive messages of one role).
+    first_kept = graph.get_state(config).values["messages"][1]
+    assert f"the user's message that begins \"{first_kept.content[:20]}" in request[-1].content
     stored = graph.get_state(config).values["messages"]
     assert is_summary(stored[0]) and SUMMARY in stored[0].content
     assert len(stored) == 3  # the summary and the two kept
@@ -217,6 +220,15 @@ def test_the_request_names_what_stays() -> None:
     summarizer, _ = _summariser()
     everything = summarizer.conversation_messages(_history(), kept=0, max_tokens=500)
     assert "fold every message above into it" in everything[-1].content
+    call = {"name": "find_order", "args": {"number": "PO-7"}, "id": "c7"}
+    tail = [AIMessage("", tool_calls=[call]), ToolMessage("Shipped today", tool_call_id="c7")]
+    asked = summarizer.conversation_messages([*_history(), *tail], kept=2, max_tokens=500)
+    assert "up to, not including, your call of the tool find_order" in asked[-1].content
+    long = [*_history(), AIMessage("x" * 500 + " and more")]
+    asked = summarizer.conversation_messages(long, kept=1, max_tokens=500)
+    assert 'your message that begins "' + "x" * 60 + '..."' in asked[-1].content
+    with pytest.raises(ValueError, match="`kept`"):
+        summarizer.conversation_messages(_history(), kept=13, max_tokens=500)
     assert CONVERSATION_REQUEST.split("{")[0] in everything[-1].content
     assert "about 300 words" in everything[-1].content
 

@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import (
+    AIMessage,
     BaseMessage,
     HumanMessage,
     SystemMessage,
@@ -348,8 +349,13 @@ class ChatModelSummarizer:
         check_count("max_tokens", max_tokens)
         check_count("kept", kept, minimum=0)
         words = max(20, int(max_tokens * _WORDS_PER_TOKEN))
+        if kept > len(conversation):
+            msg = f"`kept` ({kept}) is more than the conversation's {len(conversation)} messages."
+            raise ValueError(msg)
         which = (
-            f"every message above except the last {kept}, which stay verbatim after it"
+            "every message above up to, not including, "
+            f"{_named(conversation[len(conversation) - kept])}: that one and all after it stay "
+            "verbatim after your summary"
             if kept
             else "every message above"
         )
@@ -463,6 +469,26 @@ _HEADING = re.compile(
 _MIN_HEADINGS = 4
 """A reply to the conversation request with fewer of them is no summary: a model reading its
 own conversation is likely to go on with it (an answer, a promise to look something up)."""
+
+_OPENING = 60
+"""Characters of a message's text quoted to name it in the request."""
+
+
+def _named(message: BaseMessage) -> str:
+    """``message`` as the request names it, by its role and opening words, not its place.
+
+    A count of messages would not do: providers merge consecutive messages of one role
+    (Anthropic sends tool results and a user message as one turn).
+    """
+    text = " ".join(text_of(message.content).split())
+    opening = text[:_OPENING].replace('"', "'") + ("..." if len(text) > _OPENING else "")
+    if isinstance(message, AIMessage) and not text and message.tool_calls:
+        return f"your call of the tool {message.tool_calls[0]['name']}"
+    who = {"human": "the user's message", "ai": "your message", "tool": "the tool result"}.get(
+        message.type, f"the {message.type} message"
+    )
+    return f'{who} that begins "{opening}"' if text else who
+
 
 _NO_AGENT = AgentPrefix()
 """No system message or tools seen: the configured ``agent_system_prompt`` and tools."""
