@@ -24,6 +24,13 @@ from langchain_core.messages import (
 )
 
 from compacting_supervisor import ChatModelSummarizer, TokenCounter
+from compacting_supervisor._render import (
+    RenderMemo,
+    message_event,
+    message_events,
+    render_messages,
+    rendering_once,
+)
 from compacting_supervisor._yaml import table, to_yaml
 from compacting_supervisor.summarizers import DEFAULT_SUMMARY_PROMPT
 from compacting_supervisor.testing import ScriptedChatModel
@@ -229,3 +236,62 @@ def test_the_request_is_under_two_thirds_of_the_json_of_twenty_messages() -> Non
     counter = TokenCounter()
     ratio = counter.count(request) / counter.count_text(json.dumps(messages_to_dict(messages)))
     assert ratio <= 0.65
+
+
+def _handoffs() -> list[BaseMessage]:
+    """A supervisor's hand-off and hand-back around an agent's parallel calls."""
+    return [
+        AIMessage("", tool_calls=[{"name": "transfer_to_bob", "args": {}, "id": "h1"}], name="sup"),
+        ToolMessage(
+            "Transferred to bob",
+            tool_call_id="h1",
+            name="transfer_to_bob",
+            response_metadata={"__handoff_destination": "bob"},
+        ),
+        AIMessage(
+            "Checking both.",
+            tool_calls=[
+                {"name": "stock", "args": {"sku": "ARG-SKU-1"}, "id": "p1"},
+                {"name": "price", "args": {"sku": "ARG-SKU-2"}, "id": "p2"},
+            ],
+            name="bob",
+        ),
+        ToolMessage("RES-PRICE: 12 EUR", tool_call_id="p2", name="price"),
+        ToolMessage("RES-STOCK: 3 left", tool_call_id="p1", name="stock", status="error"),
+        AIMessage(
+            "Done.",
+            tool_calls=[{"name": "transfer_back_to_sup", "args": {}, "id": "h2"}],
+            name="bob",
+            response_metadata={"__is_handoff_back": True},
+        ),
+        ToolMessage(
+            "Back",
+            tool_call_id="h2",
+            name="transfer_back_to_sup",
+            response_metadata={"__is_handoff_back": True},
+        ),
+    ]
+
+
+def test_a_compaction_renders_each_message_as_a_fresh_render_does() -> None:
+    """Through one memo (packing, then each call's prompt), nothing differs from no memo.
+
+    Each message is measured alone first, as packing does, then rendered in the chunks of
+    the calls, twice (a prompt is counted, then sent): a hand-off, a parallel id and a
+    result's id depend on their neighbours, and must not be taken from the lone render.
+    """
+    messages = _conversation() + _handoffs()
+    alone = [message_events([m])[0] for m in messages]
+    chunks = [messages[:4], messages[3:], messages[len(messages) - 7 :], messages]
+    fresh = [render_messages(chunk) for chunk in chunks]
+    memo = RenderMemo()
+    assert [message_event(m, memo) for m in messages] == alone
+    assert [message_events([m], memo)[0] for m in messages] == alone
+    with rendering_once(memo):
+        for _ in range(2):
+            assert [render_messages(chunk) for chunk in chunks] == fresh
+    request = fresh[2]  # the hand-offs alone: the parallel ids start at 1
+    assert '<handoff from="sup" to="bob"/>' in request
+    assert '<call tool="stock" id="1" by="bob">sku: ARG-SKU-1</call>' in request
+    assert '<stock_result id="1" status="error">RES-STOCK: 3 left</stock_result>' in request
+    assert "Transferred to bob" not in request  # the hand-off's result is its tag

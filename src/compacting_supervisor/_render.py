@@ -39,6 +39,7 @@ __all__ = [
     "as_messages",
     "element",
     "escape",
+    "message_event",
     "message_events",
     "plain_text",
     "render_messages",
@@ -386,6 +387,20 @@ def message_events(messages: Sequence[BaseMessage], memo: RenderMemo | None = No
     """
     events = _Events(messages, memo)
     return [events.render(message) for message in messages]
+
+
+def message_event(message: BaseMessage, memo: RenderMemo | None = None) -> str:
+    """``message_events([message], memo)[0]``: one message rendered on its own, or "".
+
+    A message whose events depend on it alone (`_event`) skips the per-list bookkeeping:
+    what packing calls once per evicted message.
+    """
+    memo = memo if memo is not None else _MEMO.get()
+    if isinstance(message, ToolMessage) or (
+        isinstance(message, AIMessage) and message.tool_calls and not _lone_call(message, set())
+    ):
+        return _Events((message,), memo).render(message)
+    return _part(memo, message, "event", _event, message)
 
 
 def render_messages(messages: Sequence[BaseMessage]) -> str:
