@@ -498,3 +498,86 @@ async def test_async_a_reply_that_is_no_summary_falls_back_to_the_transcript() -
     result = await manager.acompact_messages(_history(), keep=KeepMessages(2))
     assert result is not None and result.summary == SUMMARY
     assert "<new_messages>" in model.calls[1][-1].content
+
+
+def _recording_summariser(**kwargs: Any) -> tuple[ChatModelSummarizer, Any, list[Any]]:
+    bound: list[Any] = []
+
+    class Recording(ScriptedChatModel):
+        def bind_tools(self, tools: Any, **kw: Any) -> Any:
+            bound.append(list(tools))
+            return self
+
+    model = Recording(responses=[SUMMARY])
+    return ChatModelSummarizer(model, request="conversation", **kwargs), model, bound
+
+
+def test_a_secret_in_a_tool_schema_sends_a_transcript_without_tools() -> None:
+    from langchain_core.tools import tool
+
+    token = "sk-proj-" + "Zq9xLm2Pw7RtK3vB8nQ1" * 2
+
+    @tool
+    def call_billing(path: str) -> str:
+        """Call the billing API with the header Authorization: Bearer PLACEHOLDER."""
+        return path
+
+    call_billing.description = call_billing.description.replace("PLACEHOLDER", token)
+    summarizer, model, bound = _recording_summariser(agent_tools=[call_billing])
+    assert HistoryManager(model=summarizer).compact_messages(_history(), keep=KeepMessages(2))
+    assert bound == []  # no tool was bound: its schema would carry the key
+    assert "<new_messages>" in model.calls[0][-1].content
+    assert token not in "".join(str(m.content) for m in model.calls[0])
+
+
+def test_the_input_budget_counts_the_tools_schemas() -> None:
+    from langchain_core.tools import tool
+
+    @tool
+    def wide(a: str) -> str:
+        """Describe the warehouse."""
+        return a
+
+    wide.description = "Describe the warehouse. " + "The aisles are numbered. " * 150
+    summarizer, model, bound = _recording_summariser(agent_tools=[wide])
+    manager = HistoryManager(model=summarizer, summary_input_tokens=900)
+    assert manager.compact_messages(_history(), keep=KeepMessages(2))
+    assert bound == [] and "<new_messages>" in model.calls[0][-1].content
+
+
+@pytest.mark.parametrize(
+    "history",
+    [
+        [*_history(), AIMessage("", invalid_tool_calls=[{"name": "x", "args": "{", "id": "i1"}])],
+        [*_history()[:4], SystemMessage("Be terse from now on."), *_history()[4:]],
+    ],
+    ids=["ends with an invalid tool call", "a system message mid-thread"],
+)
+def test_what_a_provider_would_refuse_goes_as_a_transcript(history: list[BaseMessage]) -> None:
+    summarizer, model, _ = _recording_summariser()
+    assert HistoryManager(model=summarizer).compact_messages(history, keep=KeepMessages(2))
+    assert "<new_messages>" in model.calls[0][-1].content
+
+
+def test_an_evicted_stored_result_is_read_back_through_the_transcript() -> None:
+    from langgraph.store.memory import InMemoryStore
+
+    from compacting_supervisor import OffloadToolResults
+
+    policy = OffloadToolResults(InMemoryStore(), min_tokens=20, preview_chars=0)
+    result = "Order PO-1009: 43 pallets, invoice INV-3179, total EUR 75,323. " * 4
+    call = {"name": "find_order", "args": {"number": "PO-1009"}, "id": "c1"}
+    history = [
+        HumanMessage("Find PO-1009.", id="h0"),
+        AIMessage("", tool_calls=[call], id="a0"),
+        ToolMessage(result, tool_call_id="c1", id="t0"),
+        AIMessage("PO-1009 has 43 pallets.", id="a1"),
+        *_history()[2:],
+    ]
+    stored = policy.plan_answered(history, thread_id="t").messages
+    policy.write(policy.plan_answered(history, thread_id="t").offloaded)
+    summarizer, model, _ = _recording_summariser()
+    manager = HistoryManager(model=summarizer, offload=policy)
+    assert manager.compact_messages(stored, keep=KeepMessages(2))
+    sent = model.calls[0][-1].content
+    assert "<new_messages>" in sent and "INV-3179, total EUR 75,323" in sent

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from langchain_core.messages import AIMessage, BaseMessage
+from langchain_core.messages import AIMessage, BaseMessage, SystemMessage
 from langchain_core.runnables import RunnableConfig
 
 from compacting_supervisor._compaction.summarise import (
@@ -233,7 +233,12 @@ class Compactor:
         told = for_summariser(previous, refs) if refs else previous
         evicted = yield from self._read_back(plan.evicted)
         summary: str = yield from self.summary.fold(
-            told, evicted, cap, usage, callbacks, conversation=_as_read(seen, plan.kept, agent)
+            told,
+            evicted,
+            cap,
+            usage,
+            callbacks,
+            conversation=_as_read(seen, plan.evicted, plan.kept, agent),
         )
         if unnamed := {ref: tool for ref, tool in refs.items() if ref not in summary}:
             summary = f"{summary}\n\n{refs_note(unnamed)}"
@@ -293,12 +298,18 @@ class Compactor:
 
 
 def _as_read(
-    messages: list[BaseMessage], kept: list[BaseMessage], agent: AgentPrefix | None
+    messages: list[BaseMessage],
+    evicted: list[BaseMessage],
+    kept: list[BaseMessage],
+    agent: AgentPrefix | None,
 ) -> Conversation | None:
     """The conversation as the agent last read it, if a summariser can be sent it whole.
 
     Not when the kept part is not the conversation's end (the latest request moved after
-    the summary), nor when it ends with a tool call the summariser would have to answer.
+    the summary); nor when it ends with a tool call the summariser would have to answer,
+    valid or not; nor with a system message after the conversation began (providers
+    refuse it there); nor when an evicted message holds a stored result by reference (the
+    transcript reads it back whole).
     """
     tail = messages[len(messages) - len(kept) :] if kept else []
     if len(tail) != len(kept) or not all(
@@ -306,7 +317,14 @@ def _as_read(
     ):
         return None
     last = messages[-1] if messages else None
-    if last is None or (isinstance(last, AIMessage) and last.tool_calls):
+    if last is None or (
+        isinstance(last, AIMessage) and (last.tool_calls or last.invalid_tool_calls)
+    ):
+        return None
+    begun = next((i for i, m in enumerate(messages) if not isinstance(m, SystemMessage)), 0)
+    if any(isinstance(m, SystemMessage) for m in messages[begun:]):
+        return None
+    if any(offloaded_ref(m) is not None for m in evicted):
         return None
     return Conversation(messages, len(kept), agent)
 

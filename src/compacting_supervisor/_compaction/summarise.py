@@ -9,6 +9,7 @@ has it, else our own exact count of the prompt and the reply.
 from __future__ import annotations
 
 import functools
+import json
 import logging
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -16,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
+from langchain_core.utils.function_calling import convert_to_openai_tool
 
 from compacting_supervisor._flow import Flow, Sleep
 from compacting_supervisor._messages import text_of
@@ -344,8 +346,26 @@ class SummaryPolicy:
         """
         resolve = getattr(self.summarizer, "agent_prefix", None)
         agent = resolve(conversation.agent) if callable(resolve) else conversation.agent
+        tools_tokens = 0
         if agent is not None and agent.system is not None:
             agent = AgentPrefix(self._redact_all([agent.system])[0], agent.tools)
+        if agent is not None and agent.tools:
+            try:
+                schemas = [
+                    json.dumps(convert_to_openai_tool(t), ensure_ascii=False) for t in agent.tools
+                ]
+            except Exception:  # a tool whose schema cannot be read cannot be checked either
+                logger.info(
+                    "An agent tool's schema cannot be read: the summariser reads a transcript."
+                )
+                return None
+            if self._redact_all(schemas) != schemas:
+                logger.info(
+                    "A tool schema of the agent holds what redaction removes: the summariser "
+                    "reads a transcript instead of the conversation."
+                )
+                return None
+            tools_tokens = sum(self.token_counter.count_text(schema) for schema in schemas)
         redacted = Conversation(self._redact_all(conversation.messages), conversation.kept, agent)
         build = getattr(self.summarizer, "conversation_messages", None)
         tokens: int | None = None
@@ -359,6 +379,7 @@ class SummaryPolicy:
                 logger.debug("conversation_messages failed; counting the conversation instead.")
         if tokens is None:
             tokens = self.token_counter.count(redacted.messages)
+        tokens += tools_tokens  # the tools' schemas are read too
         if self.input_budget is not None and tokens > self.input_budget:
             logger.info(
                 "The conversation (%d tokens) is over summary_input_tokens (%d): the "
