@@ -581,3 +581,12 @@ def test_an_evicted_stored_result_is_read_back_through_the_transcript() -> None:
     assert manager.compact_messages(stored, keep=KeepMessages(2))
     sent = model.calls[0][-1].content
     assert "<new_messages>" in sent and "INV-3179, total EUR 75,323" in sent
+
+
+def test_a_system_message_with_content_blocks_goes_as_the_agent_sends_it() -> None:
+    system = SystemMessage(
+        [{"type": "text", "text": AGENT_PROMPT, "cache_control": {"type": "ephemeral"}}]
+    )
+    summarizer, model, _ = _recording_summariser(agent_system_prompt=system)
+    assert HistoryManager(model=summarizer).compact_messages(_history(), keep=KeepMessages(2))
+    assert model.calls[0][0].content == system.content

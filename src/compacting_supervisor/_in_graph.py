@@ -156,7 +156,8 @@ class InGraphCompaction(CompactionDecisions):
                 pin_request=True,  # one run may be one request and many tool calls
                 require_reduction=True,
                 trace=_unstreamed(run_config()),
-                agent=known[2] if (known := self._requests.get(thread_id)) else None,
+                # Learned under the run's thread id (a run without one: the shared key).
+                agent=known[2] if (known := self._requests.get(run_thread_id())) else None,
             )
         except Exception as exc:  # a compaction problem never fails the agent's run
             self._settle(thread_id, decision, messages, exc)

@@ -188,12 +188,20 @@ class ChatModelSummarizer:
             prefix, so a provider's prompt cache serves them (Anthropic bills a cached
             prefix at 0.1x) when the summariser is the agent's model with the agent's
             system prompt and tools. Redaction still applies: a message it changes ends
-            the cached prefix there. A conversation over ``summary_input_tokens``, or one
+            the cached prefix there. A conversation over ``summary_input_tokens``, one
             whose newest messages cannot be read as they stand (the latest request moved
-            after the summary, a tool call left unanswered), is sent as a transcript.
+            after the summary, a tool call left unanswered, a system message mid-thread),
+            one whose evicted part holds stored results, or whose tools' schemas hold
+            what redaction removes, is sent as a transcript; so is a reply that is no
+            summary (a tool call, an answer without the requested headings).
+            `CompactionMiddleware` hands this summariser the system message and tools
+            the agent's model was sent; elsewhere give them below. On Anthropic the
+            agent's own requests must set cache breakpoints too (for example
+            ``AnthropicPromptCachingMiddleware``), or there is no cache to read.
         agent_system_prompt: With ``request="conversation"``, the agent's system prompt
             when the thread does not hold it (``create_agent(system_prompt=...)``), sent
-            first as the agent sends it.
+            first as the agent sends it: its text, or the ``SystemMessage`` itself (with
+            its content blocks) when the agent sends one.
         agent_tools: With ``request="conversation"``, the agent's tools, bound as the
             agent binds them (providers cache the tool schemas as part of the prefix).
             With an Anthropic model the request also sets a cache breakpoint
@@ -201,7 +209,7 @@ class ChatModelSummarizer:
 
     Raises:
         TypeError: ``model`` is not a chat model, ``token_counter`` not a TokenCounter,
-            or ``agent_system_prompt`` not a string.
+            or ``agent_system_prompt`` neither text nor a SystemMessage.
         ValueError: ``prompt`` is empty, ``request`` is neither value, or an agent's
             prompt or tools are given without ``request="conversation"``.
 
@@ -233,7 +241,7 @@ class ChatModelSummarizer:
         bind_max_tokens: bool = False,
         token_counter: TokenCounter | None = None,
         request: Literal["transcript", "conversation"] = "transcript",
-        agent_system_prompt: str | None = None,
+        agent_system_prompt: str | SystemMessage | None = None,
         agent_tools: Sequence[Any] | None = None,
     ) -> None:
         if not isinstance(model, BaseChatModel):
@@ -252,8 +260,13 @@ class ChatModelSummarizer:
                 f"or 'conversation' (the agent's own messages, its cached prefix), got {request!r}."
             )
             raise ValueError(msg)
-        if agent_system_prompt is not None and not isinstance(agent_system_prompt, str):
-            msg = "`agent_system_prompt` must be the agent's system prompt (a string) or None."
+        if agent_system_prompt is not None and not isinstance(
+            agent_system_prompt, str | SystemMessage
+        ):
+            msg = (
+                "`agent_system_prompt` must be the agent's system prompt (a string, or the "
+                f"SystemMessage the agent sends) or None, got {type(agent_system_prompt).__name__}."
+            )
             raise TypeError(msg)
         if (agent_system_prompt is not None or agent_tools) and request != "conversation":
             msg = (
@@ -319,8 +332,9 @@ class ChatModelSummarizer:
             seen: The system message and tools a form saw the agent's model sent, if any.
         """
         system = seen.system if seen is not None else None
-        if system is None and self.agent_system_prompt:
-            system = SystemMessage(self.agent_system_prompt)
+        given = self.agent_system_prompt
+        if system is None and given:
+            system = given if isinstance(given, SystemMessage) else SystemMessage(given)
         tools = seen.tools if seen is not None and seen.tools else tuple(self.agent_tools)
         return AgentPrefix(system, tools)
 
