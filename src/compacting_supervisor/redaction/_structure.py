@@ -106,9 +106,9 @@ def _quiet(text: str, lowered: str) -> bool:
 def _unchanged(text: str, scan: Scan) -> bool:
     r"""Whether ``scan`` is the built-in one and has nothing in ``text`` to look at.
 
-    Nothing to decode (no ``\``, no ``%``), no word any rule (or secret key) needs, and
-    no secret-bearing key if it is JSON (`_quiet`): as JSON, decoded or as it is, the text comes
-    back unchanged.
+    Nothing to decode (no ``\``, no ``%``), no word any rule (or secret key) needs and,
+    if it is JSON, no key word split by a space (`_quiet`): as JSON, decoded or as it is,
+    the text comes back unchanged.
     """
     return (
         scan is scan_secrets
