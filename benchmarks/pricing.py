@@ -16,13 +16,13 @@ cache), whole messages only (a message that changed, such as a new summary, ends
 counted with the package's `TokenCounter` like every other figure. A summariser request
 that is a re-rendered transcript shares nothing and is billed at the full price; one that
 sends the agent's own messages (``ChatModelSummarizer(request="conversation")``) reads
-their cached prefix like the agent's next request would. A summariser request is never
-written to the cache (no later request extends it): its uncached rest is billed at 1x, not
-1.25x (a breakpoint right after the agent's prefix would add 0.25x on the tokens between
-the agent's last request and the instruction, about 100 a compaction here). Output tokens
-are not priced (every contender writes the same answers; the summaries' output is reported
-beside). Figures are
-token-equivalents (tokens times the multiplier), compared as ratios against no compaction.
+their cached prefix like the agent's next request would, and sets a breakpoint at its end
+as the agent's do (agents on Anthropic need their own, e.g.
+``AnthropicPromptCachingMiddleware``; on Anthropic ``ChatModelSummarizer`` asks for one):
+its rest is written at 1.25x, and only then can a later request read it. Output tokens are
+not priced (every contender writes the same answers; the summaries' output is reported
+beside). Figures are token-equivalents (tokens times the multiplier), compared as ratios
+against no compaction.
 
 ``PriceMeter(stable_tokens=3000)`` prices the same requests as a realistic agent's would
 be, behind a stable prefix of that many tokens (system prompt and tool schemas, sent
@@ -175,16 +175,20 @@ class PriceMeter:
     def summariser_call(self, messages: Sequence[BaseMessage]) -> None:
         """Price one summariser request against the same cache.
 
-        It has the stable prefix only when it starts as the agent's requests do.
+        A request that starts as the agent's do (the conversation request) has the stable
+        prefix, reads the cached part and, like the agent's, sets a breakpoint at its end:
+        Anthropic writes its rest at 1.25x, and later requests may read it. A transcript
+        shares nothing, sets no breakpoint, and is billed at 1x.
         """
         keys = [_key(m) for m in messages]
         same = self._shared(keys)
-        self._previous_summary = keys
+        if same:
+            self._previous_summary = keys
         stable = self.stable_tokens if same and self._calls else 0
         total = self.counter.count(messages) + stable
         shared = self.counter.count(messages[:same]) - 3 + stable if same else 0
         for rule in RULES:
-            price = rule.price(total, shared, write=False)
+            price = rule.price(total, shared, write=bool(same))
             self.priced[rule.name] += price
             self.summariser_priced[rule.name] += price
             self.parts[rule.name]["summariser"] += price
