@@ -112,8 +112,9 @@ def test_a_turn_costs_only_its_new_messages() -> None:
     assert counter.count(thread) == full + counter.count_message(
         thread[-2]
     ) + counter.count_message(thread[-1])
-    # Only the two new messages were encoded (content + role each), none of the 1,000 old ones.
-    assert spy.calls - first_pass == 4
+    # Only the two new messages' contents were encoded, and the assistant role (the first
+    # seen; each role is encoded once), none of the 1,000 old messages.
+    assert spy.calls - first_pass == 3
 
 
 def test_edited_message_with_the_same_id_is_recounted() -> None:
@@ -361,7 +362,7 @@ def test_an_unchanged_recount_only_reads_the_messages() -> None:
     assert spy.calls == 0
     thread[150].content = "a different and longer message"
     assert counter.count(thread) == TokenCounter().count(thread)
-    assert spy.calls == 2  # only the edited message was encoded again (role, content)
+    assert spy.calls == 1  # only the edited message's content was encoded again
 
 
 def test_an_empty_iterable_costs_nothing() -> None:
@@ -493,3 +494,26 @@ def test_an_estimate_is_never_counted_by_pieces(caplog: pytest.LogCaptureFixture
     counter._encoding, counter._exact = token_counter_module._CharEstimate(), False
     text = "<a>x</a>\n<b>y</b>\n<c>z</c>"
     assert PieceCounts(counter).text(text) == counter.count_text(text) == (len(text) + 3) // 4
+
+
+def test_each_role_is_encoded_once_and_counted_as_before() -> None:
+    counter = TokenCounter()
+    messages = [
+        HumanMessage("hi"),
+        AIMessage("hello"),
+        ChatMessage(content="note", role="critic"),
+        HumanMessage("again"),
+        ChatMessage(content="more", role="critic"),
+    ]
+    spy = _spy(counter)
+    total = counter.count(messages)
+    # Five contents, three roles (user, assistant, critic): each role encoded once.
+    assert spy.calls == 5 + 3
+    encoding = counter._ensure_encoding()
+    expected = token_counter_module.REPLY_PRIMING + sum(
+        token_counter_module.TOKENS_PER_MESSAGE
+        + len(encoding.encode(role))
+        + len(encoding.encode(m.text))
+        for m, role in zip(messages, ["user", "assistant", "critic", "user", "critic"], strict=True)
+    )
+    assert total == expected

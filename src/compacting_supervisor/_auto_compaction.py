@@ -11,7 +11,6 @@ wrote, the state, offloading and compacting are its ops, run by the sync or asyn
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -91,6 +90,7 @@ class AutoCompaction(CompactionDecisions):
         self._counted = RecentThreads()
         self._marks = RecentThreads()
         self._known = RecentThreads()
+        self._mark_saver: tuple[Any, Any, Any] | None = None
 
     def _auto_compact(
         self, thread_id: str, values: Any, config: Any = None
@@ -165,33 +165,35 @@ class AutoCompaction(CompactionDecisions):
     def _mark(self, thread_id: str) -> None:
         """Before a run, under the thread's lock: note the head the run starts from."""
         try:
-            if (op := self._before_run(thread_id)) is not None:
-                self._marked(thread_id, op, op.head())
+            if (saver := self._before_run(thread_id)) is not None:
+                self._marked(thread_id, saver, head_before(saver, thread_id))
         except Exception:  # the count is then made whole, as without the mark
             logger.debug("Thread %s: head not marked before the run.", thread_id, exc_info=True)
 
     async def _amark(self, thread_id: str) -> None:
         """Async form of `_mark`."""
         try:
-            if (op := self._before_run(thread_id)) is not None:
-                self._marked(thread_id, op, await op.ahead())
+            if (saver := self._before_run(thread_id)) is not None:
+                self._marked(thread_id, saver, await ahead_before(saver, thread_id))
         except Exception:  # the count is then made whole, as without the mark
             logger.debug("Thread %s: head not marked before the run.", thread_id, exc_info=True)
 
-    def _before_run(self, thread_id: str) -> RunCheckpoints | None:
-        """The reads that tie the count after the run to the head, on savers that allow them."""
+    def _before_run(self, thread_id: str) -> Any:
+        """The saver whose head to mark before a run, if it can tell what the run added."""
         self._run_marks().pop(thread_id, None)
-        if not self._appends():
-            return None
-        saver = self.history_manager._saver(self.agent)
-        if not RunCheckpoints.supports(saver):
-            return None
-        return RunCheckpoints(thread_id, saver, self.history_manager.messages_key)
+        agent, manager = self.agent, self.history_manager
+        known = self._mark_saver
+        if known is None or known[0] is not agent or known[1] is not manager:
+            saver = manager._saver(agent) if self._appends() else None
+            known = (agent, manager, saver if RunCheckpoints.supports(saver) else None)
+            self._mark_saver = known
+        return known[2]
 
-    def _marked(self, thread_id: str, op: RunCheckpoints, head: tuple[str | None] | None) -> None:
-        """Keep the head read before the run, as the read of what the run wrote after it."""
+    def _marked(self, thread_id: str, saver: Any, head: tuple[str | None] | None) -> None:
+        """Keep the head read before the run, as the read of what the run added after it."""
         if head is not None:
-            self._run_marks()[thread_id] = op.after(head[0])
+            channel = self.history_manager.messages_key
+            self._run_marks()[thread_id] = RunCheckpoints(thread_id, saver, channel, head[0])
 
     def _count_appended(
         self, thread_id: str, raw: list[Any] | None, op: RunCheckpoints | None, found: RunFound
@@ -200,7 +202,7 @@ class AutoCompaction(CompactionDecisions):
 
         Exact: the run started from the checkpoint counted last (the head before it is the
         count's checkpoint), the checkpoints since are the run's own and hold every write it
-        applied (`RunCheckpoints.written`), and ``raw`` grew by one message per message
+        applied (`RunCheckpoints`), and ``raw`` grew by one message per message
         written (a message replacing another by id, a removal or anything but a message
         would not), so ``raw``'s first messages are those counted.
         """
@@ -210,7 +212,7 @@ class AutoCompaction(CompactionDecisions):
             return None
         if op.since != counted.checkpoint_id:
             return None
-        added = appended(found[1])
+        added = found[1]
         tail = raw[counted.length :]
         if added is None or len(raw) != counted.length + added:
             return None
@@ -302,79 +304,75 @@ class AutoCompaction(CompactionDecisions):
         return list(values.get(self.history_manager.messages_key) or [])
 
 
-RunFound = tuple[str, list[Any]] | None
-"""The head after a run and the values written to the messages channel on the way."""
+RunFound = tuple[str, int | None] | None
+"""The head after a run, and how many messages its writes appended at most (None: unknown)."""
 
 _HEAD_SQL = (
     "SELECT checkpoint_id FROM checkpoints WHERE thread_id = ? AND checkpoint_ns = '' "
     "ORDER BY checkpoint_id DESC LIMIT 1"
 )
-_NEWER_SQL = (  # the key columns only: the checkpoint's blob is never read
-    "SELECT checkpoint_id, parent_checkpoint_id FROM checkpoints "
-    "WHERE thread_id = ? AND checkpoint_ns = '' AND checkpoint_id > ?"
+_RUN_SQL = (  # the checkpoints' key columns only (never their blob), and the writes
+    "SELECT checkpoint_id, parent_checkpoint_id, NULL, NULL, NULL FROM checkpoints "
+    "WHERE thread_id = ?1 AND checkpoint_ns = '' AND checkpoint_id > ?2 "
+    "UNION ALL SELECT checkpoint_id, NULL, channel, type, "
+    "CASE WHEN channel = ?3 THEN value END FROM writes "
+    "WHERE thread_id = ?1 AND checkpoint_ns = '' AND checkpoint_id >= ?2"
 )
-_WRITES_SQL = (
-    "SELECT checkpoint_id, channel, type, value FROM writes "
-    "WHERE thread_id = ? AND checkpoint_ns = '' AND checkpoint_id >= ?"
-)
+
+
+def head_before(saver: Any, thread_id: str) -> tuple[str | None] | None:
+    """The id of the thread's head (None: no checkpoint) in a 1-tuple; None if not read.
+
+    On InMemorySaver, the checkpoint stored last (ids grow): `RunCheckpoints` checks that
+    the run's first checkpoint is its child, so that it is the head the run started from.
+    """
+    if isinstance(saver, InMemorySaver):
+        stored = saver.storage.get(thread_id, {}).get("", {})
+        return (next(reversed(stored), None),)
+    if hasattr(saver.conn, "__aenter__"):
+        return None  # an async connection: `ahead_before`
+    saver.setup()  # creates its tables on first use (once)
+    with saver.lock:
+        row = saver.conn.execute(_HEAD_SQL, (thread_id,)).fetchone()
+    return (row[0] if row else None,)
+
+
+async def ahead_before(saver: Any, thread_id: str) -> tuple[str | None] | None:
+    """Async form of `head_before`."""
+    if isinstance(saver, InMemorySaver) or not hasattr(saver.conn, "__aenter__"):
+        return head_before(saver, thread_id)
+    await saver.setup()  # creates its tables on first use (once)
+    async with saver.lock, saver.conn.execute(_HEAD_SQL, (thread_id,)) as cur:
+        row = await cur.fetchone()
+    return (row[0] if row else None,)
 
 
 @dataclass(frozen=True)
 class RunCheckpoints:
-    """The head before a run, and after it the checkpoints and writes the run added.
+    """After a run, the checkpoints and writes it added after the head it started from.
 
-    Before the run (under the thread's lock) `head` reads the head's id. After it, `run`
-    answers ``(head id, values written to the channel)`` when the checkpoints after that
-    head are one run's: a single chain of parents from the new head back to it (no other
-    checkpoint after it: no fork, no time travel), a write stored under each checkpoint
-    between them (an ``update_state``, a compaction, a rewrite or another run's end store
-    none) and none under the new head (nothing pending: no interrupt). Those writes, and
-    those stored under the head before the run, are then every write applied to the
-    channel between the two heads. Anything else answers None and the caller counts the
-    thread whole. Deserialises only the checkpoints' ids and the writes, never a
-    checkpoint: InMemorySaver's storage is read in place, SQLite with two indexed queries
-    on the key columns.
+    `run` answers ``(new head id, most messages appended)`` when the checkpoints after
+    ``since`` (the head before the run, `head_before`) are one run's: a single chain of
+    parents from the new head back to it (no other checkpoint after it: no fork, no time
+    travel), a write stored under each checkpoint between them (an ``update_state``, a
+    compaction, a rewrite or another run's end store none) and none under the new head
+    (nothing pending: no interrupt). Those writes, and those stored under ``since``, are
+    then every write applied to the channel between the two heads; `appended_at_most`
+    tells how many messages they can append. Anything else answers None and the caller
+    counts the thread whole. Reads only the checkpoints' ids and the writes, never a
+    checkpoint: InMemorySaver's storage in place, SQLite with one indexed query.
     """
 
     thread_id: str
     saver: Any
     channel: str
-    since: str | None = None
+    since: str | None
     """The head before the run (None: the thread had no checkpoint)."""
 
     @staticmethod
     def supports(saver: Any) -> bool:
         """Whether ``saver`` can tell: InMemorySaver, SqliteSaver, AsyncSqliteSaver."""
         return isinstance(saver, InMemorySaver) or sql_kind(saver) == "sqlite"
-
-    def after(self, head: str | None) -> RunCheckpoints:
-        """This read, from the head ``head`` on."""
-        return dataclasses.replace(self, since=head)
-
-    def head(self) -> tuple[str | None] | None:
-        """The head's id, as a 1-tuple (None: it could not be read)."""
-        saver = self.saver
-        if isinstance(saver, InMemorySaver):
-            stored = saver.storage.get(self.thread_id, {}).get("", {})
-            # The last stored is the newest (ids grow); `run` checks the run's first
-            # checkpoint's parent is this one, so it is the head the run started from.
-            return (next(reversed(stored), None),)
-        if hasattr(saver.conn, "__aenter__"):
-            return None  # an async connection: `ahead`
-        saver.setup()  # creates its tables on first use (once)
-        with saver.lock:
-            row = saver.conn.execute(_HEAD_SQL, (self.thread_id,)).fetchone()
-        return (row[0] if row else None,)
-
-    async def ahead(self) -> tuple[str | None] | None:
-        """Async form of `head`."""
-        saver = self.saver
-        if isinstance(saver, InMemorySaver) or not hasattr(saver.conn, "__aenter__"):
-            return self.head()
-        await saver.setup()  # creates its tables on first use (once)
-        async with saver.lock, saver.conn.execute(_HEAD_SQL, (self.thread_id,)) as cur:
-            row = await cur.fetchone()
-        return (row[0] if row else None,)
 
     def run(self) -> RunFound:
         """Read what the run added (sync)."""
@@ -383,57 +381,53 @@ class RunCheckpoints:
             return self._memory(saver)
         if hasattr(saver.conn, "__aenter__"):
             return None
-        since = self.since or ""
         with saver.lock:
-            parents = dict(saver.conn.execute(_NEWER_SQL, (self.thread_id, since)).fetchall())
-            rows = (
-                saver.conn.execute(_WRITES_SQL, (self.thread_id, since)).fetchall()
-                if parents
-                else []
-            )
-        return self._found(parents, rows)
+            rows = saver.conn.execute(_RUN_SQL, self._arguments()).fetchall()
+        return self._found(rows)
 
     async def arun(self) -> RunFound:
         """Read what the run added (async)."""
         saver = self.saver
         if isinstance(saver, InMemorySaver) or not hasattr(saver.conn, "__aenter__"):
             return self.run()
-        since = self.since or ""
-        async with saver.lock:
-            async with saver.conn.execute(_NEWER_SQL, (self.thread_id, since)) as cur:
-                parents = dict(await cur.fetchall())
-            rows: list[Any] = []
-            if parents:
-                async with saver.conn.execute(_WRITES_SQL, (self.thread_id, since)) as cur:
-                    rows = list(await cur.fetchall())
-        return self._found(parents, rows)
+        async with saver.lock, saver.conn.execute(_RUN_SQL, self._arguments()) as cur:
+            rows = await cur.fetchall()
+        return self._found(rows)
+
+    def _arguments(self) -> tuple[str, str, str]:
+        return self.thread_id, self.since or "", self.channel
 
     def _memory(self, saver: InMemorySaver) -> RunFound:
         stored = saver.storage.get(self.thread_id, {}).get("", {})
-        parents: dict[str, str | None] = {}
+        rows: list[tuple[Any, ...]] = []
         for checkpoint_id in reversed(stored):  # insertion order: the newest last
             if checkpoint_id == self.since:
                 break
-            parents[checkpoint_id] = stored[checkpoint_id][2]
+            rows.append((checkpoint_id, stored[checkpoint_id][2], None, None, None))
         else:
             if self.since is not None:
                 return None
         writes = saver.writes
-        rows = [
-            (checkpoint_id, channel, *value)
-            for checkpoint_id in [*parents, self.since]
-            if checkpoint_id is not None
-            for _, channel, value, _ in writes.get((self.thread_id, "", checkpoint_id), {}).values()
-        ]
-        return self._found(parents, rows)
+        for checkpoint_id in [row[0] for row in rows] + [self.since]:
+            for _, channel, (kind, value), _ in writes.get(
+                (self.thread_id, "", checkpoint_id), {}
+            ).values():
+                rows.append((checkpoint_id, None, channel, kind, value))
+        return self._found(rows)
 
-    def _found(self, parents: dict[str, str | None], rows: list[Any]) -> RunFound:
-        """The head and the channel's writes, if ``parents`` is one run's chain (see above)."""
+    def _found(self, rows: Sequence[Sequence[Any]]) -> RunFound:
+        """The head and what was appended, if the rows show one run's chain (see above)."""
+        parents: dict[str, str | None] = {}
+        written: dict[str, list[tuple[str, Any]]] = {}
+        for checkpoint_id, parent, channel, kind, value in rows:
+            if channel is None:
+                parents[checkpoint_id] = parent
+            else:
+                written.setdefault(checkpoint_id, []).append(
+                    (kind, value) if channel == self.channel else _OTHER
+                )
         if not parents:
             return None
-        written: dict[str, list[tuple[str, Any, Any]]] = {}
-        for checkpoint_id, channel, kind, value in rows:
-            written.setdefault(checkpoint_id, []).append((channel, kind, value))
         head = max(parents)
         chain = [head]
         while (parent := parents[chain[-1]]) != self.since:
@@ -446,14 +440,51 @@ class RunCheckpoints:
             return None
         if not all(checkpoint_id in written for checkpoint_id in chain[1:]):
             return None
-        loads = self.saver.serde.loads_typed
-        values = [
-            loads((kind, value))
-            for checkpoint_id in (*chain[1:], self.since)
-            for channel, kind, value in written.get(checkpoint_id, ())  # type: ignore[arg-type]
-            if channel == self.channel
+        typed = [
+            write
+            for checkpoint_id in [*chain[1:], self.since]
+            for write in written.get(checkpoint_id, ())  # type: ignore[arg-type]
+            if write is not _OTHER
         ]
-        return head, values
+        return head, appended_at_most(typed, self.saver.serde)
+
+
+_OTHER = ("", b"")
+"""A write to another channel."""
+
+
+def appended_at_most(typed: list[tuple[str, Any]], serde: Any) -> int | None:
+    """The most messages the serialised writes ``typed`` to a messages channel can append.
+
+    A list of n items appends at most n (``add_messages`` appends, replaces by id or
+    removes each), told from the list's msgpack header without deserialising a message.
+    Any other value is deserialised: one message (or what converts to one) appends at most
+    one; anything else (an ``Overwrite`` ...) answers None, and the count is made whole.
+    """
+    added = 0
+    for kind, value in typed:
+        length = _msgpack_list_length(value) if kind == "msgpack" else None
+        if length is None:
+            one = appended([serde.loads_typed((kind, value))])
+            if one is None:
+                return None
+            length = one
+        added += length
+    return added
+
+
+def _msgpack_list_length(data: Any) -> int | None:
+    """The length of the msgpack array ``data`` holds, from its header; None if not one."""
+    if not isinstance(data, bytes | bytearray | memoryview) or not data:
+        return None
+    first = data[0]
+    if 0x90 <= first <= 0x9F:  # fixarray
+        return first & 0x0F
+    if first == 0xDC and len(data) >= 3:  # array 16
+        return int.from_bytes(data[1:3], "big")
+    if first == 0xDD and len(data) >= 5:  # array 32
+        return int.from_bytes(data[1:5], "big")
+    return None
 
 
 def appended(written: list[Any]) -> int | None:

@@ -74,6 +74,7 @@ IMAGE_TOKENS = 85
 
 _CACHE_SIZE = 100_000
 _RUNS_KEPT = 256  # message lists (threads) whose last count is remembered
+_ROLES_KEPT = 64
 
 
 class _Encoding(Protocol):
@@ -219,6 +220,7 @@ class TokenCounter:
         self._exact = True
         self._cache: OrderedDict[tuple[Any, ...], int] = OrderedDict()
         self._runs: OrderedDict[Any, _Run] = OrderedDict()
+        self._roles: dict[str, int] = {}
         self._lock = threading.Lock()
 
     @property
@@ -317,7 +319,13 @@ class TokenCounter:
         return total
 
     def _count_uncached(self, message: BaseMessage) -> int:
-        tokens = TOKENS_PER_MESSAGE + self._encode_len(_role(message))
+        role = _role(message)
+        role_tokens = self._roles.get(role)
+        if role_tokens is None:  # a handful of roles, each encoded once
+            role_tokens = self._encode_len(role)
+            if len(self._roles) < _ROLES_KEPT:  # a ChatMessage's role can be any text
+                self._roles[role] = role_tokens
+        tokens = TOKENS_PER_MESSAGE + role_tokens
         content = message.content
         if isinstance(content, str):
             tokens += self._encode_len(content)
