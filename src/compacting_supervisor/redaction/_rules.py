@@ -381,7 +381,7 @@ _NEEDS: dict[str, tuple[str, ...]] = {  # name -> needles
 # search cheaper than the pattern (whose match always holds one): the folded text's for
 # True, the text's for False (where folding could lengthen what a bound counts).
 _SHAPES: dict[str, tuple[re.Pattern[str], bool]] = {
-    "http-auth": (re.compile(r"(?:bearer|basic|token)[ \t]"), True),
+    "http-auth": (re.compile(r"(?:bearer|basic|token)[ \t]{1,5}[a-z0-9._~+/=\-]{12}"), True),
     # "://", a user, ":", a password, "@": each run stops at the next "://" (linear).
     "url-password": (re.compile(r"://[^\s:/@]{0,200}:[^\s/]{0,500}@"), False),
     "header": (re.compile("[\"']"), False),  # a header name in quotes
