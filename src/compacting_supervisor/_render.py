@@ -56,7 +56,7 @@ _NAME_CHARS = re.compile(r"[^A-Za-z0-9_.-]+")
 
 def escape(text: str) -> str:
     """Neutralise tag-like text, so data can neither close a block nor forge a tag."""
-    return _TAG_START.sub("&lt;", text)
+    return _TAG_START.sub("&lt;", text) if "<" in text else text
 
 
 def _attribute(value: Any) -> str:
