@@ -3,15 +3,16 @@
 ``CompactingSupervisor.invoke`` (or ``ainvoke``) against the wrapped graph's own ``invoke``
 (``ainvoke``): same ``create_agent`` graph on the benchmarks' instant fake model, same
 checkpointer, same history. Each side has a thread of its own, seeded with the same
-history; a pair is the same next turn run on both, and after `RESEED` pairs both threads
-are seeded afresh (not timed), so they stay near the cell's size. These are ordinary
+history; a pair is the same next two turns run on both, and after `RESEED` turns both
+threads are seeded afresh (not timed), so they stay near the cell's size. These are ordinary
 turns, each continuing its thread (the wrapper's count after a turn builds on the last
 one). The supervisor's trigger never fires (``token_limit=10**9``), so what is measured is
 everything a turn pays for the wrapper: the thread's lock, reading the run's output,
 counting the thread, asking the trigger.
 
-The machine is shared and noisy, so the two run in pairs, in alternating order, and what
-is reported is the ratio wrapped / bare of each pair: min / median / max over the rounds,
+The machine is shared and noisy, so the two run in pairs (ABBA order, alternating which
+side starts; each side's faster turn of the two is kept: `_Pairs`), and what is
+reported is the ratio wrapped / bare of each pair: min / median / max over the rounds,
 of wall time (what a user waits) and of the process's CPU time (the same work with other
 processes' load left out: steadier on a busy machine). The medians of each side's own
 wall times (ms) are printed too.
@@ -42,7 +43,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -92,7 +93,13 @@ def _setup(saver: Any, size: int) -> tuple[Any, Any, Any, list[str], dict[str, A
 
 
 class _Pairs:
-    """The pairs of one cell: each side's time and their ratio, after the warm-up."""
+    """The pairs of one cell: each side's time and their ratio, after the warm-up.
+
+    A pair runs each side twice in ABBA order (wrapped, bare, bare, wrapped; the next pair
+    starts with bare) and keeps each side's faster turn: a turn another process preempted
+    is dropped instead of landing in one side of the ratio. Both sides run the same two
+    turns on threads of the same size.
+    """
 
     WARM = 3
 
@@ -103,17 +110,21 @@ class _Pairs:
         self.wrapped: list[float] = []
 
     @staticmethod
-    def order(index: int) -> tuple[str, str]:
+    def order(index: int) -> tuple[str, str, str, str]:
         gc.collect()  # the same heap for both sides of a pair; the collection is not timed
-        return ("bare", "wrapped") if index % 2 else ("wrapped", "bare")
+        if index % 2:
+            return ("bare", "wrapped", "wrapped", "bare")
+        return ("wrapped", "bare", "bare", "wrapped")
 
-    def add(self, index: int, times: dict[str, tuple[float, float]]) -> None:
-        """One pair: each side's (wall, process CPU) seconds."""
+    def add(self, index: int, times: dict[str, list[tuple[float, float]]]) -> None:
+        """One pair: each side's (wall, process CPU) seconds of its two turns."""
         if index >= self.WARM:
-            self.ratios.append(times["wrapped"][0] / times["bare"][0])
-            self.cpu_ratios.append(times["wrapped"][1] / times["bare"][1])
-            self.bare.append(times["bare"][0])
-            self.wrapped.append(times["wrapped"][0])
+            wrapped, bare = min(times["wrapped"]), min(times["bare"])
+            self.ratios.append(wrapped[0] / bare[0])
+            cpu = min(t[1] for t in times["wrapped"]) / min(t[1] for t in times["bare"])
+            self.cpu_ratios.append(cpu)
+            self.bare.append(bare[0])
+            self.wrapped.append(wrapped[0])
 
     def summary(self) -> dict[str, Any]:
         cpu = self.cpu_ratios
@@ -123,6 +134,18 @@ class _Pairs:
             "cpu_ratio_median": round(statistics.median(cpu), 3),
             "cpu_ratio_max": round(max(cpu), 3),
         }
+
+    def schedule(self, rounds: int) -> Iterator[tuple[int, bool, list[tuple[str, int]]]]:
+        """Each pair: its index, whether to seed both threads afresh, and its four turns.
+
+        A turn is (side, turn number since the seed); the caller times each and passes the
+        pair's times to `add`.
+        """
+        for index in range(rounds + self.WARM):
+            first = (index % PAIRS_PER_SEED) * 2  # each side's turn numbers since the seed
+            sides = self.order(index)
+            turns = {side: iter((first, first + 1)) for side in ("wrapped", "bare")}
+            yield index, index % PAIRS_PER_SEED == 0, [(side, next(turns[side])) for side in sides]
 
 
 def _clock() -> tuple[float, float]:
@@ -136,7 +159,8 @@ def _since(start: tuple[float, float]) -> tuple[float, float]:
 
 
 RESEED = 8
-"""Pairs of turns on the same two threads before both are seeded afresh (not timed)."""
+"""Turns each side runs on its thread before both are seeded afresh (not timed)."""
+PAIRS_PER_SEED = RESEED // 2
 
 
 def _threads(size: int, index: int) -> dict[str, dict[str, Any]]:
@@ -150,19 +174,19 @@ def _sync_cell(saver: Any, size: int, rounds: int) -> dict[str, Any]:
     graph, model, supervisor, turns, seed = _setup(saver, size)
     pairs = _Pairs()
     threads: dict[str, dict[str, Any]] = {}
-    for index in range(rounds + pairs.WARM):
-        if index % RESEED == 0:  # both threads back to ``size`` messages
+    for index, reseed, plan in pairs.schedule(rounds):
+        if reseed:  # both threads back to ``size`` messages
             threads = _threads(size, index)
             for config in threads.values():
                 graph.update_state(config, seed, as_node="model")
-        user = {"messages": [HumanMessage(turns[index % RESEED])]}
-        times: dict[str, tuple[float, float]] = {}
-        for which in pairs.order(index):
+        times: dict[str, list[tuple[float, float]]] = {"wrapped": [], "bare": []}
+        for which, turn in plan:
             runner = graph if which == "bare" else supervisor
+            user = {"messages": [HumanMessage(turns[turn])]}
             started = _clock()
             runner.invoke(user, threads[which])
-            times[which] = _since(started)
-        model.drain()
+            times[which].append(_since(started))
+            model.drain()
         pairs.add(index, times)
     return pairs.summary()
 
@@ -171,19 +195,19 @@ async def _async_cell(saver: Any, size: int, rounds: int) -> dict[str, Any]:
     graph, model, supervisor, turns, seed = _setup(saver, size)
     pairs = _Pairs()
     threads: dict[str, dict[str, Any]] = {}
-    for index in range(rounds + pairs.WARM):
-        if index % RESEED == 0:
+    for index, reseed, plan in pairs.schedule(rounds):
+        if reseed:
             threads = _threads(size, index)
             for config in threads.values():
                 await graph.aupdate_state(config, seed, as_node="model")
-        user = {"messages": [HumanMessage(turns[index % RESEED])]}
-        times: dict[str, tuple[float, float]] = {}
-        for which in pairs.order(index):
+        times: dict[str, list[tuple[float, float]]] = {"wrapped": [], "bare": []}
+        for which, turn in plan:
             runner = graph if which == "bare" else supervisor
+            user = {"messages": [HumanMessage(turns[turn])]}
             started = _clock()
             await runner.ainvoke(user, threads[which])
-            times[which] = _since(started)
-        model.drain()
+            times[which].append(_since(started))
+            model.drain()
         pairs.add(index, times)
     return pairs.summary()
 
