@@ -23,6 +23,7 @@ import re
 
 __all__ = [
     "PUBLISHED_KEYS",
+    "SECRET",
     "KeyKind",
     "high_entropy_tokens",
     "is_fake_token",
@@ -31,6 +32,7 @@ __all__ = [
     "is_sequence",
     "key_kind",
     "looks_like_credential",
+    "redact_key_value",
     "secret_key_at",
     "shannon_entropy",
 ]
@@ -253,6 +255,40 @@ def looks_like_credential(value: str, *, strict: bool = False) -> bool:
         and "://" not in value
         and _CREDENTIAL_CHARS.search(value) is not None
     )
+
+
+SECRET = "[REDACTED:secret]"
+_QUOTES = "\"'`"
+_AUTH_SCHEME = re.compile(r"(?i)(bearer|basic|token|digest|negotiate|aws4-hmac-sha256)\s+")
+
+
+def redact_key_value(key: str, raw: str) -> str:
+    """``raw`` (the text after a key and its operator) with the secret in it replaced.
+
+    Quotes around the value stay; an HTTP auth scheme (``Bearer``, ``Basic`` ...) stays
+    before it. A key that holds no secret, or a placeholder value, leaves ``raw`` as is.
+    """
+    kind = key_kind(key)
+    if not kind:
+        return raw
+    lead = raw[: len(raw) - len(raw.lstrip())]
+    value = raw.strip().rstrip(",;")
+    tail = raw[len(lead) + len(value) :]
+    quote = ""
+    if len(value) >= 2 and value[0] in _QUOTES and value[-1] == value[0]:
+        quote, value = value[0], value[1:-1]
+    elif value[:2] in ('\\"', "\\'") and value.endswith(value[:2]) and len(value) >= 4:
+        quote, value = value[:2], value[2:-2]
+    scheme = _AUTH_SCHEME.match(value)
+    prefix = scheme.group(0) if scheme else ""
+    secret = value[len(prefix) :].strip()
+    if quote == "`" and " " in secret:
+        return raw  # a shell command's output, not a value
+    if is_placeholder(secret, quoted=bool(quote)) or (
+        kind != "strong" and not looks_like_credential(secret, strict=kind == "strict")
+    ):
+        return raw
+    return f"{lead}{quote}{prefix}{SECRET}{quote}{tail}"
 
 
 _NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")

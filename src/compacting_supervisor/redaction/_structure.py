@@ -18,10 +18,14 @@ from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import unquote
 
-from compacting_supervisor.redaction._keys import is_placeholder, key_kind, looks_like_credential
+from compacting_supervisor.redaction._keys import (
+    SECRET,
+    is_placeholder,
+    key_kind,
+    looks_like_credential,
+)
 from compacting_supervisor.redaction._rules import (
     PATTERNS,
-    SECRET,
     _folded,
     _holds,
     holds_needle,
