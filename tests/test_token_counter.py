@@ -456,7 +456,7 @@ _PIECE_TEXTS = [
 @pytest.mark.parametrize("text", _PIECE_TEXTS, ids=range(len(_PIECE_TEXTS)))
 def test_a_text_counted_by_pieces_is_the_encoders_count(text: str) -> None:
     """Cut after each line break that a tag follows, the pieces add up to the exact count."""
-    from compacting_supervisor._compaction.summarise import PieceCounts
+    from compacting_supervisor._compaction.pieces import PieceCounts
 
     counter = TokenCounter()
     pieces = PieceCounts(counter)
@@ -466,7 +466,7 @@ def test_a_text_counted_by_pieces_is_the_encoders_count(text: str) -> None:
 
 def test_a_summariser_prompt_counted_by_pieces_is_counted_exactly() -> None:
     """The prompt of every piece of a long history, as the summariser is sent it."""
-    from compacting_supervisor._compaction.summarise import PieceCounts
+    from compacting_supervisor._compaction.pieces import PieceCounts
     from compacting_supervisor._render import message_events
     from compacting_supervisor.summarizers import ChatModelSummarizer
     from compacting_supervisor.testing import ScriptedChatModel
@@ -488,7 +488,7 @@ def test_a_summariser_prompt_counted_by_pieces_is_counted_exactly() -> None:
 
 def test_an_estimate_is_never_counted_by_pieces(caplog: pytest.LogCaptureFixture) -> None:
     """With no encoding (4 characters a token) pieces would not add up: counted whole."""
-    from compacting_supervisor._compaction.summarise import PieceCounts
+    from compacting_supervisor._compaction.pieces import PieceCounts
 
     counter = TokenCounter()
     counter._encoding, counter._exact = token_counter_module._CharEstimate(), False

@@ -7,6 +7,7 @@ the outcome is for `compacting_supervisor._persist`.
 - `compactor`: the flow of one compaction (offload, cut, summarise, outcome).
 - `summarise`: folding evicted messages into the running summary (redaction, pieces that
   fit, retries, usage).
+- `pieces`: exact counts of a prompt by pieces, and messages cut into pieces that fit.
 """
 
 from compacting_supervisor._compaction.compactor import (
@@ -15,11 +16,11 @@ from compacting_supervisor._compaction.compactor import (
     StoreResults,
     compaction_result,
 )
+from compacting_supervisor._compaction.pieces import split_message
 from compacting_supervisor._compaction.summarise import (
     Summarize,
     SummarizerUsage,
     SummaryPolicy,
-    split_message,
 )
 
 __all__ = [
