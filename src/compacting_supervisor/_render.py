@@ -78,11 +78,11 @@ def element(
     tag: str, body: str, attributes: dict[str, Any] | None = None, *, block: bool = False
 ) -> str:
     """Return ``<tag a="1">body</tag>``; a body of several lines gets lines of its own."""
-    head = tag + "".join(
-        f" {key}={_attribute(value)}"
-        for key, value in (attributes or {}).items()
-        if value is not None and value != ""
-    )
+    head = tag
+    if attributes:
+        for key, value in attributes.items():
+            if value is not None and value != "":
+                head = f"{head} {key}={_attribute(value)}"
     if not body:
         return f"<{head}/>"
     if block or "\n" in body:
