@@ -19,8 +19,9 @@ step, beside the floor's own two steps: each of the package's functions that doe
 (reading the thread, the offload and the cut, rendering the transcript, redacting, counting
 tokens, the summariser call, writing the new head) is wrapped in a timer for that run
 only, and a step's time excludes the steps it calls (the count inside a render is the
-count's), so the steps add up to the compaction; ``other`` is what no step covers. The
-timers cost a little: the instrumented total is printed beside a plain compaction's.
+count's), so the steps add up to the compaction; Python's garbage collections are a step
+of their own (they run inside whichever step allocated), ``other`` is what no step covers.
+The timers cost a little: the instrumented total is printed beside a plain compaction's.
 
 Usage (from the repository root)::
 
@@ -160,7 +161,17 @@ def floor_cell(kind: str, size: int, rounds: int, workdir: Path) -> dict[str, An
 
 # ---------------------------------------------------------------------------- the split
 
-STEPS = ("read", "offload/cut", "render", "redact", "count", "summarise call", "write", "other")
+STEPS = (
+    "read",
+    "offload/cut",
+    "render",
+    "redact",
+    "count",
+    "summarise call",
+    "write",
+    "garbage collector",
+    "other",
+)
 
 
 class _Steps:
@@ -240,9 +251,19 @@ def _instrumented(steps: _Steps) -> Iterator[None]:
                 ):
                     patched.append((module, name, original))
                     setattr(module, name, wrapper)
+
+    def collecting(phase: str, info: dict[str, Any]) -> None:
+        """Python's collections, whichever step allocated when one began: a step of their own."""
+        if phase == "start":
+            steps.enter("garbage collector")
+        else:
+            steps.leave()
+
+    gc.callbacks.append(collecting)
     try:
         yield
     finally:
+        gc.callbacks.remove(collecting)
         for owner, name, original in reversed(patched):
             setattr(owner, name, original)
 
