@@ -98,7 +98,8 @@ class _Pairs:
     A pair runs each side twice in ABBA order (wrapped, bare, bare, wrapped; the next pair
     starts with bare) and keeps each side's faster turn: a turn another process preempted
     is dropped instead of landing in one side of the ratio. Both sides run the same two
-    turns on threads of the same size.
+    turns on threads of the same size, each turn after a full garbage collection (not
+    timed), so that no turn pays for the collections its position in the pair triggers.
     """
 
     WARM = 3
@@ -111,7 +112,6 @@ class _Pairs:
 
     @staticmethod
     def order(index: int) -> tuple[str, str, str, str]:
-        gc.collect()  # the same heap for both sides of a pair; the collection is not timed
         if index % 2:
             return ("bare", "wrapped", "wrapped", "bare")
         return ("wrapped", "bare", "bare", "wrapped")
@@ -183,6 +183,7 @@ def _sync_cell(saver: Any, size: int, rounds: int) -> dict[str, Any]:
         for which, turn in plan:
             runner = graph if which == "bare" else supervisor
             user = {"messages": [HumanMessage(turns[turn])]}
+            gc.collect()  # each turn starts on the same heap; the collection is not timed
             started = _clock()
             runner.invoke(user, threads[which])
             times[which].append(_since(started))
@@ -204,6 +205,7 @@ async def _async_cell(saver: Any, size: int, rounds: int) -> dict[str, Any]:
         for which, turn in plan:
             runner = graph if which == "bare" else supervisor
             user = {"messages": [HumanMessage(turns[turn])]}
+            gc.collect()
             started = _clock()
             await runner.ainvoke(user, threads[which])
             times[which].append(_since(started))
