@@ -22,7 +22,7 @@ from langchain_core.utils.function_calling import convert_to_openai_tool
 from compacting_supervisor._compaction.pieces import PieceCounts, split_message
 from compacting_supervisor._flow import Flow, Sleep
 from compacting_supervisor._messages import text_of
-from compacting_supervisor._render import RenderMemo, message_events, rendering_once
+from compacting_supervisor._render import RenderMemo, message_event, rendering_once
 from compacting_supervisor._summarizer_call import (
     AgentPrefix,
     Replies,
@@ -352,10 +352,10 @@ class SummaryPolicy:
 
     def _size(self, message: BaseMessage) -> int:
         """Tokens ``message`` adds to a summariser call's transcript."""
-        events = message_events([message], self.rendered)
+        event = message_event(message, self.rendered)
         # With its line break, as the transcript holds it: the piece the exact count of
         # the call's prompt will find already counted.
-        return self.counts.text(events[0] + "\n") if events else 0
+        return self.counts.text(event + "\n") if event else 0
 
     def _pieces(self, messages: list[BaseMessage], room: int) -> list[tuple[BaseMessage, int]]:
         """``messages`` with their sizes, each one larger than ``room`` cut into pieces."""
