@@ -26,7 +26,8 @@ Usage (from the repository root)::
 
 ``--counting`` times what the wrapper does after a run (count the thread, ask the
 trigger) over consecutive turns of one growing thread, with its split: the read of the
-checkpoints and writes the run added (InMemorySaver, SQLite) and the count itself; next to
+checkpoints and writes the run added (InMemorySaver, SQLite) and the count itself, and of
+that, tiktoken's encoding of the turn's new messages (what any exact count pays); next to
 it, the column comparison
 the counter falls back to (``TokenCounter.count`` of the thread as a checkpointer hands it
 back: new objects, the same content).
@@ -259,7 +260,12 @@ def counting_cell(kind: str, size: int, turns: int, workdir: Path) -> dict[str, 
         graph, model, supervisor, _turns, seed = _setup(saver, size)
         config = {"configurable": {"thread_id": f"counting-{size}"}}
         graph.update_state(config, seed, as_node="model")
-        times: dict[str, list[float]] = {"after_run": [], "writes_read": [], "count": []}
+        times: dict[str, list[float]] = {
+            "after_run": [],
+            "writes_read": [],
+            "count": [],
+            "tokenise": [],
+        }
 
         def timed(name: str, call: Any) -> Any:
             def run(*args: Any) -> Any:
@@ -274,21 +280,32 @@ def counting_cell(kind: str, size: int, turns: int, workdir: Path) -> dict[str, 
         supervisor._count_appended = timed("count", supervisor._count_appended)  # type: ignore[method-assign]
         read = RunCheckpoints.run
         RunCheckpoints.run = timed("writes_read", read)  # type: ignore[method-assign]
+        counter = supervisor.history_manager.token_counter
+        encode = counter._count_uncached
+
+        def tokenise(message: Any) -> int:  # summed per turn: a turn counts several messages
+            started = time.perf_counter()
+            value = encode(message)
+            times["tokenise"][-1] += time.perf_counter() - started
+            return value
+
+        counter._count_uncached = tokenise  # type: ignore[method-assign]
         _, next_turn = thread_of(size)
         try:
             for turn in script(next_turn + turns)[next_turn:]:
+                times["tokenise"].append(0.0)
                 supervisor.invoke({"messages": [HumanMessage(turn.user)]}, config)
                 model.drain()
         finally:
             RunCheckpoints.run = read  # type: ignore[method-assign]
         thread = graph.get_state(config).values["messages"]
-        counter = TokenCounter()
-        counter.count(thread)
+        fallback = TokenCounter()
+        fallback.count(thread)
         compare = []
         for _ in range(15):
             fresh = _fresh(thread)
             started = time.perf_counter()
-            counter.count(fresh)
+            fallback.count(fresh)
             compare.append(time.perf_counter() - started)
     warm = 3  # the first turns load the encoding and count the thread whole
 
@@ -305,6 +322,7 @@ def counting_cell(kind: str, size: int, turns: int, workdir: Path) -> dict[str, 
         "after_run": ms(times["after_run"]),
         "writes_read": ms(times["writes_read"]),
         "count": ms(times["count"]),
+        "tokenise": ms(times["tokenise"]),
         "compare": ms(compare),
         "turns": turns,
     }
@@ -321,17 +339,19 @@ def main(argv: Sequence[str] | None = None) -> None:
     logging.getLogger("compacting_supervisor").setLevel(logging.ERROR)
     if args.counting:
         print(
-            "| saver | messages | after a run, ms (min / median / max) | of which: writes read "
-            "| count | column comparison (fallback) |"
+            "| saver | messages | after a run, ms (min / median / max) | of which: run's "
+            "checkpoints read | count | of which: tiktoken on the new messages "
+            "| column comparison (fallback) |"
         )
-        print("|---|---:|---:|---:|---:|---:|")
+        print("|---|---:|---:|---:|---:|---:|---:|")
         with tempfile.TemporaryDirectory(prefix="bench-counting-") as tmp:
             for kind in args.savers:
                 for size in args.sizes:
                     row = counting_cell(kind, size, 60, Path(tmp))
                     print(
                         f"| {kind} | {row['messages']} | {row['after_run']} | "
-                        f"{row['writes_read']} | {row['count']} | {row['compare']} |",
+                        f"{row['writes_read']} | {row['count']} | {row['tokenise']} | "
+                        f"{row['compare']} |",
                         flush=True,
                     )
         return
