@@ -274,15 +274,15 @@ def test_each_of_a_pair_alone_is_taken_and_the_defaults_read_as_numbers() -> Non
     assert isinstance(by_trigger.trigger, MessageCount)
     assert isinstance(by_trigger.keep, KeepMessages)
     plain = CompactingSupervisor(graph)
-    assert (plain.token_limit, plain.compaction_ratio) == (500, 0.5)
+    assert (plain.token_limit, plain.compaction_ratio) == (500, 0.8)
     assert (type(plain.token_limit), type(plain.compaction_ratio)) == (int, float)
     assert isinstance(plain.trigger, TokenLimit)
     assert plain.trigger.tokens == 500
     assert isinstance(plain.keep, KeepRatio)
-    assert plain.keep.compaction_ratio == 0.5
+    assert plain.keep.compaction_ratio == 0.8
     signature = inspect.signature(CompactingSupervisor)
     assert str(signature.parameters["token_limit"]) == "token_limit: 'int' = 500"
-    assert str(signature.parameters["compaction_ratio"]) == "compaction_ratio: 'float' = 0.5"
+    assert str(signature.parameters["compaction_ratio"]) == "compaction_ratio: 'float' = 0.8"
 
 
 # ---------------------------------------------------------------------------- NaN and infinity
@@ -521,7 +521,7 @@ def _twins(checkpointer: Any, keep: Any) -> tuple[CompactingSupervisor, Compacti
 
 
 @pytest.mark.parametrize(
-    "keep", [pytest.param(KeepMessages(2), id="policy"), pytest.param(0.3, id="ratio")]
+    "keep", [pytest.param(KeepMessages(4), id="policy"), pytest.param(0.3, id="ratio")]
 )
 def test_compact_takes_a_keep_policy_for_this_call(saver: Any, keep: Any) -> None:
     supervisor, reference = _twins(saver, keep)
@@ -543,7 +543,7 @@ def test_compact_takes_a_keep_policy_for_this_call(saver: Any, keep: Any) -> Non
 
 
 @pytest.mark.parametrize(
-    "keep", [pytest.param(KeepMessages(2), id="policy"), pytest.param(0.3, id="ratio")]
+    "keep", [pytest.param(KeepMessages(4), id="policy"), pytest.param(0.3, id="ratio")]
 )
 async def test_acompact_takes_a_keep_policy_for_this_call(asaver: Any, keep: Any) -> None:
     supervisor, reference = _twins(asaver, keep)

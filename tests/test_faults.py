@@ -126,7 +126,9 @@ def test_long_input_is_summarised_in_pieces_and_nothing_is_dropped(saver: Any) -
     history = HistoryManager(
         model=ScriptedChatModel(responses=[summarise]), summary_input_tokens=700
     )
-    supervisor = CompactingSupervisor(chat_graph(saver), history, token_limit=100_000)
+    supervisor = CompactingSupervisor(
+        chat_graph(saver), history, token_limit=100_000, compaction_ratio=0.5
+    )
     for i in range(12):
         text = f"FACT-{i:02d} " + "padding words to make this message long. " * 12
         supervisor.invoke({"messages": [HumanMessage(text)]}, CONFIG)

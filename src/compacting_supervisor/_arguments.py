@@ -47,7 +47,7 @@ class _DefaultFloat(float):
 # "given" means "not this very object"; the signature still shows the plain numbers.
 TOKEN_LIMIT = _DefaultInt(500)
 """`token_limit`'s default."""
-COMPACTION_RATIO = _DefaultFloat(0.5)
+COMPACTION_RATIO = _DefaultFloat(0.8)
 """`compaction_ratio`'s default."""
 
 

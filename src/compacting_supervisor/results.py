@@ -103,7 +103,7 @@ class CompactionResult:
         ...     _ = supervisor.invoke({"messages": [("user", "Hi")]}, config)
         >>> result = supervisor.compact(config)
         >>> result.status, result.messages_before, result.messages_summarized
-        ('compacted', 6, 3)
+        ('compacted', 6, 4)
         >>> result.tokens_after < result.tokens_before
         True
     """

@@ -164,7 +164,7 @@ def _parser() -> argparse.ArgumentParser:
     compact.add_argument(
         "--ratio",
         type=_ratio,
-        default=0.5,
+        default=0.8,
         metavar="R",
         help="fraction of the conversation to summarise, between 0 and 1: 0.5 the older "
         "half, 0.8 all but the newest fifth (default: %(default)s)",
