@@ -10,7 +10,7 @@ one). The supervisor's trigger never fires (``token_limit=10**9``), so what is m
 everything a turn pays for the wrapper: the thread's lock, reading the run's output,
 counting the thread, asking the trigger.
 
-The machine is shared and noisy, so the two run in pairs (ABBA order, alternating which
+The machine is shared and noisy, so the two run in pairs (ABAB order, alternating which
 side starts; each side's faster turn of the two is kept: `_Pairs`), and what is
 reported is the ratio wrapped / bare of each pair: min / median / max over the rounds,
 of wall time (what a user waits) and of the process's CPU time (the same work with other
@@ -96,9 +96,10 @@ def _setup(saver: Any, size: int) -> tuple[Any, Any, Any, list[str], dict[str, A
 class _Pairs:
     """The pairs of one cell: each side's time and their ratio, after the warm-up.
 
-    A pair runs each side twice in ABBA order (wrapped, bare, bare, wrapped; the next pair
-    starts with bare) and keeps each side's faster turn: a turn another process preempted
-    is dropped instead of landing in one side of the ratio. Both sides run the same two
+    A pair runs each side twice, taking turns (wrapped, bare, wrapped, bare; the next pair
+    starts with bare), and keeps each side's faster turn: a turn another process preempted
+    is dropped instead of landing in one side of the ratio. No side runs twice in a row
+    (its second turn would find its thread in SQLite's page cache). Both sides run the same two
     turns on threads of the same size, each turn after a full garbage collection (not
     timed), so that no turn pays for the collections its position in the pair triggers.
     """
@@ -114,8 +115,8 @@ class _Pairs:
     @staticmethod
     def order(index: int) -> tuple[str, str, str, str]:
         if index % 2:
-            return ("bare", "wrapped", "wrapped", "bare")
-        return ("wrapped", "bare", "bare", "wrapped")
+            return ("bare", "wrapped", "bare", "wrapped")
+        return ("wrapped", "bare", "wrapped", "bare")
 
     def add(self, index: int, times: dict[str, list[tuple[float, float]]]) -> None:
         """One pair: each side's (wall, process CPU) seconds of its two turns."""
