@@ -26,7 +26,6 @@ from compacting_supervisor import (
     TokenCounter,
 )
 from compacting_supervisor._messages import is_summary
-from compacting_supervisor._persist import reads
 from compacting_supervisor.locks import ThreadLocks, _FileBackend
 from compacting_supervisor.triggers import Trigger, TriggerContext
 
@@ -409,7 +408,9 @@ def test_a_write_between_the_run_and_the_anchor_read_does_not_skew_later_counts(
     graph.invoke({"messages": [HumanMessage("big 1")]}, config)
     graph.invoke({"messages": [HumanMessage("big 2")]}, config)
 
-    original = reads.RunWrites.run
+    from compacting_supervisor._auto_compaction import RunCheckpoints
+
+    original = RunCheckpoints.run
     landed: list[bool] = []
 
     def another_worker_lands_first(self: Any) -> Any:
@@ -420,9 +421,10 @@ def test_a_write_between_the_run_and_the_anchor_read_does_not_skew_later_counts(
             graph.invoke({"messages": [HumanMessage("from another worker")]}, config)
         return original(self)
 
-    monkeypatch.setattr(reads.RunWrites, "run", another_worker_lands_first)
+    monkeypatch.setattr(RunCheckpoints, "run", another_worker_lands_first)
     supervisor.invoke({"messages": [HumanMessage("hello")]}, config)
-    monkeypatch.setattr(reads.RunWrites, "run", original)
+    monkeypatch.setattr(RunCheckpoints, "run", original)
+    assert landed  # the other worker's run did land between the run and the read
     supervisor.invoke({"messages": [HumanMessage("shrink please")]}, config)
 
     counter = TokenCounter()
