@@ -73,14 +73,25 @@ def declared_tokens(
                 f"got {type(tools).__name__}."
             )
             raise ValueError(msg)
-        for tool in tools:
-            try:
-                schema = convert_to_openai_tool(tool)
-            except Exception as exc:
-                msg = f"`tools`: cannot read the schema of {tool!r} ({exc}); pass a token count."
-                raise ValueError(msg) from exc
-            total += counter.count_text(json.dumps(schema, ensure_ascii=False))
+        total += sum(counter.count_text(schema) for schema in tool_schemas(tools))
     return total
+
+
+def tool_schemas(tools: Sequence[Any]) -> list[str]:
+    """Each tool's JSON schema as a model is sent it (OpenAI's tool format), as text.
+
+    Raises:
+        ValueError: A tool's schema cannot be read.
+    """
+    schemas = []
+    for tool in tools:
+        try:
+            schema = convert_to_openai_tool(tool)
+        except Exception as exc:
+            msg = f"`tools`: cannot read the schema of {tool!r} ({exc}); pass a token count."
+            raise ValueError(msg) from exc
+        schemas.append(json.dumps(schema, ensure_ascii=False))
+    return schemas
 
 
 def _non_negative(name: str, value: int) -> int:

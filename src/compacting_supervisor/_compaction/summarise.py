@@ -9,7 +9,6 @@ has it, else our own exact count of the prompt and the reply.
 from __future__ import annotations
 
 import functools
-import json
 import logging
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -17,7 +16,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from langchain_core.messages import BaseMessage, HumanMessage
-from langchain_core.utils.function_calling import convert_to_openai_tool
 
 from compacting_supervisor._compaction.pieces import PieceCounts, split_message
 from compacting_supervisor._flow import Flow, Sleep
@@ -34,6 +32,7 @@ from compacting_supervisor._summarizer_call import (
     reported_usage,
 )
 from compacting_supervisor._tracing import ain_run, in_run
+from compacting_supervisor._usage import tool_schemas
 from compacting_supervisor.errors import CompactionError, SummarizationError
 from compacting_supervisor.summarizers import ExtractiveSummarizer
 from compacting_supervisor.token_counter import TokenCounter
@@ -290,10 +289,8 @@ class SummaryPolicy:
             agent = AgentPrefix(self._redact_all([agent.system])[0], agent.tools)
         if agent is not None and agent.tools:
             try:
-                schemas = [
-                    json.dumps(convert_to_openai_tool(t), ensure_ascii=False) for t in agent.tools
-                ]
-            except Exception:  # a tool whose schema cannot be read cannot be checked either
+                schemas = tool_schemas(agent.tools)
+            except ValueError:  # a tool whose schema cannot be read cannot be checked either
                 logger.info(
                     "An agent tool's schema cannot be read: the summariser reads a transcript."
                 )
