@@ -12,6 +12,7 @@ from langgraph.graph import START, MessagesState, StateGraph
 from langgraph.prebuilt import create_react_agent
 
 from compacting_supervisor.testing import ScriptedChatModel, echo_graph
+from compacting_supervisor.triggers import Trigger, TriggerContext
 
 _ids = itertools.count()
 
@@ -127,3 +128,16 @@ def anthropic_violations(messages: Sequence[BaseMessage]) -> list[str]:
     if formatted and formatted[0]["role"] != "user":
         problems.append("the conversation does not start with a user turn")
     return problems
+
+
+class RecordingTrigger(Trigger):
+    """Never fires; keeps the messages and token count it was shown after each run."""
+
+    name = "recorder"
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[list[BaseMessage], int]] = []
+
+    def check(self, context: TriggerContext) -> str | None:
+        self.seen.append((list(context.messages), context.tokens))
+        return None

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
+from langchain_core.messages import AIMessage, HumanMessage
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import START, MessagesState, StateGraph
 
@@ -27,10 +27,9 @@ from compacting_supervisor import (
 )
 from compacting_supervisor._messages import is_summary
 from compacting_supervisor.locks import ThreadLocks, _FileBackend
-from compacting_supervisor.triggers import Trigger, TriggerContext
 
 from .conftest import POSTGRES_URL
-from .helpers import approval_graph, openai_violations
+from .helpers import RecordingTrigger, approval_graph, openai_violations
 from .workers import open_saver, send_turns, supervisor_on, turn_text
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -369,17 +368,6 @@ def test_a_forked_worker_does_not_share_the_parents_lock_session() -> None:
         assert queue.get(timeout=5) == "excluded"
 
 
-class _Recorder(Trigger):
-    name = "recorder"
-
-    def __init__(self) -> None:
-        self.seen: list[tuple[list[BaseMessage], int]] = []
-
-    def check(self, context: TriggerContext) -> str | None:
-        self.seen.append((list(context.messages), context.tokens))
-        return None
-
-
 def test_a_write_between_the_run_and_the_anchor_read_does_not_skew_later_counts(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -400,7 +388,7 @@ def test_a_write_between_the_run_and_the_anchor_read_does_not_skew_later_counts(
     builder.add_node("assistant", assistant)
     builder.add_edge(START, "assistant")
     graph = builder.compile(checkpointer=InMemorySaver())
-    recorder = _Recorder()
+    recorder = RecordingTrigger()
     supervisor = CompactingSupervisor(
         graph, HistoryManager(model=ExtractiveSummarizer()), trigger=recorder
     )

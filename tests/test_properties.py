@@ -59,9 +59,8 @@ from compacting_supervisor._messages import (
 from compacting_supervisor.errors import CompactionError
 from compacting_supervisor.summarizers import ExtractiveSummarizer
 from compacting_supervisor.testing import ScriptedChatModel
-from compacting_supervisor.triggers import Trigger, TriggerContext
 
-from .helpers import anthropic_violations, chat_graph, openai_violations
+from .helpers import RecordingTrigger, anthropic_violations, chat_graph, openai_violations
 
 MAX_MESSAGES = 40
 """Generation stops adding turns once a history reaches about this many messages."""
@@ -642,19 +641,6 @@ def test_generated_history_count() -> None:
 # ---------------------------------------------------------------- the count after each run
 
 
-class _Recorder(Trigger):
-    """Never fires; keeps what it was shown after each run."""
-
-    name = "recorder"
-
-    def __init__(self) -> None:
-        self.seen: list[tuple[list[BaseMessage], int]] = []
-
-    def check(self, context: TriggerContext) -> str | None:
-        self.seen.append((list(context.messages), context.tokens))
-        return None
-
-
 _OPERATIONS = st.lists(
     st.sampled_from(
         [
@@ -703,7 +689,7 @@ def _supervisor(graph: Any, recorder: Any) -> CompactingSupervisor:
     return CompactingSupervisor(graph, HistoryManager(model=summariser), trigger=recorder)
 
 
-def _check_counts(recorder: _Recorder) -> None:
+def _check_counts(recorder: RecordingTrigger) -> None:
     counter = TokenCounter()
     for messages, tokens in recorder.seen:
         assert tokens == counter.count(messages)
@@ -774,7 +760,7 @@ def _exact_after_every_run(saver_kind: str, operations: list[str], tmp: Path) ->
     conn = sqlite3.connect(tmp / "count.sqlite", check_same_thread=False)
     saver = InMemorySaver() if saver_kind == "memory" else SqliteSaver(conn)
     graph = _graph(saver)
-    recorder = _Recorder()
+    recorder = RecordingTrigger()
     supervisor = _supervisor(graph, recorder)
     config: dict[str, Any] = {"configurable": {"thread_id": "count"}}
     for turn in range(3):
@@ -807,7 +793,7 @@ async def _aexact_after_every_run(saver_kind: str, operations: list[str], tmp: P
             path = str(tmp / "acount.sqlite")
             saver = await stack.enter_async_context(AsyncSqliteSaver.from_conn_string(path))
         graph = _graph(saver)
-        recorder = _Recorder()
+        recorder = RecordingTrigger()
         supervisor = _supervisor(graph, recorder)
         config: dict[str, Any] = {"configurable": {"thread_id": "count"}}
         for turn in range(3):
@@ -858,7 +844,7 @@ def test_runs_that_only_append_are_counted_from_the_last_count(run_async: bool) 
     """On InMemorySaver the count kept is reused: each run counts only its new messages."""
     from langgraph.checkpoint.memory import InMemorySaver
 
-    recorder = _Recorder()
+    recorder = RecordingTrigger()
     supervisor = CompactingSupervisor(chat_graph(InMemorySaver()), trigger=recorder)
     config = {"configurable": {"thread_id": "reuse"}}
     counted: list[int] = []
@@ -929,9 +915,9 @@ class _Store:
 
     def __init__(self, saver: Any) -> None:
         self.graph = _graph(saver)
-        self.recorder = _Recorder()
+        self.recorder = RecordingTrigger()
         self.supervisor = _supervisor(self.graph, self.recorder)
-        self.other = _supervisor(self.graph, _Recorder())  # another worker: its own counts
+        self.other = _supervisor(self.graph, RecordingTrigger())  # another worker: its own counts
         self.config: dict[str, Any] = {"configurable": {"thread_id": _THREAD}}
         self.counter = TokenCounter()
 
