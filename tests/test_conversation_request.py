@@ -77,6 +77,17 @@ def _turns(count: int) -> list[str]:
     return [f"Turn {n}: where is order PO-{1000 + n} and its invoice?" for n in range(count)]
 
 
+def _until_compacted(supervisor: CompactingSupervisor, config: Any, *, turns: int) -> Any:
+    """Run user turns until one compacts the thread; the last compaction's result."""
+    result = None
+    for text in _turns(turns):
+        supervisor.invoke({"messages": [HumanMessage(text)]}, config)
+        result = supervisor.last_compaction(config)
+        if result is not None and result.status == "compacted":
+            break
+    return result
+
+
 def test_the_summariser_request_starts_with_the_agents_last_request(saver: Any) -> None:
     graph, agent_model = _agent(saver)
     summarizer, model = _summariser()
@@ -84,12 +95,7 @@ def test_the_summariser_request_starts_with_the_agents_last_request(saver: Any) 
         graph, HistoryManager(model=summarizer), token_limit=400, keep=KeepMessages(2)
     )
     config = {"configurable": {"thread_id": "conv"}}
-    result = None
-    for text in _turns(12):
-        supervisor.invoke({"messages": [HumanMessage(text)]}, config)
-        result = supervisor.last_compaction("conv")
-        if model.calls:
-            break
+    result = _until_compacted(supervisor, config, turns=12)
     assert result is not None and result.status == "compacted", result
     request = model.calls[0]
     last = agent_model.calls[-1]
@@ -351,12 +357,7 @@ def test_on_anthropic_the_request_is_the_agents_prefix_with_a_breakpoint(
             graph, HistoryManager(model=summarizer), token_limit=300, keep=KeepMessages(2)
         )
         config = {"configurable": {"thread_id": "claude"}}
-        result = None
-        for text in _turns(10):
-            supervisor.invoke({"messages": [HumanMessage(text)]}, config)
-            result = supervisor.last_compaction("claude")
-            if result is not None and result.status == "compacted":
-                break
+        result = _until_compacted(supervisor, config, turns=10)
     assert result is not None and result.status == "compacted", result
     bodies = anthropic_url.bodies
     asked = next(
