@@ -387,12 +387,8 @@ class ChatModelSummarizer:
         agent: AgentPrefix | None = None,
     ) -> str:
         """Ask the model for the new running summary, reading the conversation itself."""
-        request = self.conversation_messages(
-            conversation, kept=kept, max_tokens=max_tokens, agent=agent
-        )
-        reply = self._runnable(max_tokens, agent=agent or _NO_AGENT).invoke(
-            request, config=self._config()
-        )
+        model, request = self._conversation_call(conversation, kept, max_tokens, agent)
+        reply = model.invoke(request, config=self._config())
         return self._finish(reply, max_tokens, headings=True)
 
     async def asummarize_conversation(
@@ -404,12 +400,22 @@ class ChatModelSummarizer:
         agent: AgentPrefix | None = None,
     ) -> str:
         """Async form of `summarize_conversation`."""
+        model, request = self._conversation_call(conversation, kept, max_tokens, agent)
+        reply = await model.ainvoke(request, config=self._config())
+        return self._finish(reply, max_tokens, headings=True)
+
+    def _conversation_call(
+        self,
+        conversation: Sequence[BaseMessage],
+        kept: int,
+        max_tokens: int,
+        agent: AgentPrefix | None,
+    ) -> tuple[Runnable[Any, Any], list[BaseMessage]]:
+        """The model bound as the agent's (its tools), and the request it is sent."""
         request = self.conversation_messages(
             conversation, kept=kept, max_tokens=max_tokens, agent=agent
         )
-        model = self._runnable(max_tokens, agent=agent or _NO_AGENT)
-        reply = await model.ainvoke(request, config=self._config())
-        return self._finish(reply, max_tokens, headings=True)
+        return self._runnable(max_tokens, agent=agent or _NO_AGENT), request
 
     def _runnable(self, max_tokens: int, *, agent: AgentPrefix | None = None) -> Runnable[Any, Any]:
         """The model as called: with ``agent``, for a conversation (the agent's tools bound)."""
