@@ -215,7 +215,11 @@ def _step_functions() -> dict[str, list[tuple[Any, str]]]:
     return {
         "read": [(rewrite.ReadState, "run")],
         "offload/cut": [(_cut, "plan_cut"), (OffloadToolResults, "plan_answered")],
-        "render": [(_render, "message_events"), (_render, "render_messages")],
+        "render": [
+            (_render, "message_event"),  # packing sizes each evicted message's event
+            (_render, "message_events"),
+            (_render, "render_messages"),
+        ],
         "count": [
             (TokenCounter, "count"),
             (TokenCounter, "count_text"),
