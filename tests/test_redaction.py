@@ -804,3 +804,57 @@ def test_a_high_entropy_redactor_checks_its_settings(setting: dict[str, Any]) ->
     name = next(iter(setting))
     with pytest.raises(ValueError, match=f"`{name}`"):
         HighEntropyRedactor(**setting)
+
+
+_STRUCTURE_STRINGS = (
+    _JSON_STRINGS
+    | st.sampled_from(
+        ['{"password": "Zq9xLm2Pw7Rt"}', '{"to ken": "Zq9xLm2Pw7Rt"}', "a\\/b", "%41%42",
+         "\\u0074oken=Zq9xLm2Pw7Rt", "%74oken=Zq9xLm2Pw7Rt", "data:image/png;base64,c2stYWJj",
+         "pass\nword", "to ken", "x" * 90, "Authorization", "ghp_" + "a" * 36]
+    )
+)  # fmt: skip
+_STRUCTURES = st.recursive(
+    st.none() | st.booleans() | st.integers(-1000, 10**6) | st.floats() | _STRUCTURE_STRINGS,
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.lists(inner, max_size=3).map(tuple)
+        | st.dictionaries(_STRUCTURE_STRINGS | st.integers(0, 5), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=500, deadline=None, derandomize=True)
+@given(_STRUCTURES.filter(lambda value: isinstance(value, dict | list | tuple)))
+def test_a_structure_told_quiet_in_one_look_is_one_the_walk_leaves_alone(value: Any) -> None:
+    """Tool-call arguments and content blocks told "nothing to redact" in one look at their
+    strings are exactly those the walk, string by string, returns as they are; otherwise
+    the walk's result is what comes back."""
+    from compacting_supervisor.redaction._rules import scan_secrets
+    from compacting_supervisor.redaction._structure import _quiet_structure, redact_structure
+
+    def walked(text: str) -> str:  # the same rules, without any of the built-in's shortcuts
+        return scan_secrets(text)
+
+    slow = redact_structure(value, walked)
+    if _quiet_structure(value):
+        assert slow is value
+    assert redact_structure(value, scan_secrets) == slow
+
+
+def test_a_structure_nested_past_the_walks_depth_is_not_told_quiet() -> None:
+    """A structure deeper than the walk goes is replaced whole by the walk (fail closed):
+    the one-look check must not return it as it is."""
+    from compacting_supervisor.redaction._rules import scan_secrets
+    from compacting_supervisor.redaction._structure import (
+        TOO_DEEP,
+        _quiet_structure,
+        redact_structure,
+    )
+
+    value: Any = ["plain"]
+    for _ in range(120):
+        value = [value]
+    assert not _quiet_structure(value)
+    assert TOO_DEEP in json.dumps(redact_structure(value, scan_secrets))

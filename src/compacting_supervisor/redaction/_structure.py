@@ -93,6 +93,7 @@ def _secret_value(value: Any, kind: str, scan: Scan, depth: int) -> Any:
 
 
 _SCALARS = frozenset({int, float, bool, type(None)})  # left as they are, unless under a key
+_CONTAINERS = frozenset({dict, list, tuple})
 
 
 def _quiet(text: str, lowered: str) -> bool:
@@ -136,6 +137,8 @@ def redact_structure(value: Any, scan: Scan, depth: int = 0) -> Any:
         return redact_string(value, scan, depth)
     if depth > _MAX_DEPTH and isinstance(value, Mapping | list | tuple):
         return TOO_DEEP  # not walked any further, so not shown either: fail closed
+    if depth == 0 and scan is scan_secrets and cls in _CONTAINERS and _quiet_structure(value):
+        return value  # the walk below would change nothing: told in one look
     if cls is dict or (cls is not list and isinstance(value, Mapping)):
         changed = False
         out: dict[Any, Any] = {}
@@ -226,6 +229,50 @@ class _Narrowed:
         return leaf if self.skip(leaf) else scan_secrets(leaf)
 
 
+def _gathered(value: Any, *, deepest: int | None = None) -> list[str] | None:
+    """The strings of ``value`` (dicts, lists, tuples, scalars), its keys left out.
+
+    None when a key is secret-bearing or a list of two opens with such a name (a
+    ``(name, value)`` pair), when something is nested deeper than ``deepest``, or when
+    anything else is in it (a mapping that is not a dict, any other object): those are
+    the walk's to redact.
+    """
+    strings: list[str] = []
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    asked: set[str] = set()  # records repeat their keys
+    while stack:
+        node, depth = stack.pop()
+        if deepest is not None and depth > deepest:
+            return None
+        cls = type(node)
+        if cls is dict:
+            for key, item in node.items():
+                if type(key) is str:
+                    if key not in asked:
+                        if key_kind(key):
+                            return None
+                        asked.add(key)
+                elif type(key) not in _SCALARS:
+                    return None
+                kind = type(item)
+                if kind is str:
+                    strings.append(item)
+                elif kind not in _SCALARS:
+                    stack.append((item, depth + 1))
+        elif cls is list or cls is tuple:
+            if len(node) == 2 and type(node[0]) is str and key_kind(node[0]):
+                return None
+            for item in node:
+                kind = type(item)
+                if kind is str:
+                    strings.append(item)
+                elif kind not in _SCALARS:
+                    stack.append((item, depth + 1))
+        else:
+            return None
+    return strings
+
+
 def _nothing_to_redact(value: Any) -> bool:
     """Whether the built-in walk of ``value`` (parsed from JSON without escapes) changes nothing.
 
@@ -239,33 +286,29 @@ def _nothing_to_redact(value: Any) -> bool:
     line follows), so an unchanged whole means every string is unchanged. Without
     escapes, no string needs decoding or holds JSON with keys.
     """
-    strings: list[str] = []
-    stack = [value]
-    asked: set[str] = set()  # records repeat their keys
-    while stack:
-        node = stack.pop()
-        if type(node) is dict:
-            for key, item in node.items():
-                if key not in asked:
-                    if key_kind(key):
-                        return False
-                    asked.add(key)
-                kind = type(item)
-                if kind is str:
-                    strings.append(item)
-                elif kind is dict or kind is list:
-                    stack.append(item)
-        else:  # a list
-            if len(node) == 2 and type(node[0]) is str and key_kind(node[0]):
-                return False
-            for item in node:
-                kind = type(item)
-                if kind is str:
-                    strings.append(item)
-                elif kind is dict or kind is list:
-                    stack.append(item)
+    strings = _gathered(value)
+    if strings is None:
+        return False
     joined = "\n".join(strings)
     return "-----BEGIN" not in joined and scan_secrets(joined) == joined
+
+
+def _quiet_structure(value: dict[Any, Any] | list[Any] | tuple[Any, ...]) -> bool:
+    """Whether the built-in walk of ``value`` (dicts, lists, tuples, scalars) changes nothing.
+
+    Tool-call arguments and content blocks are mostly such small structures: one look at
+    their strings, gathered in one text a line each, instead of one look a string. They
+    hold no needle (nor, as JSON might, a key word split by a space), no escape and no
+    ``%``, so no string is changed, decoded or read as JSON (`_unchanged` of each), and
+    `_gathered` found no secret-bearing key, nothing nested deeper than the walk goes and
+    nothing else. Joining only adds needles (a key word split across two lines), never
+    hides one.
+    """
+    strings = _gathered(value, deepest=_MAX_DEPTH)
+    if strings is None:
+        return False
+    joined = "\n".join(strings)
+    return "\\" not in joined and "%" not in joined and not holds_needle(_folded(joined), json=True)
 
 
 def _narrowed(text: str, scan: Scan) -> Scan:
