@@ -417,3 +417,83 @@ def test_a_write_between_the_run_and_the_anchor_read_does_not_skew_later_counts(
 
     counter = TokenCounter()
     assert [tokens for _, tokens in recorder.seen] == [counter.count(m) for m, _ in recorder.seen]
+
+
+def test_a_long_lived_process_forgets_the_locks_of_threads_no_one_holds(tmp_path: Path) -> None:
+    """A server that serves many threads keeps no lock for a thread once nobody holds or
+    waits for it, whatever the way out: a normal exit, a re-entered lock, a timeout, an
+    error; and the lock still excludes while it is held or waited for."""
+    locks = ThreadLocks(_FileBackend(str(tmp_path / "db.sqlite")))
+    for n in range(200):
+        with locks.hold(f"thread-{n}"), locks.hold(f"thread-{n}"):  # re-entered
+            pass
+    with pytest.raises(RuntimeError), locks.hold("failing"):
+        raise RuntimeError("the run failed")
+    assert locks._slots == {}
+
+    holding, release = threading.Event(), threading.Event()
+    inside: list[str] = []
+
+    def holder() -> None:
+        with locks.hold("busy"):
+            inside.append("holder in")
+            holding.set()
+            release.wait(5)
+            inside.append("holder out")
+
+    first = threading.Thread(target=holder)
+    first.start()
+    holding.wait(5)
+    with pytest.raises(ThreadLockTimeoutError), locks.hold("busy", timeout=0.05):
+        pass  # timed out while the holder is in: its slot must stay
+    waiter_done = threading.Event()
+
+    def wait_then_enter() -> None:
+        with locks.hold("busy", timeout=5):
+            inside.append("waiter in")
+        waiter_done.set()
+
+    waiter = threading.Thread(target=wait_then_enter)
+    waiter.start()
+    time.sleep(0.05)
+    assert inside == ["holder in"]  # still excluded
+    release.set()
+    first.join()
+    waiter.join()
+    assert waiter_done.is_set()
+    assert inside == ["holder in", "holder out", "waiter in"]
+    assert locks._slots == {}
+
+
+async def test_async_holders_leave_no_lock_behind_nor_do_cancelled_or_timed_out_waiters() -> None:
+    import asyncio
+
+    locks = ThreadLocks()
+    for n in range(200):
+        async with locks.ahold(f"thread-{n}"):
+            pass
+    order: list[str] = []
+
+    async def holder() -> None:
+        async with locks.ahold("t"):
+            order.append("holder in")
+            await asyncio.sleep(0.15)
+            order.append("holder out")
+
+    async def waiter() -> None:
+        async with locks.ahold("t"):
+            order.append("waiter in")
+
+    task = asyncio.create_task(holder())
+    await asyncio.sleep(0.01)
+    cancelled = asyncio.create_task(waiter())
+    await asyncio.sleep(0.02)
+    cancelled.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await cancelled
+    with pytest.raises(ThreadLockTimeoutError):
+        async with locks.ahold("t", timeout=0.02):
+            pass
+    await asyncio.gather(task, waiter())
+    assert order == ["holder in", "holder out", "waiter in"]
+    assert locks._slots == {}

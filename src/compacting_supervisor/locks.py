@@ -168,6 +168,7 @@ class _Slot:
         self.depth = 0
         self.cross_process = False  # whether the backend lock is held for this slot
         self.changed = threading.Condition()
+        self.users = 0  # holders and waiters; counted under `ThreadLocks._guard`
 
     def try_enter(self, owner: tuple[str, int]) -> bool:
         with self.changed:
@@ -211,12 +212,27 @@ class ThreadLocks:
 
     def __init__(self, backend: _Backend | None = None) -> None:
         self.backend: _Backend = backend or _NoBackend()
-        self._slots: dict[Any, _Slot] = {}
+        self._slots: dict[Any, _Slot] = {}  # only threads held or waited for
         self._guard = threading.Lock()
 
-    def _slot(self, slot: Any) -> _Slot:
+    def _slot(self, key: Any) -> _Slot:
+        """The thread's slot, counted as used until `_done_with` gives it back."""
         with self._guard:
-            return self._slots.setdefault(slot, _Slot())
+            slot = self._slots.get(key)
+            if slot is None:
+                slot = self._slots[key] = _Slot()
+            slot.users += 1
+            return slot
+
+    def _done_with(self, key: Any, slot: _Slot) -> None:
+        """Give a slot back: its last user forgets it.
+
+        A long-lived process keeps no slot for every thread it ever locked.
+        """
+        with self._guard:
+            slot.users -= 1
+            if not slot.users and self._slots.get(key) is slot:
+                del self._slots[key]
 
     @contextlib.contextmanager
     def hold(self, thread_id: str, *, timeout: float | None = None) -> Iterator[None]:
@@ -236,6 +252,7 @@ class ThreadLocks:
         deadline = None if timeout is None else time.monotonic() + timeout
         slot = self._slot(key)
         if not slot.enter(_owner(), timeout):
+            self._done_with(key, slot)
             raise ThreadLockTimeoutError(thread_id, timeout or 0.0)
         try:
             if not slot.cross_process:
@@ -248,7 +265,10 @@ class ThreadLocks:
                 slot.cross_process = True
             yield
         finally:
-            self._leave(slot, key)
+            try:
+                self._leave(slot, key)
+            finally:
+                self._done_with(key, slot)
 
     def _leave(self, slot: _Slot, key: Any) -> None:
         with slot.changed:
@@ -267,11 +287,15 @@ class ThreadLocks:
         slot = self._slot(key)
         owner = _owner()
         delay = _POLL_START
-        while not slot.try_enter(owner):
-            if deadline is not None and time.monotonic() >= deadline:
-                raise ThreadLockTimeoutError(thread_id, timeout or 0.0)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, _POLL_MAX)
+        try:
+            while not slot.try_enter(owner):
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise ThreadLockTimeoutError(thread_id, timeout or 0.0)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, _POLL_MAX)
+        except BaseException:  # a timeout, or cancelled while waiting
+            self._done_with(key, slot)
+            raise
         try:
             if not slot.cross_process:
                 delay = _POLL_START
@@ -283,10 +307,13 @@ class ThreadLocks:
                 slot.cross_process = True
             yield
         finally:
-            if isinstance(self.backend, _PostgresBackend) and slot.depth == 1:
-                await asyncio.to_thread(self._leave, slot, key)
-            else:
-                self._leave(slot, key)
+            try:
+                if isinstance(self.backend, _PostgresBackend) and slot.depth == 1:
+                    await asyncio.to_thread(self._leave, slot, key)
+                else:
+                    self._leave(slot, key)
+            finally:
+                self._done_with(key, slot)
 
     async def _atry_backend(self, key: Any) -> bool:
         if not isinstance(self.backend, _PostgresBackend):
