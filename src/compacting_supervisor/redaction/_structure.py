@@ -238,38 +238,41 @@ def _gathered(value: Any, *, deepest: int | None = None) -> list[str] | None:
     the walk's to redact.
     """
     strings: list[str] = []
-    stack: list[tuple[Any, int]] = [(value, 0)]
-    asked: set[str] = set()  # records repeat their keys
-    while stack:
-        node, depth = stack.pop()
+    asked: set[Any] = set()  # records repeat their keys
+    level: list[Any] = [value]
+    depth = 0
+    while level:
         if deepest is not None and depth > deepest:
             return None
-        cls = type(node)
-        if cls is dict:
-            for key, item in node.items():
-                if type(key) is str:
-                    if key not in asked:
-                        if key_kind(key):
+        below: list[Any] = []
+        for node in level:
+            cls = type(node)
+            if cls is dict:
+                if not asked.issuperset(node):
+                    for key in node:
+                        if key in asked:
+                            continue
+                        if type(key) is str:
+                            if key_kind(key):
+                                return None
+                        elif type(key) not in _SCALARS:
                             return None
                         asked.add(key)
-                elif type(key) not in _SCALARS:
+                items: Any = node.values()
+            elif cls is list or cls is tuple:
+                if len(node) == 2 and type(node[0]) is str and key_kind(node[0]):
                     return None
-                kind = type(item)
-                if kind is str:
-                    strings.append(item)
-                elif kind not in _SCALARS:
-                    stack.append((item, depth + 1))
-        elif cls is list or cls is tuple:
-            if len(node) == 2 and type(node[0]) is str and key_kind(node[0]):
+                items = node
+            else:
                 return None
-            for item in node:
+            for item in items:
                 kind = type(item)
                 if kind is str:
                     strings.append(item)
                 elif kind not in _SCALARS:
-                    stack.append((item, depth + 1))
-        else:
-            return None
+                    below.append(item)
+        level = below
+        depth += 1
     return strings
 
 
