@@ -20,13 +20,14 @@ Encodings load with no network whenever possible:
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import logging
 import re
 import threading
 from bisect import bisect_left
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from operator import attrgetter, itemgetter
 from typing import Any, Protocol
 
@@ -81,6 +82,19 @@ class _Encoding(Protocol):
     name: str
 
     def encode(self, text: str, *, disallowed_special: Any = ...) -> list[int]: ...
+
+
+def _ordinary(encoding: _Encoding) -> Callable[[str], list[int]]:
+    """``encoding``'s encoder of text with special tokens read as text.
+
+    tiktoken's ``encode_ordinary`` is ``encode(text, disallowed_special=())`` (its own
+    words), minus a search for special tokens per call; an encoding without it (a test's
+    wrapper) is called the long way.
+    """
+    ordinary = getattr(encoding, "encode_ordinary", None)
+    if ordinary is not None:
+        return ordinary  # type: ignore[no-any-return]
+    return functools.partial(encoding.encode, disallowed_special=())
 
 
 class _CharEstimate:
@@ -237,9 +251,9 @@ class TokenCounter:
     def _encode_len(self, text: str) -> int:
         if not text:
             return 0
-        encoding = self._ensure_encoding()
+        encode = _ordinary(self._ensure_encoding())
         if len(text) < _LONG_RUN_CHARS or not _may_hold_long_run(text):
-            return len(encoding.encode(text, disallowed_special=()))
+            return len(encode(text))
         runs = list(_LONG_RUN.finditer(text))
         # BPE takes time quadratic in the length of one pre-token: a run of thousands of
         # letters, symbols or spaces is counted in pieces (exact elsewhere; within a token
@@ -247,14 +261,14 @@ class TokenCounter:
         total = 0
         start = 0
         for run in runs:
-            total += len(encoding.encode(text[start : run.start()], disallowed_special=()))
+            total += len(encode(text[start : run.start()]))
             end = run.end()  # a run's last piece stops where the run does
             total += sum(
-                len(encoding.encode(text[i : min(i + _LONG_RUN_CHARS, end)], disallowed_special=()))
+                len(encode(text[i : min(i + _LONG_RUN_CHARS, end)]))
                 for i in range(run.start(), end, _LONG_RUN_CHARS)
             )
             start = run.end()
-        return total + len(encoding.encode(text[start:], disallowed_special=()))
+        return total + len(encode(text[start:]))
 
     def count_text(self, text: str) -> int:
         """Return the tokens of a plain string (no message overhead)."""
