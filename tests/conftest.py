@@ -64,7 +64,9 @@ POSTGRES_URL = (
 """The server, in a schema of this test run's own: parallel runs never share tables."""
 
 _POSTGRES_PARAMS = frozenset({"postgres", "apostgres"})
-_POSTGRES_NAMES = frozenset({"POSTGRES_URL", "postgres_saver", "postgres_schema"})
+_POSTGRES_NAMES = frozenset(
+    {"POSTGRES_URL", "postgres_saver", "apostgres_saver", "postgres_schema"}
+)
 
 
 def _shown(url: str) -> str:
@@ -187,6 +189,22 @@ def postgres_saver() -> Any:
     return make()
 
 
+def apostgres_saver() -> Any:
+    """An async context manager yielding a fresh AsyncPostgresSaver on empty tables."""
+    from contextlib import asynccontextmanager
+
+    from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+
+    @asynccontextmanager
+    async def make() -> AsyncIterator[Any]:
+        async with AsyncPostgresSaver.from_conn_string(POSTGRES_URL) as s:
+            await s.setup()
+            await s.conn.execute(f"TRUNCATE {_TABLES}")
+            yield s
+
+    return make()
+
+
 @pytest.fixture(params=["memory", "sqlite", "postgres"])
 def saver(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
     """A sync checkpointer: InMemorySaver, SqliteSaver on a real file, or PostgresSaver."""
@@ -211,11 +229,7 @@ async def asaver(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
         yield InMemorySaver()
         return
     if request.param == "apostgres":
-        from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
-
-        async with AsyncPostgresSaver.from_conn_string(POSTGRES_URL) as s:
-            await s.setup()
-            await s.conn.execute(f"TRUNCATE {_TABLES}")
+        async with apostgres_saver() as s:
             yield s
         return
     async with AsyncSqliteSaver.from_conn_string(str(tmp_path / "checkpoints.sqlite")) as s:

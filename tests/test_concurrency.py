@@ -396,7 +396,7 @@ def test_a_write_between_the_run_and_the_anchor_read_does_not_skew_later_counts(
     graph.invoke({"messages": [HumanMessage("big 1")]}, config)
     graph.invoke({"messages": [HumanMessage("big 2")]}, config)
 
-    from compacting_supervisor._auto_compaction import RunCheckpoints
+    from compacting_supervisor._persist.runs import RunCheckpoints
 
     original = RunCheckpoints.run
     landed: list[bool] = []

@@ -60,6 +60,7 @@ from compacting_supervisor.errors import CompactionError
 from compacting_supervisor.summarizers import ExtractiveSummarizer
 from compacting_supervisor.testing import ScriptedChatModel
 
+from .conftest import apostgres_saver, postgres_saver
 from .helpers import RecordingTrigger, anthropic_violations, chat_graph, openai_violations
 
 MAX_MESSAGES = 40
@@ -1007,7 +1008,7 @@ async def _akept_exact(saver: Any, operations: list[str]) -> None:
             store.check_kept(_stored(await graph.aget_state(kept[0])), kept[1], kept[2])
 
 
-@pytest.mark.parametrize("saver_kind", ["memory", "sqlite"])
+@pytest.mark.parametrize("saver_kind", ["memory", "sqlite", "postgres"])
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(operations=_STORE_OPERATIONS)
 def test_the_kept_count_is_the_stored_threads_count_after_every_step(
@@ -1025,13 +1026,17 @@ def test_the_kept_count_is_the_stored_threads_count_after_every_step(
         if saver_kind == "memory":
             _kept_exact(InMemorySaver(), operations)
             return
+        if saver_kind == "postgres":
+            with postgres_saver() as saver:
+                _kept_exact(saver, operations)
+            return
         with contextlib.closing(
             sqlite3.connect(Path(tmp) / "kept.sqlite", check_same_thread=False)
         ) as conn:
             _kept_exact(SqliteSaver(conn), operations)
 
 
-@pytest.mark.parametrize("saver_kind", ["memory", "sqlite"])
+@pytest.mark.parametrize("saver_kind", ["memory", "aiosqlite", "apostgres"])
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(operations=_STORE_OPERATIONS)
 def test_async_the_kept_count_is_the_stored_threads_count_after_every_step(
@@ -1043,6 +1048,10 @@ def test_async_the_kept_count_is_the_stored_threads_count_after_every_step(
     async def main(tmp: str) -> None:
         if saver_kind == "memory":
             await _akept_exact(InMemorySaver(), operations)
+            return
+        if saver_kind == "apostgres":
+            async with apostgres_saver() as saver:
+                await _akept_exact(saver, operations)
             return
         async with AsyncSqliteSaver.from_conn_string(str(Path(tmp) / "akept.sqlite")) as saver:
             await _akept_exact(saver, operations)

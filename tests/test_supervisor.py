@@ -31,7 +31,6 @@ from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, Huma
 from langchain_core.runnables import RunnableLambda
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.checkpoint.sqlite import SqliteSaver
-from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 from langgraph.graph import START, MessagesState, StateGraph
 
 from compacting_supervisor import (
@@ -1082,12 +1081,11 @@ class _WholeCounts:
         counter.count = count  # type: ignore[method-assign]
 
 
-@pytest.mark.parametrize("kind", ["memory", "sqlite"])
-def test_a_thread_is_counted_whole_once_then_by_its_new_messages(kind: str, tmp_path: Any) -> None:
+def test_a_thread_is_counted_whole_once_then_by_its_new_messages(saver: Any) -> None:
     """After the first run each run counts only what it appended (no message compared or
-    counted again), and every figure is the exact count of the stored thread."""
-    conn = sqlite3.connect(tmp_path / "c.sqlite", check_same_thread=False)
-    graph = chat_graph(InMemorySaver() if kind == "memory" else SqliteSaver(conn))
+    counted again), on InMemorySaver, SQLite and Postgres, and every figure is the exact
+    count of the stored thread."""
+    graph = chat_graph(saver)
     seen = _Seen()
     supervisor = CompactingSupervisor(graph, trigger=seen)
     whole = _WholeCounts(supervisor)
@@ -1097,7 +1095,6 @@ def test_a_thread_is_counted_whole_once_then_by_its_new_messages(kind: str, tmp_
         stored.append(TokenCounter().count(graph.get_state(cfg()).values["messages"]))
     assert whole.sizes == [2]
     assert seen.tokens == stored
-    conn.close()
 
 
 async def test_a_thread_is_counted_whole_once_then_by_its_new_messages_async(
@@ -1112,10 +1109,7 @@ async def test_a_thread_is_counted_whole_once_then_by_its_new_messages_async(
         await supervisor.ainvoke(user(turn), cfg())
         snapshot = await graph.aget_state(cfg())
         stored.append(TokenCounter().count(snapshot.values["messages"]))
-    if not isinstance(asaver, InMemorySaver | AsyncSqliteSaver):  # Postgres: counted whole
-        assert whole.sizes == [2 * turn for turn in range(1, 7)]
-    else:
-        assert whole.sizes == [2]
+    assert whole.sizes == [2]
     assert seen.tokens == stored
 
 
@@ -1126,7 +1120,7 @@ def test_another_workers_run_landing_before_the_read_is_not_taken_for_the_runs(
     """A bare run by another worker landing between the wrapper's run and its read of what
     the run stored: the wrapper keeps no count tied to that longer head, and every later
     count is still the stored thread's exact count."""
-    from compacting_supervisor._auto_compaction import RunCheckpoints
+    from compacting_supervisor._persist.runs import RunCheckpoints
 
     conn = sqlite3.connect(tmp_path / "race.sqlite", check_same_thread=False)
     graph = chat_graph(InMemorySaver() if kind == "memory" else SqliteSaver(conn))

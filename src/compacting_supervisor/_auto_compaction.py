@@ -17,16 +17,20 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from langchain_core.messages import BaseMessage, RemoveMessage, convert_to_messages
+from langchain_core.messages import BaseMessage
 from langchain_core.runnables import RunnableConfig
-from langgraph.checkpoint.memory import InMemorySaver
 
 from compacting_supervisor._checkpoint import head_config
 from compacting_supervisor._decisions import Compact, CompactionDecisions
 from compacting_supervisor._events import output_messages
 from compacting_supervisor._flow import Flow, adrive, drive
 from compacting_supervisor._messages import check_messages
-from compacting_supervisor._persist.rewrite import sql_kind
+from compacting_supervisor._persist.runs import (
+    RunCheckpoints,
+    RunFound,
+    ahead_before,
+    head_before,
+)
 from compacting_supervisor._recent import RecentThreads
 from compacting_supervisor._usage import context_tokens
 from compacting_supervisor.errors import CompactionError
@@ -302,212 +306,6 @@ class AutoCompaction(CompactionDecisions):
     def _read_messages(self, snapshot: Any) -> list[BaseMessage]:
         values = snapshot.values if isinstance(snapshot.values, dict) else {}
         return list(values.get(self.history_manager.messages_key) or [])
-
-
-RunFound = tuple[str, int | None] | None
-"""The head after a run, and how many messages its writes appended at most (None: unknown)."""
-
-_HEAD_SQL = (
-    "SELECT checkpoint_id FROM checkpoints WHERE thread_id = ? AND checkpoint_ns = '' "
-    "ORDER BY checkpoint_id DESC LIMIT 1"
-)
-_RUN_SQL = (  # the checkpoints' key columns only (never their blob), and the writes
-    "SELECT checkpoint_id, parent_checkpoint_id, NULL, NULL, NULL FROM checkpoints "
-    "WHERE thread_id = ?1 AND checkpoint_ns = '' AND checkpoint_id > ?2 "
-    "UNION ALL SELECT checkpoint_id, NULL, channel, type, "
-    "CASE WHEN channel = ?3 THEN value END FROM writes "
-    "WHERE thread_id = ?1 AND checkpoint_ns = '' AND checkpoint_id >= ?2"
-)
-
-
-def head_before(saver: Any, thread_id: str) -> tuple[str | None] | None:
-    """The id of the thread's head (None: no checkpoint) in a 1-tuple; None if not read.
-
-    On InMemorySaver, the checkpoint stored last (ids grow): `RunCheckpoints` checks that
-    the run's first checkpoint is its child, so that it is the head the run started from.
-    """
-    if isinstance(saver, InMemorySaver):
-        stored = saver.storage.get(thread_id, {}).get("", {})
-        return (next(reversed(stored), None),)
-    if hasattr(saver.conn, "__aenter__"):
-        return None  # an async connection: `ahead_before`
-    saver.setup()  # creates its tables on first use (once)
-    with saver.lock:
-        row = saver.conn.execute(_HEAD_SQL, (thread_id,)).fetchone()
-    return (row[0] if row else None,)
-
-
-async def ahead_before(saver: Any, thread_id: str) -> tuple[str | None] | None:
-    """Async form of `head_before`."""
-    if isinstance(saver, InMemorySaver) or not hasattr(saver.conn, "__aenter__"):
-        return head_before(saver, thread_id)
-    await saver.setup()  # creates its tables on first use (once)
-    async with saver.lock, saver.conn.execute(_HEAD_SQL, (thread_id,)) as cur:
-        row = await cur.fetchone()
-    return (row[0] if row else None,)
-
-
-@dataclass(frozen=True)
-class RunCheckpoints:
-    """After a run, the checkpoints and writes it added after the head it started from.
-
-    `run` answers ``(new head id, most messages appended)`` when the checkpoints after
-    ``since`` (the head before the run, `head_before`) are one run's: a single chain of
-    parents from the new head back to it (no other checkpoint after it: no fork, no time
-    travel), a write stored under each checkpoint between them (an ``update_state``, a
-    compaction, a rewrite or another run's end store none) and none under the new head
-    (nothing pending: no interrupt). Those writes, and those stored under ``since``, are
-    then every write applied to the channel between the two heads; `appended_at_most`
-    tells how many messages they can append. Anything else answers None and the caller
-    counts the thread whole. Reads only the checkpoints' ids and the writes, never a
-    checkpoint: InMemorySaver's storage in place, SQLite with one indexed query.
-    """
-
-    thread_id: str
-    saver: Any
-    channel: str
-    since: str | None
-    """The head before the run (None: the thread had no checkpoint)."""
-
-    @staticmethod
-    def supports(saver: Any) -> bool:
-        """Whether ``saver`` can tell: InMemorySaver, SqliteSaver, AsyncSqliteSaver."""
-        return isinstance(saver, InMemorySaver) or sql_kind(saver) == "sqlite"
-
-    def run(self) -> RunFound:
-        """Read what the run added (sync)."""
-        saver = self.saver
-        if isinstance(saver, InMemorySaver):
-            return self._memory(saver)
-        if hasattr(saver.conn, "__aenter__"):
-            return None
-        with saver.lock:
-            rows = saver.conn.execute(_RUN_SQL, self._arguments()).fetchall()
-        return self._found(rows)
-
-    async def arun(self) -> RunFound:
-        """Read what the run added (async)."""
-        saver = self.saver
-        if isinstance(saver, InMemorySaver) or not hasattr(saver.conn, "__aenter__"):
-            return self.run()
-        async with saver.lock, saver.conn.execute(_RUN_SQL, self._arguments()) as cur:
-            rows = await cur.fetchall()
-        return self._found(rows)
-
-    def _arguments(self) -> tuple[str, str, str]:
-        return self.thread_id, self.since or "", self.channel
-
-    def _memory(self, saver: InMemorySaver) -> RunFound:
-        stored = saver.storage.get(self.thread_id, {}).get("", {})
-        rows: list[tuple[Any, ...]] = []
-        for checkpoint_id in reversed(stored):  # insertion order: the newest last
-            if checkpoint_id == self.since:
-                break
-            rows.append((checkpoint_id, stored[checkpoint_id][2], None, None, None))
-        else:
-            if self.since is not None:
-                return None
-        writes = saver.writes
-        for checkpoint_id in [row[0] for row in rows] + [self.since]:
-            for _, channel, (kind, value), _ in writes.get(
-                (self.thread_id, "", checkpoint_id), {}
-            ).values():
-                rows.append((checkpoint_id, None, channel, kind, value))
-        return self._found(rows)
-
-    def _found(self, rows: Sequence[Sequence[Any]]) -> RunFound:
-        """The head and what was appended, if the rows show one run's chain (see above)."""
-        parents: dict[str, str | None] = {}
-        written: dict[str, list[tuple[str, Any]]] = {}
-        for checkpoint_id, parent, channel, kind, value in rows:
-            if channel is None:
-                parents[checkpoint_id] = parent
-            else:
-                written.setdefault(checkpoint_id, []).append(
-                    (kind, value) if channel == self.channel else _OTHER
-                )
-        if not parents:
-            return None
-        head = max(parents)
-        chain = [head]
-        while (parent := parents[chain[-1]]) != self.since:
-            if parent not in parents:
-                return None
-            chain.append(parent)
-        # No stray checkpoint, at least one step stored (not durability="exit"), a write
-        # under each checkpoint between (the run's steps), nothing pending on the head.
-        if len(chain) != len(parents) or len(chain) < 2 or head in written:
-            return None
-        if not all(checkpoint_id in written for checkpoint_id in chain[1:]):
-            return None
-        typed = [
-            write
-            for checkpoint_id in [*chain[1:], self.since]
-            for write in written.get(checkpoint_id, ())  # type: ignore[arg-type]
-            if write is not _OTHER
-        ]
-        return head, appended_at_most(typed, self.saver.serde)
-
-
-_OTHER = ("", b"")
-"""A write to another channel."""
-
-
-def appended_at_most(typed: list[tuple[str, Any]], serde: Any) -> int | None:
-    """The most messages the serialised writes ``typed`` to a messages channel can append.
-
-    A list of n items appends at most n (``add_messages`` appends, replaces by id or
-    removes each), told from the list's msgpack header without deserialising a message.
-    Any other value is deserialised: one message (or what converts to one) appends at most
-    one; anything else (an ``Overwrite`` ...) answers None, and the count is made whole.
-    """
-    added = 0
-    for kind, value in typed:
-        length = _msgpack_list_length(value) if kind == "msgpack" else None
-        if length is None:
-            one = appended([serde.loads_typed((kind, value))])
-            if one is None:
-                return None
-            length = one
-        added += length
-    return added
-
-
-def _msgpack_list_length(data: Any) -> int | None:
-    """The length of the msgpack array ``data`` holds, from its header; None if not one."""
-    if not isinstance(data, bytes | bytearray | memoryview) or not data:
-        return None
-    first = data[0]
-    if 0x90 <= first <= 0x9F:  # fixarray
-        return first & 0x0F
-    if first == 0xDC and len(data) >= 3:  # array 16
-        return int.from_bytes(data[1:3], "big")
-    if first == 0xDD and len(data) >= 5:  # array 32
-        return int.from_bytes(data[1:5], "big")
-    return None
-
-
-def appended(written: list[Any]) -> int | None:
-    """The most messages the values ``written`` to a messages channel can append: one each.
-
-    None when a value holds anything but messages (or what converts to one), or removes
-    messages (`RemoveMessage`): then the count is made whole. A message replacing another
-    by id appends none, so a thread that grew by exactly this many only appended.
-    """
-    added = 0
-    for value in written:
-        for item in value if isinstance(value, list) else [value]:
-            message = item
-            if not isinstance(item, BaseMessage):
-                try:
-                    converted = convert_to_messages([item])
-                except Exception:  # not a message: a reducer's other input (an Overwrite ...)
-                    return None
-                message = converted[0] if len(converted) == 1 else None
-            if message is None or isinstance(message, RemoveMessage):
-                return None
-            added += 1
-    return added
 
 
 def traced_config(thread_id: str, config: Any) -> RunnableConfig:
