@@ -231,14 +231,17 @@ class Compactor:
         cap = max_tokens - (count(refs_note(refs)) + 2 if refs else 0)
         # Listed again below: the summariser is sent only the references that will not be.
         told = for_summariser(previous, refs) if refs else previous
-        evicted = yield from self._read_back(plan.evicted)
+        # The references the evicted messages hold, found in one walk: read back for the
+        # transcript, and they keep the conversation from being sent as it stands.
+        stored = [ref for m in plan.evicted if (ref := offloaded_ref(m)) is not None]
+        evicted = yield from self._read_back(plan.evicted, stored)
         summary: str = yield from self.summary.fold(
             told,
             evicted,
             cap,
             usage,
             callbacks,
-            conversation=_as_read(seen, plan.evicted, plan.kept, agent),
+            conversation=None if stored else _as_read(seen, plan.kept, agent),
         )
         if unnamed := {ref: tool for ref, tool in refs.items() if ref not in summary}:
             summary = f"{summary}\n\n{refs_note(unnamed)}"
@@ -267,9 +270,11 @@ class Compactor:
             offloaded_results=offloaded_results,
         )
 
-    def _read_back(self, evicted: list[BaseMessage]) -> Flow[list[BaseMessage]]:
-        """``evicted`` with each stored result whole: the summariser reads what the agent read."""
-        stored = [ref for m in evicted if (ref := offloaded_ref(m)) is not None]
+    def _read_back(self, evicted: list[BaseMessage], stored: list[str]) -> Flow[list[BaseMessage]]:
+        """``evicted`` with each stored result whole: the summariser reads what the agent read.
+
+        ``stored`` is the references the evicted messages hold, in order.
+        """
         if not self.offload_policies or not stored:
             return evicted
         texts: dict[str, str] = {}
@@ -299,7 +304,6 @@ class Compactor:
 
 def _as_read(
     messages: list[BaseMessage],
-    evicted: list[BaseMessage],
     kept: list[BaseMessage],
     agent: AgentPrefix | None,
 ) -> Conversation | None:
@@ -308,8 +312,8 @@ def _as_read(
     Not when the kept part is not the conversation's end (the latest request moved after
     the summary); nor when it ends with a tool call the summariser would have to answer,
     valid or not; nor with a system message after the conversation began (providers
-    refuse it there); nor when an evicted message holds a stored result by reference (the
-    transcript reads it back whole).
+    refuse it there). Nor when an evicted message holds a stored result by reference (the
+    transcript reads it back whole): the caller, which has found them, does not ask then.
     """
     tail = messages[len(messages) - len(kept) :] if kept else []
     if len(tail) != len(kept) or not all(
@@ -323,8 +327,6 @@ def _as_read(
         return None
     begun = next((i for i, m in enumerate(messages) if not isinstance(m, SystemMessage)), 0)
     if any(isinstance(m, SystemMessage) for m in messages[begun:]):
-        return None
-    if any(offloaded_ref(m) is not None for m in evicted):
         return None
     return Conversation(messages, len(kept), agent)
 
