@@ -133,7 +133,7 @@ class RunCheckpoints:
     then every write applied to the channel between the two heads; `appended_at_most`
     tells how many messages they can append. Anything else answers None and the caller
     counts the thread whole. Reads only the checkpoints' ids and the writes, never a
-    checkpoint: InMemorySaver's storage in place, SQLite with one indexed query.
+    checkpoint: InMemorySaver's storage in place, SQLite and Postgres with one indexed query.
     """
 
     thread_id: str
