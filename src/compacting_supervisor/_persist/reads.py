@@ -27,7 +27,7 @@ from compacting_supervisor._checkpoint import head_config
 from compacting_supervisor._cut import split_history
 from compacting_supervisor._flow import Flow
 from compacting_supervisor._messages import METADATA_KEY, summary_meta
-from compacting_supervisor._persist.rewrite import ReadHead, sql_kind
+from compacting_supervisor._persist.rewrite import ReadHead, asqlite_rows, sql_kind
 from compacting_supervisor._usage import cache_from_record, cache_usage, combined, since_compaction
 from compacting_supervisor.archive import Transcript, build_transcript
 from compacting_supervisor.results import ThreadStats
@@ -116,11 +116,8 @@ class ListParents:
         saver: Any = self.saver
         kind = sql_kind(saver)
         if kind == "sqlite" and hasattr(saver.conn, "__aenter__"):
-            async with (
-                saver.lock,
-                saver.conn.execute(_PARENTS.format(marker="?"), (self.thread_id,)) as cur,
-            ):
-                return _parents(await cur.fetchall())
+            query = _PARENTS.format(marker="?")
+            return _parents(await asqlite_rows(saver, query, (self.thread_id,)))
         if kind == "postgres" and hasattr(saver.conn, "__aenter__"):
             async with saver._cursor() as cur:
                 await cur.execute(_PARENTS.format(marker="%s"), (self.thread_id,))

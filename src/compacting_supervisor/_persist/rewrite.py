@@ -47,6 +47,7 @@ __all__ = [
     "ReadHead",
     "ReadState",
     "ThreadState",
+    "asqlite_rows",
     "compact_thread",
     "offload_answered",
     "replace_history",
@@ -254,6 +255,20 @@ def sql_kind(saver: BaseCheckpointSaver[Any]) -> str | None:
     return None
 
 
+async def asqlite_rows(saver: Any, query: str, parameters: Sequence[Any]) -> list[Any]:
+    """The rows of ``query`` on an AsyncSqliteSaver's connection, under the saver's lock.
+
+    One trip to aiosqlite's worker thread (``execute_fetchall``), where a cursor takes
+    three (execute, fetch, close): each trip is a hand-over between threads, ~40 us.
+    """
+    conn = saver.conn
+    async with saver.lock:
+        if hasattr(conn, "execute_fetchall"):
+            return list(await conn.execute_fetchall(query, parameters))
+        async with conn.execute(query, parameters) as cur:
+            return list(await cur.fetchall())
+
+
 HeadMarkValue = tuple[str | None, bool]
 """The head's id (None: no checkpoint) and whether it has pending writes."""
 
@@ -302,8 +317,8 @@ class HeadMark:
             if kind == "sqlite" and hasattr(saver.conn, "__aenter__"):
                 await saver.setup()  # creates its tables on first use (once)
                 query = _HEAD_MARK.format(marker="?", writes="writes")
-                async with saver.lock, saver.conn.execute(query, (self.thread_id,)) as cur:
-                    return _mark(await cur.fetchone())
+                rows = await asqlite_rows(saver, query, (self.thread_id,))
+                return _mark(rows[0] if rows else None)
             if kind == "postgres" and hasattr(saver.conn, "__aenter__"):
                 async with saver._cursor() as cur:
                     query = _HEAD_MARK.format(marker="%s", writes="checkpoint_writes")

@@ -19,7 +19,7 @@ from typing import Any
 from langchain_core.messages import BaseMessage, RemoveMessage, convert_to_messages
 from langgraph.checkpoint.memory import InMemorySaver
 
-from compacting_supervisor._persist.rewrite import sql_kind
+from compacting_supervisor._persist.rewrite import asqlite_rows, sql_kind
 
 logger = logging.getLogger(__name__)
 
@@ -108,8 +108,8 @@ async def ahead_before(saver: Any, thread_id: str) -> tuple[str | None] | None:
     try:
         if kind == "sqlite":
             await saver.setup()  # creates its tables on first use (once)
-            async with saver.lock, saver.conn.execute(_SQL[kind]["head"], (thread_id,)) as cur:
-                row = await cur.fetchone()
+            rows = await asqlite_rows(saver, _SQL[kind]["head"], (thread_id,))
+            row = rows[0] if rows else None
         else:
             async with saver._cursor() as cur:
                 await cur.execute(_SQL[kind]["head"], {"thread": thread_id})
@@ -176,8 +176,7 @@ class RunCheckpoints:
             return self.run()
         try:
             if kind == "sqlite":
-                async with saver.lock, saver.conn.execute(_SQL[kind]["run"], self._sqlite()) as cur:
-                    rows = await cur.fetchall()
+                rows = await asqlite_rows(saver, _SQL[kind]["run"], self._sqlite())
             else:
                 async with saver._cursor() as cur:
                     await cur.execute(_SQL[kind]["run"], self._postgres())
