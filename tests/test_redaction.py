@@ -557,7 +557,7 @@ def test_the_shape_checks_never_skip_what_a_pattern_would_change(parts: list[str
 _JSON_WORDS = st.sampled_from(
     ["password", "api_key", "token_count", "next_page_token", "sk-", "https://a.b/c", "bob",
      "x:y@z", "Bearer ", "secret", "[", " ", "k", "gh", "pass word", "Zq9xLm2Pw7Rt",
-     "-----BEGIN PRIVATE KEY-----", "<", ">"]
+     "-----BEGIN PRIVATE KEY-----", "<", ">", "to!ken", "se/cret", "toke|n"]
 )  # fmt: skip
 _JSON_STRINGS = st.lists(_JSON_WORDS, max_size=4).map("".join)
 _JSON_VALUES = st.recursive(
@@ -809,7 +809,8 @@ def test_a_high_entropy_redactor_checks_its_settings(setting: dict[str, Any]) ->
 _STRUCTURE_STRINGS = (
     _JSON_STRINGS
     | st.sampled_from(
-        ['{"password": "Zq9xLm2Pw7Rt"}', '{"to ken": "Zq9xLm2Pw7Rt"}', "a\\/b", "%41%42",
+        ['{"password": "Zq9xLm2Pw7Rt"}', '{"to ken": "Zq9xLm2Pw7Rt"}', '{"to!ken": "Zq9xLm2Pw7Rt"}',
+         '{"se/cret": "hunter2"}', '{"to\x7fken": "Zq9xLm2Pw7Rt"}', "a\\/b", "%41%42",
          "\\u0074oken=Zq9xLm2Pw7Rt", "%74oken=Zq9xLm2Pw7Rt", "data:image/png;base64,c2stYWJj",
          "pass\nword", "to ken", "x" * 90, "Authorization", "ghp_" + "a" * 36]
     )
@@ -858,3 +859,20 @@ def test_a_structure_nested_past_the_walks_depth_is_not_told_quiet() -> None:
         value = [value]
     assert not _quiet_structure(value)
     assert TOO_DEEP in json.dumps(redact_structure(value, scan_secrets))
+
+
+@pytest.mark.parametrize(
+    "key", ["to!ken", "se/cret", "X-Api-To:ken", "to\x7fken", "toke|n", "pass#word"]
+)
+def test_a_json_key_split_by_any_punctuation_is_still_a_secret_key(key: str) -> None:
+    """`key_kind` reads a JSON key's words apart at any run of characters but letters and
+    digits; the quick checks that skip parsing must too, in text, in a tool call's argument
+    holding JSON, and in a tool result."""
+    body = json.dumps({key: "Zq9xLm2Pw7Rt", "note": "plain"}, ensure_ascii=False)
+    assert "Zq9xLm2Pw7Rt" not in redact_text(body)
+    call = {"name": "http", "args": {"body": body}, "id": "c1"}
+    [redacted] = redact_secrets(AIMessage("", tool_calls=[call])).tool_calls
+    assert "Zq9xLm2Pw7Rt" not in json.dumps(redacted)
+    result = redact_secrets(ToolMessage(body, tool_call_id="c1"))
+    assert "Zq9xLm2Pw7Rt" not in str(result.content)
+    assert "plain" in str(result.content)

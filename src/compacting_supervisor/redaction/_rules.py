@@ -481,7 +481,8 @@ def holds_needle(lowered: str, *, json: bool = False) -> bool:
     """Whether case-folded text holds any needle a pattern (or a secret key) needs.
 
     The same pass as `_needles`; for ``json`` (text that may be JSON, without escapes), a
-    key word split by a run holding a space counts too.
+    key word split by any run of characters but letters and digits counts too, as
+    `key_kind` reads a JSON key (``to ken``, ``to!ken``, ``se/cret``).
     """
     lowered = _searched(lowered)
     for index, start, stop in _AUTOMATON.find_matches_as_indexes(lowered, overlapping=True):
@@ -489,6 +490,22 @@ def holds_needle(lowered: str, *, json: bool = False) -> bool:
         if word[0] is not None or (
             (json or not word[4]) and _split_words(lowered, start, stop, word)
         ):
+            return True
+    return json and _split_by_any_run(lowered)
+
+
+_NOT_WORD = re.compile(r"[^a-z0-9]+")
+
+
+def _split_by_any_run(lowered: str) -> bool:
+    """Whether a key word is split by a run of any characters but letters and digits.
+
+    Each such run read as ``_``, the automaton's halves next to a ``_`` find it.
+    """
+    joined = _NOT_WORD.sub("_", lowered)
+    for index, start, stop in _AUTOMATON.find_matches_as_indexes(joined, overlapping=True):
+        word = _WORDS[index]
+        if (word[2] or word[3]) and not word[4] and _split_words(joined, start, stop, word):
             return True
     return False
 

@@ -311,7 +311,10 @@ def _quiet_structure(value: dict[Any, Any] | list[Any] | tuple[Any, ...]) -> boo
     if strings is None:
         return False
     joined = "\n".join(strings)
-    return "\\" not in joined and "%" not in joined and not holds_needle(_folded(joined), json=True)
+    if "\\" in joined or "%" in joined:
+        return False
+    # Only a string opening with a bracket may be read as JSON (`_quiet`).
+    return not holds_needle(_folded(joined), json="{" in joined or "[" in joined)
 
 
 def _narrowed(text: str, scan: Scan) -> Scan:
