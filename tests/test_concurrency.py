@@ -326,6 +326,38 @@ async def test_cancelled_postgres_acquire_gives_the_lock_back() -> None:
         pass
 
 
+async def test_a_task_cancelled_while_releasing_a_postgres_lock_still_releases_it() -> None:
+    """The release is a query run in a worker thread: a task cancelled while that thread is
+    busy (a client gone mid-request) still gives the lock back, so other workers are not
+    locked out of the thread, and the slot is forgotten."""
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    from compacting_supervisor.locks import _PostgresBackend
+
+    locks = ThreadLocks(_PostgresBackend(POSTGRES_URL))
+    loop = asyncio.get_running_loop()
+    loop.set_default_executor(ThreadPoolExecutor(1))  # the release waits behind `busy`
+    busy: list[Any] = []
+
+    async def hold() -> None:
+        async with locks.ahold("released-thread"):
+            busy.append(loop.run_in_executor(None, time.sleep, 0.3))
+
+    task = asyncio.create_task(hold())
+    await asyncio.sleep(0.05)  # the release is queued behind the busy job
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await busy[0]
+    await asyncio.sleep(0.3)
+    assert _advisory_locks_held() == 0
+    assert locks._slots == {}
+    other = ThreadLocks(_PostgresBackend(POSTGRES_URL))
+    with other.hold("released-thread", timeout=1):
+        pass
+
+
 def test_postgres_lock_connection_reconnects() -> None:
     import psycopg
 

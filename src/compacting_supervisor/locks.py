@@ -265,10 +265,7 @@ class ThreadLocks:
                 slot.cross_process = True
             yield
         finally:
-            try:
-                self._leave(slot, key)
-            finally:
-                self._done_with(key, slot)
+            self._leave_for_good(slot, key)
 
     def _leave(self, slot: _Slot, key: Any) -> None:
         with slot.changed:
@@ -307,13 +304,23 @@ class ThreadLocks:
                 slot.cross_process = True
             yield
         finally:
-            try:
-                if isinstance(self.backend, _PostgresBackend) and slot.depth == 1:
-                    await asyncio.to_thread(self._leave, slot, key)
-                else:
-                    self._leave(slot, key)
-            finally:
-                self._done_with(key, slot)
+            if isinstance(self.backend, _PostgresBackend) and slot.depth == 1:
+                # The release is a query: run in a worker thread, and shielded, so that a
+                # task cancelled while it waits for that thread still gives the lock back.
+                leaving = asyncio.ensure_future(asyncio.to_thread(self._leave_for_good, slot, key))
+                await asyncio.shield(leaving)
+            else:
+                self._leave_for_good(slot, key)
+
+    def _leave_for_good(self, slot: _Slot, key: Any) -> None:
+        """Step out of the slot, then give it back.
+
+        The backend lock is released by the holder's last step out.
+        """
+        try:
+            self._leave(slot, key)
+        finally:
+            self._done_with(key, slot)
 
     async def _atry_backend(self, key: Any) -> bool:
         if not isinstance(self.backend, _PostgresBackend):
