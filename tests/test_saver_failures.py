@@ -203,3 +203,75 @@ def test_the_wrapper_reports_a_failed_read_as_a_compaction_error() -> None:
     saver.fail_read = True
     with pytest.raises(CheckpointerError):
         supervisor.compact(CONFIG)
+
+
+def _our_queries_fail(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every shortcut query of ours on Postgres fails, as on a saver subclass with other
+    tables, without the permission, or past a statement timeout."""
+    from compacting_supervisor._persist import reads, rewrite, runs
+
+    failing = "SELECT checkpoint_id FROM no_such_table_{marker}"
+    monkeypatch.setitem(runs._SQL, "postgres", {"head": failing, "run": failing})
+    monkeypatch.setattr(rewrite, "_HEAD_MARK", failing)
+    monkeypatch.setattr(reads, "_PARENTS", failing)
+
+
+def test_a_failed_shortcut_query_leaves_a_pipelined_postgres_saver_usable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A failed query aborts a Postgres pipeline; ours are shortcuts, so after one fails the
+    pipeline is resynchronised and the user's runs, the compactions and the reads go on
+    (counted whole, read whole)."""
+    import psycopg
+    from langgraph.checkpoint.postgres import PostgresSaver
+    from psycopg.rows import dict_row
+
+    from compacting_supervisor import TokenCounter
+
+    from .conftest import postgres_saver
+
+    with postgres_saver():  # the tables, empty
+        pass
+    _our_queries_fail(monkeypatch)
+    with (
+        psycopg.connect(POSTGRES_URL, autocommit=True, row_factory=dict_row) as conn,
+        conn.pipeline() as pipe,
+    ):
+        saver = PostgresSaver(conn, pipe=pipe)
+        graph = chat_graph(saver)
+        seen: list[int] = []
+        supervisor = CompactingSupervisor(graph, token_limit=120)
+        for turn in range(8):
+            supervisor.invoke({"messages": [HumanMessage(f"turn {turn} " + "word " * 20)]}, CONFIG)
+            stored = graph.get_state(CONFIG).values["messages"]
+            seen.append(TokenCounter().count(stored))
+        assert supervisor.history_manager.thread_stats(CONFIG).compactions >= 1
+        assert max(seen) < 400  # compacted as it grew
+
+
+async def test_async_a_failed_shortcut_query_leaves_a_pipelined_postgres_saver_usable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import psycopg
+    from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+    from psycopg.rows import dict_row
+
+    from .conftest import apostgres_saver
+
+    async with apostgres_saver():  # the tables, empty
+        pass
+    _our_queries_fail(monkeypatch)
+    async with (
+        await psycopg.AsyncConnection.connect(
+            POSTGRES_URL, autocommit=True, row_factory=dict_row
+        ) as conn,
+        conn.pipeline() as pipe,
+    ):
+        saver = AsyncPostgresSaver(conn, pipe=pipe)
+        graph = chat_graph(saver)
+        supervisor = CompactingSupervisor(graph, token_limit=120)
+        for turn in range(8):
+            message = HumanMessage(f"turn {turn} " + "word " * 20)
+            await supervisor.ainvoke({"messages": [message]}, CONFIG)
+        stats = await supervisor.history_manager.athread_stats(CONFIG)
+        assert stats.compactions >= 1

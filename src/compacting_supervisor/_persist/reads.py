@@ -27,7 +27,13 @@ from compacting_supervisor._checkpoint import head_config
 from compacting_supervisor._cut import split_history
 from compacting_supervisor._flow import Flow
 from compacting_supervisor._messages import METADATA_KEY, summary_meta
-from compacting_supervisor._persist.rewrite import ReadHead, asqlite_rows, sql_kind
+from compacting_supervisor._persist.rewrite import (
+    ReadHead,
+    asettle_pipeline,
+    asqlite_rows,
+    settle_pipeline,
+    sql_kind,
+)
 from compacting_supervisor._usage import cache_from_record, cache_usage, combined, since_compaction
 from compacting_supervisor.archive import Transcript, build_transcript
 from compacting_supervisor.results import ThreadStats
@@ -84,6 +90,7 @@ class ListParents:
             return self._memory() if isinstance(self.saver, InMemorySaver) else self._sql()
         except Exception:  # not the table we know: list the checkpoints instead
             logger.debug("Thread %s: parents not read with SQL.", self.thread_id, exc_info=True)
+            settle_pipeline(self.saver)
             return None
 
     async def arun(self) -> dict[str, str | None] | None:
@@ -92,6 +99,7 @@ class ListParents:
             return self._memory() if isinstance(self.saver, InMemorySaver) else await self._asql()
         except Exception:  # not the table we know: list the checkpoints instead
             logger.debug("Thread %s: parents not read with SQL.", self.thread_id, exc_info=True)
+            await asettle_pipeline(self.saver)
             return None
 
     def _memory(self) -> dict[str, str | None]:

@@ -9,6 +9,7 @@ the ops below, performed by a sync or an async driver.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Sequence
@@ -47,10 +48,12 @@ __all__ = [
     "ReadHead",
     "ReadState",
     "ThreadState",
+    "asettle_pipeline",
     "asqlite_rows",
     "compact_thread",
     "offload_answered",
     "replace_history",
+    "settle_pipeline",
     "sql_kind",
     "waiting_nodes",
 ]
@@ -269,6 +272,26 @@ async def asqlite_rows(saver: Any, query: str, parameters: Sequence[Any]) -> lis
             return list(await cur.fetchall())
 
 
+def settle_pipeline(saver: Any) -> None:
+    """After a failed query of ours, resynchronise a PostgresSaver's pipeline, if it has one.
+
+    A failed query aborts a pipeline (``PostgresSaver(conn, pipe=conn.pipeline())``), and the
+    saver's next query would fail with it: the user's run, though ours is only a shortcut.
+    """
+    pipe = getattr(saver, "pipe", None)
+    if pipe is not None:
+        with contextlib.suppress(Exception):
+            pipe.sync()
+
+
+async def asettle_pipeline(saver: Any) -> None:
+    """Async form of `settle_pipeline`."""
+    pipe = getattr(saver, "pipe", None)
+    if pipe is not None:
+        with contextlib.suppress(Exception):
+            await pipe.sync()
+
+
 HeadMarkValue = tuple[str | None, bool]
 """The head's id (None: no checkpoint) and whether it has pending writes."""
 
@@ -305,6 +328,7 @@ class HeadMark:
                     return _mark(cur.fetchone())
         except Exception:  # not the tables we know: the head is read whole instead
             logger.debug("Thread %s: head not marked with SQL.", self.thread_id, exc_info=True)
+            settle_pipeline(saver)
         return None
 
     async def arun(self) -> HeadMarkValue | None:
@@ -326,6 +350,7 @@ class HeadMark:
                     return _mark(await cur.fetchone())
         except Exception:  # not the tables we know: the head is read whole instead
             logger.debug("Thread %s: head not marked with SQL.", self.thread_id, exc_info=True)
+            await asettle_pipeline(saver)
         return None
 
     def _memory(self, saver: InMemorySaver) -> HeadMarkValue:

@@ -19,7 +19,12 @@ from typing import Any
 from langchain_core.messages import BaseMessage, RemoveMessage, convert_to_messages
 from langgraph.checkpoint.memory import InMemorySaver
 
-from compacting_supervisor._persist.rewrite import asqlite_rows, sql_kind
+from compacting_supervisor._persist.rewrite import (
+    asettle_pipeline,
+    asqlite_rows,
+    settle_pipeline,
+    sql_kind,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -96,6 +101,7 @@ def head_before(saver: Any, thread_id: str) -> tuple[str | None] | None:
                 row = cur.fetchone()
     except Exception:  # not the tables we know: the thread is counted whole
         logger.debug("Thread %s: head not read with SQL.", thread_id, exc_info=True)
+        settle_pipeline(saver)
         return None
     return (_row(row)[0] if row else None,)
 
@@ -116,6 +122,7 @@ async def ahead_before(saver: Any, thread_id: str) -> tuple[str | None] | None:
                 row = await cur.fetchone()
     except Exception:  # not the tables we know: the thread is counted whole
         logger.debug("Thread %s: head not read with SQL.", thread_id, exc_info=True)
+        await asettle_pipeline(saver)
         return None
     return (_row(row)[0] if row else None,)
 
@@ -165,6 +172,7 @@ class RunCheckpoints:
                     rows = cur.fetchall()
         except Exception:  # not the tables we know: the thread is counted whole
             logger.debug("Thread %s: run not read with SQL.", self.thread_id, exc_info=True)
+            settle_pipeline(saver)
             return None
         return self._found([_row(row) for row in rows])
 
@@ -183,6 +191,7 @@ class RunCheckpoints:
                     rows = await cur.fetchall()
         except Exception:  # not the tables we know: the thread is counted whole
             logger.debug("Thread %s: run not read with SQL.", self.thread_id, exc_info=True)
+            await asettle_pipeline(saver)
             return None
         return self._found([_row(row) for row in rows])
 
