@@ -94,6 +94,8 @@ def _secret_value(value: Any, kind: str, scan: Scan, depth: int) -> Any:
 
 _SCALARS = frozenset({int, float, bool, type(None)})  # left as they are, unless under a key
 _CONTAINERS = frozenset({dict, list, tuple})
+_ONE_LOOK_ITEMS = 64  # a structure told quiet in one look: at most this many items
+_ONE_LOOK_CHARS = 16_384  # and characters
 
 
 def _quiet(text: str, lowered: str) -> bool:
@@ -229,13 +231,16 @@ class _Narrowed:
         return leaf if self.skip(leaf) else scan_secrets(leaf)
 
 
-def _gathered(value: Any, *, deepest: int | None = None) -> list[str] | None:
+def _gathered(
+    value: Any, *, deepest: int | None = None, most: int | None = None
+) -> list[str] | None:
     """The strings of ``value`` (dicts, lists, tuples, scalars), its keys left out.
 
     None when a key is secret-bearing or a list of two opens with such a name (a
-    ``(name, value)`` pair), when something is nested deeper than ``deepest``, or when
-    anything else is in it (a mapping that is not a dict, any other object): those are
-    the walk's to redact.
+    ``(name, value)`` pair), when something is nested deeper than ``deepest``, when its
+    dicts, lists and tuples hold more than ``most`` items in all (told before their keys
+    are asked about), or when anything else is in it (a mapping that is not a dict, any
+    other object): those are the walk's to redact.
     """
     strings: list[str] = []
     asked: set[Any] = set()  # records repeat their keys
@@ -247,6 +252,10 @@ def _gathered(value: Any, *, deepest: int | None = None) -> list[str] | None:
         below: list[Any] = []
         for node in level:
             cls = type(node)
+            if most is not None and (cls is dict or cls is list or cls is tuple):
+                most -= len(node)  # items, strings or not: the look stays small
+                if most < 0:
+                    return None
             if cls is dict:
                 if not asked.issuperset(node):
                     for key in node:
@@ -305,10 +314,11 @@ def _quiet_structure(value: dict[Any, Any] | list[Any] | tuple[Any, ...]) -> boo
     ``%``, so no string is changed, decoded or read as JSON (`_unchanged` of each), and
     `_gathered` found no secret-bearing key, nothing nested deeper than the walk goes and
     nothing else. Joining only adds needles (a key word split across two lines), never
-    hides one.
+    hides one. A larger structure is walked at once: when it holds a needle, the one look
+    would only be work done twice.
     """
-    strings = _gathered(value, deepest=_MAX_DEPTH)
-    if strings is None:
+    strings = _gathered(value, deepest=_MAX_DEPTH, most=_ONE_LOOK_ITEMS)
+    if strings is None or sum(map(len, strings)) > _ONE_LOOK_CHARS:
         return False
     joined = "\n".join(strings)
     if "\\" in joined or "%" in joined:
