@@ -140,12 +140,27 @@ class AgentModel(_RecordingModel):
 
     blind_calls: int = 0
     """Calls whose input did not end with the user's message or the tool's result."""
+    report_usage: bool = False
+    """Whether its replies report ``usage_metadata`` as a provider's do (their input counted
+    exactly with ``cl100k_base``), so that the wrapper's trigger reads the usage path."""
+
+    _counter: TokenCounter = PrivateAttr(default_factory=TokenCounter)
 
     @property
     def _llm_type(self) -> str:
         return "benchmark-agent"
 
     def _answer(self, messages: list[BaseMessage]) -> AIMessage:
+        answer = self._scripted(messages)
+        if self.report_usage:
+            read = self._counter.count(messages)
+            written = self._counter.count_message(answer)
+            answer.usage_metadata = UsageMetadata(
+                input_tokens=read, output_tokens=written, total_tokens=read + written
+            )
+        return answer
+
+    def _scripted(self, messages: list[BaseMessage]) -> AIMessage:
         last = messages[-1]
         number = turn_of(last.text)
         if isinstance(last, HumanMessage) and number is not None:

@@ -251,14 +251,21 @@ def overhead_cell(kind: str, mode: str, size: int, rounds: int, workdir: Path) -
     return {"saver": kind, "mode": mode, "messages": size, **row}
 
 
-def counting_cell(kind: str, size: int, turns: int, workdir: Path) -> dict[str, Any]:
-    """The step after each of ``turns`` consecutive runs on a ``size``-message thread."""
+def counting_cell(
+    kind: str, size: int, turns: int, workdir: Path, *, usage: bool = False
+) -> dict[str, Any]:
+    """The step after each of ``turns`` consecutive runs on a ``size``-message thread.
+
+    With ``usage``, the agent's model reports ``usage_metadata`` as real providers do, and
+    the trigger reads the thread's size from it.
+    """
     from benchmarks.micro import _fresh
     from compacting_supervisor import TokenCounter
-    from compacting_supervisor._auto_compaction import RunCheckpoints
+    from compacting_supervisor._persist.runs import RunCheckpoints
 
     with open_saver(kind, workdir, f"counting-{size}") as (saver, _):
         graph, model, supervisor, _turns, seed = _setup(saver, size)
+        model.report_usage = usage
         config = {"configurable": {"thread_id": f"counting-{size}"}}
         graph.update_state(config, seed, as_node="model")
         times: dict[str, list[float]] = {
@@ -336,6 +343,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
     parser.add_argument("--rounds", type=int, default=200, help="pairs per cell (fewer at 10k)")
     parser.add_argument("--counting", action="store_true", help="the count after each run")
+    parser.add_argument(
+        "--usage",
+        action="store_true",
+        help="with --counting: the agent's model reports usage_metadata, as real ones do",
+    )
+    parser.add_argument(
+        "--postgres",
+        action="store_true",
+        help="with --counting: Postgres too (the server of benchmarks/savers.py)",
+    )
     args = parser.parse_args(argv)
     logging.getLogger("compacting_supervisor").setLevel(logging.ERROR)
     if args.counting:
@@ -345,10 +362,11 @@ def main(argv: Sequence[str] | None = None) -> None:
             "| column comparison (fallback) |"
         )
         print("|---|---:|---:|---:|---:|---:|---:|")
+        kinds = [*args.savers, *(["postgres"] if args.postgres else [])]
         with tempfile.TemporaryDirectory(prefix="bench-counting-") as tmp:
-            for kind in args.savers:
+            for kind in kinds:
                 for size in args.sizes:
-                    row = counting_cell(kind, size, 60, Path(tmp))
+                    row = counting_cell(kind, size, 60, Path(tmp), usage=args.usage)
                     print(
                         f"| {kind} | {row['messages']} | {row['after_run']} | "
                         f"{row['writes_read']} | {row['count']} | {row['tokenise']} | "

@@ -22,7 +22,7 @@ from langchain_core.messages import (
 from langchain_core.runnables import RunnableLambda
 from langchain_core.tools import tool
 from langgraph.checkpoint.memory import InMemorySaver
-from langgraph.graph import START, MessagesState, StateGraph
+from langgraph.graph import END, START, MessagesState, StateGraph
 from langgraph.prebuilt import ToolNode, tools_condition
 from langgraph.store.memory import InMemoryStore
 
@@ -1174,6 +1174,74 @@ def test_usage_read_before_an_offload_is_not_trusted(tmp_path: Path) -> None:
     # A later answer's usage is trusted again: it read the references.
     later = AIMessage("ok", id="later", usage_metadata={**usage, "input_tokens": exact + 7})
     assert supervisor.context_tokens([*stale, later]) == exact + 7 + 20
+
+
+def _usage_reporting_report_agent(checkpointer: Any) -> Any:
+    """`report_agent` fetching a report every other turn, whose model reports usage as a
+    provider does (the exact input, plus 5)."""
+    counter = TokenCounter()
+
+    @tool
+    def fetch_report(day: int) -> str:
+        """Fetch the day's report."""
+        return f"Report for day {day}. " + "row,value\n" * 400
+
+    def reply(messages: list[BaseMessage]) -> AIMessage:
+        day = sum(isinstance(m, HumanMessage) for m in messages)
+        if isinstance(messages[-1], HumanMessage) and day % 2:  # a report every other day
+            call = {"name": "fetch_report", "args": {"day": day}, "id": f"call_{uuid.uuid4().hex}"}
+            answer = AIMessage("", tool_calls=[call])
+        else:
+            answer = AIMessage("The report is in; totals look normal.")
+        read = counter.count(messages) + 5
+        answer.usage_metadata = {"input_tokens": read, "output_tokens": 9, "total_tokens": read + 9}
+        return answer
+
+    def route(state: MessagesState) -> str:  # "Just note it." appends the message alone
+        return END if state["messages"][-1].text == "Just note it." else "agent"
+
+    model = ScriptedChatModel(responses=[reply], cycle=True)
+    builder = StateGraph(MessagesState)
+    builder.add_node("agent", lambda state: {"messages": [model.invoke(state["messages"])]})
+    builder.add_node("tools", ToolNode([fetch_report]))
+    builder.add_conditional_edges(START, route, ["agent", END])
+    builder.add_conditional_edges("agent", tools_condition)
+    builder.add_edge("tools", "agent")
+    return builder.compile(checkpointer=checkpointer)
+
+
+@pytest.mark.parametrize("offloading", [True, False], ids=["offload", "no-offload"])
+def test_the_trigger_sees_the_usage_figure_a_full_look_gives_after_every_run(
+    offloading: bool, tmp_path: Path
+) -> None:
+    """After a run that only appended, the wrapper looks for results offloaded after the
+    newest answer among the appended messages only (an offload rewrites the thread): the
+    trigger is shown exactly what looking at the whole thread gives, with a model that
+    reports usage, whether results are offloaded after each answer or not."""
+    from compacting_supervisor import CompactingSupervisor, HistoryManager
+
+    from .helpers import RecordingTrigger
+
+    recorder = RecordingTrigger()
+    offload = OffloadToolResults(DirectoryResultStore(tmp_path), min_tokens=500)
+    supervisor = CompactingSupervisor(
+        _usage_reporting_report_agent(InMemorySaver()),
+        HistoryManager(),
+        trigger=recorder,
+        offload=offload if offloading else None,
+    )
+    config = {"configurable": {"thread_id": "usage-after-runs"}}
+    counter = supervisor.history_manager.token_counter
+    from_usage = 0
+    asks = ["Fetch today's report.", "Just note it."] * 2 + ["Fetch today's report."] * 4
+    for ask in asks:  # a run that only notes appends no answer: the newest is an older one
+        supervisor.invoke({"messages": [HumanMessage(ask)]}, config)
+        messages, shown = recorder.seen[-1]
+        assert shown == supervisor.context_tokens(messages)
+        from_usage += shown != counter.count(messages)
+    # The answers' usage was read (not only counted), except where an offload followed them:
+    # on the turns without a report, it follows the results offloaded in earlier turns.
+    assert from_usage >= (2 if offloading else 6)
 
 
 def test_offload_setting_is_checked() -> None:

@@ -87,7 +87,7 @@ class AutoCompaction(CompactionDecisions):
     agent: Any
     _counted: dict[str, _Counted]
     _marks: dict[str, RunCheckpoints]
-    _known: dict[str, tuple[Sequence[BaseMessage], int]]
+    _known: dict[str, tuple[Sequence[BaseMessage], int, int | None]]
 
     def _init_counting(self) -> None:
         """Start with no thread counted (a `with_config` copy shares these)."""
@@ -130,7 +130,10 @@ class AutoCompaction(CompactionDecisions):
         raw = self._raw_messages(values)
         op = self._run_marks().pop(thread_id, None)
         found = (yield op) if op is not None and raw is not None else None
+        counted = self._counts().get(thread_id)
         tokens = self._count_appended(thread_id, raw, op, found)
+        # Where the run's own messages start, when it only appended to those counted.
+        new_from = counted.length if tokens is not None and counted is not None else None
         messages = raw if tokens is not None else self._values_messages(values)
         if messages is None:  # the output does not carry the messages: read the state
             snapshot = yield _Call(
@@ -148,10 +151,10 @@ class AutoCompaction(CompactionDecisions):
                 _offload_failed(thread_id, exc)
             else:
                 if offloaded:
-                    messages, tokens = offloaded, None
+                    messages, tokens, new_from = offloaded, None, None
         if tokens is None:  # kept only for the run's own messages, as the head holds them
             tokens = self._count_whole(thread_id, messages, found if messages is raw else None)
-        decision = self._decide_counted(thread_id, messages, values, tokens)
+        decision = self._decide_counted(thread_id, messages, values, tokens, new_from)
         if not isinstance(decision, Compact):
             return decision
         traced, settings = traced_config(thread_id, config), self._compact_kwargs(decision.reason)
@@ -238,11 +241,19 @@ class AutoCompaction(CompactionDecisions):
         return tokens
 
     def _decide_counted(
-        self, thread_id: str, messages: list[BaseMessage], values: Any, tokens: int
+        self,
+        thread_id: str,
+        messages: list[BaseMessage],
+        values: Any,
+        tokens: int,
+        new_from: int | None = None,
     ) -> Compact | CompactionResult | None:
-        """`_decide`, with the thread's count already made."""
+        """`_decide`, with the thread's count already made.
+
+        ``new_from``: where the messages the run appended start, when it only appended.
+        """
         known = self._known_counts()
-        known[thread_id] = (messages, tokens)
+        known[thread_id] = (messages, tokens, new_from)
         try:
             return self._decide(thread_id, messages, values)
         finally:
@@ -253,7 +264,8 @@ class AutoCompaction(CompactionDecisions):
         if known is None or known[0] is not messages:
             return super()._context_tokens(messages, thread_id)
         counter = self.history_manager.token_counter
-        return context_tokens(messages, counter, self._overhead(thread_id), counted=known[1])
+        overhead = self._overhead(thread_id)
+        return context_tokens(messages, counter, overhead, counted=known[1], new_from=known[2])
 
     def _appends(self) -> bool:
         """Whether the graph's messages channel appends (``add_messages``), as runs are read."""
@@ -271,7 +283,7 @@ class AutoCompaction(CompactionDecisions):
     def _run_marks(self) -> dict[str, RunCheckpoints]:
         return self._marks
 
-    def _known_counts(self) -> dict[str, tuple[Sequence[BaseMessage], int]]:
+    def _known_counts(self) -> dict[str, tuple[Sequence[BaseMessage], int, int | None]]:
         return self._known
 
     def _raw_messages(self, values: Any) -> list[Any] | None:

@@ -123,6 +123,7 @@ def context_tokens(
     overhead: int,
     *,
     counted: int | None = None,
+    new_from: int | None = None,
 ) -> int:
     """The tokens the model is sent for ``messages``: usage-based where trustworthy.
 
@@ -131,9 +132,11 @@ def context_tokens(
         counter: Counts what usage does not cover.
         overhead: Declared tokens of the agent's system prompt and tools.
         counted: ``counter.count(messages)`` when the caller already knows it.
+        new_from: Where the messages a run appended start, when the caller knows it only
+            appended (nothing before them was rewritten since it last read them).
     """
     counted = (counter.count(messages) if counted is None else counted) + overhead
-    index, usage = _latest_usage(messages)
+    index, usage = _latest_usage(messages, new_from)
     if usage is None:
         return counted
     # What the model was sent for that answer: everything before it (one count of the
@@ -259,8 +262,16 @@ _RECORD_FIELDS = {
 """`CacheUsage`'s fields in a record, and whether each may be None."""
 
 
-def _latest_usage(messages: Sequence[BaseMessage]) -> tuple[int, dict[str, int] | None]:
-    """The newest AIMessage written since the last compaction, and its usage if sane."""
+def _latest_usage(
+    messages: Sequence[BaseMessage], new_from: int | None = None
+) -> tuple[int, dict[str, int] | None]:
+    """The newest AIMessage written since the last compaction, and its usage if sane.
+
+    ``new_from`` (see `context_tokens`) spares the look for results offloaded after that
+    answer in what it read: when the answer is among the appended messages, only an
+    offload after it could name it, and an offload rewrites the thread (the caller then
+    passes None); the appended messages alone are looked at.
+    """
     # The summary and the messages the last compaction kept answered a longer history.
     boundary = _boundary(messages)
     for index in range(len(messages) - 1, boundary, -1):
@@ -279,11 +290,18 @@ def _latest_usage(messages: Sequence[BaseMessage]) -> tuple[int, dict[str, int] 
             and not isinstance(inputs, bool)
             and inputs > 0
             and outputs >= 0
-            and not _offloaded_since(messages, boundary, index)
+            and not _offloaded_since(messages, _looked_from(boundary, index, new_from), index)
         ):
             return index, {"input_tokens": inputs, "output_tokens": outputs}
         return index, None  # the newest usage is unusable: count instead
     return -1, None
+
+
+def _looked_from(boundary: int, index: int, new_from: int | None) -> int:
+    """The index after which to look for results offloaded after the answer at ``index``."""
+    if new_from is not None and index >= new_from:
+        return max(boundary, new_from - 1)
+    return boundary
 
 
 def _offloaded_since(messages: Sequence[BaseMessage], boundary: int, index: int) -> bool:
