@@ -382,25 +382,29 @@ _STARTS: dict[str, frozenset[int]] = {
 # half is then read next to the run. A word's value: (the places of the patterns it
 # starts or None when it is only a half, whether it is a key word, the first halves to
 # read before its run, the second halves to read after it, whether the half's separator
-# is a space: a JSON key's words may be apart by any run, ``to ken``).
+# is one only a JSON key's words are read apart at, `_LOOSE`: ``to ken``, ``to!ken``).
 _SEPARATORS = "-._"
-_LOOSE = frozenset(" !#$&'()*+,-./:;<=>?@[]^_`{|}~")
+_LOOSE = frozenset(" !#$&'()*+,-./:;<=>?@[]^_`{|}~\x7f")  # what may stand in a JSON key
 _Word = tuple[frozenset[int] | None, bool, tuple[str, ...], tuple[str, ...], bool]
 
 
 def _automaton() -> tuple[AhoCorasick, list[_Word]]:
     before: dict[str, list[str]] = {}
     after: dict[str, list[str]] = {}
+    loose: set[str] = set()  # halves next to a separator only a JSON key has
     for word in _SPLIT_KEY_WORDS:
         head, tail = word.split(_SPLIT)
-        for separator in (*_SEPARATORS, " "):
+        for separator in (*_SEPARATORS, *sorted(_LOOSE.difference(_SEPARATORS))):
+            half = separator + tail if len(tail) >= len(head) else head + separator
             if len(tail) >= len(head):
-                before.setdefault(separator + tail, []).append(head)
+                before.setdefault(half, []).append(head)
             else:
-                after.setdefault(head + separator, []).append(tail)
+                after.setdefault(half, []).append(tail)
+            if separator not in _SEPARATORS:
+                loose.add(half)
     words = list(dict.fromkeys([*_STARTS, *before, *after]))
     values: list[_Word] = [
-        (_STARTS.get(w), w in _KEY_WORDS, (*before.get(w, ()),), (*after.get(w, ()),), " " in w)
+        (_STARTS.get(w), w in _KEY_WORDS, (*before.get(w, ()),), (*after.get(w, ()),), w in loose)
         for w in words
     ]
     return AhoCorasick(
@@ -481,8 +485,9 @@ def holds_needle(lowered: str, *, json: bool = False) -> bool:
     """Whether case-folded text holds any needle a pattern (or a secret key) needs.
 
     The same pass as `_needles`; for ``json`` (text that may be JSON, without escapes), a
-    key word split by any run of characters but letters and digits counts too, as
-    `key_kind` reads a JSON key (``to ken``, ``to!ken``, ``se/cret``).
+    key word split by any run of what a JSON key may hold but letters and digits
+    (`_LOOSE`) counts too, as `key_kind` reads a JSON key (``to ken``, ``to!ken``,
+    ``se/cret``).
     """
     lowered = _searched(lowered)
     for index, start, stop in _AUTOMATON.find_matches_as_indexes(lowered, overlapping=True):
@@ -490,22 +495,6 @@ def holds_needle(lowered: str, *, json: bool = False) -> bool:
         if word[0] is not None or (
             (json or not word[4]) and _split_words(lowered, start, stop, word)
         ):
-            return True
-    return json and _split_by_any_run(lowered)
-
-
-_NOT_WORD = re.compile(r"[^a-z0-9]+")
-
-
-def _split_by_any_run(lowered: str) -> bool:
-    """Whether a key word is split by a run of any characters but letters and digits.
-
-    Each such run read as ``_``, the automaton's halves next to a ``_`` find it.
-    """
-    joined = _NOT_WORD.sub("_", lowered)
-    for index, start, stop in _AUTOMATON.find_matches_as_indexes(joined, overlapping=True):
-        word = _WORDS[index]
-        if (word[2] or word[3]) and not word[4] and _split_words(joined, start, stop, word):
             return True
     return False
 
