@@ -810,7 +810,8 @@ _STRUCTURE_STRINGS = (
     _JSON_STRINGS
     | st.sampled_from(
         ['{"password": "Zq9xLm2Pw7Rt"}', '{"to ken": "Zq9xLm2Pw7Rt"}', '{"to!ken": "Zq9xLm2Pw7Rt"}',
-         '{"se/cret": "hunter2"}', '{"to\x7fken": "Zq9xLm2Pw7Rt"}', "a\\/b", "%41%42",
+         '{"se/cret": "hunter2"}', '{"to\x7fken": "Zq9xLm2Pw7Rt"}', '{"to!_ken": "Zq9xLm2Pw"}',
+         '{"secre_!t": "hunter2"}', "a\\/b", "%41%42",
          "\\u0074oken=Zq9xLm2Pw7Rt", "%74oken=Zq9xLm2Pw7Rt", "data:image/png;base64,c2stYWJj",
          "pass\nword", "to ken", "x" * 90, "Authorization", "ghp_" + "a" * 36]
     )
@@ -862,8 +863,10 @@ def test_a_structure_nested_past_the_walks_depth_is_not_told_quiet() -> None:
 
 
 @pytest.mark.parametrize(
-    "key", ["to!ken", "se/cret", "X-Api-To:ken", "to\x7fken", "toke|n", "pass#word"]
-)
+    "key",
+    ["to!ken", "se/cret", "X-Api-To:ken", "to\x7fken", "toke|n", "pass#word", "to!_ken",
+     "secre_!t", "to _ken", "se/.cret"],
+)  # fmt: skip
 def test_a_json_key_split_by_any_punctuation_is_still_a_secret_key(key: str) -> None:
     """`key_kind` reads a JSON key's words apart at any run of characters but letters and
     digits; the quick checks that skip parsing must too, in text, in a tool call's argument

@@ -415,15 +415,18 @@ def _automaton() -> tuple[AhoCorasick, list[_Word]]:
 _AUTOMATON, _WORDS = _automaton()
 
 
-def _split_words(lowered: str, start: int, stop: int, word: _Word) -> list[tuple[int, int]]:
+def _split_words(
+    lowered: str, start: int, stop: int, word: _Word, *, json: bool = False
+) -> list[tuple[int, int]]:
     """The spans of the split key words whose longer half, ``word``, is at start:stop.
 
-    A run of separators (`_LOOSE` characters for a half with a space) is walked from one
-    of its ends (a half starts or ends only there), once for each half found at that end:
-    linear in the text.
+    A run of separators (of `_LOOSE` characters for a half next to one of them, or in text
+    that may be JSON, whose keys' words may be apart by any such run: ``to!_ken``) is
+    walked from one of its ends (a half starts or ends only there), once for each half
+    found at that end: linear in the text.
     """
     _, _, heads, tails, loose = word
-    run = _LOOSE if loose else _SEPARATORS
+    run = _LOOSE if loose or json else _SEPARATORS
     found = []
     if heads:  # a separator, then a second half
         first = start
@@ -493,7 +496,7 @@ def holds_needle(lowered: str, *, json: bool = False) -> bool:
     for index, start, stop in _AUTOMATON.find_matches_as_indexes(lowered, overlapping=True):
         word = _WORDS[index]
         if word[0] is not None or (
-            (json or not word[4]) and _split_words(lowered, start, stop, word)
+            (json or not word[4]) and _split_words(lowered, start, stop, word, json=json)
         ):
             return True
     return False

@@ -102,9 +102,9 @@ def _quiet(text: str, lowered: str) -> bool:
     """Whether text without escapes, ``lowered`` case-folded, has nothing to redact.
 
     It holds no needle; if it may be JSON (it starts and ends as an object or an array
-    does, as `_as_json` reads only those), no key word split by a run holding a space
-    either: `key_kind` joins a key's last two words whatever stands between them
-    (``{"to ken": ...}``).
+    does, as `_as_json` reads only those), no key word split by any run of what a key may
+    hold either: `key_kind` joins a key's last two words whatever stands between them
+    (``{"to ken": ...}``, ``{"to!_ken": ...}``).
     """
     json = _JSON_START.match(text) is not None and text.rstrip()[-1:] in ("}", "]")
     return not holds_needle(lowered, json=json)
@@ -114,7 +114,7 @@ def _unchanged(text: str, scan: Scan) -> bool:
     r"""Whether ``scan`` is the built-in one and has nothing in ``text`` to look at.
 
     Nothing to decode (no ``\``, no ``%``), no word any rule (or secret key) needs and,
-    if it is JSON, no key word split by a space (`_quiet`): as JSON, decoded or as it is,
+    if it is JSON, no key word split by any run (`_quiet`): as JSON, decoded or as it is,
     the text comes back unchanged.
     """
     return (
@@ -310,7 +310,7 @@ def _quiet_structure(value: dict[Any, Any] | list[Any] | tuple[Any, ...]) -> boo
 
     Tool-call arguments and content blocks are mostly such small structures: one look at
     their strings, gathered in one text a line each, instead of one look a string. They
-    hold no needle (nor, as JSON might, a key word split by a space), no escape and no
+    hold no needle (nor, as JSON might, a key word split by any run), no escape and no
     ``%``, so no string is changed, decoded or read as JSON (`_unchanged` of each), and
     `_gathered` found no secret-bearing key, nothing nested deeper than the walk goes and
     nothing else. Joining only adds needles (a key word split across two lines), never
