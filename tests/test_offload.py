@@ -1233,7 +1233,10 @@ def test_the_trigger_sees_the_usage_figure_a_full_look_gives_after_every_run(
     config = {"configurable": {"thread_id": "usage-after-runs"}}
     counter = supervisor.history_manager.token_counter
     from_usage = 0
-    asks = ["Fetch today's report.", "Just note it."] * 2 + ["Fetch today's report."] * 4
+    # Two runs in a row that append no answer: on the second, the run only appended, and
+    # the newest answer is older than what it appended.
+    asks = ["Fetch today's report.", "Just note it.", "Just note it."] * 2
+    asks += ["Fetch today's report."] * 4
     for ask in asks:  # a run that only notes appends no answer: the newest is an older one
         supervisor.invoke({"messages": [HumanMessage(ask)]}, config)
         messages, shown = recorder.seen[-1]
