@@ -686,8 +686,12 @@ def _graph(saver: Any) -> Any:
 
 
 def _supervisor(graph: Any, recorder: Any) -> CompactingSupervisor:
+    """The wrapper under test, counting from what runs added however short the thread
+    (as it does from `MARK_FROM` messages on SQLite and Postgres)."""
     summariser = ScriptedChatModel(responses=["Summary: the user asked, the agent replied."])
-    return CompactingSupervisor(graph, HistoryManager(model=summariser), trigger=recorder)
+    supervisor = CompactingSupervisor(graph, HistoryManager(model=summariser), trigger=recorder)
+    supervisor._mark_from.clear()
+    return supervisor
 
 
 def _check_counts(recorder: RecordingTrigger) -> None:

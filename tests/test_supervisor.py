@@ -1088,6 +1088,7 @@ def test_a_thread_is_counted_whole_once_then_by_its_new_messages(saver: Any) -> 
     graph = chat_graph(saver)
     seen = _Seen()
     supervisor = CompactingSupervisor(graph, trigger=seen)
+    supervisor._mark_from.clear()  # from the first message on, not from MARK_FROM's lengths
     whole = _WholeCounts(supervisor)
     stored = []
     for turn in range(6):
@@ -1103,6 +1104,7 @@ async def test_a_thread_is_counted_whole_once_then_by_its_new_messages_async(
     graph = chat_graph(asaver)
     seen = _Seen()
     supervisor = CompactingSupervisor(graph, trigger=seen)
+    supervisor._mark_from.clear()
     whole = _WholeCounts(supervisor)
     stored = []
     for turn in range(6):
@@ -1111,6 +1113,43 @@ async def test_a_thread_is_counted_whole_once_then_by_its_new_messages_async(
         stored.append(TokenCounter().count(snapshot.values["messages"]))
     assert whole.sizes == [2]
     assert seen.tokens == stored
+
+
+def test_a_short_thread_on_a_sql_saver_is_counted_whole_until_it_is_long(saver: Any) -> None:
+    """Reading what a run added costs two queries a turn on SQLite and Postgres: a thread
+    shorter than `MARK_FROM`'s length for its saver is counted whole from the run's output,
+    with no query; once it is that long, only each run's new messages are counted. Every
+    figure is exact either way."""
+    from compacting_supervisor._persist.runs import RunCheckpoints
+
+    graph = chat_graph(saver)
+    seen = _Seen()
+    supervisor = CompactingSupervisor(graph, trigger=seen)
+    if isinstance(saver, InMemorySaver):
+        assert supervisor._mark_from.get("memory", 0) == 0  # read in place: always
+    supervisor._mark_from.update({"sqlite": 6, "postgres": 6})
+    whole = _WholeCounts(supervisor)
+    reads: list[int] = []
+    original = RunCheckpoints.run
+
+    def counted_read(self: Any) -> Any:
+        reads.append(1)
+        return original(self)
+
+    RunCheckpoints.run = counted_read  # type: ignore[method-assign]
+    try:
+        stored = []
+        for turn in range(6):
+            supervisor.invoke(user(turn), cfg())
+            stored.append(TokenCounter().count(graph.get_state(cfg()).values["messages"]))
+    finally:
+        RunCheckpoints.run = original  # type: ignore[method-assign]
+    assert seen.tokens == stored
+    if isinstance(saver, InMemorySaver):
+        assert whole.sizes == [2]
+    else:  # whole at 2 and 4 messages; at 6 the head is marked, so whole once more, then new
+        assert whole.sizes == [2, 4, 6, 8]
+        assert len(reads) == 3
 
 
 @pytest.mark.parametrize("kind", ["memory", "sqlite"])
@@ -1126,6 +1165,7 @@ def test_another_workers_run_landing_before_the_read_is_not_taken_for_the_runs(
     graph = chat_graph(InMemorySaver() if kind == "memory" else SqliteSaver(conn))
     seen = _Seen()
     supervisor = CompactingSupervisor(graph, trigger=seen)
+    supervisor._mark_from.clear()
     original = RunCheckpoints.run
 
     def another_worker_lands_first(self: Any) -> Any:
