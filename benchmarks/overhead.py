@@ -23,14 +23,18 @@ Usage (from the repository root)::
     python benchmarks/overhead.py --sizes 100 1000 --savers memory --modes sync
     python benchmarks/overhead.py --rounds 400         # more pairs per cell
     python benchmarks/overhead.py --counting           # the count after each run only
+    python benchmarks/overhead.py --counting --postgres --usage   # Postgres too; usage reported
 
 ``--counting`` times what the wrapper does after a run (count the thread, ask the
 trigger) over consecutive turns of one growing thread, with its split: the read of the
-checkpoints and writes the run added (InMemorySaver, SQLite) and the count itself, and of
-that, tiktoken's encoding of the turn's new messages (what any exact count pays); next to
-it, the column comparison
-the counter falls back to (``TokenCounter.count`` of the thread as a checkpointer hands it
-back: new objects, the same content).
+checkpoints and writes the run added (InMemorySaver, SQLite, Postgres) and the count
+itself, and of that, tiktoken's encoding of the turn's new messages (what any exact count
+pays); next to it, the recount the counter falls back to (``TokenCounter.count`` of the
+thread as a checkpointer hands it back: new objects, the same content). The head's read
+before each run (on SQLite and Postgres, from `MARK_FROM` messages) is not in the step.
+With ``--usage`` the agent's fake model reports ``usage_metadata`` as real providers do,
+and the trigger reads the thread's size from it; ``--postgres`` adds the Postgres server
+of ``benchmarks/savers.py``.
 """
 
 from __future__ import annotations
@@ -359,7 +363,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(
             "| saver | messages | after a run, ms (min / median / max) | of which: run's "
             "checkpoints read | count | of which: tiktoken on the new messages "
-            "| column comparison (fallback) |"
+            "| recounting the thread (fallback) |"
         )
         print("|---|---:|---:|---:|---:|---:|---:|")
         kinds = [*args.savers, *(["postgres"] if args.postgres else [])]

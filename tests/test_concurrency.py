@@ -337,7 +337,8 @@ async def test_a_task_cancelled_while_releasing_a_postgres_lock_still_releases_i
 
     locks = ThreadLocks(_PostgresBackend(POSTGRES_URL))
     loop = asyncio.get_running_loop()
-    loop.set_default_executor(ThreadPoolExecutor(1))  # the release waits behind `busy`
+    executor = ThreadPoolExecutor(1)
+    loop.set_default_executor(executor)  # the release waits behind `busy`
     busy: list[Any] = []
 
     async def hold() -> None:
@@ -356,6 +357,7 @@ async def test_a_task_cancelled_while_releasing_a_postgres_lock_still_releases_i
     other = ThreadLocks(_PostgresBackend(POSTGRES_URL))
     with other.hold("released-thread", timeout=1):
         pass
+    executor.shutdown(wait=False)
 
 
 def test_postgres_lock_connection_reconnects() -> None:

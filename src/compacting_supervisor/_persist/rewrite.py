@@ -277,10 +277,13 @@ def settle_pipeline(saver: Any) -> None:
 
     A failed query aborts a pipeline (``PostgresSaver(conn, pipe=conn.pipeline())``), and the
     saver's next query would fail with it: the user's run, though ours is only a shortcut.
+    The sync is made under the saver's lock, as the saver's own are. Another thread's
+    writes queued in the same pipeline between our failed query and the sync fail with it,
+    as they would after any failed query of the saver's own.
     """
     pipe = getattr(saver, "pipe", None)
     if pipe is not None:
-        with contextlib.suppress(Exception):
+        with saver.lock, contextlib.suppress(Exception):
             pipe.sync()
 
 
@@ -288,8 +291,9 @@ async def asettle_pipeline(saver: Any) -> None:
     """Async form of `settle_pipeline`."""
     pipe = getattr(saver, "pipe", None)
     if pipe is not None:
-        with contextlib.suppress(Exception):
-            await pipe.sync()
+        async with saver.lock:
+            with contextlib.suppress(Exception):
+                await pipe.sync()
 
 
 HeadMarkValue = tuple[str | None, bool]
