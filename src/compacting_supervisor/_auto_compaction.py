@@ -45,13 +45,14 @@ logger = logging.getLogger(__name__)
 __all__ = ["MARK_FROM", "AutoCompaction", "traced_config"]
 
 
-MARK_FROM = {"sqlite": 400, "postgres": 2_000}
+MARK_FROM = {"sqlite": 300, "postgres": 1_000}
 """From how many messages a thread is counted from what a run added, by saver kind.
 
 Reading what a run added costs two queries a turn (the head before the run, what it
-wrote after it): about 0.2 ms on SQLite and 0.6 ms or more on Postgres (a round trip each),
-where counting a thread whole from the run's output costs about 0.5 us a message. Below
-these lengths the whole count is the cheaper exact one; InMemorySaver is read in place.
+wrote after it): about 0.3 ms on SQLite and 0.9 ms on a local Postgres (a round trip
+each, more to a remote one), where counting a thread whole from the run's output costs
+about 1.2 us a message (`benchmarks/overhead.py --counting --postgres`). Below these
+lengths the whole count is the cheaper exact one; InMemorySaver is read in place.
 """
 
 
