@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -258,7 +258,9 @@ def sql_kind(saver: BaseCheckpointSaver[Any]) -> str | None:
     return None
 
 
-async def asqlite_rows(saver: Any, query: str, parameters: Sequence[Any]) -> list[Any]:
+async def asqlite_rows(
+    saver: Any, query: str, parameters: Sequence[Any] | Mapping[str, Any]
+) -> list[Any]:
     """The rows of ``query`` on an AsyncSqliteSaver's connection, under the saver's lock.
 
     One trip to aiosqlite's worker thread (``execute_fetchall``), where a cursor takes

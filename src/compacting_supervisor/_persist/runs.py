@@ -46,24 +46,20 @@ _RUN_SQL = (  # the checkpoints' key columns only (never their blob), and the wr
     "CASE WHEN channel = {channel} THEN {value} END FROM {writes} "
     "WHERE thread_id = {thread} AND checkpoint_ns = '' AND checkpoint_id >= {since}"
 )
-_SQL = {  # each saver's tables and placeholders
-    "sqlite": {
-        "head": _HEAD_SQL.format(thread="?"),
-        "run": _RUN_SQL.format(
-            no_value="NULL", thread="?1", since="?2", channel="?3", value="value", writes="writes"
-        ),
-    },
-    "postgres": {
-        "head": _HEAD_SQL.format(thread="%(thread)s"),
-        "run": _RUN_SQL.format(
-            no_value="NULL::bytea",
-            thread="%(thread)s",
-            since="%(since)s",
-            channel="%(channel)s",
-            value="blob",
-            writes="checkpoint_writes",
-        ),
-    },
+
+
+def _queries(marker: str, no_value: str, value: str, writes: str) -> dict[str, str]:
+    """`_HEAD_SQL` and `_RUN_SQL` for one saver: its named placeholders and tables."""
+    names = {name: marker.format(name) for name in ("thread", "since", "channel")}
+    return {
+        "head": _HEAD_SQL.format(thread=names["thread"]),
+        "run": _RUN_SQL.format(no_value=no_value, value=value, writes=writes, **names),
+    }
+
+
+_SQL = {  # each saver's tables and named placeholders: one parameter mapping serves both
+    "sqlite": _queries(":{}", "NULL", "value", "writes"),
+    "postgres": _queries("%({})s", "NULL::bytea", "blob", "checkpoint_writes"),
 }
 
 
@@ -74,6 +70,50 @@ def _is_async(saver: Any) -> bool:
 def _row(row: Any) -> tuple[Any, ...]:
     """A row as a tuple: PostgresSaver's connections return dicts (so columns are named)."""
     return tuple(row.values()) if isinstance(row, dict) else tuple(row)
+
+
+def _rows(saver: Any, kind: str, query: str, parameters: dict[str, str]) -> list[Any] | None:
+    """The rows of one of `_SQL`'s queries on a sync SQL saver; None when it fails.
+
+    A failure (tables of another shape, a permission, a timeout) is only a shortcut not
+    taken: the caller counts the thread whole, and a Postgres pipeline the query aborted
+    is resynchronised for the saver's own next query.
+    """
+    try:
+        if kind == "sqlite":
+            saver.setup()  # creates its tables on first use (once)
+            with saver.lock:
+                found = saver.conn.execute(_SQL[kind][query], parameters).fetchall()
+        else:
+            with saver._cursor() as cur:
+                cur.execute(_SQL[kind][query], parameters)
+                found = cur.fetchall()
+    except Exception:
+        logger.debug("Thread %s: %s not read with SQL.", parameters["thread"], query, exc_info=True)
+        settle_pipeline(saver)
+        return None
+    return [_row(row) for row in found]
+
+
+async def _arows(saver: Any, kind: str, query: str, parameters: dict[str, str]) -> list[Any] | None:
+    """Async form of `_rows`."""
+    try:
+        if kind == "sqlite":
+            await saver.setup()  # creates its tables on first use (once)
+            found = await asqlite_rows(saver, _SQL[kind][query], parameters)
+        else:
+            async with saver._cursor() as cur:
+                await cur.execute(_SQL[kind][query], parameters)
+                found = await cur.fetchall()
+    except Exception:
+        logger.debug("Thread %s: %s not read with SQL.", parameters["thread"], query, exc_info=True)
+        await asettle_pipeline(saver)
+        return None
+    return [_row(row) for row in found]
+
+
+def _head(rows: list[Any] | None) -> tuple[str | None] | None:
+    return None if rows is None else (rows[0][0] if rows else None,)
 
 
 def head_before(saver: Any, thread_id: str) -> tuple[str | None] | None:
@@ -90,20 +130,7 @@ def head_before(saver: Any, thread_id: str) -> tuple[str | None] | None:
     kind = sql_kind(saver)
     if kind is None or _is_async(saver):
         return None
-    try:
-        if kind == "sqlite":
-            saver.setup()  # creates its tables on first use (once)
-            with saver.lock:
-                row = saver.conn.execute(_SQL[kind]["head"], (thread_id,)).fetchone()
-        else:
-            with saver._cursor() as cur:
-                cur.execute(_SQL[kind]["head"], {"thread": thread_id})
-                row = cur.fetchone()
-    except Exception:  # not the tables we know: the thread is counted whole
-        logger.debug("Thread %s: head not read with SQL.", thread_id, exc_info=True)
-        settle_pipeline(saver)
-        return None
-    return (_row(row)[0] if row else None,)
+    return _head(_rows(saver, kind, "head", {"thread": thread_id}))
 
 
 async def ahead_before(saver: Any, thread_id: str) -> tuple[str | None] | None:
@@ -111,20 +138,7 @@ async def ahead_before(saver: Any, thread_id: str) -> tuple[str | None] | None:
     kind = sql_kind(saver)
     if isinstance(saver, InMemorySaver) or kind is None or not _is_async(saver):
         return head_before(saver, thread_id)
-    try:
-        if kind == "sqlite":
-            await saver.setup()  # creates its tables on first use (once)
-            rows = await asqlite_rows(saver, _SQL[kind]["head"], (thread_id,))
-            row = rows[0] if rows else None
-        else:
-            async with saver._cursor() as cur:
-                await cur.execute(_SQL[kind]["head"], {"thread": thread_id})
-                row = await cur.fetchone()
-    except Exception:  # not the tables we know: the thread is counted whole
-        logger.debug("Thread %s: head not read with SQL.", thread_id, exc_info=True)
-        await asettle_pipeline(saver)
-        return None
-    return (_row(row)[0] if row else None,)
+    return _head(await _arows(saver, kind, "head", {"thread": thread_id}))
 
 
 @dataclass(frozen=True)
@@ -162,19 +176,8 @@ class RunCheckpoints:
         kind = sql_kind(saver)
         if kind is None or _is_async(saver):
             return None
-        try:
-            if kind == "sqlite":
-                with saver.lock:
-                    rows = saver.conn.execute(_SQL[kind]["run"], self._sqlite()).fetchall()
-            else:
-                with saver._cursor() as cur:
-                    cur.execute(_SQL[kind]["run"], self._postgres())
-                    rows = cur.fetchall()
-        except Exception:  # not the tables we know: the thread is counted whole
-            logger.debug("Thread %s: run not read with SQL.", self.thread_id, exc_info=True)
-            settle_pipeline(saver)
-            return None
-        return self._found([_row(row) for row in rows])
+        rows = _rows(saver, kind, "run", self._parameters())
+        return None if rows is None else self._found(rows)
 
     async def arun(self) -> RunFound:
         """Read what the run added (async)."""
@@ -182,23 +185,10 @@ class RunCheckpoints:
         kind = sql_kind(saver)
         if isinstance(saver, InMemorySaver) or kind is None or not _is_async(saver):
             return self.run()
-        try:
-            if kind == "sqlite":
-                rows = await asqlite_rows(saver, _SQL[kind]["run"], self._sqlite())
-            else:
-                async with saver._cursor() as cur:
-                    await cur.execute(_SQL[kind]["run"], self._postgres())
-                    rows = await cur.fetchall()
-        except Exception:  # not the tables we know: the thread is counted whole
-            logger.debug("Thread %s: run not read with SQL.", self.thread_id, exc_info=True)
-            await asettle_pipeline(saver)
-            return None
-        return self._found([_row(row) for row in rows])
+        rows = await _arows(saver, kind, "run", self._parameters())
+        return None if rows is None else self._found(rows)
 
-    def _sqlite(self) -> tuple[str, str, str]:
-        return self.thread_id, self.since or "", self.channel
-
-    def _postgres(self) -> dict[str, str]:
+    def _parameters(self) -> dict[str, str]:
         return {"thread": self.thread_id, "since": self.since or "", "channel": self.channel}
 
     def _memory(self, saver: InMemorySaver) -> RunFound:
